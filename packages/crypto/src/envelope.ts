@@ -1,0 +1,157 @@
+import { backend } from '#backend';
+import {
+  type AeadKey,
+  type AeadSuite,
+  keyMaterial,
+  MAX_KEY_ID_LENGTH,
+  SUITES,
+} from './aead-key.js';
+import { assertBytes, CryptoError, decryptionFailed } from './errors.js';
+
+/** spec/envelope-v1.md §1 */
+export const ENVELOPE_VERSION = 0x01;
+const TAG_LENGTH = 16;
+const EMPTY = new Uint8Array(0);
+
+export interface EnvelopeOptions {
+  /**
+   * Associated data that binds the envelope to where it belongs (row, column, record id). The
+   * same bytes must be given to {@link decrypt}. Default empty.
+   */
+  context?: Uint8Array;
+}
+
+/** What an envelope says about itself before it is opened (unauthenticated until then). */
+export interface EnvelopeHeader {
+  readonly version: number;
+  readonly suite: AeadSuite;
+  readonly keyId: Uint8Array;
+}
+
+/**
+ * Encrypts `plaintext` into a versioned envelope (spec/envelope-v1.md) with a fresh random nonce.
+ *
+ * @throws {CryptoError} `INVALID_ARGUMENT` when `key` is not from {@link importAeadKey} or an
+ *   argument is not a Uint8Array.
+ * @example
+ * const key = await importAeadKey(raw, { id: 'k1' });
+ * const envelope = await encrypt(key, utf8Encode('hello'), { context: utf8Encode('users/42/email') });
+ */
+export async function encrypt(
+  key: AeadKey,
+  plaintext: Uint8Array,
+  options: EnvelopeOptions = {},
+): Promise<Uint8Array> {
+  const op = 'envelope.encrypt';
+  const m = keyMaterial(op, key);
+  const context = options.context ?? EMPTY;
+  assertBytes(op, 'plaintext', plaintext);
+  assertBytes(op, 'context', context);
+  // spec §1: header = version || suite || kid_len || kid
+  const headerLength = 3 + key.id.length;
+  const aad = new Uint8Array(headerLength + context.length);
+  aad[0] = ENVELOPE_VERSION;
+  aad[1] = m.suiteId;
+  aad[2] = key.id.length;
+  aad.set(key.id, 3);
+  aad.set(context, headerLength);
+  const nonce = backend.randomBytes(m.nonceLength);
+  // spec §3: aad = header || context
+  const sealed = await backend.aeadSeal(m.handle, nonce, plaintext, aad);
+  const out = new Uint8Array(headerLength + nonce.length + sealed.length);
+  out.set(aad.subarray(0, headerLength), 0);
+  out.set(nonce, headerLength);
+  out.set(sealed, headerLength + nonce.length);
+  return out;
+}
+
+/**
+ * Opens an envelope made by {@link encrypt} with the same key and context.
+ *
+ * @throws {CryptoError} `UNSUPPORTED_VERSION` when the envelope is not version 1;
+ *   `DECRYPTION_FAILED` for anything else wrong with it (tampered, truncated, wrong key, wrong
+ *   context), without saying which.
+ * @example const plaintext = await decrypt(key, envelope, { context: utf8Encode('users/42/email') });
+ */
+export async function decrypt(
+  key: AeadKey,
+  envelope: Uint8Array,
+  options: EnvelopeOptions = {},
+): Promise<Uint8Array> {
+  const op = 'envelope.decrypt';
+  const m = keyMaterial(op, key);
+  const context = options.context ?? EMPTY;
+  assertBytes(op, 'envelope', envelope);
+  assertBytes(op, 'context', context);
+  checkVersion(op, envelope);
+  // spec §4 step 2: every other failure is the same DECRYPTION_FAILED.
+  const kidLength = envelope[2] ?? 0xff;
+  const headerLength = 3 + kidLength;
+  if (
+    kidLength > MAX_KEY_ID_LENGTH ||
+    envelope.length < headerLength + m.nonceLength + TAG_LENGTH ||
+    envelope[1] !== m.suiteId ||
+    !sameBytes(envelope.subarray(3, headerLength), key.id)
+  ) {
+    throw decryptionFailed(op);
+  }
+  const aad = new Uint8Array(headerLength + context.length);
+  aad.set(envelope.subarray(0, headerLength), 0);
+  aad.set(context, headerLength);
+  const nonce = envelope.subarray(headerLength, headerLength + m.nonceLength);
+  const plaintext = await backend.aeadOpen(
+    m.handle,
+    nonce,
+    envelope.subarray(headerLength + m.nonceLength),
+    aad,
+  );
+  if (plaintext === undefined) throw decryptionFailed(op);
+  return plaintext;
+}
+
+/**
+ * Reads an envelope's suite and key id without a key, to choose the key that opens it. The
+ * result is unauthenticated until {@link decrypt} succeeds.
+ *
+ * @throws {CryptoError} `UNSUPPORTED_VERSION` for a version other than 1; `DECRYPTION_FAILED` for
+ *   a malformed header.
+ * @example const { keyId } = readEnvelopeHeader(envelope); const key = keyring.get(keyId);
+ */
+export function readEnvelopeHeader(envelope: Uint8Array): EnvelopeHeader {
+  const op = 'envelope.readHeader';
+  assertBytes(op, 'envelope', envelope);
+  checkVersion(op, envelope);
+  const suite = suiteById(envelope[1]);
+  const kidLength = envelope[2] ?? 0xff;
+  if (
+    !suite ||
+    kidLength > MAX_KEY_ID_LENGTH ||
+    envelope.length < 3 + kidLength + SUITES[suite].nonceLength + TAG_LENGTH
+  ) {
+    throw decryptionFailed(op);
+  }
+  return { version: ENVELOPE_VERSION, suite, keyId: envelope.slice(3, 3 + kidLength) };
+}
+
+/** @internal */
+export function suiteById(id: number | undefined): AeadSuite | undefined {
+  for (const [name, s] of Object.entries(SUITES)) if (s.id === id) return name as AeadSuite;
+  return undefined;
+}
+
+/** @internal Non-secret byte equality (key ids are public). */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function checkVersion(operation: string, bytes: Uint8Array): void {
+  if (bytes[0] !== ENVELOPE_VERSION) {
+    throw new CryptoError(
+      'UNSUPPORTED_VERSION',
+      operation,
+      `unsupported format version ${bytes[0] ?? 'none'}`,
+    );
+  }
+}

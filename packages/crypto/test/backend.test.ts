@@ -1,0 +1,7 @@
+import { backend } from '#backend';
+import { expect, test } from 'vitest';
+
+// Each vitest project forces one back end; this guards against the alias silently not applying.
+test('the suite runs against the back end this project names', () => {
+  expect(backend.name).toBe(process.env.COFFER_BACKEND);
+});
