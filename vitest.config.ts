@@ -12,7 +12,8 @@ function cryptoProject(backend: 'node' | 'web' | 'noble') {
   return {
     resolve: {
       conditions,
-      alias: backend === 'node' ? {} : { '#backend': `${cryptoSrc}${backend}.ts` },
+      alias:
+        backend === 'node' ? [] : [{ find: '#backend', replacement: `${cryptoSrc}${backend}.ts` }],
     },
     ssr: { resolve: { conditions, externalConditions: conditions } },
     test: {

@@ -1,5 +1,5 @@
-import { backend } from '#backend';
 import { expect, test } from 'vitest';
+import { backend } from '#backend';
 
 // Each vitest project forces one back end; this guards against the alias silently not applying.
 test('the suite runs against the back end this project names', () => {

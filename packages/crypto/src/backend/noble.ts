@@ -7,6 +7,7 @@ import { ed25519, x25519 } from '@noble/curves/ed25519.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256, sha384, sha512 } from '@noble/hashes/sha2.js';
+import { CryptoError } from '../errors.js';
 import type { AeadAlgorithm, Backend, HashName, KeyHandle } from './types.js';
 
 export const NOBLE_HASH = {
@@ -71,10 +72,17 @@ export const backend: Backend = {
   name: 'noble',
 
   randomBytes(length) {
+    const c = globalThis.crypto;
+    if (typeof c?.getRandomValues !== 'function') {
+      throw new CryptoError(
+        'UNSUPPORTED_RUNTIME',
+        'backend.randomBytes',
+        'no secure random source',
+      );
+    }
     const out = new Uint8Array(length);
     // getRandomValues fills at most 65,536 bytes per call.
-    for (let i = 0; i < length; i += 65536)
-      globalThis.crypto.getRandomValues(out.subarray(i, i + 65536));
+    for (let i = 0; i < length; i += 65536) c.getRandomValues(out.subarray(i, i + 65536));
     return out;
   },
 

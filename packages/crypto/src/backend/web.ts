@@ -1,6 +1,7 @@
 // The browser back end: WebCrypto where it is native and fast, @noble/* where WebCrypto has no
 // algorithm (ChaCha20-Poly1305, XChaCha20-Poly1305, Ed25519/X25519 in older engines) or where
 // its async call overhead dominates (hashes, HMAC and HKDF on small inputs; see README).
+import { CryptoError } from '../errors.js';
 import { isNobleHandle, backend as noble } from './noble.js';
 import type { Backend, KeyHandle, PrivateKey } from './types.js';
 
@@ -13,7 +14,15 @@ const ED25519_PKCS8 = Uint8Array.from([48, 46, 2, 1, 0, 48, 5, 6, 3, 43, 101, 11
 const X25519_PKCS8 = Uint8Array.from([48, 46, 2, 1, 0, 48, 5, 6, 3, 43, 101, 110, 4, 34, 4, 32]);
 
 function subtle(): SubtleCrypto {
-  return globalThis.crypto.subtle;
+  const s = globalThis.crypto?.subtle;
+  // Browsers hide WebCrypto outside secure contexts (plain http:, except localhost).
+  if (!s)
+    throw new CryptoError(
+      'UNSUPPORTED_RUNTIME',
+      'backend.web',
+      'WebCrypto is unavailable (not a secure context?)',
+    );
+  return s;
 }
 
 function pkcs8(prefix: Uint8Array, key: Uint8Array): Uint8Array<ArrayBuffer> {
