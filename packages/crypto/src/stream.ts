@@ -170,12 +170,21 @@ function concatAad(header: Uint8Array, context: Uint8Array): Uint8Array {
 /** Length of the header that starts `bytes`, once its `kid_len` byte is known. */
 function headerLength(op: string, bytes: Uint8Array): number | undefined {
   if (bytes.length === 0) return undefined;
-  if (bytes[0] !== STREAM_VERSION) {
-    throw new CryptoError('UNSUPPORTED_VERSION', op, `unsupported format version ${bytes[0]}`);
-  }
+  checkVersion(op, bytes);
   if (bytes.length < 4) return undefined;
   if (bytes[3]! > MAX_KEY_ID_LENGTH) throw decryptionFailed(op);
   return FIXED_HEADER + bytes[3]!;
+}
+
+/** spec §4.1: empty input, or a first byte other than 0x01, is not a stream this version reads. */
+function checkVersion(op: string, bytes: Uint8Array): void {
+  if (bytes[0] !== STREAM_VERSION) {
+    throw new CryptoError(
+      'UNSUPPORTED_VERSION',
+      op,
+      `unsupported format version ${bytes[0] ?? 'none'}`,
+    );
+  }
 }
 
 /**
@@ -225,6 +234,7 @@ export async function streamDecrypt(
   const context = options.context ?? EMPTY;
   assertBytes(op, 'stream', stream);
   assertBytes(op, 'context', context);
+  checkVersion(op, stream);
   const hl = headerLength(op, stream);
   if (hl === undefined || stream.length < hl + TAG) throw decryptionFailed(op);
   const started = await startDecryption(op, m, key, stream.subarray(0, hl), context);
@@ -355,6 +365,7 @@ export function createDecryptStream(
       }
     },
     async flush(controller) {
+      if (!started && filled === 0) checkVersion(op, buffer.subarray(0, 0));
       if (!started || filled < TAG) throw decryptionFailed(op);
       controller.enqueue(await started.cipher.open(buffer.subarray(0, filled), true));
     },

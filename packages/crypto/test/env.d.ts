@@ -1,0 +1,10 @@
+// `import.meta.env` in test files: vitest fills it from the project's `test.env`, under Node
+// (where it mirrors process.env) and in the browser (where there is no process) alike.
+interface ImportMetaEnv {
+  /** The back end the running vitest project tests: 'node', 'web' or 'noble'. */
+  readonly COFFER_BACKEND?: string;
+}
+
+interface ImportMeta {
+  readonly env: ImportMetaEnv;
+}
