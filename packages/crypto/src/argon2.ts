@@ -33,8 +33,8 @@ export const ARGON2ID_MAX_MEMORY_KIB = 4 * 1024 * 1024;
 /**
  * Derives a key from a password with Argon2id.
  *
- * @throws {CryptoError} `INVALID_ARGUMENT` for a salt under 16 bytes or parameters outside the
- *   accepted range.
+ * @throws {CryptoError} `INVALID_ARGUMENT` for an empty password, a salt under 16 bytes or
+ *   parameters outside the accepted range; `UNSUPPORTED_RUNTIME` when WebAssembly cannot run it.
  * @example const key = await argon2id(utf8Encode(password), salt);
  */
 export async function argon2id(
@@ -46,6 +46,7 @@ export async function argon2id(
   assertBytes(op, 'password', password);
   assertBytes(op, 'salt', salt);
   const { memoryKiB, iterations, parallelism, length } = { ...ARGON2ID_DEFAULTS, ...params };
+  if (password.length === 0) throw new CryptoError('INVALID_ARGUMENT', op, '"password" must not be empty');
   if (salt.length < ARGON2ID_MIN_SALT_LENGTH) {
     throw new CryptoError(
       'INVALID_ARGUMENT',
@@ -59,15 +60,20 @@ export async function argon2id(
   checkRange(op, 'length', length, 16, 1024);
   if (memoryKiB < 8 * parallelism)
     checkRange(op, 'memoryKiB', memoryKiB, 8 * parallelism, ARGON2ID_MAX_MEMORY_KIB);
-  return argon2idWasm({
-    password,
-    salt,
-    memorySize: memoryKiB,
-    iterations,
-    parallelism,
-    hashLength: length,
-    outputType: 'binary',
-  });
+  try {
+    return await argon2idWasm({
+      password,
+      salt,
+      memorySize: memoryKiB,
+      iterations,
+      parallelism,
+      hashLength: length,
+      outputType: 'binary',
+    });
+  } catch (cause) {
+    // Inputs are validated above; what is left is the runtime failing (WebAssembly memory).
+    throw new CryptoError('UNSUPPORTED_RUNTIME', op, 'argon2id could not run (out of memory?)', { cause });
+  }
 }
 
 function checkRange(op: string, name: string, value: number, min: number, max: number): void {

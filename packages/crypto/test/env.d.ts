@@ -1,3 +1,5 @@
+/// <reference types="vite/client" />
+// Vite types for test files: `?raw` imports and import.meta.glob (errors.test.ts).
 // `import.meta.env` in test files: vitest fills it from the project's `test.env`, under Node
 // (where it mirrors process.env) and in the browser (where there is no process) alike.
 interface ImportMetaEnv {
