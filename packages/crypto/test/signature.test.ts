@@ -2,10 +2,12 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
+  fromHex,
   generateSigningKeyPair,
   importSigningKey,
   importVerifyingKey,
   sign,
+  toHex,
   utf8Encode,
   verify,
 } from '../src/index.js';
@@ -26,15 +28,13 @@ function leNumber(b: Uint8Array): bigint {
 
 describe('ed25519', () => {
   test('RFC 8032 §7.1 test 1 (empty message)', async () => {
-    const seed = Uint8Array.from(
-      Buffer.from('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60', 'hex'),
-    );
+    const seed = fromHex('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60');
     const key = await importSigningKey(seed);
-    expect(Buffer.from(key.publicKey).toString('hex')).toBe(
+    expect(toHex(key.publicKey)).toBe(
       'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
     );
     const sig = await sign(key, new Uint8Array(0));
-    expect(Buffer.from(sig).toString('hex')).toBe(
+    expect(toHex(sig)).toBe(
       'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
     );
     expect(await verify(key.publicKey, new Uint8Array(0), sig)).toBe(true);
