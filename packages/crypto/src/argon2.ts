@@ -46,7 +46,8 @@ export async function argon2id(
   assertBytes(op, 'password', password);
   assertBytes(op, 'salt', salt);
   const { memoryKiB, iterations, parallelism, length } = { ...ARGON2ID_DEFAULTS, ...params };
-  if (password.length === 0) throw new CryptoError('INVALID_ARGUMENT', op, '"password" must not be empty');
+  if (password.length === 0)
+    throw new CryptoError('INVALID_ARGUMENT', op, '"password" must not be empty');
   if (salt.length < ARGON2ID_MIN_SALT_LENGTH) {
     throw new CryptoError(
       'INVALID_ARGUMENT',
@@ -72,7 +73,9 @@ export async function argon2id(
     });
   } catch (cause) {
     // Inputs are validated above; what is left is the runtime failing (WebAssembly memory).
-    throw new CryptoError('UNSUPPORTED_RUNTIME', op, 'argon2id could not run (out of memory?)', { cause });
+    throw new CryptoError('UNSUPPORTED_RUNTIME', op, 'argon2id could not run (out of memory?)', {
+      cause,
+    });
   }
 }
 

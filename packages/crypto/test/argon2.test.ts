@@ -80,7 +80,9 @@ describe('argon2id', () => {
       [salt, { iterations: 1.5 }],
     ] as const) {
       const password = s === 'empty-password' ? new Uint8Array(0) : pw;
-      expect(await codeOf(argon2id(password, s === 'empty-password' ? salt : s, params))).toBe('INVALID_ARGUMENT');
+      expect(await codeOf(argon2id(password, s === 'empty-password' ? salt : s, params))).toBe(
+        'INVALID_ARGUMENT',
+      );
     }
   });
 });
