@@ -102,7 +102,8 @@ export const backend: Backend = {
   hkdf: noble.hkdf,
 
   async aeadKey(algorithm, key) {
-    if (algorithm !== 'AES-GCM') return noble.aeadKey(algorithm, key);
+    // Chromium's WebCrypto has no AES-192 (Coffer uses AES-256; the raw layer serves vectors).
+    if (algorithm !== 'AES-GCM' || key.length === 24) return noble.aeadKey(algorithm, key);
     return asHandle(
       await subtle().importKey('raw', buf(key), 'AES-GCM', false, ['encrypt', 'decrypt']),
     );
