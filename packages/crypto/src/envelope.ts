@@ -47,21 +47,21 @@ export async function encrypt(
   const context = options.context ?? EMPTY;
   assertBytes(op, 'plaintext', plaintext);
   assertBytes(op, 'context', context);
-  // spec §1: header = version || suite || kid_len || kid
-  const headerLength = 3 + key.id.length;
-  const aad = new Uint8Array(headerLength + context.length);
-  aad[0] = ENVELOPE_VERSION;
-  aad[1] = m.suiteId;
-  aad[2] = key.id.length;
-  aad.set(key.id, 3);
-  aad.set(context, headerLength);
-  const nonce = backend.randomBytes(m.nonceLength);
-  // spec §3: aad = header || context
-  const sealed = await backend.aeadSeal(m.handle, nonce, plaintext, aad);
-  const out = new Uint8Array(headerLength + nonce.length + sealed.length);
-  out.set(aad.subarray(0, headerLength), 0);
+  // spec §1: header = version || suite || kid_len || kid; envelope = header || nonce || ct.
+  const kid = key.id;
+  const headerLength = 3 + kid.length;
+  const header = new Uint8Array(headerLength);
+  header[0] = ENVELOPE_VERSION;
+  header[1] = m.suiteId;
+  header[2] = kid.length;
+  header.set(kid, 3);
+  const nonce = backend.randomNonce(m.nonceLength);
+  // spec §3: aad = header || context. The back end seals into the envelope's own buffer, leaving
+  // room in front for header and nonce, so the ciphertext is never copied.
+  const aad = withContext(header, context);
+  const out = await backend.aeadSeal(m.handle, nonce, plaintext, aad, headerLength + nonce.length);
+  out.set(header, 0);
   out.set(nonce, headerLength);
-  out.set(sealed, headerLength + nonce.length);
   return out;
 }
 
@@ -95,9 +95,7 @@ export async function decrypt(
   ) {
     throw decryptionFailed(op);
   }
-  const aad = new Uint8Array(headerLength + context.length);
-  aad.set(envelope.subarray(0, headerLength), 0);
-  aad.set(context, headerLength);
+  const aad = withContext(envelope.subarray(0, headerLength), context);
   const nonce = envelope.subarray(headerLength, headerLength + m.nonceLength);
   const plaintext = await backend.aeadOpen(
     m.handle,
@@ -137,6 +135,15 @@ export function readEnvelopeHeader(envelope: Uint8Array): EnvelopeHeader {
 export function suiteById(id: number | undefined): AeadSuite | undefined {
   for (const [name, s] of Object.entries(SUITES)) if (s.id === id) return name as AeadSuite;
   return undefined;
+}
+
+/** `header || context`: the header itself (a view, no copy) when the context is empty. */
+function withContext(header: Uint8Array, context: Uint8Array): Uint8Array {
+  if (context.length === 0) return header;
+  const aad = new Uint8Array(header.length + context.length);
+  aad.set(header, 0);
+  aad.set(context, header.length);
+  return aad;
 }
 
 /** @internal Non-secret byte equality (key ids are public). */

@@ -9,3 +9,15 @@ test('the suite runs against the back end this project names', () => {
   expect(['node', 'web', 'noble']).toContain(import.meta.env.COFFER_BACKEND);
   expect(backend.name).toBe(import.meta.env.COFFER_BACKEND);
 });
+
+test('nonces are unique, right-sized and own their memory', () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 2000; i++) {
+    const n = backend.randomNonce(i % 2 === 0 ? 12 : 24);
+    expect(n.length).toBe(i % 2 === 0 ? 12 : 24);
+    expect(n.byteOffset).toBe(0);
+    expect(n.buffer.byteLength).toBe(n.length);
+    seen.add(Array.from(n).join(','));
+  }
+  expect(seen.size).toBe(2000);
+});

@@ -8,6 +8,7 @@ import { hkdf } from '@noble/hashes/hkdf.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256, sha384, sha512 } from '@noble/hashes/sha2.js';
 import { CryptoError } from '../errors.js';
+import { nobleSealInto } from './_noble-seal.js';
 import type { AeadAlgorithm, Backend, HashName, KeyHandle } from './types.js';
 
 export const NOBLE_HASH = {
@@ -86,6 +87,10 @@ export const backend: Backend = {
     return out;
   },
 
+  randomNonce(length) {
+    return backend.randomBytes(length);
+  },
+
   timingSafeEqual(a, b) {
     let diff = a.length ^ b.length;
     for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
@@ -108,9 +113,14 @@ export const backend: Backend = {
     return asHandle<NobleAeadKey>({ kind: 'noble-aead', algorithm, key: key.slice() });
   },
 
-  aeadSeal(handle, nonce, plaintext, aad) {
+  aeadSeal(handle, nonce, plaintext, aad, prefix = 0) {
     const k = handle as unknown as NobleAeadKey;
-    return AEAD[k.algorithm](k.key, nonce, aad).encrypt(plaintext);
+    return nobleSealInto(
+      AEAD[k.algorithm](k.key, nonce, aad),
+      plaintext,
+      prefix,
+      k.algorithm !== 'AES-GCM',
+    );
   },
 
   aeadOpen(handle, nonce, sealed, aad) {

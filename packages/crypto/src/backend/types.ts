@@ -22,6 +22,11 @@ export interface Backend {
   readonly name: 'node' | 'web' | 'noble';
 
   randomBytes(length: number): Uint8Array;
+  /**
+   * Random bytes for a nonce: a public value, so a back end may serve it from randomness
+   * generated ahead of use. Never use it for keys, salts or anything secret.
+   */
+  randomNonce(length: number): Uint8Array;
   /** Constant-time equality of two arrays of the same length. */
   timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean;
 
@@ -38,12 +43,16 @@ export interface Backend {
 
   /** Prepares an AEAD key (16, 24 or 32 bytes for AES-GCM; 32 for the ChaCha family). */
   aeadKey(algorithm: AeadAlgorithm, key: Uint8Array): Awaitable<KeyHandle>;
-  /** Returns ciphertext || 16-byte tag. */
+  /**
+   * Returns `prefix` zero bytes || ciphertext || 16-byte tag: the free prefix lets a caller
+   * write its header in front without copying the ciphertext again.
+   */
   aeadSeal(
     key: KeyHandle,
     nonce: Uint8Array,
     plaintext: Uint8Array,
     aad: Uint8Array,
+    prefix?: number,
   ): Awaitable<Uint8Array>;
   /** Returns the plaintext, or undefined when the tag does not verify. */
   aeadOpen(

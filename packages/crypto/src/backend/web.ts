@@ -85,6 +85,7 @@ function buf(b: Uint8Array): Uint8Array<ArrayBuffer> {
 export const backend: Backend = {
   name: 'web',
   randomBytes: noble.randomBytes,
+  randomNonce: noble.randomNonce,
   timingSafeEqual: noble.timingSafeEqual,
 
   async digest(hash, data) {
@@ -109,17 +110,20 @@ export const backend: Backend = {
     );
   },
 
-  async aeadSeal(handle, nonce, plaintext, aad) {
-    if (isNobleHandle(handle)) return noble.aeadSeal(handle, nonce, plaintext, aad);
+  async aeadSeal(handle, nonce, plaintext, aad, prefix = 0) {
+    if (isNobleHandle(handle)) return noble.aeadSeal(handle, nonce, plaintext, aad, prefix);
     const params: AesGcmParams = {
       name: 'AES-GCM',
       iv: buf(nonce),
       additionalData: buf(aad),
       tagLength: 128,
     };
-    return new Uint8Array(
-      await subtle().encrypt(params, handle as unknown as CryptoKey, buf(plaintext)),
-    );
+    const sealed = await subtle().encrypt(params, handle as unknown as CryptoKey, buf(plaintext));
+    if (prefix === 0) return new Uint8Array(sealed);
+    // WebCrypto allocates its own output: one copy to make room for the caller's header.
+    const out = new Uint8Array(prefix + sealed.byteLength);
+    out.set(new Uint8Array(sealed), prefix);
+    return out;
   },
 
   async aeadOpen(handle, nonce, sealed, aad) {
