@@ -1,4 +1,9 @@
-import { type AeadKey, createDecryptStream, type StreamOptions } from '../src/index.js';
+import {
+  type AeadKey,
+  concatBytes,
+  createDecryptStream,
+  type StreamOptions,
+} from '../src/index.js';
 
 /** A ReadableStream of `data` in pieces of `pieceSize` bytes. */
 export function readableOf(data: Uint8Array, pieceSize: number): ReadableStream<Uint8Array> {
@@ -21,13 +26,7 @@ export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8
     if (done) break;
     parts.push(value);
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatBytes(...parts);
 }
 
 /** Pipes `data`, in pieces of `pieceSize`, through a decrypting TransformStream. */
