@@ -112,6 +112,16 @@ function browserVectors(): Plugin {
   };
 }
 
+// Server-side packages run under Node only.
+function nodeProject(name: string): TestProjectInlineConfiguration {
+  return {
+    extends: true,
+    resolve: { conditions },
+    ssr: { resolve: { conditions, externalConditions: conditions } },
+    test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
+  };
+}
+
 function browserProjects(): TestProjectInlineConfiguration[] {
   if (existsSync(chromiumPath)) return [chromiumProject()];
   if (process.env.CI === 'true') {
@@ -139,6 +149,7 @@ export default defineConfig({
       cryptoProject('web'),
       cryptoProject('noble'),
       ...browserProjects(),
+      nodeProject('fields'),
     ],
   },
 });

@@ -1,0 +1,153 @@
+import { hkdf, hmac, toHex } from '@coffer/crypto';
+import { concat, lp } from './_bytes.js';
+import { FieldsError } from './errors.js';
+import type { FieldCipher } from './field-cipher.js';
+import { type Keyring, primaryVersion } from './keyring.js';
+import { encodeValue, type FieldValue } from './value-codec.js';
+
+/** Applied to string values before hashing, in the order given. */
+export type Normalizer = 'trim' | 'casefold' | 'nfc';
+
+export interface BlindIndexSpec {
+  readonly tenant?: string;
+  readonly table: string;
+  readonly column: string;
+  /** The index's name; several indexes on one column are independent. */
+  readonly name: string;
+  /** Output bits, 8 to 256; default 32. Use {@link planBlindIndex} to choose. */
+  readonly bits?: number;
+  readonly normalize?: readonly Normalizer[];
+  /** Index key version; default the newest (a shadow column computes the next one). */
+  readonly version?: number;
+}
+
+export const DEFAULT_INDEX_BITS = 32;
+const LABEL = 'coffer/v1/blind-index';
+
+const NORMALIZERS: Record<Normalizer, (s: string) => string> = {
+  trim: (s) => s.trim(),
+  casefold: (s) => s.toLowerCase(),
+  nfc: (s) => s.normalize('NFC'),
+};
+
+/**
+ * Blind indexes for equality search over encrypted columns: HMAC-SHA256 under a per-column,
+ * per-index key derived from the keyring's index key (never the encryption key), truncated to
+ * `bits` (spec/field-v1.md §6). Pass several values for a compound index.
+ *
+ * @example
+ * const index = createBlindIndexer(keyring, fields);
+ * const emailIdx = await index.compute('Alice@Example.com', { table: 'users', column: 'email', name: 'email_eq', normalize: ['trim', 'casefold'] });
+ */
+export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
+  const keys = new Map<string, Promise<Uint8Array>>();
+  const newest = () => primaryVersion(keyring, 'index');
+
+  function indexKey(op: string, spec: BlindIndexSpec, version: number): Promise<Uint8Array> {
+    const id = `${version}\0${spec.table}\0${spec.column}\0${spec.name}`;
+    let p = keys.get(id);
+    if (!p) {
+      const context = concat(
+        lp(op, 'table', spec.table),
+        lp(op, 'column', spec.column),
+        lp(op, 'name', spec.name),
+      );
+      p = fields
+        .keyBytes('index', version)
+        .then((root) => hkdf(root, { label: LABEL, length: 32, context }));
+      keys.set(id, p);
+      p.catch(() => keys.delete(id));
+    }
+    return p;
+  }
+
+  return {
+    /**
+     * The blind index of `value` (or of several values, for a compound index), as lowercase hex.
+     *
+     * @throws {FieldsError} `INVALID_ARGUMENT` for bad bits or names; provider codes.
+     */
+    async compute(
+      value: FieldValue | readonly FieldValue[],
+      spec: BlindIndexSpec,
+    ): Promise<string> {
+      const op = 'fields.blindIndex';
+      const bits = spec.bits ?? DEFAULT_INDEX_BITS;
+      if (!Number.isInteger(bits) || bits < 8 || bits > 256) {
+        throw new FieldsError('INVALID_ARGUMENT', op, '"bits" expected an integer from 8 to 256');
+      }
+      const key = await indexKey(op, spec, spec.version ?? newest());
+      const values = Array.isArray(value)
+        ? (value as readonly FieldValue[])
+        : [value as FieldValue];
+      const parts: Uint8Array[] = [];
+      // spec §6: tenant part, then uint32_be(len) || encoded value for each value.
+      parts.push(
+        spec.tenant === undefined
+          ? Uint8Array.of(0)
+          : concat(Uint8Array.of(1), lp(op, 'tenant', spec.tenant)),
+      );
+      for (let v of values) {
+        if (typeof v === 'string')
+          for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v as string);
+        const encoded = encodeValue(op, v);
+        const len = new Uint8Array(4);
+        new DataView(len.buffer).setUint32(0, encoded.length);
+        parts.push(len, encoded);
+      }
+      const mac = await hmac('SHA-256', key, concat(...parts));
+      const out = mac.subarray(0, Math.ceil(bits / 8));
+      if (bits % 8 !== 0) out[out.length - 1]! &= (0xff << (8 - (bits % 8))) & 0xff;
+      return toHex(out);
+    },
+  };
+}
+
+export interface BlindIndexPlan {
+  readonly rows: number;
+  readonly bits: number;
+  /** Expected rows that share one index value, were every value distinct: N / 2^bits. */
+  readonly rowsPerIndexValue: number;
+  /** Expected non-matching rows a lookup returns (to be filtered by decrypting): (N - 1) / 2^bits. */
+  readonly falsePositivesPerLookup: number;
+  /** The range of bits that keeps at least 2 rows per index value and at most `maxCandidates` false positives. */
+  readonly recommended: { readonly min: number; readonly max: number } | undefined;
+  /** Plain-language statements of what a stolen database reveals through this index. */
+  readonly leaks: readonly string[];
+}
+
+/**
+ * Sizes a blind index for an expected row count, the way CipherSweet's planner does: too many
+ * bits and each index value pins down one row (the index leaks exact equality); too few and
+ * every lookup returns many rows to decrypt and discard.
+ *
+ * @example planBlindIndex({ rows: 1_000_000 }) // recommended bits, false-positive rate, leakage
+ */
+export function planBlindIndex(options: {
+  rows: number;
+  bits?: number;
+  maxCandidates?: number;
+}): BlindIndexPlan {
+  const op = 'fields.planBlindIndex';
+  const { rows, maxCandidates = 1000 } = options;
+  if (!Number.isSafeInteger(rows) || rows < 1)
+    throw new FieldsError('INVALID_ARGUMENT', op, '"rows" expected a positive integer');
+  if (!Number.isSafeInteger(maxCandidates) || maxCandidates < 1)
+    throw new FieldsError('INVALID_ARGUMENT', op, '"maxCandidates" expected a positive integer');
+  const max = Math.floor(Math.log2(rows / 2));
+  const min = Math.max(8, Math.ceil(Math.log2(rows / maxCandidates)));
+  const recommended = max >= min && max >= 8 ? { min, max: Math.min(max, 256) } : undefined;
+  const bits = options.bits ?? recommended?.max ?? Math.max(8, Math.min(256, max));
+  if (!Number.isInteger(bits) || bits < 8 || bits > 256)
+    throw new FieldsError('INVALID_ARGUMENT', op, '"bits" expected an integer from 8 to 256');
+  const rowsPerIndexValue = rows / 2 ** bits;
+  const falsePositivesPerLookup = (rows - 1) / 2 ** bits;
+  const leaks = [
+    'which rows share a value (equal normalised values always have equal indexes), and so how often each value occurs',
+    rowsPerIndexValue < 2
+      ? `with ${bits} bits and ${rows} rows most index values belong to a single row: the index nearly identifies values across rows; use at most ${Math.max(8, max)} bits to keep collisions as cover`
+      : `about ${rowsPerIndexValue.toFixed(1)} rows share each index value, so an index match alone does not prove two rows are equal`,
+    'with the index key (a stolen key provider), a guessed value can be confirmed: blind indexes on low-entropy data (booleans, small enums, birth years) are dictionaries',
+  ];
+  return { rows, bits, rowsPerIndexValue, falsePositivesPerLookup, recommended, leaks };
+}

@@ -1,0 +1,293 @@
+import {
+  type AeadKey,
+  CryptoError,
+  decrypt,
+  encrypt,
+  fromBase64url,
+  hkdf,
+  importAeadKey,
+  readEnvelopeHeader,
+  toBase64url,
+} from '@coffer/crypto';
+import { concat, lp, MAX_ROW_ID_BYTES, uint32be } from './_bytes.js';
+import { FieldsError } from './errors.js';
+import type { KeyProvider } from './key-provider.js';
+import { type KeyPurpose, type Keyring, primaryVersion, unwrapEntry } from './keyring.js';
+import { decodeValue, encodeValue, type FieldValue } from './value-codec.js';
+
+/** Where a value lives: what its ciphertext is bound to (spec/field-v1.md §2). */
+export interface FieldContext {
+  /** Optional tenant (organisation, workspace); a ciphertext opens only in its own. */
+  readonly tenant?: string;
+  readonly table: string;
+  readonly column: string;
+  /** The row's primary key: a string, a safe integer or a bigint. */
+  readonly rowId: string | number | bigint;
+}
+
+export interface EncryptOptions {
+  /** `text` (default) for text columns, `binary` for bytea/blob columns. */
+  readonly format?: 'text' | 'binary';
+  /** Pad the plaintext to a multiple of this many bytes (8 to 4096), hiding exact lengths. */
+  readonly padTo?: number;
+}
+
+export interface DecryptOptions {
+  /**
+   * Inside an explicit migration window only: a value that is not a Coffer ciphertext is
+   * returned as the plaintext it is. Outside it, such a value is `PLAINTEXT_VALUE`.
+   */
+  readonly allowPlaintext?: boolean;
+}
+
+/** A stored value: text-form ciphertext, binary-form ciphertext, or (in migrations) plaintext. */
+export type StoredValue = string | Uint8Array;
+
+export interface FieldCipher {
+  /**
+   * Encrypts `value` for the place `context` names, with the newest data key.
+   *
+   * @throws {FieldsError} `INVALID_ARGUMENT` for a bad context or value; provider codes when the
+   *   data key cannot be unwrapped (`PROVIDER_UNAVAILABLE` is retryable).
+   */
+  encrypt(
+    value: FieldValue,
+    context: FieldContext,
+    options: EncryptOptions & { format: 'binary' },
+  ): Promise<Uint8Array>;
+  encrypt(
+    value: FieldValue,
+    context: FieldContext,
+    options?: EncryptOptions & { format?: 'text' },
+  ): Promise<string>;
+  encrypt(value: FieldValue, context: FieldContext, options?: EncryptOptions): Promise<StoredValue>;
+  /**
+   * Decrypts a stored value for the place `context` names.
+   *
+   * @throws {FieldsError} `DECRYPTION_FAILED` (tampered, truncated, moved to another
+   *   tenant/table/column/row, wrong key); `UNSUPPORTED_VERSION`; `UNKNOWN_KEY` (the keyring lacks
+   *   its key version); `PLAINTEXT_VALUE` (not a ciphertext, outside a migration window).
+   */
+  decrypt(
+    stored: StoredValue,
+    context: FieldContext,
+    options?: DecryptOptions,
+  ): Promise<FieldValue>;
+  /** The data-key version that sealed `stored`, or undefined for a plaintext value. */
+  keyVersionOf(stored: StoredValue): number | undefined;
+  /** The data-key version new values use. */
+  readonly primaryVersion: number;
+  /** @internal The 32-byte key of a keyring entry, unwrapped once and cached. */
+  keyBytes(purpose: KeyPurpose, version: number): Promise<Uint8Array>;
+}
+
+const TEXT_PREFIX = 'cf1:';
+const BINARY_MAGIC = 0xcf;
+const FORMAT_VERSION = 0x01;
+const CONTEXT_VERSION = 0x01;
+const FIELD_KEY_LABEL = 'coffer/v1/field-key';
+
+/**
+ * A field cipher over a keyring. Keys are unwrapped by the provider on first use and kept in
+ * memory, with the per-column keys derived from them: one provider call per key version, never
+ * one per record.
+ *
+ * @example
+ * const fields = createFieldCipher(keyring, provider);
+ * const stored = await fields.encrypt('alice@example.com', { table: 'users', column: 'email', rowId: 42 });
+ * const email = await fields.decrypt(stored, { table: 'users', column: 'email', rowId: 42 });
+ */
+export function createFieldCipher(keyring: Keyring, provider: KeyProvider): FieldCipher {
+  const primary = primaryVersion(keyring, 'data');
+  const unwrapped = new Map<string, Promise<Uint8Array>>();
+  const columnKeys = new Map<string, Promise<AeadKey>>();
+  const prefixes = new Map<string, Uint8Array>();
+
+  function keyBytes(purpose: KeyPurpose, version: number): Promise<Uint8Array> {
+    const id = `${purpose}/${version}`;
+    let p = unwrapped.get(id);
+    if (!p) {
+      const entry = keyring.keys.find((k) => k.purpose === purpose && k.version === version);
+      if (!entry)
+        return Promise.reject(
+          new FieldsError(
+            'UNKNOWN_KEY',
+            'fields.key',
+            `keyring has no ${purpose} key version ${version}`,
+          ),
+        );
+      p = unwrapEntry(provider, entry);
+      unwrapped.set(id, p);
+      // A failed unwrap (provider down) is not cached: the next call tries again.
+      p.catch(() => unwrapped.delete(id));
+    }
+    return p;
+  }
+
+  function columnKey(version: number, table: string, column: string): Promise<AeadKey> {
+    const id = `${version}\0${table}\0${column}`;
+    let p = columnKeys.get(id);
+    if (!p) {
+      p = (async () => {
+        const dataKey = await keyBytes('data', version);
+        const op = 'fields.columnKey';
+        // spec §1: K = HKDF-SHA256(D_v, info = "coffer/v1/field-key" || 0x00 || lp(t) || lp(c))
+        const raw = await hkdf(dataKey, {
+          label: FIELD_KEY_LABEL,
+          length: 32,
+          context: concat(lp(op, 'table', table), lp(op, 'column', column)),
+        });
+        try {
+          return await importAeadKey(raw, { id: uint32be(version) });
+        } finally {
+          raw.fill(0);
+        }
+      })();
+      columnKeys.set(id, p);
+      p.catch(() => columnKeys.delete(id));
+    }
+    return p;
+  }
+
+  /** spec §2: 0x01 || tenant_flag || [lp(tenant)] || lp(table) || lp(column) || lp(row_id) */
+  function bindingContext(op: string, ctx: FieldContext): Uint8Array {
+    if (typeof ctx !== 'object' || ctx === null)
+      throw new FieldsError('INVALID_ARGUMENT', op, '"context" expected { table, column, rowId }');
+    const { tenant, table, column } = ctx;
+    const id = `${tenant === undefined ? '' : `t${tenant}`}\0${table}\0${column}`;
+    let prefix = prefixes.get(id);
+    if (!prefix) {
+      const head =
+        tenant === undefined
+          ? Uint8Array.of(CONTEXT_VERSION, 0)
+          : concat(Uint8Array.of(CONTEXT_VERSION, 1), lp(op, 'tenant', tenant));
+      prefix = concat(head, lp(op, 'table', table), lp(op, 'column', column));
+      prefixes.set(id, prefix);
+    }
+    return concat(prefix, lp(op, 'rowId', rowIdText(op, ctx.rowId), MAX_ROW_ID_BYTES));
+  }
+
+  function parse(
+    op: string,
+    stored: StoredValue,
+  ): { envelope: Uint8Array } | { plaintext: StoredValue } {
+    if (typeof stored === 'string') {
+      if (stored.startsWith(TEXT_PREFIX)) {
+        try {
+          return { envelope: fromBase64url(stored.slice(TEXT_PREFIX.length)) };
+        } catch {
+          throw new FieldsError('DECRYPTION_FAILED', op, 'decryption failed');
+        }
+      }
+      if (/^cf[0-9]:/.test(stored))
+        throw new FieldsError(
+          'UNSUPPORTED_VERSION',
+          op,
+          `unsupported field format ${stored.slice(0, 3)}`,
+        );
+      return { plaintext: stored };
+    }
+    if (stored instanceof Uint8Array) {
+      if (stored[0] !== BINARY_MAGIC) return { plaintext: stored };
+      if (stored[1] !== FORMAT_VERSION)
+        throw new FieldsError(
+          'UNSUPPORTED_VERSION',
+          op,
+          `unsupported field format version ${stored[1] ?? 'none'}`,
+        );
+      return { envelope: stored.subarray(2) };
+    }
+    throw new FieldsError('INVALID_ARGUMENT', op, '"stored" expected a string or Uint8Array');
+  }
+
+  function versionOfEnvelope(op: string, envelope: Uint8Array): number {
+    let keyId: Uint8Array;
+    try {
+      keyId = readEnvelopeHeader(envelope).keyId;
+    } catch {
+      throw new FieldsError('DECRYPTION_FAILED', op, 'decryption failed');
+    }
+    if (keyId.length !== 4) throw new FieldsError('DECRYPTION_FAILED', op, 'decryption failed');
+    return new DataView(keyId.buffer, keyId.byteOffset, 4).getUint32(0);
+  }
+
+  async function encryptValue(
+    value: FieldValue,
+    ctx: FieldContext,
+    options: EncryptOptions = {},
+  ): Promise<StoredValue> {
+    const op = 'fields.encrypt';
+    const aad = bindingContext(op, ctx);
+    const plaintext = encodeValue(op, value, options.padTo);
+    const key = await columnKey(primary, ctx.table, ctx.column);
+    const envelope = await encrypt(key, plaintext, { context: aad });
+    plaintext.fill(0);
+    if (options.format === 'binary') {
+      const out = new Uint8Array(2 + envelope.length);
+      out[0] = BINARY_MAGIC;
+      out[1] = FORMAT_VERSION;
+      out.set(envelope, 2);
+      return out;
+    }
+    if (options.format !== undefined && options.format !== 'text') {
+      throw new FieldsError('INVALID_ARGUMENT', op, '"format" expected text or binary');
+    }
+    return TEXT_PREFIX + toBase64url(envelope);
+  }
+
+  return {
+    primaryVersion: primary,
+    keyBytes,
+    encrypt: encryptValue as FieldCipher['encrypt'],
+
+    async decrypt(stored, ctx, options = {}) {
+      const op = 'fields.decrypt';
+      const parsed = parse(op, stored);
+      if ('plaintext' in parsed) {
+        if (options.allowPlaintext) return parsed.plaintext;
+        throw new FieldsError(
+          'PLAINTEXT_VALUE',
+          op,
+          `${ctx?.table}.${ctx?.column} holds a value that is not encrypted`,
+        );
+      }
+      const aad = bindingContext(op, ctx);
+      const version = versionOfEnvelope(op, parsed.envelope);
+      if (!keyring.keys.some((k) => k.purpose === 'data' && k.version === version)) {
+        throw new FieldsError('UNKNOWN_KEY', op, `keyring has no data key version ${version}`);
+      }
+      const key = await columnKey(version, ctx.table, ctx.column);
+      let plaintext: Uint8Array;
+      try {
+        plaintext = await decrypt(key, parsed.envelope, { context: aad });
+      } catch (err) {
+        if (CryptoError.is(err))
+          throw new FieldsError('DECRYPTION_FAILED', op, 'decryption failed');
+        throw err;
+      }
+      try {
+        return decodeValue(op, plaintext);
+      } finally {
+        plaintext.fill(0);
+      }
+    },
+
+    keyVersionOf(stored) {
+      const parsed = parse('fields.keyVersionOf', stored);
+      return 'plaintext' in parsed
+        ? undefined
+        : versionOfEnvelope('fields.keyVersionOf', parsed.envelope);
+    },
+  };
+}
+
+function rowIdText(op: string, rowId: unknown): string {
+  if (typeof rowId === 'string' && rowId.length > 0) return rowId;
+  if (typeof rowId === 'number' && Number.isSafeInteger(rowId)) return String(rowId);
+  if (typeof rowId === 'bigint') return rowId.toString(10);
+  throw new FieldsError(
+    'INVALID_ARGUMENT',
+    op,
+    '"rowId" expected a non-empty string, a safe integer or a bigint',
+  );
+}

@@ -1,0 +1,37 @@
+export {
+  type BlindIndexPlan,
+  type BlindIndexSpec,
+  createBlindIndexer,
+  DEFAULT_INDEX_BITS,
+  type Normalizer,
+  planBlindIndex,
+} from './blind-index.js';
+export { FIELDS_ERROR_CODES, FieldsError, type FieldsErrorCode } from './errors.js';
+export {
+  createFieldCipher,
+  type DecryptOptions,
+  type EncryptOptions,
+  type FieldCipher,
+  type FieldContext,
+  type StoredValue,
+} from './field-cipher.js';
+export type { KeyOperation, KeyProvider } from './key-provider.js';
+export {
+  createKeyring,
+  type KeyPurpose,
+  type Keyring,
+  type KeyringEntry,
+  parseKeyring,
+  primaryVersion,
+  retireDataKey,
+  rewrapKeyring,
+  rotateKey,
+} from './keyring.js';
+export {
+  createLocalProvider,
+  generateKekFile,
+  type LocalProvider,
+  localProviderFromEnv,
+  localProviderFromFile,
+} from './providers/local.js';
+export { type FieldType, type FieldValue, type JsonValue, typeOf } from './value-codec.js';

@@ -1,0 +1,136 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import {
+  type AeadKey,
+  CryptoError,
+  decrypt,
+  encrypt,
+  fromBase64url,
+  generateAeadKey,
+  importAeadKey,
+  toBase64url,
+} from '@coffer/crypto';
+import { FieldsError } from '../errors.js';
+import type { KeyProvider } from '../key-provider.js';
+
+/**
+ * A provider whose KEKs are held in this process: for development and tests, or where a
+ * secrets manager injects the KEK as an environment variable. Production deployments that can
+ * should keep the KEK in an HSM (`createPkcs11Provider`) or a key manager (`createKmipProvider`).
+ * Wrapped keys are Coffer envelopes (AES-256-GCM) with the KEK id as key id.
+ */
+export interface LocalProvider extends KeyProvider {
+  readonly kind: 'local';
+}
+
+/**
+ * A local provider over in-memory KEKs (32 bytes each), by KEK id.
+ *
+ * @throws {FieldsError} `INVALID_ARGUMENT` for a KEK that is not 32 bytes.
+ * @example const provider = await createLocalProvider({ 'dev-kek': kekBytes });
+ */
+export async function createLocalProvider(
+  keks: Record<string, Uint8Array>,
+): Promise<LocalProvider> {
+  const keys = new Map<string, AeadKey>();
+  for (const [kekId, bytes] of Object.entries(keks)) {
+    if (!(bytes instanceof Uint8Array) || bytes.length !== 32) {
+      throw new FieldsError(
+        'INVALID_ARGUMENT',
+        'provider.local',
+        `KEK "${kekId}" expected 32 bytes`,
+      );
+    }
+    keys.set(kekId, await importAeadKey(bytes, { id: kekId }));
+  }
+  return {
+    kind: 'local',
+    async keyOperation(request) {
+      const op = `provider.local.${request.op}`;
+      const kek = keys.get(request.kekId);
+      if (!kek) throw new FieldsError('UNKNOWN_KEY', op, `no KEK "${request.kekId}"`);
+      if (request.op === 'wrap') return encrypt(kek, request.key, { context: request.context });
+      try {
+        return await decrypt(kek, request.wrapped, { context: request.context });
+      } catch (err) {
+        if (CryptoError.is(err, 'UNSUPPORTED_VERSION'))
+          throw new FieldsError('UNSUPPORTED_VERSION', op, 'unsupported wrapped-key version');
+        if (CryptoError.is(err))
+          throw new FieldsError('DECRYPTION_FAILED', op, 'wrapped key does not unwrap');
+        throw err;
+      }
+    },
+  };
+}
+
+/**
+ * A local provider whose one KEK comes from an environment variable holding 32 bytes in
+ * base64url (as `coffer-fields keygen` prints).
+ *
+ * @throws {FieldsError} `INVALID_ARGUMENT` when the variable is missing or malformed.
+ * @example const provider = await localProviderFromEnv('COFFER_FIELDS_KEK');
+ */
+export async function localProviderFromEnv(
+  variable = 'COFFER_FIELDS_KEK',
+  kekId = 'env',
+  env = process.env,
+): Promise<LocalProvider> {
+  const text = env[variable];
+  if (!text)
+    throw new FieldsError(
+      'INVALID_ARGUMENT',
+      'provider.local',
+      `environment variable ${variable} is not set`,
+    );
+  return createLocalProvider({
+    [kekId]: decodeKek(text.trim(), `environment variable ${variable}`),
+  });
+}
+
+/**
+ * A local provider whose one KEK is read from a key file (base64url text, 32 bytes). The KEK id
+ * defaults to the file's name.
+ *
+ * @throws {FieldsError} `INVALID_ARGUMENT` when the file is missing or malformed.
+ * @example const provider = await localProviderFromFile('/etc/coffer/fields.kek');
+ */
+export async function localProviderFromFile(
+  path: string,
+  kekId = path.split(/[\\/]/).pop() ?? 'file',
+): Promise<LocalProvider> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new FieldsError('INVALID_ARGUMENT', 'provider.local', `cannot read key file ${path}`);
+  }
+  return createLocalProvider({ [kekId]: decodeKek(text.trim(), `key file ${path}`) });
+}
+
+/** Writes a new random KEK to `path` (mode 0600), refusing to overwrite. Returns nothing secret. */
+export async function generateKekFile(path: string): Promise<void> {
+  const kek = generateAeadKey();
+  try {
+    await writeFile(path, `${toBase64url(kek)}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    const exists = (err as { code?: unknown }).code === 'EEXIST';
+    throw new FieldsError(
+      'INVALID_ARGUMENT',
+      'provider.local',
+      exists ? `${path} exists; refusing to overwrite a key` : `cannot write ${path}`,
+    );
+  } finally {
+    kek.fill(0);
+  }
+}
+
+function decodeKek(text: string, where: string): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = fromBase64url(text);
+  } catch {
+    throw new FieldsError('INVALID_ARGUMENT', 'provider.local', `${where} is not base64url`);
+  }
+  if (bytes.length !== 32)
+    throw new FieldsError('INVALID_ARGUMENT', 'provider.local', `${where} must hold 32 bytes`);
+  return bytes;
+}
