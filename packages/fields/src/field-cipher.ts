@@ -73,6 +73,18 @@ export interface FieldCipher {
     context: FieldContext,
     options?: DecryptOptions,
   ): Promise<FieldValue>;
+  /**
+   * Lazy rotation on write: re-encrypts `stored` with the primary data key when an older version
+   * sealed it (or, inside a migration window, when it is still plaintext), and returns it
+   * unchanged otherwise. Call it for the encrypted columns of every row you write back.
+   *
+   * @throws {FieldsError} as {@link FieldCipher.decrypt} and {@link FieldCipher.encrypt}.
+   */
+  refresh(
+    stored: StoredValue,
+    context: FieldContext,
+    options?: EncryptOptions & DecryptOptions,
+  ): Promise<StoredValue>;
   /** The data-key version that sealed `stored`, or undefined for a plaintext value. */
   keyVersionOf(stored: StoredValue): number | undefined;
   /** The data-key version new values use. */
@@ -270,6 +282,14 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
       } finally {
         plaintext.fill(0);
       }
+    },
+
+    async refresh(stored, ctx, options = {}) {
+      const version = this.keyVersionOf(stored);
+      if (version === primary) return stored;
+      const value = await this.decrypt(stored, ctx, options);
+      const format = options.format ?? (typeof stored === 'string' ? 'text' : 'binary');
+      return encryptValue(value, ctx, { ...options, format });
     },
 
     keyVersionOf(stored) {

@@ -161,3 +161,23 @@ describe('local provider', () => {
     );
   });
 });
+
+describe('lazy re-encryption on write', () => {
+  test('refresh re-seals only values under an older key, keeping their form', async () => {
+    const { keyring, provider, fields } = await setup();
+    const oldText = await fields.encrypt('a', ctx);
+    const oldBinary = await fields.encrypt('b', ctx, { format: 'binary' });
+    const next = createFieldCipher(await rotateKey(keyring, provider, 'kek1'), provider);
+    const freshText = await next.refresh(oldText, ctx);
+    const freshBinary = await next.refresh(oldBinary, ctx);
+    expect([next.keyVersionOf(freshText), next.keyVersionOf(freshBinary)]).toEqual([2, 2]);
+    expect(typeof freshText).toBe('string');
+    expect(freshBinary).toBeInstanceOf(Uint8Array);
+    expect(await next.decrypt(freshBinary, ctx)).toBe('b');
+    expect(await next.refresh(freshText, ctx)).toBe(freshText);
+    expect(await codeOf(next.refresh('plain', ctx))).toBe('PLAINTEXT_VALUE');
+    expect(
+      await next.decrypt(await next.refresh('plain', ctx, { allowPlaintext: true }), ctx),
+    ).toBe('plain');
+  });
+});
