@@ -28,10 +28,41 @@ export {
   rotateKey,
 } from './keyring.js';
 export {
+  createKmipProvider,
+  type KmipProvider,
+  type KmipProviderOptions,
+} from './providers/kmip.js';
+export {
   createLocalProvider,
   generateKekFile,
   type LocalProvider,
   localProviderFromEnv,
   localProviderFromFile,
 } from './providers/local.js';
+export {
+  createPkcs11Provider,
+  type Pkcs11Provider,
+  type Pkcs11ProviderOptions,
+} from './providers/pkcs11.js';
+export {
+  type CheckpointStore,
+  type EncryptedColumnSpec,
+  type FieldRow,
+  type FieldTable,
+  MAX_BATCH_SIZE,
+  parseCheckpoint,
+  type ReencryptCheckpoint,
+  type ReencryptCounts,
+  type ReencryptMode,
+  type ReencryptOptions,
+  type ReencryptReport,
+  type RowKey,
+  reencrypt,
+  type ShadowIndexSpec,
+  type StatusReport,
+  serializeCheckpoint,
+  shadowColumnOf,
+  status,
+  type VersionCounts,
+} from './reencrypt.js';
 export { type FieldType, type FieldValue, type JsonValue, typeOf } from './value-codec.js';
