@@ -12,6 +12,22 @@ export function utf8(text: string): Uint8Array {
 }
 
 /** lp(x) = uint16_be(len) || utf8(x), checked against `max` bytes (spec §1). */
+/**
+ * lp() of an identifier (tenant, table, column, index name): also refuses control characters,
+ * so that names can never run into each other in caches or logs.
+ */
+export function nameLp(operation: string, what: string, text: string): Uint8Array {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  if (typeof text === 'string' && /[\u0000-\u001f\u007f]/.test(text)) {
+    throw new FieldsError(
+      'INVALID_ARGUMENT',
+      operation,
+      `"${what}" must not contain control characters`,
+    );
+  }
+  return lp(operation, what, text);
+}
+
 export function lp(
   operation: string,
   what: string,

@@ -1,5 +1,5 @@
 import { hkdf, hmac, toHex } from '@coffer/crypto';
-import { concat, lp } from './_bytes.js';
+import { concat, nameLp } from './_bytes.js';
 import { FieldsError } from './errors.js';
 import type { FieldCipher } from './field-cipher.js';
 import { type Keyring, primaryVersion } from './keyring.js';
@@ -48,9 +48,9 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
     let p = keys.get(id);
     if (!p) {
       const context = concat(
-        lp(op, 'table', spec.table),
-        lp(op, 'column', spec.column),
-        lp(op, 'name', spec.name),
+        nameLp(op, 'table', spec.table),
+        nameLp(op, 'column', spec.column),
+        nameLp(op, 'name', spec.name),
       );
       p = fields
         .keyBytes('index', version)
@@ -85,7 +85,7 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
       parts.push(
         spec.tenant === undefined
           ? Uint8Array.of(0)
-          : concat(Uint8Array.of(1), lp(op, 'tenant', spec.tenant)),
+          : concat(Uint8Array.of(1), nameLp(op, 'tenant', spec.tenant)),
       );
       for (let v of values) {
         if (typeof v === 'string')

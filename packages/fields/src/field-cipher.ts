@@ -9,7 +9,7 @@ import {
   readEnvelopeHeader,
   toBase64url,
 } from '@coffer/crypto';
-import { concat, lp, MAX_ROW_ID_BYTES, uint32be } from './_bytes.js';
+import { concat, lp, MAX_ROW_ID_BYTES, nameLp, uint32be } from './_bytes.js';
 import { FieldsError } from './errors.js';
 import type { KeyProvider } from './key-provider.js';
 import { type KeyPurpose, type Keyring, primaryVersion, unwrapEntry } from './keyring.js';
@@ -147,7 +147,7 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
         const raw = await hkdf(dataKey, {
           label: FIELD_KEY_LABEL,
           length: 32,
-          context: concat(lp(op, 'table', table), lp(op, 'column', column)),
+          context: concat(nameLp(op, 'table', table), nameLp(op, 'column', column)),
         });
         try {
           return await importAeadKey(raw, { id: uint32be(version) });
@@ -172,8 +172,8 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
       const head =
         tenant === undefined
           ? Uint8Array.of(CONTEXT_VERSION, 0)
-          : concat(Uint8Array.of(CONTEXT_VERSION, 1), lp(op, 'tenant', tenant));
-      prefix = concat(head, lp(op, 'table', table), lp(op, 'column', column));
+          : concat(Uint8Array.of(CONTEXT_VERSION, 1), nameLp(op, 'tenant', tenant));
+      prefix = concat(head, nameLp(op, 'table', table), nameLp(op, 'column', column));
       prefixes.set(id, prefix);
     }
     return concat(prefix, lp(op, 'rowId', rowIdText(op, ctx.rowId), MAX_ROW_ID_BYTES));

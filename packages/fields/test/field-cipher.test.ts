@@ -169,3 +169,26 @@ describe('field encryption', () => {
     expect(calls).toEqual(['unwrap']);
   });
 });
+
+test('names cannot run into each other: control characters are refused', async () => {
+  const { fields, keyring } = await setup();
+  // Without this, table 'a\0b' + column 'c' and table 'a' + column 'b\0c' could share a cache entry.
+  for (const ctx of [
+    { table: 'a\0b', column: 'c', rowId: 1 },
+    { table: 'a', column: 'b\0c', rowId: 1 },
+    { tenant: 't\n', table: 'a', column: 'b', rowId: 1 },
+  ]) {
+    expect(await codeOf(fields.encrypt('x', ctx))).toBe('INVALID_ARGUMENT');
+  }
+  const { createBlindIndexer } = await import('../src/index.js');
+  expect(
+    await codeOf(
+      createBlindIndexer(keyring, fields).compute('x', { table: 'a', column: 'b', name: 'i\0' }),
+    ),
+  ).toBe('INVALID_ARGUMENT');
+  // Row ids are data, not names: anything non-empty goes, and binds exactly.
+  const stored = await fields.encrypt('x', { table: 'a', column: 'b', rowId: 'r\0' });
+  expect(await codeOf(fields.decrypt(stored, { table: 'a', column: 'b', rowId: 'r' }))).toBe(
+    'DECRYPTION_FAILED',
+  );
+});
