@@ -42,9 +42,20 @@ const NORMALIZERS: Record<Normalizer, (s: string) => string> = {
 export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
   const keys = new Map<string, Promise<Uint8Array>>();
   const newest = () => primaryVersion(keyring, 'index');
+  let last:
+    | {
+        table: string;
+        column: string;
+        name: string;
+        tenant: string | undefined;
+        specVersion: number | undefined;
+        key: Promise<Uint8Array>;
+        tenantPart: Uint8Array;
+      }
+    | undefined;
 
   function indexKey(op: string, spec: BlindIndexSpec, version: number): Promise<Uint8Array> {
-    const id = `${version}\0${spec.table}\0${spec.column}\0${spec.name}`;
+    const id = JSON.stringify([version, spec.table, spec.column, spec.name]);
     let p = keys.get(id);
     if (!p) {
       const context = concat(
@@ -76,26 +87,70 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
       if (!Number.isInteger(bits) || bits < 8 || bits > 256) {
         throw new FieldsError('INVALID_ARGUMENT', op, '"bits" expected an integer from 8 to 256');
       }
-      const key = await indexKey(op, spec, spec.version ?? newest());
-      const values = Array.isArray(value)
-        ? (value as readonly FieldValue[])
-        : [value as FieldValue];
-      const parts: Uint8Array[] = [];
-      // spec §6: tenant part, then uint32_be(len) || encoded value for each value.
-      parts.push(
-        spec.tenant === undefined
-          ? Uint8Array.of(0)
-          : concat(Uint8Array.of(1), nameLp(op, 'tenant', spec.tenant)),
-      );
-      for (let v of values) {
-        if (typeof v === 'string')
-          for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v as string);
-        const encoded = encodeValue(op, v);
-        const len = new Uint8Array(4);
-        new DataView(len.buffer).setUint32(0, encoded.length);
-        parts.push(len, encoded);
+      let memo = last;
+      if (
+        !memo ||
+        !(
+          memo.table === spec.table &&
+          memo.column === spec.column &&
+          memo.name === spec.name &&
+          memo.tenant === spec.tenant &&
+          memo.specVersion === spec.version
+        )
+      ) {
+        const version = spec.version ?? newest();
+        memo = {
+          table: spec.table,
+          column: spec.column,
+          name: spec.name,
+          tenant: spec.tenant,
+          specVersion: spec.version,
+          key: indexKey(op, spec, version),
+          tenantPart:
+            spec.tenant === undefined
+              ? Uint8Array.of(0)
+              : concat(Uint8Array.of(1), nameLp(op, 'tenant', spec.tenant)),
+        };
+        last = memo;
+        // A failed key (provider down) is not kept: the next call tries again.
+        const failed = memo;
+        failed.key.catch(() => {
+          if (last === failed) last = undefined;
+        });
       }
-      const mac = await hmac('SHA-256', key, concat(...parts));
+      const key = await memo.key;
+      let message: Uint8Array;
+      if (typeof value === 'string') {
+        // One value, a string: the whole message written into one pooled buffer.
+        let v = value;
+        for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v);
+        const tp = memo.tenantPart;
+        const length = Buffer.byteLength(v, 'utf8');
+        const buf = Buffer.allocUnsafe(tp.length + 6 + length);
+        buf.set(tp, 0);
+        buf.writeUInt32BE(2 + length, tp.length);
+        buf[tp.length + 4] = 0x01;
+        buf[tp.length + 5] = 0;
+        buf.write(v, tp.length + 6, 'utf8');
+        message = buf;
+      } else {
+        const values = Array.isArray(value)
+          ? (value as readonly FieldValue[])
+          : [value as FieldValue];
+        const parts: Uint8Array[] = [memo.tenantPart];
+        for (let v of values) {
+          if (typeof v === 'string')
+            for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v as string);
+          const encoded = encodeValue(op, v);
+          const len = new Uint8Array(4);
+          new DataView(len.buffer).setUint32(0, encoded.length);
+          parts.push(len, encoded);
+        }
+        message = concat(...parts);
+      }
+      const mac = await hmac('SHA-256', key, message);
+      // The message holds the (normalised) value: do not leave it in the Buffer pool.
+      message.fill(0);
       const out = mac.subarray(0, Math.ceil(bits / 8));
       if (bits % 8 !== 0) out[out.length - 1]! &= (0xff << (8 - (bits % 8))) & 0xff;
       return toHex(out);

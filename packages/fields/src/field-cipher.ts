@@ -3,11 +3,9 @@ import {
   CryptoError,
   decrypt,
   encrypt,
-  fromBase64url,
   hkdf,
   importAeadKey,
   readEnvelopeHeader,
-  toBase64url,
 } from '@coffer/crypto';
 import { concat, lp, MAX_ROW_ID_BYTES, nameLp, uint32be } from './_bytes.js';
 import { FieldsError } from './errors.js';
@@ -136,8 +134,29 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     return p;
   }
 
+  let lastKey:
+    | { version: number; table: string; column: string; key: Promise<AeadKey> }
+    | undefined;
+
   function columnKey(version: number, table: string, column: string): Promise<AeadKey> {
-    const id = `${version}\0${table}\0${column}`;
+    if (
+      lastKey &&
+      lastKey.version === version &&
+      lastKey.table === table &&
+      lastKey.column === column
+    )
+      return lastKey.key;
+    const key = columnKeyUncached(version, table, column);
+    lastKey = { version, table, column, key };
+    key.catch(() => {
+      if (lastKey?.key === key) lastKey = undefined;
+    });
+    return key;
+  }
+
+  function columnKeyUncached(version: number, table: string, column: string): Promise<AeadKey> {
+    // Unambiguous: a name may contain NUL, so a NUL-joined key could name two columns.
+    const id = JSON.stringify([version, table, column]);
     let p = columnKeys.get(id);
     if (!p) {
       p = (async () => {
@@ -162,21 +181,42 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
   }
 
   /** spec §2: 0x01 || tenant_flag || [lp(tenant)] || lp(table) || lp(column) || lp(row_id) */
+  let last: { tenant?: string; table: string; column: string; prefix: Uint8Array } | undefined;
+
   function bindingContext(op: string, ctx: FieldContext): Uint8Array {
     if (typeof ctx !== 'object' || ctx === null)
       throw new FieldsError('INVALID_ARGUMENT', op, '"context" expected { table, column, rowId }');
     const { tenant, table, column } = ctx;
-    const id = `${tenant === undefined ? '' : `t${tenant}`}\0${table}\0${column}`;
-    let prefix = prefixes.get(id);
-    if (!prefix) {
+    let prefix: Uint8Array;
+    if (last && last.table === table && last.column === column && last.tenant === tenant) {
+      prefix = last.prefix;
+    } else {
       const head =
         tenant === undefined
           ? Uint8Array.of(CONTEXT_VERSION, 0)
           : concat(Uint8Array.of(CONTEXT_VERSION, 1), nameLp(op, 'tenant', tenant));
-      prefix = concat(head, nameLp(op, 'table', table), nameLp(op, 'column', column));
+      const fresh = concat(head, nameLp(op, 'table', table), nameLp(op, 'column', column));
+      const id = String.fromCharCode(...fresh);
+      prefix = prefixes.get(id) ?? fresh;
       prefixes.set(id, prefix);
+      last = { tenant, table, column, prefix };
     }
-    return concat(prefix, lp(op, 'rowId', rowIdText(op, ctx.rowId), MAX_ROW_ID_BYTES));
+    const rowId = rowIdText(op, ctx.rowId);
+    const n = rowId.length;
+    if (n <= 0x7f) {
+      const out = new Uint8Array(prefix.length + 2 + n);
+      out.set(prefix, 0);
+      let o = prefix.length;
+      out[o++] = 0;
+      out[o++] = n;
+      for (let i = 0; i < n; i++) {
+        const c = rowId.charCodeAt(i);
+        if (c > 0x7f) return concat(prefix, lp(op, 'rowId', rowId, MAX_ROW_ID_BYTES));
+        out[o++] = c;
+      }
+      return out;
+    }
+    return concat(prefix, lp(op, 'rowId', rowId, MAX_ROW_ID_BYTES));
   }
 
   function parse(
@@ -186,7 +226,7 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     if (typeof stored === 'string') {
       if (stored.startsWith(TEXT_PREFIX)) {
         try {
-          return { envelope: fromBase64url(stored.slice(TEXT_PREFIX.length)) };
+          return { envelope: base64urlToBytes(stored.slice(TEXT_PREFIX.length)) };
         } catch {
           throw new FieldsError('DECRYPTION_FAILED', op, 'decryption failed');
         }
@@ -213,6 +253,11 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
   }
 
   function versionOfEnvelope(op: string, envelope: Uint8Array): number {
+    if (envelope[0] === 1 && envelope[1] === 1 && envelope[2] === 4 && envelope.length >= 35) {
+      return (
+        ((envelope[3]! << 24) | (envelope[4]! << 16) | (envelope[5]! << 8) | envelope[6]!) >>> 0
+      );
+    }
     let keyId: Uint8Array;
     try {
       keyId = readEnvelopeHeader(envelope).keyId;
@@ -232,8 +277,13 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     const aad = bindingContext(op, ctx);
     const plaintext = encodeValue(op, value, options.padTo);
     const key = await columnKey(primary, ctx.table, ctx.column);
-    const envelope = await encrypt(key, plaintext, { context: aad });
-    plaintext.fill(0);
+    let envelope: Uint8Array;
+    try {
+      envelope = await encrypt(key, plaintext, { context: aad });
+    } finally {
+      // The encoded value may sit in Node's Buffer pool (value-codec fast path): wipe it.
+      plaintext.fill(0);
+    }
     if (options.format === 'binary') {
       const out = new Uint8Array(2 + envelope.length);
       out[0] = BINARY_MAGIC;
@@ -244,7 +294,7 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     if (options.format !== undefined && options.format !== 'text') {
       throw new FieldsError('INVALID_ARGUMENT', op, '"format" expected text or binary');
     }
-    return TEXT_PREFIX + toBase64url(envelope);
+    return TEXT_PREFIX + bytesToBase64url(envelope);
   }
 
   return {
@@ -310,4 +360,13 @@ function rowIdText(op: string, rowId: unknown): string {
     op,
     '"rowId" expected a non-empty string, a safe integer or a bigint',
   );
+}
+
+function bytesToBase64url(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+}
+function base64urlToBytes(text: string): Uint8Array {
+  const bytes = Buffer.from(text, 'base64url');
+  if (bytes.toString('base64url') !== text) throw new Error('non-canonical base64url');
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -51,6 +51,14 @@ export function typeOf(value: FieldValue): FieldType {
 
 /** spec §3: plaintext = type || pad_flag || value_bytes || [0x80 || 0x00*] */
 export function encodeValue(operation: string, value: FieldValue, padBlock?: number): Uint8Array {
+  if (typeof value === 'string' && padBlock === undefined) {
+    const length = Buffer.byteLength(value, 'utf8');
+    const out = Buffer.allocUnsafe(2 + length);
+    out[0] = TYPE_CODE.string;
+    out[1] = 0;
+    out.write(value, 2, 'utf8');
+    return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  }
   const type = typeOf(value);
   let body: Uint8Array;
   switch (type) {
@@ -116,6 +124,13 @@ export function encodeValue(operation: string, value: FieldValue, padBlock?: num
 
 /** Inverse of {@link encodeValue}; any malformed plaintext is `DECRYPTION_FAILED` (spec §3). */
 export function decodeValue(operation: string, plaintext: Uint8Array): FieldValue {
+  if (plaintext[0] === 0x01 && plaintext[1] === 0) {
+    try {
+      return utf8Decode(plaintext.subarray(2));
+    } catch {
+      throw new FieldsError('DECRYPTION_FAILED', operation, 'decryption failed');
+    }
+  }
   const fail = () => new FieldsError('DECRYPTION_FAILED', operation, 'decryption failed');
   const type = CODE_TYPE.get(plaintext[0] ?? -1);
   const padFlag = plaintext[1];
