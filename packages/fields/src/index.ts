@@ -6,6 +6,16 @@ export {
   type Normalizer,
   planBlindIndex,
 } from './blind-index.js';
+export {
+  type BlindIndexConfig,
+  type BlindIndexer,
+  defineEncryptedSchema,
+  type EncryptedColumnConfig,
+  type EncryptedSchema,
+  type EncryptedTableConfig,
+  type FieldTypeMap,
+  type PlaintextOf,
+} from './encrypted-schema.js';
 export { FIELDS_ERROR_CODES, FieldsError, type FieldsErrorCode } from './errors.js';
 export {
   createFieldCipher,
@@ -27,6 +37,16 @@ export {
   rewrapKeyring,
   rotateKey,
 } from './keyring.js';
+export {
+  type Ciphertext,
+  createKyselyFieldsPlugin,
+  type DecryptedRow,
+  type Encrypted,
+  type EncryptedRow,
+  type KyselyFieldsOptions,
+  type KyselyFieldsPlugin,
+  type PlainRow,
+} from './kysely-plugin.js';
 export {
   createKmipProvider,
   type KmipProvider,
