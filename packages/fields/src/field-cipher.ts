@@ -135,22 +135,26 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
   }
 
   let lastKey:
-    | { version: number; table: string; column: string; key: Promise<AeadKey> }
+    | { version: number; table: string; column: string; key: Promise<AeadKey>; ready?: AeadKey }
     | undefined;
 
-  function columnKey(version: number, table: string, column: string): Promise<AeadKey> {
-    if (
-      lastKey &&
-      lastKey.version === version &&
-      lastKey.table === table &&
-      lastKey.column === column
-    )
-      return lastKey.key;
+  /** The column key: the last one used is kept resolved, so the hot path awaits nothing. */
+  function columnKey(version: number, table: string, column: string): AeadKey | Promise<AeadKey> {
+    const last = lastKey;
+    if (last && last.version === version && last.table === table && last.column === column) {
+      return last.ready ?? last.key;
+    }
     const key = columnKeyUncached(version, table, column);
-    lastKey = { version, table, column, key };
-    key.catch(() => {
-      if (lastKey?.key === key) lastKey = undefined;
-    });
+    const entry: NonNullable<typeof lastKey> = { version, table, column, key };
+    lastKey = entry;
+    key.then(
+      (ready) => {
+        entry.ready = ready;
+      },
+      () => {
+        if (lastKey === entry) lastKey = undefined;
+      },
+    );
     return key;
   }
 
@@ -276,7 +280,8 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     const op = 'fields.encrypt';
     const aad = bindingContext(op, ctx);
     const plaintext = encodeValue(op, value, options.padTo);
-    const key = await columnKey(primary, ctx.table, ctx.column);
+    const pending = columnKey(primary, ctx.table, ctx.column);
+    const key = pending instanceof Promise ? await pending : pending;
     let envelope: Uint8Array;
     try {
       envelope = await encrypt(key, plaintext, { context: aad });
@@ -318,7 +323,8 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
       if (!keyring.keys.some((k) => k.purpose === 'data' && k.version === version)) {
         throw new FieldsError('UNKNOWN_KEY', op, `keyring has no data key version ${version}`);
       }
-      const key = await columnKey(version, ctx.table, ctx.column);
+      const pending = columnKey(version, ctx.table, ctx.column);
+      const key = pending instanceof Promise ? await pending : pending;
       let plaintext: Uint8Array;
       try {
         plaintext = await decrypt(key, parsed.envelope, { context: aad });

@@ -138,7 +138,8 @@ export const backend: Backend = {
     const c = nc.createCipheriv(k.cipher as nc.CipherGCMTypes, k.key, nonce, {
       authTagLength: TAG,
     });
-    if (aad.length > 0) c.setAAD(aad, { plaintextLength: plaintext.length });
+    // plaintextLength is only required by CCM; GCM and ChaCha20-Poly1305 do without it.
+    if (aad.length > 0) c.setAAD(aad);
     const length = plaintext.length;
     const out = new Uint8Array(prefix + length + TAG);
     let written = prefix;
@@ -166,7 +167,7 @@ export const backend: Backend = {
         authTagLength: TAG,
       });
       d.setAuthTag(sealed.subarray(split));
-      if (aad.length > 0) d.setAAD(aad, { plaintextLength: split });
+      if (aad.length > 0) d.setAAD(aad);
       const body = d.update(sealed.subarray(0, split));
       d.final(); // throws when the tag does not verify
       return u8(body);
