@@ -48,17 +48,8 @@ export function lp(
   return out;
 }
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+/** Concatenation, from @coffer/crypto. */
+export { concatBytes as concat } from '@coffer/crypto';
 
 export function uint32be(n: number): Uint8Array {
   const out = new Uint8Array(4);
