@@ -1,7 +1,5 @@
 // Case 1: envelope seal+open (encrypt then decrypt) against the same job written by hand.
 import * as nc from 'node:crypto';
-import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
-import { type AeadSuite, decrypt, encrypt, generateAeadKey, importAeadKey } from '../src/index.js';
 import {
   assertSameBytes,
   type CaseFactory,
@@ -10,7 +8,9 @@ import {
   MiB,
   type Side,
   sizeLabel,
-} from './harness.js';
+} from '@coffer/bench-kit';
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { type AeadSuite, decrypt, encrypt, generateAeadKey, importAeadKey } from '../src/index.js';
 
 const TAG = 16;
 

@@ -1,8 +1,9 @@
 // Case 6: Argon2id at OWASP's minimum (m = 19456 KiB, t = 2, p = 1): hash-wasm (ours) against
 // @noble/hashes' pure JavaScript and, for information, a native binding when one is installed.
+
+import { assertSameBytes, type CaseFactory, filler, log } from '@coffer/bench-kit';
 import { argon2id as nobleArgon2id } from '@noble/hashes/argon2.js';
 import { argon2id } from '../src/index.js';
-import { assertSameBytes, type CaseFactory, filler, log } from './harness.js';
 
 const PARAMS = { memoryKiB: 19456, iterations: 2, parallelism: 1, length: 32 } as const;
 

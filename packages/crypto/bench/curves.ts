@@ -1,6 +1,7 @@
 // Cases 3 and 4: X25519 key agreement and Ed25519 sign/verify with prepared keys, against
 // node:crypto with cached KeyObjects and (for information) WebCrypto with imported CryptoKeys.
 import * as nc from 'node:crypto';
+import { assertSameBytes, assertTrue, type CaseFactory, filler } from '@coffer/bench-kit';
 import {
   generateKeyAgreementKeyPair,
   generateSigningKeyPair,
@@ -11,7 +12,6 @@ import {
   verify,
   x25519,
 } from '../src/index.js';
-import { assertSameBytes, assertTrue, type CaseFactory, filler } from './harness.js';
 
 // RFC 8410 DER prefixes, as a developer copies them from the RFC to import raw keys.
 const X25519_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');

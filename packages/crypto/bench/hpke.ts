@@ -1,4 +1,6 @@
 // Case 5: single-shot HPKE (base mode, default suite) against @hpke/core used directly.
+
+import { assertSameBytes, type CaseFactory, filler, KiB } from '@coffer/bench-kit';
 import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core';
 import {
   DEFAULT_HPKE_SUITE,
@@ -6,7 +8,6 @@ import {
   hpkeOpen,
   hpkeSeal,
 } from '../src/index.js';
-import { assertSameBytes, type CaseFactory, filler, KiB } from './harness.js';
 
 const MESSAGE_LENGTH = KiB;
 

@@ -1,8 +1,8 @@
 // Case 7: the small symmetric ops an MLS provider makes many of: HMAC-SHA256 of 64 bytes and
 // HKDF-SHA256 to 32 bytes, against node:crypto called directly.
 import * as nc from 'node:crypto';
+import { assertSameBytes, type CaseFactory, filler } from '@coffer/bench-kit';
 import { hkdf, hmac, utf8Encode } from '../src/index.js';
-import { assertSameBytes, type CaseFactory, filler } from './harness.js';
 
 export function kdfCases(): CaseFactory[] {
   return [

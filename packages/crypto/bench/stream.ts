@@ -2,14 +2,6 @@
 // each way (the ceiling: no chunking, no per-chunk tags, no framing).
 import * as nc from 'node:crypto';
 import {
-  createDecryptStream,
-  createEncryptStream,
-  generateAeadKey,
-  importAeadKey,
-  streamDecrypt,
-  streamEncrypt,
-} from '../src/index.js';
-import {
   assertSameBytes,
   assertTrue,
   type CaseFactory,
@@ -17,7 +9,15 @@ import {
   KiB,
   MiB,
   type Side,
-} from './harness.js';
+} from '@coffer/bench-kit';
+import {
+  createDecryptStream,
+  createEncryptStream,
+  generateAeadKey,
+  importAeadKey,
+  streamDecrypt,
+  streamEncrypt,
+} from '../src/index.js';
 
 const PAYLOAD = 64 * MiB;
 const PIECE = 64 * KiB;

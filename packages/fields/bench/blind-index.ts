@@ -1,9 +1,9 @@
 // Case 2: blind-index computations (normalise, HMAC-SHA256, truncate to 32 bits, hex) over
 // 10,000 distinct emails, against the same hashing written by hand with node:crypto.
 import * as nc from 'node:crypto';
+import { assertEqual, assertTrue, type CaseFactory, cycle } from '@coffer/bench-kit';
 import type { BlindIndexSpec } from '../src/index.js';
 import { makeEmails, setupOurs } from './data.js';
-import { assertEqual, assertTrue, type CaseFactory, cycle } from './harness.js';
 
 const NAME = 'blind-index/email-21B/32bit/node-hmac';
 

@@ -2,8 +2,6 @@
 // costs), over 10,000 records with a 200-byte string each, against the same job done by hand with
 // node:crypto and by the field-encryption libraries people use today.
 import * as nc from 'node:crypto';
-import type { FieldContext } from '../src/index.js';
-import { type BenchRecord, COLUMN, makeRecords, type Ours, setupOurs, TABLE } from './data.js';
 import {
   assertEqual,
   assertTrue,
@@ -12,7 +10,9 @@ import {
   cycle,
   loadPeer,
   type Side,
-} from './harness.js';
+} from '@coffer/bench-kit';
+import type { FieldContext } from '../src/index.js';
+import { type BenchRecord, COLUMN, makeRecords, type Ours, setupOurs, TABLE } from './data.js';
 
 const TAG = 16;
 const SECONDS = 0.5;
@@ -229,7 +229,7 @@ interface CloakParsedKey {
 
 /** @47ng/cloak as prisma-field-encryption drives it: sync calls, key found by fingerprint. */
 async function cloakPeer(caseName: string): Promise<Peer | undefined> {
-  const cloak = await loadPeer<CloakModule>('@47ng/cloak', caseName);
+  const cloak = await loadPeer<CloakModule>('@47ng/cloak', caseName, import.meta.url);
   if (!cloak) return undefined;
   const serialized = cloak.generateKey();
   const key = cloak.parseKeySync(serialized);
@@ -263,7 +263,7 @@ interface CipherSweetField {
  */
 function cipherSweetPeer(backend: 'default' | 'fips') {
   return async (caseName: string): Promise<Peer | undefined> => {
-    const cs = await loadPeer<CipherSweetModule>('ciphersweet-js', caseName);
+    const cs = await loadPeer<CipherSweetModule>('ciphersweet-js', caseName, import.meta.url);
     if (!cs) return undefined;
     const provider = new cs.StringProvider(nc.randomBytes(32).toString('hex'));
     const engine =
@@ -294,7 +294,7 @@ interface TypeormEncryptedModule {
 
 /** typeorm-encrypted's column transformer, called as TypeORM would (`to` on write, `from` on read). */
 async function typeormEncryptedPeer(caseName: string): Promise<Peer | undefined> {
-  const te = await loadPeer<TypeormEncryptedModule>('typeorm-encrypted', caseName);
+  const te = await loadPeer<TypeormEncryptedModule>('typeorm-encrypted', caseName, import.meta.url);
   if (!te) return undefined;
   const transformer = new te.EncryptionTransformer({
     key: nc.randomBytes(32).toString('hex'),

@@ -1,0 +1,298 @@
+// Coffer's benchmark harness, shared by every package's bench/: each case pits "ours" against a
+// baseline doing the same job, measured in the same process, alternating sides round by round so
+// that machine noise (frequency changes, GC, other load) falls on both alike. A case's value is
+// the median of its rounds; values are throughputs, so a higher ratio (ours / baseline) is better.
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+/** One operation; a returned promise is awaited (so async APIs pay for their promise). */
+export type Op = () => unknown;
+
+export interface Side {
+  /** Shown in the report: what this side runs. */
+  readonly label: string;
+  readonly op: Op;
+}
+
+/** What a case must reach: a ratio, an absolute throughput, or both. A bare number is a ratio. */
+export type Goal = number | { readonly ratio?: number; readonly value?: number };
+
+export interface Case {
+  /** Stable id, e.g. `aead-seal-open/aes-256-gcm/1KiB`. */
+  readonly name: string;
+  /** `ops/s`, `records/s`, …; `MiB/s` converts with `bytesPerOp`. */
+  readonly unit: string;
+  /** Bytes one op processes, for `MiB/s`. */
+  readonly bytesPerOp?: number;
+  readonly ours: Side;
+  readonly baseline: Side;
+  /** Checks that both sides produce correct results; throws otherwise. Runs before timing. */
+  readonly check: () => Promise<void>;
+  /** Seconds per round per side. */
+  readonly seconds: number;
+  /** At least this many ops per round (slow ops such as Argon2id). Default 1. */
+  readonly minOps?: number;
+  /** Undefined for an informational row. */
+  readonly goal?: Goal;
+}
+
+/** Builds a case on demand (so its buffers exist only while it runs); undefined to skip it. */
+export interface CaseFactory {
+  readonly name: string;
+  readonly build: () => Promise<Case | undefined>;
+}
+
+export interface Result {
+  case: string;
+  unit: string;
+  value: number;
+  baseline: string;
+  baselineValue: number;
+  ratio: number;
+}
+
+export interface RunOptions {
+  rounds: number;
+  /** Multiplies every case's round time (0.1 for a smoke run). */
+  timeScale: number;
+  /** Log every round's throughput to stderr. */
+  verbose?: boolean;
+}
+
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** Runs `op` for about `ms` milliseconds and at least `minOps` times; returns ops per second. */
+async function timed(op: Op, ms: number, minOps: number): Promise<number> {
+  let ops = 0;
+  let batch = 1;
+  const start = nowMs();
+  let elapsed = 0;
+  while (elapsed < ms || ops < minOps) {
+    for (let i = 0; i < batch; i++) {
+      const r = op();
+      if (r instanceof Promise) await r;
+    }
+    ops += batch;
+    elapsed = nowMs() - start;
+    // Grow batches while they are short, so reading the clock costs nothing measurable.
+    if (elapsed * 50 < ms) batch *= 2;
+  }
+  return (ops * 1000) / elapsed;
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Four significant digits: enough to compare, more than the noise supports. */
+function round4(x: number): number {
+  return Number.isFinite(x) && x !== 0 ? Number(x.toPrecision(4)) : x;
+}
+
+export function log(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+/** Checks, warms up, then times both sides in alternating rounds. */
+export async function runCase(c: Case, options: RunOptions): Promise<Result> {
+  await c.check();
+  const ms = c.seconds * 1000 * options.timeScale;
+  const minOps = c.minOps ?? 1;
+  await timed(c.baseline.op, ms / 2, 1);
+  await timed(c.ours.op, ms / 2, 1);
+  const ours: number[] = [];
+  const base: number[] = [];
+  for (let r = 0; r < options.rounds; r++) {
+    // Alternate which side goes first, so that neither always does.
+    if (r % 2 === 0) {
+      base.push(await timed(c.baseline.op, ms, minOps));
+      ours.push(await timed(c.ours.op, ms, minOps));
+    } else {
+      ours.push(await timed(c.ours.op, ms, minOps));
+      base.push(await timed(c.baseline.op, ms, minOps));
+    }
+  }
+  const scale = c.unit === 'MiB/s' ? (c.bytesPerOp ?? 0) / 2 ** 20 : 1;
+  if (options.verbose) {
+    const show = (xs: number[]) => xs.map((x) => round4(x * scale)).join(' ');
+    log(`  ours:     ${show(ours)}\n  baseline: ${show(base)}`);
+  }
+  const value = round4(median(ours) * scale);
+  const baselineValue = round4(median(base) * scale);
+  return {
+    case: c.name,
+    unit: c.unit,
+    value,
+    baseline: c.baseline.label,
+    baselineValue,
+    ratio: Number((value / baselineValue).toFixed(3)),
+  };
+}
+
+/** Whether a result meets its goal (true when there is none). */
+export function meets(result: Result, goal: Goal | undefined): boolean {
+  if (goal === undefined) return true;
+  const g = typeof goal === 'number' ? { ratio: goal } : goal;
+  return (
+    (g.ratio === undefined || result.ratio >= g.ratio) &&
+    (g.value === undefined || result.value >= g.value)
+  );
+}
+
+/**
+ * The command line every package's bench/run.ts shares: runs the factories' cases, prints one
+ * JSON object per line with `--json` (progress on stderr), or a table.
+ *
+ *   --json  --filter <text> (repeatable)  --rounds <n> (default 9)  --scale <x>  --verbose  --quick
+ */
+export async function runBenchmarks(
+  factories: readonly CaseFactory[],
+  argv = process.argv.slice(2),
+): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean', default: false },
+      filter: { type: 'string', multiple: true },
+      rounds: { type: 'string', default: '9' },
+      quick: { type: 'boolean', default: false },
+      scale: { type: 'string', default: '1' },
+      verbose: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const rounds = Number(values.rounds);
+  const timeScale = Number(values.scale) * (values.quick ? 0.1 : 1);
+  if (!(timeScale > 0)) throw new Error('--scale expects a positive number');
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error('--rounds expects a positive integer');
+  const filters = values.filter ?? [];
+  const selected = factories.filter(
+    (c) => filters.length === 0 || filters.some((f) => c.name.includes(f)),
+  );
+  if (selected.length === 0) throw new Error(`no case matches ${filters.join(', ')}`);
+
+  const results: { result: Result; goal: Goal | undefined }[] = [];
+  const started = performance.now();
+  for (const factory of selected) {
+    const c = await factory.build();
+    if (!c) continue;
+    log(`${c.name} ...`);
+    const result = await runCase(c, { rounds, timeScale, verbose: values.verbose });
+    results.push({ result, goal: c.goal });
+    if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    else
+      log(`  ${fmt(result.value)} ${result.unit} vs ${fmt(result.baselineValue)}: ${result.ratio}`);
+  }
+  log(`done in ${((performance.now() - started) / 1000).toFixed(1)} s (node ${process.version})`);
+  if (!values.json) printTable(results);
+}
+
+function fmt(x: number): string {
+  return x >= 100 ? Math.round(x).toLocaleString('en-US') : String(x);
+}
+
+function goalText(result: Result, goal: Goal | undefined): string {
+  if (goal === undefined) return 'info';
+  const g = typeof goal === 'number' ? { ratio: goal } : goal;
+  const parts: string[] = [];
+  if (g.ratio !== undefined) parts.push(`ratio >= ${g.ratio}`);
+  if (g.value !== undefined) parts.push(`>= ${fmt(g.value)} ${result.unit}`);
+  return `${parts.join(', ')} ${meets(result, goal) ? 'ok' : 'MISSED'}`;
+}
+
+function printTable(results: readonly { result: Result; goal: Goal | undefined }[]): void {
+  const rows = results.map(({ result: r, goal }) => [
+    r.case,
+    `${fmt(r.value)} ${r.unit}`,
+    `${fmt(r.baselineValue)} ${r.unit}`,
+    r.ratio.toFixed(2),
+    goalText(r, goal),
+    r.baseline,
+  ]);
+  const header = ['case', 'ours', 'baseline', 'ratio', 'goal', 'baseline is'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) =>
+        i === cells.length - 1
+          ? cell
+          : i >= 1 && i <= 3
+            ? cell.padStart(widths[i]!)
+            : cell.padEnd(widths[i]!),
+      )
+      .join('  ');
+  const out = [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+export function assertTrue(what: string, condition: boolean): void {
+  if (!condition) throw new Error(`bench check failed: ${what}`);
+}
+
+export function assertEqual<T>(what: string, actual: T, expected: T): void {
+  if (actual !== expected) {
+    throw new Error(
+      `bench check failed: ${what}: got ${String(actual).slice(0, 80)}, expected ${String(expected).slice(0, 80)}`,
+    );
+  }
+}
+
+/** Throws unless `a` and `b` hold the same bytes. */
+export function assertSameBytes(what: string, a: Uint8Array, b: Uint8Array): void {
+  const x = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  if (!x.equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)))
+    throw new Error(`bench check failed: ${what}`);
+}
+
+/**
+ * Loads an optional comparison library from the calling bench's node_modules (its
+ * bench/package.json), or returns undefined after a note on stderr: its rows are then skipped.
+ * `from` is the caller's `import.meta.url`. CommonJS modules are read from `default`.
+ */
+export async function loadPeer<T>(
+  name: string,
+  caseName: string,
+  from: string,
+): Promise<T | undefined> {
+  try {
+    const resolved = createRequire(from).resolve(name);
+    const mod = (await import(pathToFileURL(resolved).href)) as { default?: unknown };
+    return (mod.default ?? mod) as T;
+  } catch (err) {
+    log(
+      `${caseName}: skipped, ${name} could not be loaded from bench/node_modules (${(err as Error).message.split('\n')[0]})`,
+    );
+    return undefined;
+  }
+}
+
+/** Cycles through `items` one per call, so consecutive ops touch different records. */
+export function cycle<T>(items: readonly T[]): () => T {
+  if (items.length === 0) throw new Error('cycle over no items');
+  let i = 0;
+  return () => {
+    const item = items[i]!;
+    i = i + 1 === items.length ? 0 : i + 1;
+    return item;
+  };
+}
+
+/** Deterministic filler bytes (content does not affect these primitives' speed). */
+export function filler(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (i * 131 + seed) & 0xff;
+  return out;
+}
+
+export const KiB = 1024;
+export const MiB = 1024 * 1024;
+
+export function sizeLabel(bytes: number): string {
+  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB}MiB`;
+  if (bytes >= KiB && bytes % KiB === 0) return `${bytes / KiB}KiB`;
+  return `${bytes}B`;
+}
