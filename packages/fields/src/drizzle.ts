@@ -9,6 +9,7 @@ import {
   type ConvertCustomConfig as SqliteConvertCustomConfig,
   customType as sqliteCustomType,
 } from 'drizzle-orm/sqlite-core';
+import { type Binding, createBindingMemory } from './_binding-memory.js';
 import {
   type BlindIndexer,
   createRowCodec,
@@ -148,12 +149,6 @@ export interface DrizzleFields<S extends EncryptedSchema> {
   queryGuard(logger?: Logger): Logger;
 }
 
-/**
- * Ciphertexts from `encryptRow()` remembered for the guard's binding check; older ones are
- * still checked, by the AEAD, when read. Bounded so that encrypting without writing cannot grow
- * memory.
- */
-const MAX_REMEMBERED_CIPHERTEXTS = 10_000;
 const OP = 'fields.drizzle';
 
 interface SealedState {
@@ -162,13 +157,6 @@ interface SealedState {
   readonly stored: unknown;
   /** From `encryptRow()` (writable), or read from the database (only decryptable). */
   readonly fresh: boolean;
-}
-
-interface Binding {
-  readonly table: string;
-  readonly column: string;
-  readonly rowId: string;
-  readonly tenant: string | undefined;
 }
 
 /**
@@ -193,8 +181,7 @@ export function createDrizzleFields<const S extends EncryptedSchema>(
 ): DrizzleFields<S> {
   const codec = createRowCodec(OP, options.schema, options.fields, options.indexer);
   const states = new WeakMap<object, SealedState>();
-  const textBindings = new Map<string, Binding>();
-  const byteBindings = new WeakMap<Uint8Array, Binding>();
+  const { remember, bindingOf } = createBindingMemory();
 
   function seal(table: string, column: string, stored: unknown, fresh: boolean): object {
     const label = `[sealed ${table}.${column}]`;
@@ -213,23 +200,6 @@ export function createDrizzleFields<const S extends EncryptedSchema>(
     });
     states.set(handle, { table, column, stored, fresh });
     return handle;
-  }
-
-  function remember(stored: StoredValue, binding: Binding) {
-    if (stored instanceof Uint8Array) {
-      byteBindings.set(stored, binding);
-      return;
-    }
-    textBindings.set(stored, binding);
-    if (textBindings.size > MAX_REMEMBERED_CIPHERTEXTS) {
-      const oldest = textBindings.keys().next();
-      if (!oldest.done) textBindings.delete(oldest.value);
-    }
-  }
-
-  function bindingOf(value: unknown): Binding | undefined {
-    if (value instanceof Uint8Array) return byteBindings.get(value);
-    return typeof value === 'string' ? textBindings.get(value) : undefined;
   }
 
   function columnParams(table: string, column: string) {

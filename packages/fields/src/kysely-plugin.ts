@@ -24,6 +24,7 @@ import type {
   ValuesNode,
   WhereNode,
 } from 'kysely';
+import { type Binding, createBindingMemory } from './_binding-memory.js';
 import {
   type BlindIndexer,
   createRowCodec,
@@ -159,20 +160,6 @@ export interface KyselyFieldsPlugin<S extends EncryptedSchema> extends KyselyPlu
   ): Promise<DecryptedRow<S, T, R>>;
 }
 
-/**
- * Ciphertexts from `encryptRow()` remembered for the binding check on write; older ones are
- * still checked, by the AEAD, when read. Bounded so that encrypting without writing cannot grow
- * memory.
- */
-const MAX_REMEMBERED_CIPHERTEXTS = 10_000;
-
-interface Binding {
-  readonly table: string;
-  readonly column: string;
-  readonly rowId: string;
-  readonly tenant: string | undefined;
-}
-
 /** A table as a query names it: by alias, or by its own name. */
 interface Instance {
   readonly name: string;
@@ -239,25 +226,7 @@ export function createKyselyFieldsPlugin<const S extends EncryptedSchema>(
 ): KyselyFieldsPlugin<S> {
   const codec = createRowCodec(OP, options.schema, options.fields, options.indexer);
   const plans = new WeakMap<QueryId, TablePlan[]>();
-  const textBindings = new Map<string, Binding>();
-  const byteBindings = new WeakMap<Uint8Array, Binding>();
-
-  function remember(value: unknown, binding: Binding) {
-    if (value instanceof Uint8Array) {
-      byteBindings.set(value, binding);
-    } else if (typeof value === 'string') {
-      textBindings.set(value, binding);
-      if (textBindings.size > MAX_REMEMBERED_CIPHERTEXTS) {
-        const oldest = textBindings.keys().next();
-        if (!oldest.done) textBindings.delete(oldest.value);
-      }
-    }
-  }
-
-  function bindingOf(value: unknown): Binding | undefined {
-    if (value instanceof Uint8Array) return byteBindings.get(value);
-    return typeof value === 'string' ? textBindings.get(value) : undefined;
-  }
+  const { remember, bindingOf } = createBindingMemory();
 
   const analyzer = createAnalyzer(codec, bindingOf);
 
