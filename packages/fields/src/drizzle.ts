@@ -20,7 +20,7 @@ import {
   type RowCodec,
 } from './encrypted-schema.js';
 import { FieldsError } from './errors.js';
-import type { FieldCipher, StoredValue } from './field-cipher.js';
+import type { FieldCipher } from './field-cipher.js';
 import type { RowKey } from './reencrypt.js';
 import type { FieldValue } from './value-codec.js';
 
