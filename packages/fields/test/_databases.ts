@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { expect } from 'vitest';
+import { FieldsError, type FieldsErrorCode } from '../src/errors.js';
 
 export interface SqliteHandle {
   readonly db: Database.Database;
@@ -113,4 +115,57 @@ export async function createPostgresSchema(prefix: string): Promise<PostgresSche
       }
     },
   };
+}
+
+// ---- Shared by the ORM tests: schema DDL, sample rows, and an error matcher ----
+
+/** The tenant both sample users belong to. */
+export const ORG = 'org-1';
+
+/** DDL for the `users` and `notes` tables the ORM tests use (SQLite `blob`, PostgreSQL `bytea`). */
+export function ddl(blob: 'blob' | 'bytea'): string[] {
+  return [
+    `create table users (id text primary key, org_id text not null, email text, email_idx text,
+      age text, balance text, active text, born text, prefs text, avatar ${blob}, nickname text)`,
+    'create index users_email_idx on users (org_id, email_idx)',
+    'create table notes (id integer primary key, body text)',
+  ];
+}
+
+/** Sample rows covering every value type (tenant column added by each test in its own naming). */
+export const ALICE = {
+  id: 'u-alice',
+  email: 'Alice@Example.com',
+  age: 36.5,
+  balance: 12345678901234567890n,
+  active: true,
+  born: new Date('1990-02-03T04:05:06.789Z'),
+  prefs: { theme: 'dark', langs: ['en', 'fi'], beta: null },
+  avatar: new Uint8Array([0, 1, 2, 0xcf, 250, 255]),
+  nickname: 'al',
+};
+
+export const BOB = {
+  id: 'u-bob',
+  email: 'bob@example.com',
+  age: -1e-300,
+  balance: -5n,
+  active: false,
+  born: new Date(-86_400_000),
+  prefs: ['a', 1, false],
+  avatar: new Uint8Array(0),
+  nickname: null,
+};
+
+/** The error `run` fails with, checked to be a FieldsError with `code`. */
+export async function failure(run: () => unknown, code: FieldsErrorCode): Promise<FieldsError> {
+  let caught: unknown;
+  try {
+    await run();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught, `expected ${code}`).toBeDefined();
+  if (!FieldsError.is(caught, code)) throw caught;
+  return caught;
 }

@@ -22,13 +22,18 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { createBlindIndexer } from '../src/blind-index.js';
 import { createDrizzleFields, type DrizzleFields } from '../src/drizzle.js';
 import { defineEncryptedSchema } from '../src/encrypted-schema.js';
-import { FieldsError, type FieldsErrorCode } from '../src/errors.js';
+import { FieldsError } from '../src/errors.js';
 import { createFieldCipher } from '../src/field-cipher.js';
 import type { KeyProvider } from '../src/key-provider.js';
 import { createKeyring } from '../src/keyring.js';
 import { createLocalProvider } from '../src/providers/local.js';
 import {
+  ALICE,
+  BOB,
   createPostgresSchema,
+  ddl,
+  failure,
+  ORG,
   openSqlite,
   type PostgresSchema,
   postgresAvailable,
@@ -106,52 +111,8 @@ function pgTables(f: DrizzleFields<Schema>) {
 
 type Tables = ReturnType<typeof sqliteTables>;
 
-function ddl(blob: 'blob' | 'bytea'): string[] {
-  return [
-    `create table users (id text primary key, org_id text not null, email text, email_idx text,
-      age text, balance text, active text, born text, prefs text, avatar ${blob}, nickname text)`,
-    'create index users_email_idx on users (org_id, email_idx)',
-    'create table notes (id integer primary key, body text)',
-  ];
-}
-
-const alice = {
-  id: 'u-alice',
-  orgId: 'org-1',
-  email: 'Alice@Example.com',
-  age: 36.5,
-  balance: 12345678901234567890n,
-  active: true,
-  born: new Date('1990-02-03T04:05:06.789Z'),
-  prefs: { theme: 'dark', langs: ['en', 'fi'], beta: null },
-  avatar: new Uint8Array([0, 1, 2, 0xcf, 250, 255]),
-  nickname: 'al',
-};
-const bob = {
-  id: 'u-bob',
-  orgId: 'org-1',
-  email: 'bob@example.com',
-  age: -1e-300,
-  balance: -5n,
-  active: false,
-  born: new Date(-86_400_000),
-  prefs: ['a', 1, false],
-  avatar: new Uint8Array(0),
-  nickname: null,
-};
-
-/** The error `run` fails with, checked to be a FieldsError with `code`. */
-async function failure(run: () => unknown, code: FieldsErrorCode): Promise<FieldsError> {
-  let caught: unknown;
-  try {
-    await run();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught, `expected ${code}`).toBeDefined();
-  if (!FieldsError.is(caught, code)) throw caught;
-  return caught;
-}
+const alice = { ...ALICE, orgId: ORG };
+const bob = { ...BOB, orgId: ORG };
 
 /** The one row a query must have returned. */
 function first<T>(rows: readonly T[]): T {

@@ -3,7 +3,7 @@ import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { createBlindIndexer } from '../src/blind-index.js';
 import { defineEncryptedSchema } from '../src/encrypted-schema.js';
-import { FieldsError, type FieldsErrorCode } from '../src/errors.js';
+import { FieldsError } from '../src/errors.js';
 import { createFieldCipher } from '../src/field-cipher.js';
 import type { KeyProvider } from '../src/key-provider.js';
 import { createKeyring } from '../src/keyring.js';
@@ -11,7 +11,12 @@ import { type Ciphertext, createKyselyFieldsPlugin, type Encrypted } from '../sr
 import { createLocalProvider } from '../src/providers/local.js';
 import type { JsonValue } from '../src/value-codec.js';
 import {
+  ALICE,
+  BOB,
   createPostgresSchema,
+  ddl,
+  failure,
+  ORG,
   openSqlite,
   type PostgresSchema,
   postgresAvailable,
@@ -55,52 +60,8 @@ interface DB {
   notes: { id: number; body: Encrypted<string | null> };
 }
 
-function ddl(blob: 'blob' | 'bytea'): string[] {
-  return [
-    `create table users (id text primary key, org_id text not null, email text, email_idx text,
-      age text, balance text, active text, born text, prefs text, avatar ${blob}, nickname text)`,
-    'create index users_email_idx on users (org_id, email_idx)',
-    'create table notes (id integer primary key, body text)',
-  ];
-}
-
-const alice = {
-  id: 'u-alice',
-  org_id: 'org-1',
-  email: 'Alice@Example.com',
-  age: 36.5,
-  balance: 12345678901234567890n,
-  active: true,
-  born: new Date('1990-02-03T04:05:06.789Z'),
-  prefs: { theme: 'dark', langs: ['en', 'fi'], beta: null },
-  avatar: new Uint8Array([0, 1, 2, 0xcf, 250, 255]),
-  nickname: 'al',
-};
-const bob = {
-  id: 'u-bob',
-  org_id: 'org-1',
-  email: 'bob@example.com',
-  age: -1e-300,
-  balance: -5n,
-  active: false,
-  born: new Date(-86_400_000),
-  prefs: ['a', 1, false],
-  avatar: new Uint8Array(0),
-  nickname: null,
-};
-
-/** The error `run` fails with, checked to be a FieldsError with `code`. */
-async function failure(run: () => unknown, code: FieldsErrorCode): Promise<FieldsError> {
-  let caught: unknown;
-  try {
-    await run();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught, `expected ${code}`).toBeDefined();
-  if (!FieldsError.is(caught, code)) throw caught;
-  return caught;
-}
+const alice = { ...ALICE, org_id: ORG };
+const bob = { ...BOB, org_id: ORG };
 
 const keys = await (async () => {
   const provider = await createLocalProvider({ kek: new Uint8Array(randomBytes(32)) });
