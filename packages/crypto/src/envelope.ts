@@ -21,6 +21,15 @@ export interface EnvelopeOptions {
   context?: Uint8Array;
 }
 
+export interface SealOptions extends EnvelopeOptions {
+  /**
+   * Bytes written in front of the envelope in the returned array, for a caller's own framing
+   * (a format tag): the envelope is `result.subarray(frame.length)`. Not authenticated: put what
+   * must be into `context`. Saves copying the envelope into a framed buffer. Default none.
+   */
+  frame?: Uint8Array;
+}
+
 /** What an envelope says about itself before it is opened (unauthenticated until then). */
 export interface EnvelopeHeader {
   readonly version: number;
@@ -40,31 +49,27 @@ export interface EnvelopeHeader {
 export async function encrypt(
   key: AeadKey,
   plaintext: Uint8Array,
-  options: EnvelopeOptions = {},
+  options: SealOptions = {},
 ): Promise<Uint8Array> {
-  const op = 'envelope.encrypt';
-  const m = keyMaterial(op, key);
-  const context = options.context ?? EMPTY;
-  assertBytes(op, 'plaintext', plaintext);
-  assertBytes(op, 'context', context);
-  // spec §1: header = version || suite || kid_len || kid; envelope = header || nonce || ct.
-  const kid = key.id;
-  const headerLength = 3 + kid.length;
-  const header = new Uint8Array(headerLength);
-  header[0] = ENVELOPE_VERSION;
-  header[1] = m.suiteId;
-  header[2] = kid.length;
-  header.set(kid, 3);
-  const nonce = backend.randomNonce(m.nonceLength);
-  // spec §3: aad = header || context. The back end seals into the envelope's own buffer, leaving
-  // room in front for header and nonce, so the ciphertext is never copied.
-  const aad = withContext(header, context);
-  const sealing = backend.aeadSeal(m.handle, nonce, plaintext, aad, headerLength + nonce.length);
-  // The Node back end answers synchronously: skip the microtask an await would cost.
-  const out = sealing instanceof Promise ? await sealing : sealing;
-  out.set(header, 0);
-  out.set(nonce, headerLength);
-  return out;
+  return seal('envelope.encrypt', key, plaintext, options);
+}
+
+/**
+ * {@link encrypt} without a promise, for callers that cannot await (an ORM's synchronous value
+ * transformer, a hot loop). The same envelope, the same checks.
+ *
+ * @throws {CryptoError} as {@link encrypt}; `UNSUPPORTED_RUNTIME` where the platform's AEAD is
+ *   asynchronous only (WebCrypto's AES-GCM in browsers): see {@link aeadIsSynchronous}.
+ * @example const envelope = encryptSync(key, utf8Encode('hello'), { context });
+ */
+export function encryptSync(
+  key: AeadKey,
+  plaintext: Uint8Array,
+  options: SealOptions = {},
+): Uint8Array {
+  const op = 'envelope.encryptSync';
+  requireSync(op);
+  return seal(op, key, plaintext, options) as Uint8Array;
 }
 
 /**
@@ -81,6 +86,97 @@ export async function decrypt(
   options: EnvelopeOptions = {},
 ): Promise<Uint8Array> {
   const op = 'envelope.decrypt';
+  const opening = open(op, key, envelope, options);
+  const plaintext = opening instanceof Promise ? await opening : opening;
+  if (plaintext === undefined) throw decryptionFailed(op);
+  return plaintext;
+}
+
+/**
+ * {@link decrypt} without a promise; see {@link encryptSync}.
+ *
+ * @throws {CryptoError} as {@link decrypt}; `UNSUPPORTED_RUNTIME` where the platform's AEAD is
+ *   asynchronous only.
+ * @example const plaintext = decryptSync(key, envelope, { context });
+ */
+export function decryptSync(
+  key: AeadKey,
+  envelope: Uint8Array,
+  options: EnvelopeOptions = {},
+): Uint8Array {
+  const op = 'envelope.decryptSync';
+  requireSync(op);
+  const plaintext = open(op, key, envelope, options) as Uint8Array | undefined;
+  if (plaintext === undefined) throw decryptionFailed(op);
+  return plaintext;
+}
+
+/**
+ * Whether {@link encryptSync} and {@link decryptSync} work here: true on Node (node:crypto) and
+ * with the pure-JavaScript back end, false in browsers.
+ */
+export function aeadIsSynchronous(): boolean {
+  return backend.syncAead;
+}
+
+function requireSync(op: string): void {
+  if (!backend.syncAead)
+    throw new CryptoError(
+      'UNSUPPORTED_RUNTIME',
+      op,
+      'synchronous AEAD is not available on this platform; use the async API',
+    );
+}
+
+/** The envelope; synchronous whenever the back end is (spec §1, §3). */
+function seal(
+  op: string,
+  key: AeadKey,
+  plaintext: Uint8Array,
+  options: SealOptions,
+): Uint8Array | Promise<Uint8Array> {
+  const m = keyMaterial(op, key);
+  const context = options.context ?? EMPTY;
+  const frame = options.frame ?? EMPTY;
+  assertBytes(op, 'plaintext', plaintext);
+  assertBytes(op, 'context', context);
+  assertBytes(op, 'frame', frame);
+  // spec §1: header = version || suite || kid_len || kid; envelope = header || nonce || ct.
+  const kid = key.id;
+  const headerLength = 3 + kid.length;
+  const header = new Uint8Array(headerLength);
+  header[0] = ENVELOPE_VERSION;
+  header[1] = m.suiteId;
+  header[2] = kid.length;
+  header.set(kid, 3);
+  const nonce = backend.randomNonce(m.nonceLength);
+  // spec §3: aad = header || context. The back end seals into the envelope's own buffer, leaving
+  // room in front for header and nonce, so the ciphertext is never copied.
+  const aad = withContext(header, context);
+  const start = frame.length;
+  const sealing = backend.aeadSeal(
+    m.handle,
+    nonce,
+    plaintext,
+    aad,
+    start + headerLength + nonce.length,
+  );
+  const finish = (out: Uint8Array): Uint8Array => {
+    if (start > 0) out.set(frame, 0);
+    out.set(header, start);
+    out.set(nonce, start + headerLength);
+    return out;
+  };
+  return sealing instanceof Promise ? sealing.then(finish) : finish(sealing);
+}
+
+/** The plaintext, or undefined when the envelope does not open; synchronous where the back end is. */
+function open(
+  op: string,
+  key: AeadKey,
+  envelope: Uint8Array,
+  options: EnvelopeOptions,
+): Uint8Array | undefined | Promise<Uint8Array | undefined> {
   const m = keyMaterial(op, key);
   const context = options.context ?? EMPTY;
   assertBytes(op, 'envelope', envelope);
@@ -95,19 +191,11 @@ export async function decrypt(
     envelope[1] !== m.suiteId ||
     !sameBytes(envelope.subarray(3, headerLength), key.id)
   ) {
-    throw decryptionFailed(op);
+    return undefined;
   }
   const aad = withContext(envelope.subarray(0, headerLength), context);
   const nonce = envelope.subarray(headerLength, headerLength + m.nonceLength);
-  const opening = backend.aeadOpen(
-    m.handle,
-    nonce,
-    envelope.subarray(headerLength + m.nonceLength),
-    aad,
-  );
-  const plaintext = opening instanceof Promise ? await opening : opening;
-  if (plaintext === undefined) throw decryptionFailed(op);
-  return plaintext;
+  return backend.aeadOpen(m.handle, nonce, envelope.subarray(headerLength + m.nonceLength), aad);
 }
 
 /**

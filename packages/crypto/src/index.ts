@@ -25,12 +25,16 @@ export {
   utf8Encode,
 } from './encoding.js';
 export {
+  aeadIsSynchronous,
   decrypt,
+  decryptSync,
   ENVELOPE_VERSION,
   type EnvelopeHeader,
   type EnvelopeOptions,
   encrypt,
+  encryptSync,
   readEnvelopeHeader,
+  type SealOptions,
 } from './envelope.js';
 export { CryptoError, type CryptoErrorCode, ERROR_CODES } from './errors.js';
 export { HASH_LENGTH, type HashName, hmac, hmacVerify, sha256, sha512 } from './hash.js';

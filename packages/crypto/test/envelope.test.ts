@@ -2,8 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import {
   type AeadSuite,
+  aeadIsSynchronous,
   decrypt,
+  decryptSync,
   encrypt,
+  encryptSync,
   generateAeadKey,
   importAeadKey,
   readEnvelopeHeader,
@@ -90,11 +93,69 @@ describe.each(SUITES)('envelope %s', (suite) => {
     for (const attempt of attempts) expect(await codeOf(attempt())).toBe('DECRYPTION_FAILED');
   });
 
+  test('a frame is written in front of the envelope and is not part of it', async () => {
+    const key = await importAeadKey(generateAeadKey(), { suite, id: 'k1' });
+    const frame = Uint8Array.of(0xcf, 0x01);
+    const context = utf8Encode('row 1');
+    const framed = await encrypt(key, utf8Encode('framed'), { context, frame });
+    expect(framed.subarray(0, 2)).toEqual(frame);
+    expect(await decrypt(key, framed.subarray(2), { context })).toEqual(utf8Encode('framed'));
+    expect(await codeOf(decrypt(key, framed, { context }))).toBe('UNSUPPORTED_VERSION');
+  });
+
   test('nonces are fresh: equal inputs give different envelopes', async () => {
     const key = await importAeadKey(generateAeadKey(), { suite });
     const seen = new Set<string>();
     for (let i = 0; i < 200; i++) seen.add(toHex(await encrypt(key, utf8Encode('same'))));
     expect(seen.size).toBe(200);
+  });
+});
+
+describe('synchronous envelopes', () => {
+  const runtime = aeadIsSynchronous() ? 'available' : 'refused';
+
+  test(`encryptSync/decryptSync are ${runtime} on this back end`, async () => {
+    const key = await importAeadKey(generateAeadKey(), { id: 'k1' });
+    const context = utf8Encode('users/7/email');
+    if (!aeadIsSynchronous()) {
+      expect(() => encryptSync(key, utf8Encode('x'))).toThrow(
+        expect.objectContaining({ code: 'UNSUPPORTED_RUNTIME' }),
+      );
+      expect(() => decryptSync(key, new Uint8Array(40))).toThrow(
+        expect.objectContaining({ code: 'UNSUPPORTED_RUNTIME' }),
+      );
+      return;
+    }
+    // Interchangeable with the async API: each opens what the other sealed.
+    const plaintext = utf8Encode('same format, no promise');
+    const sealed = encryptSync(key, plaintext, { context });
+    expect(sealed).toBeInstanceOf(Uint8Array);
+    expect(await decrypt(key, sealed, { context })).toEqual(plaintext);
+    expect(decryptSync(key, await encrypt(key, plaintext, { context }), { context })).toEqual(
+      plaintext,
+    );
+    // The same failures, thrown instead of rejected.
+    const fail = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        return (err as { code: string }).code;
+      }
+      return 'no error';
+    };
+    expect(fail(() => decryptSync(key, sealed, { context: utf8Encode('users/8/email') }))).toBe(
+      'DECRYPTION_FAILED',
+    );
+    expect(fail(() => decryptSync(key, flipBit(sealed, 8 * sealed.length - 1), { context }))).toBe(
+      'DECRYPTION_FAILED',
+    );
+    expect(fail(() => decryptSync(key, sealed.subarray(0, 20), { context }))).toBe(
+      'DECRYPTION_FAILED',
+    );
+    expect(fail(() => decryptSync(key, Uint8Array.of(2, 1, 0), { context }))).toBe(
+      'UNSUPPORTED_VERSION',
+    );
+    expect(fail(() => encryptSync(key, 'text' as unknown as Uint8Array))).toBe('INVALID_ARGUMENT');
   });
 });
 

@@ -59,5 +59,7 @@ export async function setupOurs(): Promise<Ours> {
   const context = { table: TABLE, column: COLUMN, rowId: 0 };
   await fields.decrypt(await fields.encrypt('warm', context), context);
   await fields.keyBytes('index', 1);
+  await fields.preload([{ table: TABLE, column: COLUMN }]); // for encryptSync/decryptSync
+
   return { fields, keyring, indexer };
 }

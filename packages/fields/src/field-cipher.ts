@@ -1,8 +1,11 @@
 import {
   type AeadKey,
+  aeadIsSynchronous,
   CryptoError,
   decrypt,
+  decryptSync,
   encrypt,
+  encryptSync,
   hkdf,
   importAeadKey,
   readEnvelopeHeader,
@@ -83,6 +86,44 @@ export interface FieldCipher {
     context: FieldContext,
     options?: EncryptOptions & DecryptOptions,
   ): Promise<StoredValue>;
+  /**
+   * Derives and caches the keys of these columns, for every data-key version in the keyring, so
+   * that {@link FieldCipher.encryptSync} and {@link FieldCipher.decryptSync} can serve them.
+   * The async methods load keys on first use by themselves.
+   *
+   * @throws {FieldsError} provider codes when a data key cannot be unwrapped.
+   * @example await fields.preload([{ table: 'users', column: 'email' }]);
+   */
+  preload(
+    columns: ReadonlyArray<{ readonly table: string; readonly column: string }>,
+  ): Promise<void>;
+  /**
+   * {@link FieldCipher.encrypt} without a promise, for synchronous hooks (an ORM's value
+   * transformer) and hot loops. The same ciphertext format; the column must be preloaded.
+   *
+   * @throws {FieldsError} as {@link FieldCipher.encrypt}; `UNSUPPORTED_OPERATION` when the
+   *   column was not preloaded, or where the platform's AEAD is asynchronous only (browsers).
+   * @example const stored = fields.encryptSync('alice@example.com', { table: 'users', column: 'email', rowId: 42 });
+   */
+  encryptSync(
+    value: FieldValue,
+    context: FieldContext,
+    options: EncryptOptions & { format: 'binary' },
+  ): Uint8Array;
+  encryptSync(
+    value: FieldValue,
+    context: FieldContext,
+    options?: EncryptOptions & { format?: 'text' },
+  ): string;
+  encryptSync(value: FieldValue, context: FieldContext, options?: EncryptOptions): StoredValue;
+  /**
+   * {@link FieldCipher.decrypt} without a promise; see {@link FieldCipher.encryptSync}.
+   *
+   * @throws {FieldsError} as {@link FieldCipher.decrypt}; `UNSUPPORTED_OPERATION` as
+   *   {@link FieldCipher.encryptSync}.
+   * @example const email = fields.decryptSync(stored, { table: 'users', column: 'email', rowId: 42 });
+   */
+  decryptSync(stored: StoredValue, context: FieldContext, options?: DecryptOptions): FieldValue;
   /** The data-key version that sealed `stored`, or undefined for a plaintext value. */
   keyVersionOf(stored: StoredValue): number | undefined;
   /** The data-key version new values use. */
@@ -96,6 +137,8 @@ const BINARY_MAGIC = 0xcf;
 const FORMAT_VERSION = 0x01;
 const CONTEXT_VERSION = 0x01;
 const FIELD_KEY_LABEL = 'coffer/v1/field-key';
+const SYNC_AEAD = aeadIsSynchronous();
+const BINARY_FRAME = Uint8Array.of(BINARY_MAGIC, FORMAT_VERSION);
 
 /**
  * A field cipher over a keyring. Keys are unwrapped by the provider on first use and kept in
@@ -134,33 +177,23 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     return p;
   }
 
-  let lastKey:
-    | { version: number; table: string; column: string; key: Promise<AeadKey>; ready?: AeadKey }
-    | undefined;
+  /** Column keys ready for use; the last one used is kept aside, so the hot path looks up nothing. */
+  const readyKeys = new Map<string, AeadKey>();
+  let lastKey: { version: number; table: string; column: string; key: AeadKey } | undefined;
 
-  /** The column key: the last one used is kept resolved, so the hot path awaits nothing. */
-  function columnKey(version: number, table: string, column: string): AeadKey | Promise<AeadKey> {
+  /** The column key if it has been derived already (no await). */
+  function readyColumnKey(version: number, table: string, column: string): AeadKey | undefined {
     const last = lastKey;
     if (last && last.version === version && last.table === table && last.column === column) {
-      return last.ready ?? last.key;
+      return last.key;
     }
-    const key = columnKeyUncached(version, table, column);
-    const entry: NonNullable<typeof lastKey> = { version, table, column, key };
-    lastKey = entry;
-    key.then(
-      (ready) => {
-        entry.ready = ready;
-      },
-      () => {
-        if (lastKey === entry) lastKey = undefined;
-      },
-    );
+    const key = readyKeys.get(columnKeyId(version, table, column));
+    if (key) lastKey = { version, table, column, key };
     return key;
   }
 
-  function columnKeyUncached(version: number, table: string, column: string): Promise<AeadKey> {
-    // Unambiguous: a name may contain NUL, so a NUL-joined key could name two columns.
-    const id = JSON.stringify([version, table, column]);
+  function columnKey(version: number, table: string, column: string): Promise<AeadKey> {
+    const id = columnKeyId(version, table, column);
     let p = columnKeys.get(id);
     if (!p) {
       p = (async () => {
@@ -173,7 +206,9 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
           context: concat(nameLp(op, 'table', table), nameLp(op, 'column', column)),
         });
         try {
-          return await importAeadKey(raw, { id: uint32be(version) });
+          const key = await importAeadKey(raw, { id: uint32be(version) });
+          readyKeys.set(id, key);
+          return key;
         } finally {
           raw.fill(0);
         }
@@ -182,6 +217,24 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
       p.catch(() => columnKeys.delete(id));
     }
     return p;
+  }
+
+  /** The column key for a synchronous call, which cannot wait for a provider. */
+  function loadedColumnKey(op: string, version: number, ctx: FieldContext): AeadKey {
+    if (!SYNC_AEAD)
+      throw new FieldsError(
+        'UNSUPPORTED_OPERATION',
+        op,
+        'synchronous encryption is not available on this platform; use encrypt/decrypt',
+      );
+    const key = readyColumnKey(version, ctx.table, ctx.column);
+    if (!key)
+      throw new FieldsError(
+        'UNSUPPORTED_OPERATION',
+        op,
+        `keys of ${ctx.table}.${ctx.column} (version ${version}) are not loaded; await preload([{ table, column }]) first`,
+      );
+    return key;
   }
 
   /** spec §2: 0x01 || tenant_flag || [lp(tenant)] || lp(table) || lp(column) || lp(row_id) */
@@ -272,72 +325,160 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     return new DataView(keyId.buffer, keyId.byteOffset, 4).getUint32(0);
   }
 
+  /** Envelope → stored form; the format is checked before anything is sealed. */
+  function checkFormat(op: string, format: EncryptOptions['format']): void {
+    if (format !== undefined && format !== 'text' && format !== 'binary')
+      throw new FieldsError('INVALID_ARGUMENT', op, '"format" expected text or binary');
+  }
+
+  /** Seals `plaintext`; the binary form's two-byte tag is written in front as the frame. */
+  function seal(
+    key: AeadKey,
+    plaintext: Uint8Array,
+    aad: Uint8Array,
+    format: EncryptOptions['format'],
+  ) {
+    if (format === 'binary')
+      return encryptSync(key, plaintext, { context: aad, frame: BINARY_FRAME });
+    return TEXT_PREFIX + bytesToBase64url(encryptSync(key, plaintext, { context: aad }));
+  }
+
+  async function sealAsync(
+    key: AeadKey,
+    plaintext: Uint8Array,
+    aad: Uint8Array,
+    format: EncryptOptions['format'],
+  ): Promise<StoredValue> {
+    if (SYNC_AEAD) return seal(key, plaintext, aad, format);
+    if (format === 'binary') return encrypt(key, plaintext, { context: aad, frame: BINARY_FRAME });
+    return TEXT_PREFIX + bytesToBase64url(await encrypt(key, plaintext, { context: aad }));
+  }
+
   async function encryptValue(
     value: FieldValue,
     ctx: FieldContext,
     options: EncryptOptions = {},
   ): Promise<StoredValue> {
     const op = 'fields.encrypt';
+    checkFormat(op, options.format);
     const aad = bindingContext(op, ctx);
     const plaintext = encodeValue(op, value, options.padTo);
-    const pending = columnKey(primary, ctx.table, ctx.column);
-    const key = pending instanceof Promise ? await pending : pending;
-    let envelope: Uint8Array;
     try {
-      envelope = await encrypt(key, plaintext, { context: aad });
+      const key =
+        readyColumnKey(primary, ctx.table, ctx.column) ??
+        (await columnKey(primary, ctx.table, ctx.column));
+      return await sealAsync(key, plaintext, aad, options.format);
     } finally {
       // The encoded value may sit in Node's Buffer pool (value-codec fast path): wipe it.
       plaintext.fill(0);
     }
-    if (options.format === 'binary') {
-      const out = new Uint8Array(2 + envelope.length);
-      out[0] = BINARY_MAGIC;
-      out[1] = FORMAT_VERSION;
-      out.set(envelope, 2);
-      return out;
+  }
+
+  function encryptValueSync(
+    value: FieldValue,
+    ctx: FieldContext,
+    options: EncryptOptions = {},
+  ): StoredValue {
+    const op = 'fields.encryptSync';
+    checkFormat(op, options.format);
+    const aad = bindingContext(op, ctx);
+    const key = loadedColumnKey(op, primary, ctx);
+    const plaintext = encodeValue(op, value, options.padTo);
+    try {
+      return seal(key, plaintext, aad, options.format);
+    } finally {
+      plaintext.fill(0);
     }
-    if (options.format !== undefined && options.format !== 'text') {
-      throw new FieldsError('INVALID_ARGUMENT', op, '"format" expected text or binary');
+  }
+
+  /** What decrypting `stored` needs, or the plaintext itself inside a migration window. */
+  function openable(
+    op: string,
+    stored: StoredValue,
+    ctx: FieldContext,
+    options: DecryptOptions,
+  ): { envelope: Uint8Array; aad: Uint8Array; version: number } | { value: StoredValue } {
+    const parsed = parse(op, stored);
+    if ('plaintext' in parsed) {
+      if (options.allowPlaintext) return { value: parsed.plaintext };
+      throw new FieldsError(
+        'PLAINTEXT_VALUE',
+        op,
+        `${ctx?.table}.${ctx?.column} holds a value that is not encrypted`,
+      );
     }
-    return TEXT_PREFIX + bytesToBase64url(envelope);
+    const aad = bindingContext(op, ctx);
+    const version = versionOfEnvelope(op, parsed.envelope);
+    if (!keyring.keys.some((k) => k.purpose === 'data' && k.version === version)) {
+      throw new FieldsError('UNKNOWN_KEY', op, `keyring has no data key version ${version}`);
+    }
+    return { envelope: parsed.envelope, aad, version };
+  }
+
+  function decoded(op: string, plaintext: Uint8Array): FieldValue {
+    try {
+      return decodeValue(op, plaintext);
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  function failed(op: string, err: unknown): unknown {
+    return CryptoError.is(err)
+      ? new FieldsError('DECRYPTION_FAILED', op, 'decryption failed')
+      : err;
   }
 
   return {
     primaryVersion: primary,
     keyBytes,
     encrypt: encryptValue as FieldCipher['encrypt'],
+    encryptSync: encryptValueSync as FieldCipher['encryptSync'],
 
     async decrypt(stored, ctx, options = {}) {
       const op = 'fields.decrypt';
-      const parsed = parse(op, stored);
-      if ('plaintext' in parsed) {
-        if (options.allowPlaintext) return parsed.plaintext;
-        throw new FieldsError(
-          'PLAINTEXT_VALUE',
-          op,
-          `${ctx?.table}.${ctx?.column} holds a value that is not encrypted`,
-        );
-      }
-      const aad = bindingContext(op, ctx);
-      const version = versionOfEnvelope(op, parsed.envelope);
-      if (!keyring.keys.some((k) => k.purpose === 'data' && k.version === version)) {
-        throw new FieldsError('UNKNOWN_KEY', op, `keyring has no data key version ${version}`);
-      }
-      const pending = columnKey(version, ctx.table, ctx.column);
-      const key = pending instanceof Promise ? await pending : pending;
+      const o = openable(op, stored, ctx, options);
+      if ('value' in o) return o.value;
+      const key =
+        readyColumnKey(o.version, ctx.table, ctx.column) ??
+        (await columnKey(o.version, ctx.table, ctx.column));
       let plaintext: Uint8Array;
       try {
-        plaintext = await decrypt(key, parsed.envelope, { context: aad });
+        plaintext = SYNC_AEAD
+          ? decryptSync(key, o.envelope, { context: o.aad })
+          : await decrypt(key, o.envelope, { context: o.aad });
       } catch (err) {
-        if (CryptoError.is(err))
-          throw new FieldsError('DECRYPTION_FAILED', op, 'decryption failed');
-        throw err;
+        throw failed(op, err);
       }
+      return decoded(op, plaintext);
+    },
+
+    decryptSync(stored, ctx, options = {}) {
+      const op = 'fields.decryptSync';
+      const o = openable(op, stored, ctx, options);
+      if ('value' in o) return o.value;
+      const key = loadedColumnKey(op, o.version, ctx);
+      let plaintext: Uint8Array;
       try {
-        return decodeValue(op, plaintext);
-      } finally {
-        plaintext.fill(0);
+        plaintext = decryptSync(key, o.envelope, { context: o.aad });
+      } catch (err) {
+        throw failed(op, err);
       }
+      return decoded(op, plaintext);
+    },
+
+    async preload(columns) {
+      const op = 'fields.preload';
+      if (!Array.isArray(columns))
+        throw new FieldsError('INVALID_ARGUMENT', op, '"columns" expected [{ table, column }]');
+      const versions = keyring.keys.filter((k) => k.purpose === 'data').map((k) => k.version);
+      const pending: Promise<AeadKey>[] = [];
+      for (const { table, column } of columns) {
+        // Validates the names as encryption does (bindingContext checks them).
+        bindingContext(op, { table, column, rowId: 1 });
+        for (const v of versions) pending.push(columnKey(v, table, column));
+      }
+      await Promise.all(pending);
     },
 
     async refresh(stored, ctx, options = {}) {
@@ -355,6 +496,11 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
         : versionOfEnvelope('fields.keyVersionOf', parsed.envelope);
     },
   };
+}
+
+/** Unambiguous: a name may contain NUL, so a NUL-joined id could name two columns. */
+function columnKeyId(version: number, table: string, column: string): string {
+  return JSON.stringify([version, table, column]);
 }
 
 function rowIdText(op: string, rowId: unknown): string {

@@ -168,6 +168,63 @@ describe('field encryption', () => {
     }
     expect(calls).toEqual(['unwrap']);
   });
+
+  test('synchronous API: same format as the async one, only for preloaded columns', async () => {
+    const base = await setup();
+    const rotated = await rotateKey(base.keyring, base.provider, 'kek1');
+    const old = await base.fields.encrypt('from version 1', users(3));
+    const { provider, calls } = instrumented(base.provider);
+    const fields = createFieldCipher(rotated, provider);
+    const sync = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        return (err as FieldsError).code;
+      }
+      return 'no error';
+    };
+    // Nothing loaded yet: a synchronous call cannot wait for the provider, so it refuses.
+    expect(sync(() => fields.encryptSync('x', users(1)))).toBe('UNSUPPORTED_OPERATION');
+    expect(calls).toEqual([]);
+    await fields.preload([{ table: 'users', column: 'email' }]);
+    expect(calls).toEqual(['unwrap', 'unwrap']); // both data-key versions, once each
+    for (const v of [
+      'a',
+      42,
+      7n,
+      true,
+      new Date(0),
+      { k: [1] },
+      Uint8Array.of(1, 2),
+    ] as FieldValue[]) {
+      const text = fields.encryptSync(v, users(1));
+      const binary = fields.encryptSync(v, users(1), { format: 'binary', padTo: 32 });
+      expect(typeof text).toBe('string');
+      expect(binary).toBeInstanceOf(Uint8Array);
+      expect(await fields.decrypt(text, users(1))).toEqual(v);
+      expect(fields.decryptSync(binary, users(1))).toEqual(v);
+      expect(fields.decryptSync(await fields.encrypt(v, users(1)), users(1))).toEqual(v);
+    }
+    expect(fields.keyVersionOf(fields.encryptSync('x', users(1)))).toBe(2);
+    expect(fields.decryptSync(old, users(3))).toBe('from version 1');
+    // The same typed errors, thrown instead of rejected.
+    const stored = fields.encryptSync('secret', users(1));
+    expect(sync(() => fields.decryptSync(stored, users(2)))).toBe('DECRYPTION_FAILED');
+    expect(sync(() => fields.decryptSync(`${stored.slice(0, -2)}AA`, users(1)))).toBe(
+      'DECRYPTION_FAILED',
+    );
+    expect(sync(() => fields.decryptSync('plain', users(1)))).toBe('PLAINTEXT_VALUE');
+    expect(fields.decryptSync('plain', users(1), { allowPlaintext: true })).toBe('plain');
+    expect(sync(() => fields.encryptSync('x', users(1.5)))).toBe('INVALID_ARGUMENT');
+    expect(sync(() => fields.encryptSync('x', users(1), { format: 'hex' as 'text' }))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    expect(sync(() => fields.encryptSync('x', { ...users(1), column: 'phone' }))).toBe(
+      'UNSUPPORTED_OPERATION',
+    );
+    expect(await codeOf(fields.preload([{ table: '', column: 'c' }]))).toBe('INVALID_ARGUMENT');
+    expect(calls).toEqual(['unwrap', 'unwrap']);
+  });
 });
 
 test('names cannot run into each other: control characters are refused', async () => {

@@ -71,6 +71,7 @@ export function ed25519VerifyCofactorless(
 
 export const backend: Backend = {
   name: 'noble',
+  syncAead: true,
 
   randomBytes(length) {
     const c = globalThis.crypto;

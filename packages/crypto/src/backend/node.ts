@@ -93,6 +93,7 @@ function asHandle<T>(value: T): KeyHandle {
 
 export const backend: Backend = {
   name: 'node',
+  syncAead: true,
 
   randomBytes(length) {
     return u8(nc.randomBytes(length));

@@ -20,6 +20,8 @@ export type PrivateKey = { readonly handle: KeyHandle; readonly publicKey: Uint8
 
 export interface Backend {
   readonly name: 'node' | 'web' | 'noble';
+  /** Whether aeadSeal and aeadOpen always answer synchronously (never a Promise). */
+  readonly syncAead: boolean;
 
   randomBytes(length: number): Uint8Array;
   /**

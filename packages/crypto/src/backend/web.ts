@@ -84,6 +84,7 @@ function buf(b: Uint8Array): Uint8Array<ArrayBuffer> {
 
 export const backend: Backend = {
   name: 'web',
+  syncAead: false,
   randomBytes: noble.randomBytes,
   randomNonce: noble.randomNonce,
   timingSafeEqual: noble.timingSafeEqual,
