@@ -150,6 +150,10 @@ export default defineConfig({
       cryptoProject('noble'),
       ...browserProjects(),
       nodeProject('fields'),
+      nodeProject('protocol'),
+      nodeProject('server'),
+      nodeProject('sdk'),
+      nodeProject('cli'),
     ],
   },
 });

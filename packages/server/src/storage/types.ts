@@ -1,0 +1,201 @@
+// The server's storage, as small interfaces the HTTP layer calls. Two implementations share one
+// Kysely code path: SQLite (better-sqlite3, the embedded default) and PostgreSQL. Values that are
+// the server's own sensitive data (usernames, OPAQUE records, login states, manifests) are
+// encrypted with @coffer/fields before they reach these interfaces' SQL, bound to their table,
+// column and row; the interfaces themselves take and return plaintext values.
+//
+// Times are milliseconds since the Unix epoch. Binary values are Uint8Array.
+
+export interface AccountRecord {
+  readonly accountId: string;
+  /** As the user typed it at signup (after NFC and trim), for display. */
+  readonly username: string;
+  readonly createdAt: number;
+}
+
+export interface NewAccount {
+  readonly accountId: string;
+  readonly username: string;
+  /** The OPAQUE registration record. */
+  readonly opaqueRecord: Uint8Array;
+  readonly manifest: StoredManifest;
+  readonly backup: StoredBackup;
+  /** SHA-256 of the recovery proof (account-v1 §4). */
+  readonly recoveryVerifier: Uint8Array;
+  readonly session: NewSession;
+}
+
+export interface StoredManifest {
+  readonly seq: number;
+  readonly body: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+export interface StoredBackup {
+  readonly version: number;
+  readonly data: Uint8Array;
+}
+
+export interface NewSession {
+  /** SHA-256 of the bearer token; the token itself is never stored. */
+  readonly tokenHash: Uint8Array;
+  readonly accountId: string;
+  readonly deviceId: string | null;
+  readonly kind: 'session' | 'recovery';
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  /** When the password (or recovery code) was last proved. */
+  readonly authAt: number;
+}
+
+export interface SessionRecord extends NewSession {}
+
+export interface LinkRecord {
+  readonly linkId: string;
+  readonly accountId: string;
+  readonly expiresAt: number;
+  readonly request: { readonly sealed: Uint8Array; readonly pickupHash: Uint8Array } | null;
+  readonly response: {
+    readonly sealed: Uint8Array;
+    readonly token: string;
+    readonly expiresAt: number;
+  } | null;
+}
+
+export interface ThrottleState {
+  /** Failures in a row. */
+  readonly failures: number;
+  /** No attempt before this time. */
+  readonly notBefore: number;
+}
+
+/** Thrown by a storage method when a unique constraint refuses the write. */
+export class StorageConflictError extends Error {
+  override readonly name = 'StorageConflictError';
+  constructor(
+    readonly what: 'username' | 'accountId' | 'manifestSeq' | 'link' | 'other',
+    message = `conflict on ${what}`,
+  ) {
+    super(message);
+  }
+}
+
+export interface AccountStore {
+  /** Creates everything of a new account in one transaction; StorageConflictError('username') when the name is taken. */
+  create(account: NewAccount): Promise<void>;
+  /** Whether a normalised username is in use (a blind-index lookup). */
+  usernameTaken(normalizedUsername: string): Promise<boolean>;
+  /** Looks an account up by normalised username. */
+  findByUsername(
+    normalizedUsername: string,
+  ): Promise<(AccountRecord & { readonly opaqueRecord: Uint8Array }) | undefined>;
+  get(accountId: string): Promise<AccountRecord | undefined>;
+  recoveryVerifier(accountId: string): Promise<Uint8Array | undefined>;
+  /** Deletes the account and everything that belongs to it, in one transaction. */
+  delete(accountId: string): Promise<void>;
+  /**
+   * Replaces the OPAQUE record, appends the next manifest and replaces the backup in one
+   * transaction (password change and recovery); StorageConflictError('manifestSeq') when the
+   * current manifest is no longer `manifest.seq - 1`.
+   */
+  changePassword(
+    accountId: string,
+    change: {
+      readonly opaqueRecord: Uint8Array;
+      readonly manifest: StoredManifest;
+      readonly backup: StoredBackup;
+    },
+  ): Promise<void>;
+}
+
+export interface ManifestStore {
+  latest(accountId: string): Promise<StoredManifest | undefined>;
+  /** Manifests with seq > after, ascending, at most `limit`. */
+  history(accountId: string, after: number, limit: number): Promise<StoredManifest[]>;
+  /**
+   * Appends the next manifest (seq must be latest + 1, else StorageConflictError('manifestSeq')),
+   * optionally replacing the backup, and deletes the sessions of `revokedDeviceIds` — one
+   * transaction.
+   */
+  append(
+    accountId: string,
+    manifest: StoredManifest,
+    options?: { readonly backup?: StoredBackup; readonly revokedDeviceIds?: readonly string[] },
+  ): Promise<void>;
+}
+
+export interface BackupStore {
+  get(accountId: string): Promise<StoredBackup | undefined>;
+}
+
+export interface SessionStore {
+  create(session: NewSession): Promise<void>;
+  get(tokenHash: Uint8Array): Promise<SessionRecord | undefined>;
+  delete(tokenHash: Uint8Array): Promise<void>;
+  deleteExpired(now: number): Promise<number>;
+}
+
+export interface LoginStateStore {
+  /** Keeps an OPAQUE server login state until `expiresAt`. */
+  put(
+    loginId: string,
+    state: {
+      readonly accountId: string | null;
+      readonly serverLoginState: Uint8Array;
+      readonly expiresAt: number;
+    },
+  ): Promise<void>;
+  /** Returns and deletes the state (one use), undefined when absent or expired. */
+  take(
+    loginId: string,
+    now: number,
+  ): Promise<
+    { readonly accountId: string | null; readonly serverLoginState: Uint8Array } | undefined
+  >;
+}
+
+export interface ThrottleStore {
+  get(key: Uint8Array): Promise<ThrottleState | undefined>;
+  put(key: Uint8Array, state: ThrottleState): Promise<void>;
+  clear(key: Uint8Array): Promise<void>;
+}
+
+export interface LinkStore {
+  /** StorageConflictError('link') when the id exists. */
+  create(link: {
+    readonly linkId: string;
+    readonly accountId: string;
+    readonly expiresAt: number;
+  }): Promise<void>;
+  get(linkId: string, now: number): Promise<LinkRecord | undefined>;
+  /** Sets the request once; false when already set or the link is gone. */
+  setRequest(
+    linkId: string,
+    request: { readonly sealed: Uint8Array; readonly pickupHash: Uint8Array },
+    now: number,
+  ): Promise<boolean>;
+  setResponse(linkId: string, response: NonNullable<LinkRecord['response']>): Promise<void>;
+  delete(linkId: string): Promise<void>;
+}
+
+/** A key-value slot for the server's own secrets (the OPAQUE server setup), stored encrypted. */
+export interface SecretStore {
+  get(name: string): Promise<Uint8Array | undefined>;
+  /** Stores `value` unless `name` exists; returns what is stored afterwards (first writer wins). */
+  putIfAbsent(name: string, value: Uint8Array): Promise<Uint8Array>;
+}
+
+export interface Storage {
+  readonly dialect: 'sqlite' | 'postgres';
+  readonly accounts: AccountStore;
+  readonly manifests: ManifestStore;
+  readonly backups: BackupStore;
+  readonly sessions: SessionStore;
+  readonly logins: LoginStateStore;
+  readonly throttle: ThrottleStore;
+  readonly links: LinkStore;
+  readonly secrets: SecretStore;
+  /** A cheap round trip to the database, for /healthz. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
