@@ -152,6 +152,8 @@ export interface LoginStateStore {
   ): Promise<
     { readonly accountId: string | null; readonly serverLoginState: Uint8Array } | undefined
   >;
+  /** Deletes states with expiresAt <= now (abandoned logins); returns how many. Optional. */
+  deleteExpired?(now: number): Promise<number>;
 }
 
 export interface ThrottleStore {
@@ -176,6 +178,8 @@ export interface LinkStore {
   ): Promise<boolean>;
   setResponse(linkId: string, response: NonNullable<LinkRecord['response']>): Promise<void>;
   delete(linkId: string): Promise<void>;
+  /** Deletes links with expiresAt <= now; returns how many. Optional. */
+  deleteExpired?(now: number): Promise<number>;
 }
 
 /** A key-value slot for the server's own secrets (the OPAQUE server setup), stored encrypted. */

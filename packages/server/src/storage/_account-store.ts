@@ -1,0 +1,144 @@
+import type { Kysely } from 'kysely';
+import type { StoreContext } from './_context.js';
+import { appendManifest, sealBackup, sealManifest } from './_manifest-store.js';
+import { bytes, num } from './_rows.js';
+import type { StorageDb } from './_schema.js';
+import type { AccountStore } from './types.js';
+
+/** The AccountStore over the shared context (see types.ts for the contract). */
+export function createAccountStore(ctx: StoreContext): AccountStore {
+  const { db, sealer } = ctx;
+
+  return {
+    async create(account) {
+      const { accountId } = account;
+      // Everything is sealed before the transaction opens: no key work while holding locks.
+      const [username, usernameIdx, opaqueRecord, recoveryVerifier, manifest, backup] =
+        await Promise.all([
+          sealer.sealUsername(accountId, account.username),
+          sealer.usernameIndex(account.username),
+          sealer.seal('accounts.opaque_record', accountId, account.opaqueRecord),
+          sealer.seal('accounts.recovery_verifier', accountId, account.recoveryVerifier),
+          sealManifest(sealer, accountId, account.manifest),
+          sealBackup(sealer, accountId, account.backup),
+        ]);
+      const s = account.session;
+      if (s.accountId !== accountId)
+        throw new Error('"session.accountId" expected the new account');
+      await ctx.transaction(async (tx) => {
+        await tx
+          .insertInto('accounts')
+          .values({
+            account_id: accountId,
+            username,
+            username_idx: usernameIdx,
+            opaque_record: opaqueRecord,
+            recovery_verifier: recoveryVerifier,
+            created_at: ctx.now(),
+          })
+          .execute();
+        await tx.insertInto('manifests').values(manifest).execute();
+        await tx.insertInto('backups').values(backup).execute();
+        await tx
+          .insertInto('sessions')
+          .values({
+            token_hash: s.tokenHash,
+            account_id: accountId,
+            device_id: s.deviceId,
+            kind: s.kind,
+            created_at: s.createdAt,
+            expires_at: s.expiresAt,
+            auth_at: s.authAt,
+          })
+          .execute();
+      });
+    },
+
+    async usernameTaken(normalizedUsername) {
+      const idx = await sealer.usernameIndex(normalizedUsername);
+      const row = await db
+        .selectFrom('accounts')
+        .select('account_id')
+        .where('username_idx', '=', idx)
+        .executeTakeFirst();
+      return row !== undefined;
+    },
+
+    async findByUsername(normalizedUsername) {
+      const idx = await sealer.usernameIndex(normalizedUsername);
+      const row = await db
+        .selectFrom('accounts')
+        .select(['account_id', 'username', 'opaque_record', 'created_at'])
+        .where('username_idx', '=', idx)
+        .executeTakeFirst();
+      if (!row) return undefined;
+      const [username, opaqueRecord] = await Promise.all([
+        sealer.openUsername(row.account_id, row.username),
+        sealer.open('accounts.opaque_record', row.account_id, row.opaque_record),
+      ]);
+      return {
+        accountId: row.account_id,
+        username,
+        createdAt: num(row.created_at),
+        opaqueRecord,
+      };
+    },
+
+    async get(accountId) {
+      const row = await db
+        .selectFrom('accounts')
+        .select(['account_id', 'username', 'created_at'])
+        .where('account_id', '=', accountId)
+        .executeTakeFirst();
+      if (!row) return undefined;
+      return {
+        accountId: row.account_id,
+        username: await sealer.openUsername(row.account_id, row.username),
+        createdAt: num(row.created_at),
+      };
+    },
+
+    async recoveryVerifier(accountId) {
+      const row = await db
+        .selectFrom('accounts')
+        .select('recovery_verifier')
+        .where('account_id', '=', accountId)
+        .executeTakeFirst();
+      if (!row) return undefined;
+      return bytes(
+        await sealer.open('accounts.recovery_verifier', accountId, row.recovery_verifier),
+      );
+    },
+
+    async delete(accountId) {
+      // The foreign keys cascade too; deleting each table explicitly keeps this correct even on a
+      // SQLite connection opened elsewhere without `foreign_keys = ON`.
+      await ctx.transaction(async (tx) => {
+        await deleteChildren(tx, accountId);
+        await tx.deleteFrom('accounts').where('account_id', '=', accountId).execute();
+      });
+    },
+
+    async changePassword(accountId, change) {
+      const [opaqueRecord, manifest, backup] = await Promise.all([
+        sealer.seal('accounts.opaque_record', accountId, change.opaqueRecord),
+        sealManifest(sealer, accountId, change.manifest),
+        sealBackup(sealer, accountId, change.backup),
+      ]);
+      await ctx.transaction(async (tx) => {
+        await appendManifest(tx, accountId, manifest, backup);
+        await tx
+          .updateTable('accounts')
+          .set({ opaque_record: opaqueRecord })
+          .where('account_id', '=', accountId)
+          .execute();
+      });
+    },
+  };
+}
+
+async function deleteChildren(tx: Kysely<StorageDb>, accountId: string): Promise<void> {
+  for (const table of ['sessions', 'login_states', 'links', 'backups', 'manifests'] as const) {
+    await tx.deleteFrom(table).where('account_id', '=', accountId).execute();
+  }
+}

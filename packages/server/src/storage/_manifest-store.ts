@@ -1,0 +1,140 @@
+import type { Insertable, Kysely } from 'kysely';
+import type { StoreContext } from './_context.js';
+import { manifestRowId, num } from './_rows.js';
+import type { StorageDb } from './_schema.js';
+import type { Sealer } from './_sealer.js';
+import {
+  type ManifestStore,
+  StorageConflictError,
+  type StoredBackup,
+  type StoredManifest,
+} from './types.js';
+
+type ManifestRow = Insertable<StorageDb['manifests']>;
+type BackupRow = Insertable<StorageDb['backups']>;
+
+/** A manifest as its encrypted row (body and signature name devices, so both are sealed). */
+export async function sealManifest(
+  sealer: Sealer,
+  accountId: string,
+  manifest: StoredManifest,
+): Promise<ManifestRow> {
+  if (!Number.isSafeInteger(manifest.seq) || manifest.seq < 1)
+    throw new Error('"manifest.seq" expected a positive integer');
+  const rowId = manifestRowId(accountId, manifest.seq);
+  const [body, signature] = await Promise.all([
+    sealer.seal('manifests.body', rowId, manifest.body),
+    sealer.seal('manifests.signature', rowId, manifest.signature),
+  ]);
+  return { account_id: accountId, seq: manifest.seq, body, signature };
+}
+
+/** A backup as its encrypted row. */
+export async function sealBackup(
+  sealer: Sealer,
+  accountId: string,
+  backup: StoredBackup,
+): Promise<BackupRow> {
+  if (!Number.isSafeInteger(backup.version) || backup.version < 0)
+    throw new Error('"backup.version" expected a non-negative integer');
+  const data = await sealer.seal('backups.data', accountId, backup.data);
+  return { account_id: accountId, version: backup.version, data };
+}
+
+/**
+ * Inside a transaction: appends `manifest` if it is exactly the next one, and replaces the backup
+ * when given. Two writers racing for one seq both pass the check on PostgreSQL (READ COMMITTED);
+ * the primary key (account_id, seq) then makes the second wait and fail, which maps to
+ * StorageConflictError('manifestSeq') as well.
+ *
+ * @throws {StorageConflictError} `manifestSeq` when seq is not latest + 1.
+ */
+export async function appendManifest(
+  tx: Kysely<StorageDb>,
+  accountId: string,
+  manifest: ManifestRow,
+  backup?: BackupRow,
+): Promise<void> {
+  const latest = await tx
+    .selectFrom('manifests')
+    .select((eb) => eb.fn.max('seq').as('seq'))
+    .where('account_id', '=', accountId)
+    .executeTakeFirst();
+  const current = latest?.seq == null ? undefined : num(latest.seq);
+  if (current === undefined || manifest.seq !== current + 1)
+    throw new StorageConflictError('manifestSeq');
+  await tx.insertInto('manifests').values(manifest).execute();
+  if (backup) {
+    await tx
+      .insertInto('backups')
+      .values(backup)
+      .onConflict((oc) =>
+        oc.column('account_id').doUpdateSet({ version: backup.version, data: backup.data }),
+      )
+      .execute();
+  }
+}
+
+/** The ManifestStore over the shared context (see types.ts for the contract). */
+export function createManifestStore(ctx: StoreContext): ManifestStore {
+  const { db, sealer } = ctx;
+
+  async function open(
+    accountId: string,
+    row: { seq: number | string; body: Uint8Array; signature: Uint8Array },
+  ): Promise<StoredManifest> {
+    const seq = num(row.seq);
+    const rowId = manifestRowId(accountId, seq);
+    const [body, signature] = await Promise.all([
+      sealer.open('manifests.body', rowId, row.body),
+      sealer.open('manifests.signature', rowId, row.signature),
+    ]);
+    return { seq, body, signature };
+  }
+
+  return {
+    async latest(accountId) {
+      const row = await db
+        .selectFrom('manifests')
+        .select(['seq', 'body', 'signature'])
+        .where('account_id', '=', accountId)
+        .orderBy('seq', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      return row && open(accountId, row);
+    },
+
+    async history(accountId, after, limit) {
+      if (!Number.isSafeInteger(limit) || limit < 0)
+        throw new Error('"limit" expected a non-negative integer');
+      if (limit === 0) return [];
+      const rows = await db
+        .selectFrom('manifests')
+        .select(['seq', 'body', 'signature'])
+        .where('account_id', '=', accountId)
+        .where('seq', '>', after)
+        .orderBy('seq', 'asc')
+        .limit(limit)
+        .execute();
+      return Promise.all(rows.map((row) => open(accountId, row)));
+    },
+
+    async append(accountId, manifest, options = {}) {
+      const [sealed, backup] = await Promise.all([
+        sealManifest(sealer, accountId, manifest),
+        options.backup && sealBackup(sealer, accountId, options.backup),
+      ]);
+      const revoked = options.revokedDeviceIds ?? [];
+      await ctx.transaction(async (tx) => {
+        await appendManifest(tx, accountId, sealed, backup);
+        if (revoked.length > 0) {
+          await tx
+            .deleteFrom('sessions')
+            .where('account_id', '=', accountId)
+            .where('device_id', 'in', revoked)
+            .execute();
+        }
+      });
+    },
+  };
+}

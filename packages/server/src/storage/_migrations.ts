@@ -1,0 +1,144 @@
+// The schema, as Kysely migrations kept in code (no migration folder to ship). Both dialects run
+// the same builder calls; only the byte type differs (SQLite `blob`, PostgreSQL `bytea`). Times
+// are `bigint` milliseconds (SQLite gives it INTEGER affinity). Constraints are named so that a
+// unique violation can be told apart on PostgreSQL (see _sql-errors.ts).
+import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+
+/** Which database a migration is being run on. */
+export type StorageDialect = 'sqlite' | 'postgres';
+
+// The schema builder is untyped by design (the tables do not exist yet).
+// biome-ignore lint/suspicious/noExplicitAny: Kysely migrations take Kysely<any>
+type AnyDb = Kysely<any>;
+
+function initial(dialect: StorageDialect): Migration {
+  const bytes = dialect === 'sqlite' ? 'blob' : 'bytea';
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('coffer_keyring')
+        .addColumn('id', 'integer', (c) => c.notNull())
+        .addColumn('keyring', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('coffer_keyring_pk', ['id'])
+        .addCheckConstraint('coffer_keyring_one_row', sql`id = 1`)
+        .execute();
+
+      await db.schema
+        .createTable('accounts')
+        .addColumn('account_id', 'text', (c) => c.notNull())
+        .addColumn('username', bytes, (c) => c.notNull())
+        .addColumn('username_idx', 'text', (c) => c.notNull())
+        .addColumn('opaque_record', bytes, (c) => c.notNull())
+        .addColumn('recovery_verifier', bytes, (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('accounts_pk', ['account_id'])
+        .addUniqueConstraint('accounts_username_idx_unique', ['username_idx'])
+        .execute();
+
+      await db.schema
+        .createTable('manifests')
+        .addColumn('account_id', 'text', (c) =>
+          c.notNull().references('accounts.account_id').onDelete('cascade'),
+        )
+        .addColumn('seq', 'integer', (c) => c.notNull())
+        .addColumn('body', bytes, (c) => c.notNull())
+        .addColumn('signature', bytes, (c) => c.notNull())
+        .addPrimaryKeyConstraint('manifests_pk', ['account_id', 'seq'])
+        .execute();
+
+      await db.schema
+        .createTable('backups')
+        .addColumn('account_id', 'text', (c) =>
+          c.notNull().references('accounts.account_id').onDelete('cascade'),
+        )
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('data', bytes, (c) => c.notNull())
+        .addPrimaryKeyConstraint('backups_pk', ['account_id'])
+        .execute();
+
+      await db.schema
+        .createTable('sessions')
+        .addColumn('token_hash', bytes, (c) => c.notNull())
+        .addColumn('account_id', 'text', (c) =>
+          c.notNull().references('accounts.account_id').onDelete('cascade'),
+        )
+        .addColumn('device_id', 'text')
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('auth_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('sessions_pk', ['token_hash'])
+        .execute();
+      await db.schema
+        .createIndex('sessions_account_idx')
+        .on('sessions')
+        .columns(['account_id', 'device_id'])
+        .execute();
+      await db.schema
+        .createIndex('sessions_expiry_idx')
+        .on('sessions')
+        .column('expires_at')
+        .execute();
+
+      await db.schema
+        .createTable('login_states')
+        .addColumn('login_id', 'text', (c) => c.notNull())
+        .addColumn('account_id', 'text', (c) =>
+          c.references('accounts.account_id').onDelete('cascade'),
+        )
+        .addColumn('state', bytes, (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('login_states_pk', ['login_id'])
+        .execute();
+      await db.schema
+        .createIndex('login_states_expiry_idx')
+        .on('login_states')
+        .column('expires_at')
+        .execute();
+
+      await db.schema
+        .createTable('throttle')
+        .addColumn('key', bytes, (c) => c.notNull())
+        .addColumn('failures', 'integer', (c) => c.notNull())
+        .addColumn('not_before', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('throttle_pk', ['key'])
+        .execute();
+
+      await db.schema
+        .createTable('links')
+        .addColumn('link_id', 'text', (c) => c.notNull())
+        .addColumn('account_id', 'text', (c) =>
+          c.notNull().references('accounts.account_id').onDelete('cascade'),
+        )
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('request_sealed', bytes)
+        .addColumn('pickup_hash', bytes)
+        .addColumn('response_sealed', bytes)
+        .addColumn('response_token', bytes)
+        .addColumn('response_expires_at', 'bigint')
+        .addPrimaryKeyConstraint('links_pk', ['link_id'])
+        .execute();
+      await db.schema.createIndex('links_account_idx').on('links').column('account_id').execute();
+
+      await db.schema
+        .createTable('secrets')
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('value', bytes, (c) => c.notNull())
+        .addPrimaryKeyConstraint('secrets_pk', ['name'])
+        .execute();
+    },
+  };
+}
+
+/**
+ * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
+ * has shipped: add the next.
+ */
+export function storageMigrations(dialect: StorageDialect): MigrationProvider {
+  return {
+    async getMigrations() {
+      return { '0001_initial': initial(dialect) };
+    },
+  };
+}

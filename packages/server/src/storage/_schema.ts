@@ -1,0 +1,57 @@
+// The tables as Kysely sees them. Encrypted columns hold @coffer/fields binary ciphertexts (blob
+// on SQLite, bytea on PostgreSQL); `Millis` columns are bigint on PostgreSQL, which node-postgres
+// returns as strings, so every read goes through Number().
+import type { ColumnType } from 'kysely';
+
+/** Milliseconds since the epoch: written as a number, read as a number or (PostgreSQL) a string. */
+export type Millis = ColumnType<number | string, number, number>;
+/** An integer column read back the same way (PostgreSQL `integer` is a number already). */
+export type Int = ColumnType<number | string, number, number>;
+/** A field ciphertext or raw bytes: better-sqlite3 and node-postgres return Buffers. */
+export type Bytes = ColumnType<Uint8Array, Uint8Array, Uint8Array>;
+/** Nullable forms of the above. */
+export type MaybeBytes = ColumnType<Uint8Array | null, Uint8Array | null, Uint8Array | null>;
+export type MaybeMillis = ColumnType<number | string | null, number | null, number | null>;
+
+export interface StorageDb {
+  /** One row (id = 1): the @coffer/fields keyring as JSON, wrapped keys only. */
+  coffer_keyring: { id: number; keyring: string; created_at: Millis };
+  accounts: {
+    account_id: string;
+    username: Bytes;
+    /** Blind index of the normalised username, 256 bits as hex: unique. */
+    username_idx: string;
+    opaque_record: Bytes;
+    recovery_verifier: Bytes;
+    created_at: Millis;
+  };
+  manifests: { account_id: string; seq: Int; body: Bytes; signature: Bytes };
+  backups: { account_id: string; version: Int; data: Bytes };
+  sessions: {
+    token_hash: Bytes;
+    account_id: string;
+    device_id: string | null;
+    kind: string;
+    created_at: Millis;
+    expires_at: Millis;
+    auth_at: Millis;
+  };
+  login_states: {
+    login_id: string;
+    account_id: string | null;
+    state: Bytes;
+    expires_at: Millis;
+  };
+  throttle: { key: Bytes; failures: Int; not_before: Millis };
+  links: {
+    link_id: string;
+    account_id: string;
+    expires_at: Millis;
+    request_sealed: MaybeBytes;
+    pickup_hash: MaybeBytes;
+    response_sealed: MaybeBytes;
+    response_token: MaybeBytes;
+    response_expires_at: MaybeMillis;
+  };
+  secrets: { name: string; value: Bytes };
+}
