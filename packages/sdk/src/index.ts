@@ -1,1 +1,26 @@
-export {};
+// @coffer/sdk: what apps call. Accounts with nothing but a username and password (OPAQUE),
+// devices in a signed manifest, a key backup only the password or recovery code opens, device
+// linking; local state encrypted at rest. Node-only pieces live in '@coffer/sdk/node'.
+export {
+  type AccountInfo,
+  type ClientOptions,
+  type ClientState,
+  type CofferClient,
+  createClient,
+  type DeviceInfo,
+  type DevicesApi,
+  type JoinByLinkOptions,
+  type JoinOptions,
+  type LinkOffer,
+} from './client.js';
+export { SDK_ERROR_CODES, SdkError, type SdkErrorCode, type SdkErrorOptions } from './errors.js';
+export { type LocalStore, MAX_RECORD_NAME_LENGTH, memoryStore } from './local-store.js';
+export {
+  DEFAULT_DEVICE_NAME,
+  MAX_DEVICE_NAME_BYTES,
+  MAX_PASSWORD_LENGTH,
+  normalizeDeviceName,
+  normalizeUsername,
+} from './names.js';
+export { type KeyStretching, PASSWORD_HASHING } from './password-hashing.js';
+export { DEFAULT_TIMEOUT_MS, type FetchLike } from './transport.js';

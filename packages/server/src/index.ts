@@ -1,1 +1,71 @@
-export {};
+// @coffer/server: the HTTP/WebSocket layer (spec/http-api-v1.md) over the storage interfaces.
+export { type AppContext, type AppDeps, type AppEnv, createApp } from './app.js';
+export { addressKey, socketAddress } from './client-address.js';
+export {
+  type Config,
+  ConfigError,
+  type DatabaseConfig,
+  type KekConfig,
+  loadConfig,
+  USAGE,
+} from './config.js';
+export {
+  defaultMessage,
+  ERROR_STATUS,
+  type ErrorBody,
+  type ErrorStatus,
+  errorResponse,
+  SERVER_ERROR_CODES,
+  ServerError,
+  type ServerErrorCode,
+} from './errors.js';
+export {
+  type AccountEvent,
+  type AccountListener,
+  createEventHub,
+  type EventHub,
+} from './event-hub.js';
+export {
+  AUTH_TIMEOUT_MS,
+  attachEventSocket,
+  CLOSE_GOING_AWAY,
+  CLOSE_REVOKED,
+  CLOSE_UNAUTHENTICATED,
+  EVENTS_PATH,
+  type EventSocket,
+  type EventSocketDeps,
+} from './http/events.js';
+export { createLogger, type Logger } from './logger.js';
+export { createMetrics, type LoginOutcome, type Metrics } from './metrics.js';
+export { MAX_BODY_BYTES } from './middleware/body-limit.js';
+export { createOpaqueSetup, OPAQUE_SIZES } from './opaque.js';
+export { OPENAPI_DOCUMENT } from './openapi.js';
+export { EXIT_CONFIG, EXIT_FAILURE, LOCAL_KEK_ID, runServer } from './run.js';
+export { type RunningServer, type ServerOptions, startServer } from './server.js';
+export {
+  loadServerSecrets,
+  OPAQUE_SETUP_SECRET,
+  type ServerSecrets,
+  THROTTLE_KEY_SECRET,
+} from './server-secrets.js';
+export {
+  LINK_TTL_MS,
+  LOGIN_STATE_TTL_MS,
+  REAUTH_WINDOW_MS,
+  RECOVERY_TTL_MS,
+  SESSION_TTL_MS,
+} from './sessions.js';
+export { type OpenStorageOptions, openStorage } from './storage/open.js';
+export type {
+  AccountRecord,
+  LinkRecord,
+  NewAccount,
+  NewSession,
+  SessionRecord,
+  Storage,
+  StoredBackup,
+  StoredManifest,
+  ThrottleState,
+} from './storage/types.js';
+export { StorageConflictError } from './storage/types.js';
+export { ACCOUNT_MAX_DELAY_MS, ADDRESS_MAX_DELAY_MS, throttleDelay } from './throttle.js';

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// Launcher for the coffer CLI. An installed package runs its build (dist/); a source checkout of
+// the Coffer monorepo runs the TypeScript source through tsx, so no build is needed and a stale
+// dist/ is never run by mistake.
+import { spawn } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
+import { constants } from 'node:os';
+import { sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = realpathSync(fileURLToPath(import.meta.url));
+const source = fileURLToPath(new URL('../src/_run.ts', `file://${here}`));
+const built = new URL('../dist/_run.js', `file://${here}`);
+const checkout = !here.includes(`${sep}node_modules${sep}`) && existsSync(source);
+
+if (!checkout) {
+  await import(built.href);
+} else {
+  let tsx;
+  try {
+    tsx = import.meta.resolve('tsx');
+  } catch {
+    process.stderr.write('coffer: error: running from source needs tsx\n');
+    process.stderr.write('coffer: hint: npm install (from the repository root)\n');
+    process.exit(1);
+  }
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@coffer/source', '--import', tsx, source, ...process.argv.slice(2)],
+    { stdio: 'inherit' },
+  );
+  // The terminal sends Ctrl-C to the child too; it decides how to stop (and restores the
+  // terminal if a password prompt was showing). A SIGTERM sent to this process alone is passed on.
+  const ignore = () => {};
+  const forward = () => child.kill('SIGTERM');
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', forward);
+  child.on('exit', (code, signal) => {
+    process.exitCode = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
+    process.off('SIGINT', ignore);
+    process.off('SIGTERM', forward);
+  });
+}

@@ -1,0 +1,106 @@
+import { parseArgs } from 'node:util';
+import { usageError } from './_errors.js';
+
+/** The options of the command line; every one may stand anywhere, before or after the words. */
+export interface Options {
+  readonly server?: string;
+  readonly home?: string;
+  readonly json: boolean;
+  readonly passwordStdin: boolean;
+  readonly deviceName?: string;
+  readonly help: boolean;
+  readonly version: boolean;
+}
+
+export interface CommandLine {
+  /** Command, subcommand and arguments, in order. */
+  readonly words: string[];
+  readonly options: Options;
+  /** The long names of the options given ("password-stdin"), to check what a command takes. */
+  readonly given: ReadonlySet<string>;
+}
+
+const OPTIONS = {
+  server: { type: 'string' },
+  home: { type: 'string' },
+  json: { type: 'boolean' },
+  'password-stdin': { type: 'boolean' },
+  'device-name': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+function parse(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    options: OPTIONS,
+    strict: true,
+    allowPositionals: true,
+    tokens: true,
+  });
+}
+
+/** Whether --json is on the line, for reporting an error found before parsing succeeded. */
+export function wantsJson(argv: readonly string[]): boolean {
+  for (const arg of argv) {
+    if (arg === '--') return false;
+    if (arg === '--json') return true;
+  }
+  return false;
+}
+
+/**
+ * Splits `argv` into words and options. Unknown options, a missing value, a value given to a
+ * flag and an option given twice are usage errors (exit status 2).
+ */
+export function parseCommandLine(argv: readonly string[]): CommandLine {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    const message = err instanceof Error ? err.message : String(err);
+    const flag = /'(--?[^' <=]+)/.exec(message)?.[1] ?? '';
+    const name = flag.replace(/^-+/, '');
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')
+      throw usageError(
+        `unknown option ${flag}`,
+        'see coffer help; an argument that begins with "-" goes after "--"',
+      );
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      const isFlag =
+        Object.hasOwn(OPTIONS, name) && OPTIONS[name as keyof typeof OPTIONS].type === 'boolean';
+      throw usageError(
+        isFlag ? `${flag} takes no value` : `${flag} needs a value`,
+        isFlag
+          ? 'see coffer help'
+          : `write ${flag} VALUE, or ${flag}=VALUE for a value beginning with "-"`,
+      );
+    }
+    throw usageError(message.replace(/\.$/, '').toLowerCase(), 'see coffer help');
+  }
+
+  const given = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option') continue;
+    if (given.has(token.name)) throw usageError(`--${token.name} given twice`);
+    given.add(token.name);
+  }
+  const v = parsed.values;
+  for (const name of ['server', 'home', 'device-name'] as const) {
+    if (v[name] === '') throw usageError(`--${name} needs a value`);
+  }
+  return {
+    words: parsed.positionals,
+    given,
+    options: {
+      ...(v.server === undefined ? {} : { server: v.server }),
+      ...(v.home === undefined ? {} : { home: v.home }),
+      ...(v['device-name'] === undefined ? {} : { deviceName: v['device-name'] }),
+      json: v.json === true,
+      passwordStdin: v['password-stdin'] === true,
+      help: v.help === true,
+      version: v.version === true,
+    },
+  };
+}

@@ -1,0 +1,213 @@
+import { usageError } from './_errors.js';
+
+/** Options a command may take beyond the ones every command takes (--server, --home, --json). */
+export type CommandOption = 'password-stdin' | 'device-name';
+
+/** What the command line of one command looks like, and its help. */
+export interface CommandSpec {
+  /** "signup", "devices link". */
+  readonly name: string;
+  /** Usage lines, without the leading "coffer ". */
+  readonly synopsis: readonly string[];
+  /** One line for the command list. */
+  readonly summary: string;
+  readonly minArgs: number;
+  readonly maxArgs: number;
+  readonly options: readonly CommandOption[];
+  /** A paragraph for `coffer help COMMAND`. */
+  readonly details: string;
+}
+
+const ID_NOTE = `ID is a device id as coffer devices lists it, or a unique beginning of one
+(4 characters or more).`;
+
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: 'signup',
+    synopsis: ['signup USER'],
+    summary: 'create an account; prints its recovery code once',
+    minArgs: 1,
+    maxArgs: 1,
+    options: ['password-stdin', 'device-name'],
+    details: `Creates the account USER and logs this device in to it. Asks for a new password twice
+(with --password-stdin: reads it from the first line of stdin). The password never leaves this
+machine; the server stores only an OPAQUE record of it.
+
+Prints the account's recovery code, once. Write it down and keep it offline: it is the only way
+back into the account when the password is forgotten (coffer recover), and nobody, the server's
+operators included, can reset the password for you.`,
+  },
+  {
+    name: 'login',
+    synopsis: ['login USER'],
+    summary: 'log this device in to an account',
+    minArgs: 1,
+    maxArgs: 1,
+    options: ['password-stdin', 'device-name'],
+    details: `Logs this device in to the account USER: asks for the password (with --password-stdin:
+reads the first line of stdin). A device new to the account is added to its device list, named
+by --device-name (default: this computer's host name).`,
+  },
+  {
+    name: 'logout',
+    synopsis: ['logout'],
+    summary: "end this device's session",
+    minArgs: 0,
+    maxArgs: 0,
+    options: [],
+    details: `Ends this device's session here and on the server. It works without the server too: the
+server's copy of the session then expires on its own. The device stays on the account's device
+list until it is revoked (coffer devices revoke ID, from another device). Logging out when not
+logged in is not an error.`,
+  },
+  {
+    name: 'whoami',
+    synopsis: ['whoami'],
+    summary: 'show the account and device this home is logged in as',
+    minArgs: 0,
+    maxArgs: 0,
+    options: [],
+    details: `Shows the username, account id and this device's name and id. When this home is not
+logged in, says so on stderr and exits with status 1 (error code NOT_LOGGED_IN).`,
+  },
+  {
+    name: 'devices list',
+    synopsis: ['devices [list]'],
+    summary: "list the account's devices",
+    minArgs: 0,
+    maxArgs: 0,
+    options: [],
+    details: `Lists the devices of the account, as the account's signed device list names them; "*"
+marks this one.`,
+  },
+  {
+    name: 'devices link',
+    synopsis: ['devices link', 'devices link CODE'],
+    summary: 'add a device: "link" on a logged-in device, "link CODE" on the new one',
+    minArgs: 0,
+    maxArgs: Number.POSITIVE_INFINITY,
+    options: ['device-name'],
+    details: `Adds a new device to the account without typing the password on it. It takes two
+terminals, one on each device, both running the same subcommand:
+
+  1. On a device that is already logged in:
+       $ coffer devices link
+     It prints a one-time code (and the same code as a QR payload, coffer-link:1:...) and waits.
+
+  2. On the new device, with that code:
+       $ coffer devices link CODE [--device-name NAME]
+
+Both commands finish when the new device has joined: the first prints the device it added, the
+second the account it joined. A code works once, for 10 minutes; the server relays the two
+devices' messages but cannot read them, and nobody without the code can join. The new device's
+name comes from --device-name (default: its host name). Ctrl-C on the first device cancels.
+
+With --json the first device prints two JSON lines: {"link":{"code","qr","expiresAt"}} as soon
+as the code exists, then {"device":{...}} when the new device has joined.`,
+  },
+  {
+    name: 'devices rename',
+    synopsis: ['devices rename ID NAME', 'devices rename NAME'],
+    summary: 'rename a device (this one, when ID is left out)',
+    minArgs: 1,
+    maxArgs: 2,
+    options: [],
+    details: `Renames the device ID to NAME, or this device when only NAME is given. A lone NAME that
+is also a device id is refused as ambiguous: give both.
+
+${ID_NOTE}`,
+  },
+  {
+    name: 'devices revoke',
+    synopsis: ['devices revoke ID'],
+    summary: 'remove a device from the account',
+    minArgs: 1,
+    maxArgs: 1,
+    options: [],
+    details: `Removes the device ID from the account's signed device list and ends its session at once.
+It can come back only by logging in again with the password, or by being linked. Revoke a lost
+or sold device from one you still have; a device cannot revoke itself (coffer logout ends its
+session).
+
+${ID_NOTE}`,
+  },
+  {
+    name: 'passwd',
+    synopsis: ['passwd'],
+    summary: 'change the password',
+    minArgs: 0,
+    maxArgs: 0,
+    options: ['password-stdin'],
+    details: `Changes the account's password: asks for the current one, then the new one twice (with
+--password-stdin: two lines on stdin, the current password then the new one). The recovery code
+stays valid.`,
+  },
+  {
+    name: 'recover',
+    synopsis: ['recover USER'],
+    summary: 'forgot the password: set a new one with the recovery code',
+    minArgs: 1,
+    maxArgs: 1,
+    options: ['password-stdin', 'device-name'],
+    details: `Sets a new password for the account USER with its recovery code, on this device (which must
+not be logged in), and logs it in. Asks for the recovery code, then the new password twice (with
+--password-stdin: two lines on stdin, the recovery code then the new password). The recovery
+code stays valid: keep it as safe as before.`,
+  },
+  {
+    name: 'help',
+    synopsis: ['help [COMMAND]'],
+    summary: 'this text, or the help of one command',
+    minArgs: 0,
+    maxArgs: 2,
+    options: [],
+    details: 'Prints the usage text, or the help of COMMAND (e.g. coffer help devices link).',
+  },
+];
+
+const DEVICE_SUBCOMMANDS = ['list', 'link', 'rename', 'revoke'];
+
+function spec(name: string): CommandSpec {
+  const found = COMMANDS.find((c) => c.name === name);
+  if (!found) throw new Error(`no command ${name}`);
+  return found;
+}
+
+/**
+ * The command named by the first words of the command line, and its arguments; undefined when
+ * there are no words at all.
+ */
+export function resolveCommand(
+  words: readonly string[],
+): { spec: CommandSpec; args: string[] } | undefined {
+  const [first, ...rest] = words;
+  if (first === undefined) return undefined;
+  if (first === 'devices' || first === 'device') {
+    const [sub, ...args] = rest;
+    if (sub === undefined) return { spec: spec('devices list'), args: [] };
+    if (!DEVICE_SUBCOMMANDS.includes(sub))
+      throw usageError(
+        `unknown command devices ${sub}`,
+        `devices commands: ${DEVICE_SUBCOMMANDS.join(', ')}; see coffer help devices`,
+      );
+    return { spec: spec(`devices ${sub}`), args };
+  }
+  const found = COMMANDS.find((c) => c.name === first && !c.name.includes(' '));
+  if (!found)
+    throw usageError(
+      `unknown command ${first}`,
+      `commands: ${[...new Set(COMMANDS.map((c) => c.name.split(' ')[0]))].join(', ')}; see coffer help`,
+    );
+  return { spec: found, args: rest };
+}
+
+/** The help topics `coffer help WORDS` may name: a command, or "devices" for all of its own. */
+export function helpTopic(words: readonly string[]): CommandSpec[] {
+  if ((words[0] === 'devices' || words[0] === 'device') && words.length === 1)
+    return COMMANDS.filter((c) => c.name.startsWith('devices '));
+  const resolved = resolveCommand(words);
+  if (!resolved) return [];
+  if (resolved.args.length > 0)
+    throw usageError(`no help topic ${words.join(' ')}`, 'see coffer help');
+  return [resolved.spec];
+}

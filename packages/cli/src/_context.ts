@@ -1,0 +1,154 @@
+import { hostname } from 'node:os';
+import { type CofferClient, createClient } from '@coffer/sdk';
+import { openNodeHome } from '@coffer/sdk/node';
+import { CliError, usageError } from './_errors.js';
+import {
+  type CliReader,
+  type CliWriter,
+  type Prompt,
+  promptHidden,
+  readLines,
+} from './_secrets.js';
+
+/** What `main` reads and writes: the process's own, or stand-ins in tests. */
+export interface CliIo {
+  /** Passwords come from here: typed on a terminal, or lines with --password-stdin. */
+  readonly stdin: CliReader;
+  /** Results (one JSON object with --json). */
+  readonly stdout: CliWriter;
+  /** Prompts, progress, errors and hints. */
+  readonly stderr: CliWriter;
+  /** COFFER_SERVER, COFFER_HOME and HOME are read from here. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Whether stdin is a terminal, where passwords may be asked (default: `stdin.isTTY`). */
+  readonly stdinIsTTY?: boolean;
+  /**
+   * Answers prompts instead of the terminal (tests, embedding). Asked only where the terminal
+   * would be: when stdin is a terminal and --password-stdin is not given.
+   */
+  readonly prompt?: Prompt;
+  /** Aborted on Ctrl-C: a waiting command stops with status 130. */
+  readonly signal?: AbortSignal;
+  /** The fetch the SDK calls (default: the global one). */
+  readonly fetch?: typeof fetch;
+}
+
+/** One run of one command: the parsed line, resolved settings and where to write. */
+export interface Context {
+  readonly io: CliIo;
+  readonly args: readonly string[];
+  readonly json: boolean;
+  readonly server: string;
+  /** The --server text to repeat in a suggested command ("" when the default is in use). */
+  readonly serverOption: string;
+  readonly home: string;
+  readonly deviceName: string | undefined;
+  readonly passwordStdin: boolean;
+  /** The username the command is about, once known: hints name it. */
+  username?: string;
+}
+
+/** Writes the command's result: `value` as one line of JSON with --json, `text` otherwise. */
+export function result(ctx: Context, value: object, text: string): void {
+  ctx.io.stdout.write(
+    ctx.json ? `${JSON.stringify(value)}\n` : text.endsWith('\n') ? text : `${text}\n`,
+  );
+}
+
+/** Progress for a person, on stderr; nothing with --json, where stderr carries only errors. */
+export function note(ctx: Context, text: string): void {
+  if (!ctx.json) ctx.io.stderr.write(`coffer: ${text}\n`);
+}
+
+/**
+ * The options of a device joining an account (signup, login, recover, devices link CODE): its
+ * name, from --device-name, else the host name.
+ */
+export function joinOptions(ctx: Context): { deviceName?: string } {
+  if (ctx.deviceName !== undefined) return { deviceName: ctx.deviceName };
+  const host = hostname().trim();
+  // spec account-v1 §3.1: a name is 1 to 64 bytes; for anything else the SDK's default stands.
+  return host !== '' && Buffer.byteLength(host) <= 64 ? { deviceName: host } : {};
+}
+
+/** One secret to ask for: the prompt, and for a new password the prompt that confirms it. */
+export interface SecretQuestion {
+  readonly prompt: string;
+  readonly confirm?: string;
+  /** What the secret is, for messages ("password", "recovery code"). */
+  readonly what: string;
+}
+
+/**
+ * The secrets a command needs, in order: lines of stdin with --password-stdin, else hidden
+ * prompts on the terminal (new passwords twice). Refuses to prompt without a terminal.
+ */
+export async function askSecrets(
+  ctx: Context,
+  questions: readonly SecretQuestion[],
+): Promise<string[]> {
+  const { io } = ctx;
+  const tty = io.stdinIsTTY ?? io.stdin.isTTY === true;
+  if (ctx.passwordStdin) {
+    if (tty)
+      throw usageError(
+        '--password-stdin reads a pipe or a file, and stdin is a terminal',
+        'leave --password-stdin out to be asked without echo',
+      );
+    const lines = await readLines(io.stdin, questions.length);
+    lines.forEach((line, i) => {
+      if (line === '')
+        throw usageError(
+          `line ${i + 1} of stdin is empty: expected the ${questions[i]?.what ?? 'password'}`,
+        );
+    });
+    return lines;
+  }
+  if (!tty)
+    throw usageError(
+      `cannot ask for the ${questions[0]?.what ?? 'password'}: stdin is not a terminal`,
+      `pass --password-stdin and write ${questions.map((q) => `the ${q.what}`).join(', then ')} on stdin, one per line`,
+    );
+  const prompt: Prompt =
+    io.prompt ?? ((question) => promptHidden(question, io.stdin, io.stderr, io.signal));
+  const answers: string[] = [];
+  for (const q of questions) {
+    const answer = await prompt(q.prompt, { hidden: true });
+    if (answer === '') throw usageError(`the ${q.what} is empty`, 'run the command again');
+    if (q.confirm !== undefined) {
+      const again = await prompt(q.confirm, { hidden: true });
+      if (again !== answer)
+        throw new CliError(
+          'PASSWORD_MISMATCH',
+          `the two ${q.what}s differ`,
+          'run the command again and type the same one twice',
+        );
+    }
+    answers.push(answer);
+  }
+  return answers;
+}
+
+/** Opens this home's client, runs `fn` with it and closes it, also when `fn` fails. */
+export async function withClient<T>(
+  ctx: Context,
+  fn: (client: CofferClient) => Promise<T>,
+): Promise<T> {
+  const { store, storeKey } = await openNodeHome(ctx.home);
+  const client = createClient({
+    server: ctx.server,
+    store,
+    storeKey,
+    ...(ctx.io.fetch ? { fetch: ctx.io.fetch } : {}),
+  });
+  await client.open();
+  let value: T;
+  try {
+    value = await fn(client);
+  } catch (err) {
+    await client.close().catch(() => {});
+    throw err;
+  }
+  await client.close();
+  return value;
+}

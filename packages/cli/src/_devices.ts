@@ -1,0 +1,164 @@
+import type { DeviceInfo } from '@coffer/sdk';
+import { refuseIfLoggedIn, requireLogin } from './_account.js';
+import { type Context, joinOptions, note, result, withClient } from './_context.js';
+import { CliError, usageError } from './_errors.js';
+import { columns, formatTime, printable, quoted } from './_format.js';
+import { EXIT } from './exit-status.js';
+
+/** An id this short would match too much by accident (ids are 22 characters). */
+const MIN_ID_PREFIX = 4;
+
+/** The QR payload of a link code (spec account-v1 §6), accepted in place of the code. */
+const LINK_PAYLOAD_PREFIX = /^coffer-link:1:/i;
+
+/** Whole minutes until `expiresAt` (ms since the epoch), at least 1. */
+function minutesLeft(expiresAt: number): number {
+  return Math.max(1, Math.round((expiresAt - Date.now()) / 60_000));
+}
+
+function deviceLine(device: DeviceInfo): string {
+  return `${quoted(device.name)} (${device.id})`;
+}
+
+/** The device `ref` names: its id, or a unique beginning of it. */
+export function findDevice(devices: readonly DeviceInfo[], ref: string): DeviceInfo {
+  const exact = devices.find((d) => d.id === ref);
+  if (exact) return exact;
+  const matches = ref.length >= MIN_ID_PREFIX ? devices.filter((d) => d.id.startsWith(ref)) : [];
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length > 1)
+    throw usageError(
+      `${printable(ref)} begins ${matches.length} device ids`,
+      'type more of the id (coffer devices lists them)',
+    );
+  throw new CliError(
+    'UNKNOWN_DEVICE',
+    `no device ${printable(ref)} on this account`,
+    ref.length < MIN_ID_PREFIX
+      ? `give the id, or at least its first ${MIN_ID_PREFIX} characters (coffer devices lists them)`
+      : undefined,
+  );
+}
+
+export function list(ctx: Context): Promise<number> {
+  return withClient(ctx, async (client) => {
+    await requireLogin(ctx, client);
+    const devices = await client.devices.list();
+    const rows = devices.map((d) => [
+      d.current ? '*' : ' ',
+      d.id,
+      formatTime(d.addedAt),
+      printable(d.name),
+    ]);
+    result(
+      ctx,
+      { devices },
+      `${columns([[' ', 'ID', 'ADDED', 'NAME'], ...rows])}\n(* this device)`,
+    );
+    return EXIT.ok;
+  });
+}
+
+/** `devices link` on the logged-in device, or `devices link CODE` on the new one. */
+export function link(ctx: Context): Promise<number> {
+  return ctx.args.length === 0 ? offerLink(ctx) : joinLink(ctx);
+}
+
+function offerLink(ctx: Context): Promise<number> {
+  return withClient(ctx, async (client) => {
+    const me = await requireLogin(ctx, client);
+    const offer = await client.devices.startLink();
+    // The code is printed now, before the wait: with --json this is a first JSON line of its own.
+    result(
+      ctx,
+      { link: { code: offer.code, qr: offer.qr, expiresAt: offer.expiresAt } },
+      `To add a device to ${printable(me.username)}, run this on the new device:
+
+    coffer devices link ${offer.code}${ctx.serverOption}
+
+(the same code as a QR payload: ${offer.qr})
+The code works once, for ${minutesLeft(offer.expiresAt)} minutes. Anyone who has it can join
+the account: show it to no one else.
+`,
+    );
+    note(ctx, 'waiting for the new device (Ctrl-C cancels)...');
+    const device = await offer.wait(ctx.io.signal ? { signal: ctx.io.signal } : {});
+    result(ctx, { device }, `added the device ${deviceLine(device)} to ${printable(me.username)}`);
+    return EXIT.ok;
+  });
+}
+
+function joinLink(ctx: Context): Promise<number> {
+  // A code copied with its spaces arrives as several arguments; the SDK's parser takes spaces.
+  const code = ctx.args.join(' ').trim().replace(LINK_PAYLOAD_PREFIX, '');
+  return withClient(ctx, async (client) => {
+    await refuseIfLoggedIn(ctx, client);
+    note(ctx, 'joining; waiting for the other device...');
+    const account = await client.devices.joinByLink(code, {
+      ...joinOptions(ctx),
+      ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
+    });
+    ctx.username = account.username;
+    result(
+      ctx,
+      { account },
+      `this device joined ${printable(account.username)} as ${quoted(account.deviceName)} (${account.deviceId})`,
+    );
+    return EXIT.ok;
+  });
+}
+
+export function rename(ctx: Context): Promise<number> {
+  return withClient(ctx, async (client) => {
+    await requireLogin(ctx, client);
+    const devices = await client.devices.list();
+    let target: DeviceInfo | undefined;
+    let name: string;
+    if (ctx.args.length === 2) {
+      target = findDevice(devices, ctx.args[0]!);
+      name = ctx.args[1]!;
+    } else {
+      name = ctx.args[0]!;
+      const looksLikeId = devices.find(
+        (d) => d.id === name || (name.length >= MIN_ID_PREFIX && d.id.startsWith(name)),
+      );
+      if (looksLikeId)
+        throw usageError(
+          `${printable(name)} is ${looksLikeId.id === name ? 'the id' : 'the beginning of the id'} of the device ${quoted(looksLikeId.name)}: rename it to what?`,
+          `coffer devices rename ${printable(name)} NAME; to give this device that name, put its id first`,
+        );
+      target = devices.find((d) => d.current);
+      if (!target) throw new CliError('ERROR', "this device is not on the account's device list");
+    }
+    await client.devices.rename(target.id, name);
+    const renamed = (await client.devices.list()).find((d) => d.id === target.id) ?? {
+      ...target,
+      name,
+    };
+    result(
+      ctx,
+      { device: renamed },
+      `renamed ${target.current ? 'this device' : 'the device'} ${target.id}: ${quoted(target.name)} -> ${quoted(renamed.name)}`,
+    );
+    return EXIT.ok;
+  });
+}
+
+export function revoke(ctx: Context): Promise<number> {
+  return withClient(ctx, async (client) => {
+    await requireLogin(ctx, client);
+    const target = findDevice(await client.devices.list(), ctx.args[0]!);
+    if (target.current)
+      throw usageError(
+        `${target.id} is this device, which cannot revoke itself`,
+        'revoke it from another device of the account; to stop using it, coffer logout',
+      );
+    await client.devices.revoke(target.id);
+    result(
+      ctx,
+      { revoked: target },
+      `revoked the device ${deviceLine(target)}: it is off the account's device list and its session has ended`,
+    );
+    return EXIT.ok;
+  });
+}

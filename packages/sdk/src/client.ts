@@ -1,0 +1,1555 @@
+import { randomBytes, sha256, wipe } from '@coffer/crypto';
+import {
+  decodeManifestBody,
+  type Ed25519KeyPair,
+  generateKeyPair,
+  generateLinkCode,
+  isId,
+  keyPairFromSeed,
+  type LinkCode,
+  newDeviceId,
+  openBackup,
+  openLinkRequest,
+  openLinkResponse,
+  ProtocolError,
+  parseLinkCode,
+  parseRecoveryCode,
+  type RecoveryCode,
+  recoveryProof,
+  rewrapBackup,
+  type SignedManifest,
+  sealLinkRequest,
+  sealLinkResponse,
+  verifyManifest,
+} from '@coffer/protocol';
+import { type Api, createApi, type SessionGrant } from './_api.js';
+import { type ManifestChange, nextManifest, prepareSignup } from './account-steps.js';
+import { SdkError } from './errors.js';
+import { type AccountRecord, type LocalState, openLocalState } from './local-state.js';
+import type { LocalStore } from './local-store.js';
+import {
+  acceptChain,
+  acceptHistory,
+  acceptLatest,
+  type ManifestState,
+  requireInChain,
+  requireListed,
+  type VerifiedManifest,
+  violation,
+} from './manifest-state.js';
+import {
+  checkPassword,
+  DEFAULT_DEVICE_NAME,
+  normalizeDeviceName,
+  normalizeUsername,
+} from './names.js';
+import {
+  checkKeyStretching,
+  type KeyStretching,
+  type OpaqueClient,
+  opaqueClient,
+  PASSWORD_HASHING,
+} from './password-hashing.js';
+import { createTransport, type FetchLike } from './transport.js';
+
+/**
+ * Where a client is in its life: made, opened (usable), closed (for good).
+ *
+ * @example
+ * if (client.state !== 'ready') await client.open();
+ */
+export type ClientState = 'stopped' | 'ready' | 'closed';
+
+/**
+ * Options of {@link createClient}.
+ *
+ * @example
+ * const options: ClientOptions = { server: 'https://coffer.example.com', store: memoryStore(), storeKey };
+ */
+export interface ClientOptions {
+  /** Base URL of the Coffer server, e.g. `https://coffer.example.com`. */
+  readonly server: string;
+  /** Where local state lives; every record is encrypted under `storeKey`. */
+  readonly store: LocalStore;
+  /** 32 secret bytes that encrypt local state at rest (see `openNodeHome` for Node). */
+  readonly storeKey: Uint8Array;
+  /** Default: the global `fetch`. Tests pass a Hono app's `request`. */
+  readonly fetch?: FetchLike;
+  /** Milliseconds since the epoch; default `Date.now`. Stamps manifests and link deadlines. */
+  readonly now?: () => number;
+  /** Per request; default 30 s. */
+  readonly timeoutMs?: number;
+  /**
+   * TESTING ONLY. Replaces the password-hashing parameters ({@link PASSWORD_HASHING}, Argon2id
+   * 64 MiB, t = 3, p = 4) so that test suites run fast. Accounts made with other parameters
+   * cannot log in with the defaults and the other way round; never set this in an app.
+   */
+  readonly opaque?: { readonly keyStretching?: KeyStretching };
+}
+
+/**
+ * Who is logged in on this client.
+ *
+ * @example
+ * const me: AccountInfo | undefined = await client.whoami();
+ * if (me) console.log(`${me.username} on ${me.deviceName}`);
+ */
+export interface AccountInfo {
+  readonly accountId: string;
+  /** Normalised (NFC, trimmed, lowercase). */
+  readonly username: string;
+  /** This device's id. */
+  readonly deviceId: string;
+  readonly deviceName: string;
+}
+
+/**
+ * One device of the account, as a verified manifest lists it.
+ *
+ * @example
+ * for (const d of await client.devices.list()) console.log(d.name, d.current ? '(this device)' : '');
+ */
+export interface DeviceInfo {
+  readonly id: string;
+  readonly name: string;
+  /** Milliseconds since the epoch. */
+  readonly addedAt: number;
+  /** Whether this is the device the client runs on. */
+  readonly current: boolean;
+}
+
+/**
+ * What an existing device shows to link a new one (spec account-v1 §6).
+ *
+ * @example
+ * const offer = await client.devices.startLink();
+ * showQr(offer.qr);
+ * const added = await offer.wait({ signal: AbortSignal.timeout(600_000) });
+ */
+export interface LinkOffer {
+  /** 24 characters in 6 groups of 4, to type on the new device. Secret until used. */
+  readonly code: string;
+  /** The same as a QR payload: `coffer-link:1:<24 characters>`. */
+  readonly qr: string;
+  /** When the server forgets the link (ms since the epoch). */
+  readonly expiresAt: number;
+  /**
+   * Waits for the new device, adds it to the account and approves it. Call once.
+   *
+   * @throws {SdkError} `LINK_EXPIRED`, `ABORTED` (the signal), `NOT_READY` (client closed),
+   *   `PROTOCOL_VIOLATION` (a request that does not open: someone without the code), the
+   *   network codes.
+   */
+  wait(options?: { readonly signal?: AbortSignal; readonly pollMs?: number }): Promise<DeviceInfo>;
+}
+
+/**
+ * Options of the calls that put a new device on the account.
+ *
+ * @example
+ * await client.login('alice', password, { deviceName: 'work laptop' });
+ */
+export interface JoinOptions {
+  /** Shown in device lists; default "Coffer device". 1 to 64 bytes of UTF-8. */
+  readonly deviceName?: string;
+}
+
+/**
+ * Options of {@link DevicesApi.joinByLink}.
+ *
+ * @example
+ * await client.devices.joinByLink(code, { deviceName: 'phone', signal: controller.signal });
+ */
+export interface JoinByLinkOptions extends JoinOptions {
+  readonly signal?: AbortSignal;
+  /** How often to ask the server whether the link was approved; default 1000 ms. */
+  readonly pollMs?: number;
+}
+
+/**
+ * The account's devices, always read from a manifest this client verified.
+ *
+ * @example
+ * const lost = (await client.devices.list()).find((d) => d.name === 'old phone');
+ * if (lost) await client.devices.revoke(lost.id);
+ */
+export interface DevicesApi {
+  /**
+   * The account's devices, from the newest manifest this client verified (it fetches and
+   * verifies first); sorted by when they were added.
+   *
+   * @throws {SdkError} `NOT_LOGGED_IN`, `DEVICE_REVOKED`, `PROTOCOL_VIOLATION`, network codes.
+   * @example const devices = await client.devices.list();
+   */
+  list(): Promise<DeviceInfo[]>;
+  /**
+   * Renames a device, in a new signed manifest.
+   *
+   * @throws {SdkError} `INVALID_ARGUMENT` for an unknown id or a bad name; as {@link list}.
+   * @example await client.devices.rename(deviceId, 'work laptop');
+   */
+  rename(deviceId: string, name: string): Promise<void>;
+  /**
+   * Removes a device: it loses its session at once and can no longer read what is sent to the
+   * account. Revoking the current device logs this client out.
+   *
+   * @throws {SdkError} `INVALID_ARGUMENT` for an unknown id or the only device; as {@link list}.
+   * @example await client.devices.revoke(lost.id);
+   */
+  revoke(deviceId: string): Promise<void>;
+  /**
+   * Makes a link code on this (logged-in) device for a new one.
+   * @example const offer = await client.devices.startLink(); // show offer.code or offer.qr
+   */
+  startLink(): Promise<LinkOffer>;
+  /**
+   * Joins the account of the device that showed `code`, without the password.
+   *
+   * @throws {SdkError} `INVALID_LINK_CODE`, `LINK_EXPIRED`, `CONFLICT` (the code was used),
+   *   `ALREADY_LOGGED_IN`, `PROTOCOL_VIOLATION`, `ABORTED`, network codes.
+   * @example const me = await client.devices.joinByLink('ABCD-EFGH-JKMN-PQRS-TVWX-YZ01', { deviceName: 'phone' });
+   */
+  joinByLink(code: string, options?: JoinByLinkOptions): Promise<AccountInfo>;
+}
+
+/**
+ * A Coffer client: accounts, devices and recovery, end to end. Made by {@link createClient};
+ * every method but `open` and `close` needs state `ready`, else `NOT_READY`. Calls are run
+ * one at a time, in order.
+ *
+ * @example
+ * const client: CofferClient = createClient({ server, store, storeKey });
+ * await client.open();
+ * const me = (await client.whoami()) ?? (await client.login('alice', password));
+ */
+export interface CofferClient {
+  readonly state: ClientState;
+  /**
+   * Loads local state.
+   * @throws {SdkError} `STORE_CORRUPT`, `NOT_READY` once closed.
+   * @example await client.open();
+   */
+  open(): Promise<void>;
+  /**
+   * Stops pending waits and closes; the client cannot be opened again.
+   * @example await client.close();
+   */
+  close(): Promise<void>;
+  /**
+   * Creates an account with this device as its first. The recovery code is shown once: the user
+   * must write it down.
+   *
+   * @throws {SdkError} `INVALID_USERNAME`, `USERNAME_TAKEN`, `ALREADY_LOGGED_IN`,
+   *   `INVALID_ARGUMENT`, `RATE_LIMITED`, network codes.
+   * @example const { account, recoveryCode } = await client.signup('alice', password);
+   */
+  signup(
+    username: string,
+    password: string,
+    options?: JoinOptions,
+  ): Promise<{ account: AccountInfo; recoveryCode: string }>;
+  /**
+   * Logs in and, on a device new to the account, adds it. Reuses this home's device when the
+   * account still lists it.
+   *
+   * @throws {SdkError} `INVALID_CREDENTIALS`, `RATE_LIMITED`, `ALREADY_LOGGED_IN`,
+   *   `PROTOCOL_VIOLATION` (the server's manifests or backup do not verify), network codes.
+   * @example const me = await client.login('alice', password, { deviceName: 'desktop' });
+   */
+  login(username: string, password: string, options?: JoinOptions): Promise<AccountInfo>;
+  /**
+   * Ends the session here and on the server (best effort there).
+   * @example await client.logout();
+   */
+  logout(): Promise<void>;
+  /**
+   * The logged-in account, checked with the server; undefined when logged out or the session
+   * has ended.
+   *
+   * @throws {SdkError} `DEVICE_REVOKED`, network codes.
+   * @example const me = await client.whoami(); // undefined: show the login screen
+   */
+  whoami(): Promise<AccountInfo | undefined>;
+  /**
+   * Changes the password; the backup is re-wrapped and committed in a new manifest. Other
+   * devices stay logged in.
+   *
+   * @throws {SdkError} `INVALID_CREDENTIALS` (old password), `NOT_LOGGED_IN`, `RATE_LIMITED`,
+   *   `PROTOCOL_VIOLATION`, network codes.
+   * @example await client.changePassword(current, next);
+   */
+  changePassword(oldPassword: string, newPassword: string): Promise<void>;
+  /**
+   * Sets a new password with the recovery code and logs this device in.
+   *
+   * @throws {SdkError} `INVALID_RECOVERY_CODE` (malformed), `INVALID_CREDENTIALS` (the server
+   *   refused the code or username), `ALREADY_LOGGED_IN`, `PROTOCOL_VIOLATION`, network codes.
+   * @example const me = await client.recover('alice', 'XXXX-XXXX-…', newPassword);
+   */
+  recover(
+    username: string,
+    recoveryCode: string,
+    newPassword: string,
+    options?: JoinOptions,
+  ): Promise<AccountInfo>;
+  /**
+   * Deletes the account and everything the server keeps for it, then forgets it here.
+   *
+   * @throws {SdkError} `INVALID_CREDENTIALS`, `NOT_LOGGED_IN`, network codes.
+   * @example await client.deleteAccount(password);
+   */
+  deleteAccount(password: string): Promise<void>;
+  readonly devices: DevicesApi;
+}
+
+/**
+ * Makes a client in state `stopped`; call `open()` before anything else.
+ *
+ * @throws {SdkError} `INVALID_ARGUMENT` for a bad server URL, store or store key.
+ * @example
+ * ```ts
+ * import { createClient } from '@coffer/sdk';
+ * import { openNodeHome } from '@coffer/sdk/node';
+ *
+ * const { store, storeKey } = await openNodeHome('/home/alice/.coffer');
+ * const client = createClient({ server: 'https://coffer.example.com', store, storeKey });
+ * await client.open();
+ * const { account, recoveryCode } = await client.signup('alice', 'correct horse battery staple');
+ * await client.close();
+ * ```
+ */
+export function createClient(options: ClientOptions): CofferClient {
+  const op = 'createClient';
+  if (typeof options !== 'object' || options === null) {
+    throw new SdkError('INVALID_ARGUMENT', op, '"options" expected an object');
+  }
+  const { store, storeKey } = options;
+  if (
+    typeof store !== 'object' ||
+    store === null ||
+    typeof store.get !== 'function' ||
+    typeof store.put !== 'function' ||
+    typeof store.delete !== 'function'
+  ) {
+    throw new SdkError(
+      'INVALID_ARGUMENT',
+      op,
+      '"store" expected a LocalStore { get, put, delete }',
+    );
+  }
+  if (!(storeKey instanceof Uint8Array) || storeKey.length !== 32) {
+    throw new SdkError('INVALID_ARGUMENT', op, '"storeKey" expected 32 bytes');
+  }
+  if (options.now !== undefined && typeof options.now !== 'function') {
+    throw new SdkError('INVALID_ARGUMENT', op, '"now" expected a function');
+  }
+  const keyStretching =
+    options.opaque?.keyStretching === undefined
+      ? PASSWORD_HASHING
+      : checkKeyStretching(options.opaque.keyStretching);
+  const transport = createTransport({
+    server: options.server,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  });
+  return new Client({
+    api: createApi(transport),
+    store,
+    storeKey: storeKey.slice(),
+    now: options.now ?? Date.now,
+    keyStretching,
+  });
+}
+
+/** Attempts before giving up when other devices keep winning manifest uploads. */
+const MAX_CONFLICT_RETRIES = 5;
+const DEFAULT_POLL_MS = 1000;
+/** A link lives 10 minutes on the server (spec §6); a joining device waits a little longer. */
+const LINK_WAIT_MS = 11 * 60 * 1000;
+/** Clock skew tolerated when telling an expired session from one ended early. */
+const EXPIRY_SLACK_MS = 5 * 60 * 1000;
+
+/** The logged-in account, in memory. */
+interface Current {
+  readonly accountId: string;
+  readonly username: string;
+  readonly deviceId: string;
+  readonly device: Ed25519KeyPair;
+  readonly identity: Ed25519KeyPair;
+  readonly token: string;
+  readonly expiresAt: number;
+  readonly manifest: VerifiedManifest;
+}
+
+interface ClientParts {
+  readonly api: Api;
+  readonly store: LocalStore;
+  readonly storeKey: Uint8Array;
+  readonly now: () => number;
+  readonly keyStretching: KeyStretching;
+}
+
+class Client implements CofferClient {
+  readonly devices: DevicesApi;
+  #state: ClientState = 'stopped';
+  #local: LocalState | undefined;
+  #current: Current | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  readonly #closing = new AbortController();
+  readonly #api: Api;
+  readonly #parts: ClientParts;
+  readonly #opaque: OpaqueClient;
+  #operation = 'client';
+
+  constructor(parts: ClientParts) {
+    this.#parts = parts;
+    this.#api = parts.api;
+    this.#opaque = opaqueClient(parts.keyStretching, () => this.#operation);
+    this.devices = {
+      list: () => this.#run('devices.list', () => this.#listDevices()),
+      rename: (deviceId, name) => this.#run('devices.rename', () => this.#rename(deviceId, name)),
+      revoke: (deviceId) => this.#run('devices.revoke', () => this.#revoke(deviceId)),
+      startLink: () => this.#run('devices.startLink', () => this.#startLink()),
+      joinByLink: (code, options) =>
+        this.#run('devices.joinByLink', () => this.#joinByLink(code, options ?? {})),
+    };
+  }
+
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  async open(): Promise<void> {
+    const op = 'client.open';
+    if (this.#state === 'ready') return;
+    if (this.#state === 'closed') throw new SdkError('NOT_READY', op, 'the client is closed');
+    const local = await openLocalState(this.#parts.store, this.#parts.storeKey);
+    const current = await this.#load(op, local);
+    // close() may have run while loading.
+    if ((this.#state as ClientState) === 'closed') {
+      throw new SdkError('NOT_READY', op, 'the client is closed');
+    }
+    this.#local = local;
+    this.#current = current;
+    this.#state = 'ready';
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#closing.abort();
+    await this.#queue.catch(() => {});
+    // Best effort: JavaScript cannot promise the bytes are gone (README "What is stored").
+    const current = this.#current;
+    if (current) wipe(current.identity.seed, current.device.seed);
+    wipe(this.#parts.storeKey);
+    this.#current = undefined;
+    this.#local = undefined;
+  }
+
+  signup(username: string, password: string, options: JoinOptions = {}) {
+    return this.#run('client.signup', () => this.#signup(username, password, options));
+  }
+
+  login(username: string, password: string, options: JoinOptions = {}) {
+    return this.#run('client.login', () => this.#login(username, password, options));
+  }
+
+  logout() {
+    return this.#run('client.logout', () => this.#logout());
+  }
+
+  whoami() {
+    return this.#run('client.whoami', () => this.#whoami());
+  }
+
+  changePassword(oldPassword: string, newPassword: string) {
+    return this.#run('client.changePassword', () => this.#changePassword(oldPassword, newPassword));
+  }
+
+  recover(username: string, recoveryCode: string, newPassword: string, options: JoinOptions = {}) {
+    return this.#run('client.recover', () =>
+      this.#recover(username, recoveryCode, newPassword, options),
+    );
+  }
+
+  deleteAccount(password: string) {
+    return this.#run('client.deleteAccount', () => this.#deleteAccount(password));
+  }
+
+  // --- lifecycle and plumbing ---
+
+  /** Runs `fn` after every earlier call, in state `ready`. */
+  #run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    const notReady = () =>
+      new SdkError(
+        'NOT_READY',
+        operation,
+        this.#state === 'closed' ? 'the client is closed' : 'call open() first',
+      );
+    if (this.#state !== 'ready') return Promise.reject(notReady());
+    const result = this.#queue.then(async () => {
+      if (this.#state !== 'ready') throw notReady();
+      this.#operation = operation;
+      try {
+        return await fn();
+      } catch (err) {
+        // One error class leaves the SDK: a protocol or crypto failure that no step mapped
+        // came from checking what the server sent (caller input is checked up front).
+        const name = (err as { name?: unknown } | null)?.name;
+        if (ProtocolError.is(err) || name === 'CryptoError') throw violation(operation, err);
+        throw err;
+      }
+    });
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  get #op(): string {
+    return this.#operation;
+  }
+
+  #localState(): LocalState {
+    if (!this.#local) throw new SdkError('NOT_READY', this.#op, 'call open() first');
+    return this.#local;
+  }
+
+  async #load(op: string, local: LocalState): Promise<Current | undefined> {
+    const session = await local.readSession();
+    if (!session) return undefined;
+    const corrupt = () => new SdkError('STORE_CORRUPT', op, 'the session record has no account');
+    const account = await local.readAccount(session.accountId);
+    if (!account?.manifest) throw corrupt();
+    let manifest: VerifiedManifest;
+    try {
+      manifest = await acceptChain(
+        { accountId: account.accountId, trusted: account.manifest },
+        [],
+        op,
+      );
+    } catch (err) {
+      throw new SdkError('STORE_CORRUPT', op, 'the stored manifest does not verify', {
+        cause: err,
+      });
+    }
+    const identity = await keyPairFromSeed(session.identitySeed);
+    const device = await keyPairFromSeed(account.deviceSeed);
+    if (!bytesEqual(identity.publicKey, manifest.body.identityKey)) {
+      throw new SdkError('STORE_CORRUPT', op, 'the stored identity does not match the manifest');
+    }
+    return {
+      accountId: account.accountId,
+      username: account.username,
+      deviceId: account.deviceId,
+      device,
+      identity,
+      token: session.token,
+      expiresAt: session.expiresAt,
+      manifest,
+    };
+  }
+
+  #requireLoggedIn(): Current {
+    if (!this.#current) throw new SdkError('NOT_LOGGED_IN', this.#op, 'no account is logged in');
+    return this.#current;
+  }
+
+  #requireLoggedOut(): void {
+    if (this.#current) {
+      throw new SdkError(
+        'ALREADY_LOGGED_IN',
+        this.#op,
+        'an account is already logged in; log out first',
+      );
+    }
+  }
+
+  /** Saves `current` (account record, then session) and makes it the client's. */
+  async #adopt(current: Current): Promise<void> {
+    const local = this.#localState();
+    await local.writeAccount(accountRecord(current));
+    await local.writeSession({
+      accountId: current.accountId,
+      token: current.token,
+      expiresAt: current.expiresAt,
+      identitySeed: current.identity.seed,
+    });
+    this.#current = current;
+  }
+
+  /** Forgets the session here (the account record and its trusted manifest stay). */
+  async #endSession(): Promise<void> {
+    this.#current = undefined;
+    await this.#localState().deleteSession();
+  }
+
+  /** Runs an authenticated call; a dead session becomes DEVICE_REVOKED or NOT_LOGGED_IN. */
+  async #authed<T>(current: Current, fn: (token: string) => Promise<T>): Promise<T> {
+    try {
+      return await fn(current.token);
+    } catch (err) {
+      if (SdkError.is(err, 'NOT_LOGGED_IN') && err.status === 401) {
+        throw await this.#sessionEnded(current, err);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * The server no longer accepts our token. Sessions end early only by logout (which clears
+   * this client first), account deletion or revocation (spec "Devices": the sessions of removed
+   * devices are deleted). So: a manifest signed by the account's identity, newer than ours and
+   * without this device, proves a revocation; with no manifest to read (the route needs a
+   * session), a token rejected well before its expiry is reported as a revocation too, and one
+   * near or past its expiry as an ended session. Either way the local session is gone. A server
+   * that lies here can only log us out, which it can do anyway.
+   */
+  async #sessionEnded(current: Current, cause: SdkError): Promise<SdkError> {
+    const op = this.#op;
+    let evidence: 'revoked' | 'listed' | undefined;
+    try {
+      const latest = await this.#api.accountManifest(op, undefined, current.accountId);
+      const body = await verifyManifest(latest, {
+        accountId: current.accountId,
+        identityKey: current.identity.publicKey,
+      });
+      if (body.devices.some((d) => d.id === current.deviceId)) evidence = 'listed';
+      else if (body.seq > current.manifest.body.seq) {
+        evidence = 'revoked';
+        await this.#saveManifest(current, { manifest: latest, body });
+      }
+    } catch {
+      // Not readable without a session, or not verifiable: no evidence either way.
+    }
+    await this.#endSession();
+    const early = current.expiresAt - EXPIRY_SLACK_MS > this.#parts.now();
+    if (evidence === 'revoked' || (evidence === undefined && early)) {
+      return new SdkError(
+        'DEVICE_REVOKED',
+        op,
+        evidence
+          ? `device ${current.deviceId} was removed from the account`
+          : `the server ended the session of device ${current.deviceId} before it expired: the device was removed or the account deleted`,
+        { cause, detail: evidence ? 'MANIFEST' : 'SESSION_ENDED' },
+      );
+    }
+    return new SdkError('NOT_LOGGED_IN', op, 'the session has ended; log in again', { cause });
+  }
+
+  async #saveManifest(current: Current, manifest: VerifiedManifest): Promise<void> {
+    await this.#localState().writeAccount(accountRecord({ ...current, manifest }));
+  }
+
+  /**
+   * The account's newest manifest, verified against `state` (spec §3.3): the server's newest if
+   * it follows directly, else the history after the trusted one (or from seq 1).
+   */
+  async #fetchVerified(token: string, state: ManifestState): Promise<VerifiedManifest> {
+    const op = this.#op;
+    const latest = await this.#api.getManifest(op, token);
+    const direct = await acceptLatest(state, latest, op);
+    if (direct !== 'gap') return direct;
+    const after = state.trusted ? decodeManifestBody(state.trusted.body).seq : 0;
+    const history = await this.#api.manifestHistory(op, token, after);
+    return acceptChain(state, history, op);
+  }
+
+  /**
+   * Brings an account's manifest up to date (the logged-in one by default); DEVICE_REVOKED when
+   * it leaves this device out, unless `joining` (a login still adding this device).
+   */
+  async #refresh(current: Current = this.#requireLoggedIn(), joining = false): Promise<Current> {
+    const verified = await this.#authed(current, (token) =>
+      this.#fetchVerified(token, {
+        accountId: current.accountId,
+        trusted: current.manifest.manifest,
+      }),
+    );
+    return this.#useManifest(current, verified, joining);
+  }
+
+  /** Records a newer verified manifest; ends the session when it leaves this device out. */
+  async #useManifest(
+    current: Current,
+    verified: VerifiedManifest,
+    joining: boolean,
+  ): Promise<Current> {
+    if (verified.body.seq === current.manifest.body.seq) return current;
+    if (!joining) {
+      try {
+        requireListed(verified.body, current.deviceId, current.device.publicKey, this.#op);
+      } catch (err) {
+        if (SdkError.is(err, 'DEVICE_REVOKED')) {
+          await this.#saveManifest(current, verified);
+          if (this.#isCurrent(current)) await this.#endSession();
+        }
+        throw err;
+      }
+    }
+    const next = { ...current, manifest: verified };
+    await this.#saveManifest(next, verified);
+    if (this.#isCurrent(current)) this.#current = next;
+    return next;
+  }
+
+  /** Whether `c` is the logged-in account (not one still being logged in). */
+  #isCurrent(c: Current): boolean {
+    return this.#current?.accountId === c.accountId && this.#current.deviceId === c.deviceId;
+  }
+
+  /**
+   * Signs and uploads the manifest after the current one with `change` applied; when another
+   * device won the race, refetches, re-applies and retries. `joining`: this device is the one
+   * being added (a login), so it is not listed yet.
+   */
+  async #commit(
+    current: Current,
+    change: (c: Current) => ManifestChange,
+    joining = false,
+  ): Promise<Current> {
+    const op = this.#op;
+    let cur = current;
+    for (let attempt = 0; ; attempt++) {
+      const next = await nextManifest(
+        cur.identity,
+        cur.manifest.manifest,
+        cur.manifest.body,
+        change(cur),
+        this.#parts.now(),
+        op,
+      );
+      try {
+        await this.#authed(cur, (token) => this.#api.putManifest(op, token, next.manifest));
+      } catch (err) {
+        if (isManifestConflict(err) && attempt < MAX_CONFLICT_RETRIES) {
+          cur = await this.#refresh(cur, joining);
+          continue;
+        }
+        throw err;
+      }
+      // Our own upload: trusted by construction. Sessions of removed devices are gone now.
+      const updated = { ...cur, manifest: next };
+      await this.#saveManifest(updated, next);
+      if (this.#isCurrent(cur)) {
+        if (next.body.devices.some((d) => d.id === cur.deviceId)) this.#current = updated;
+        else await this.#endSession();
+      }
+      return updated;
+    }
+  }
+
+  /** Ends a session we made but will not use (a failed login): best effort. */
+  async #discardToken(token: string): Promise<void> {
+    try {
+      await this.#api.logout(this.#op, token);
+    } catch {
+      // The token is not stored anywhere; it dies with its expiry.
+    }
+  }
+
+  /**
+   * Proves the password again for the logged-in account: a fresh session (recent `authAt`) and
+   * the export key. The older token is ended.
+   */
+  async #prove(
+    current: Current,
+    password: string,
+  ): Promise<{ current: Current; exportKey: Uint8Array }> {
+    const op = this.#op;
+    const start = await this.#opaque.startLogin(password);
+    const ls = await this.#api.loginStart(op, {
+      username: current.username,
+      startLoginRequest: start.request,
+    });
+    const finish = await this.#opaque.finishLogin(password, start.state, ls.loginResponse);
+    if (!finish) throw new SdkError('INVALID_CREDENTIALS', op, 'wrong password');
+    const grant = await this.#api.loginFinish(op, {
+      loginId: ls.loginId,
+      finishLoginRequest: finish.request,
+      deviceId: current.deviceId,
+    });
+    if (grant.accountId !== current.accountId) {
+      await this.#discardToken(grant.token);
+      throw new SdkError('PROTOCOL_VIOLATION', op, 'the server logged in another account', {
+        detail: 'ACCOUNT_MISMATCH',
+      });
+    }
+    const next = { ...current, token: grant.token, expiresAt: grant.expiresAt };
+    await this.#adopt(next);
+    await this.#discardToken(current.token);
+    return { current: next, exportKey: finish.exportKey };
+  }
+
+  /** The device this home uses for `username`: its id, and its key when the manifest lists it. */
+  async #homeDevice(username: string): Promise<AccountRecord | undefined> {
+    return this.#localState().findAccount(username);
+  }
+
+  /**
+   * This home's device entry for an account whose verified manifest is `body`: the stored key
+   * when the manifest lists it, a fresh key otherwise (a device that was revoked comes back with
+   * a new key).
+   */
+  async #deviceFor(
+    known: AccountRecord | undefined,
+    deviceId: string,
+    verified: VerifiedManifest,
+  ): Promise<{ device: Ed25519KeyPair; listed: boolean }> {
+    const entry = verified.body.devices.find((d) => d.id === deviceId);
+    if (known && known.deviceId === deviceId) {
+      const device = await keyPairFromSeed(known.deviceSeed);
+      if (entry && bytesEqual(entry.signingKey, device.publicKey)) return { device, listed: true };
+    }
+    return { device: await generateKeyPair(), listed: false };
+  }
+
+  // --- account operations ---
+
+  async #signup(username: string, password: string, options: JoinOptions) {
+    const op = this.#op;
+    this.#requireLoggedOut();
+    const name = normalizeUsername(username, op);
+    checkPassword(op, 'password', password);
+    const deviceName = normalizeDeviceName(options.deviceName ?? DEFAULT_DEVICE_NAME, op);
+    const reg = await this.#opaque.startRegistration(password);
+    const start = await this.#api.signupStart(op, {
+      username: name,
+      registrationRequest: reg.request,
+    });
+    if (!isId(start.accountId)) {
+      throw new SdkError('PROTOCOL_VIOLATION', op, 'the server chose a malformed account id');
+    }
+    const finish = await this.#opaque.finishRegistration(
+      password,
+      reg.state,
+      start.registrationResponse,
+    );
+    const bundle = await prepareSignup({
+      accountId: start.accountId,
+      exportKey: finish.exportKey,
+      deviceName,
+      now: this.#parts.now(),
+    });
+    wipe(finish.exportKey);
+    const grant = await this.#api.signupFinish(op, {
+      username: name,
+      accountId: start.accountId,
+      registrationRecord: finish.record,
+      deviceId: bundle.deviceId,
+      manifest: bundle.manifest,
+      backup: bundle.backup.backup,
+      recoveryVerifier: bundle.recoveryVerifier,
+    });
+    const current: Current = {
+      accountId: start.accountId,
+      username: name,
+      deviceId: bundle.deviceId,
+      device: bundle.device,
+      identity: bundle.identity,
+      token: grant.token,
+      expiresAt: grant.expiresAt,
+      manifest: { manifest: bundle.manifest, body: bundle.body },
+    };
+    await this.#adopt(current);
+    return { account: accountInfo(current), recoveryCode: bundle.recoveryCode.text };
+  }
+
+  async #login(username: string, password: string, options: JoinOptions): Promise<AccountInfo> {
+    const op = this.#op;
+    this.#requireLoggedOut();
+    const name = normalizeUsername(username, op);
+    checkPassword(op, 'password', password);
+    const deviceName = normalizeDeviceName(options.deviceName ?? DEFAULT_DEVICE_NAME, op);
+    const known = await this.#homeDevice(name);
+    const deviceId = known?.deviceId ?? newDeviceId();
+
+    const start = await this.#opaque.startLogin(password);
+    const ls = await this.#api.loginStart(op, { username: name, startLoginRequest: start.request });
+    const finish = await this.#opaque.finishLogin(password, start.state, ls.loginResponse);
+    if (!finish) throw new SdkError('INVALID_CREDENTIALS', op, 'wrong username or password');
+    const grant = await this.#api.loginFinish(op, {
+      loginId: ls.loginId,
+      finishLoginRequest: finish.request,
+      deviceId,
+    });
+    try {
+      if (!isId(grant.accountId)) {
+        throw new SdkError('PROTOCOL_VIOLATION', op, 'the server sent a malformed account id');
+      }
+      return await this.#enterWithPassword({
+        accountId: grant.accountId,
+        username: name,
+        grant,
+        exportKey: finish.exportKey,
+        known,
+        deviceId,
+        deviceName,
+      });
+    } catch (err) {
+      if (!this.#current) await this.#discardToken(grant.token);
+      throw err;
+    } finally {
+      wipe(finish.exportKey);
+    }
+  }
+
+  /** After a password login: verify the manifests, open the backup, join with this device. */
+  async #enterWithPassword(p: {
+    accountId: string;
+    username: string;
+    grant: SessionGrant;
+    exportKey: Uint8Array;
+    known: AccountRecord | undefined;
+    deviceId: string;
+    deviceName: string;
+  }): Promise<AccountInfo> {
+    const op = this.#op;
+    const { accountId, grant } = p;
+    const earlier = await this.#localState().readAccount(accountId);
+    // The whole chain from seq 1 (or from what this home verified before): no identity key is
+    // pinned yet; the backup pins it below, because only the password opens it.
+    const verified = await this.#fetchVerified(grant.token, {
+      accountId,
+      ...(earlier?.manifest ? { trusted: earlier.manifest } : {}),
+    });
+    const { backup } = await this.#api.getBackup(op, grant.token);
+    let identity: Ed25519KeyPair;
+    try {
+      const secrets = await openBackup(backup, { manifest: verified.body, exportKey: p.exportKey });
+      identity = await keyPairFromSeed(secrets.identitySeed);
+      wipe(secrets.identitySeed);
+    } catch (err) {
+      throw violation(op, err);
+    }
+    const { device, listed } = await this.#deviceFor(p.known, p.deviceId, verified);
+    let current: Current = {
+      accountId,
+      username: p.username,
+      deviceId: p.deviceId,
+      device,
+      identity,
+      token: grant.token,
+      expiresAt: grant.expiresAt,
+      manifest: verified,
+    };
+    if (!listed) {
+      current = await this.#commit(
+        current,
+        () => ({
+          add: {
+            id: p.deviceId,
+            signingKey: device.publicKey,
+            name: p.deviceName,
+            addedAt: this.#parts.now(),
+          },
+        }),
+        true,
+      );
+    }
+    await this.#adopt(current);
+    return accountInfo(current);
+  }
+
+  async #logout(): Promise<void> {
+    const current = this.#requireLoggedIn();
+    await this.#endSession();
+    // The session is gone here whatever the server says; a token the server did not hear about
+    // is stored nowhere and expires on its own.
+    await this.#discardToken(current.token);
+  }
+
+  async #whoami(): Promise<AccountInfo | undefined> {
+    const op = this.#op;
+    const current = this.#current;
+    if (!current) return undefined;
+    let session: Awaited<ReturnType<Api['session']>>;
+    try {
+      session = await this.#authed(current, (token) => this.#api.session(op, token));
+    } catch (err) {
+      if (SdkError.is(err, 'NOT_LOGGED_IN')) return undefined;
+      throw err;
+    }
+    if (session.accountId !== current.accountId || session.deviceId !== current.deviceId) {
+      throw new SdkError('PROTOCOL_VIOLATION', op, 'the server describes another session', {
+        detail: 'ACCOUNT_MISMATCH',
+      });
+    }
+    return accountInfo(current);
+  }
+
+  async #changePassword(oldPassword: string, newPassword: string): Promise<void> {
+    const op = this.#op;
+    let current = this.#requireLoggedIn();
+    checkPassword(op, 'oldPassword', oldPassword);
+    checkPassword(op, 'newPassword', newPassword);
+    const proved = await this.#prove(current, oldPassword);
+    current = proved.current;
+    try {
+      const reg = await this.#opaque.startRegistration(newPassword);
+      const { registrationResponse } = await this.#authed(current, (token) =>
+        this.#api.passwordStart(op, token, { registrationRequest: reg.request }),
+      );
+      const finish = await this.#opaque.finishRegistration(
+        newPassword,
+        reg.state,
+        registrationResponse,
+      );
+      try {
+        for (let attempt = 0; ; attempt++) {
+          current = await this.#refresh();
+          const { backup } = await this.#authed(current, (token) => this.#api.getBackup(op, token));
+          const sealed = await guardProtocol(op, () =>
+            rewrapBackup(backup, {
+              manifest: current.manifest.body,
+              exportKey: proved.exportKey,
+              newExportKey: finish.exportKey,
+            }),
+          );
+          wipe(sealed.secrets.identitySeed);
+          const next = await nextManifest(
+            current.identity,
+            current.manifest.manifest,
+            current.manifest.body,
+            { backup: { version: sealed.version, hash: sealed.hash } },
+            this.#parts.now(),
+            op,
+          );
+          let grant: SessionGrant;
+          try {
+            grant = await this.#authed(current, (token) =>
+              this.#api.passwordFinish(op, token, {
+                registrationRecord: finish.record,
+                manifest: next.manifest,
+                backup: sealed.backup,
+              }),
+            );
+          } catch (err) {
+            if (isManifestConflict(err) && attempt < MAX_CONFLICT_RETRIES) continue;
+            throw err;
+          }
+          current = { ...current, token: grant.token, expiresAt: grant.expiresAt, manifest: next };
+          await this.#adopt(current);
+          return;
+        }
+      } finally {
+        wipe(finish.exportKey);
+      }
+    } finally {
+      wipe(proved.exportKey);
+    }
+  }
+
+  async #recover(
+    username: string,
+    codeText: string,
+    newPassword: string,
+    options: JoinOptions,
+  ): Promise<AccountInfo> {
+    const op = this.#op;
+    this.#requireLoggedOut();
+    const name = normalizeUsername(username, op);
+    const code = parseCode(op, codeText);
+    checkPassword(op, 'newPassword', newPassword);
+    const deviceName = normalizeDeviceName(options.deviceName ?? DEFAULT_DEVICE_NAME, op);
+    const known = await this.#homeDevice(name);
+    const deviceId = known?.deviceId ?? newDeviceId();
+    const proof = await recoveryProof(code);
+    const reg = await this.#opaque.startRegistration(newPassword);
+
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.#api.recoverStart(op, { username: name, proof });
+      if (!isId(r.accountId)) {
+        throw new SdkError('PROTOCOL_VIOLATION', op, 'the server sent a malformed account id');
+      }
+      const earlier = await this.#localState().readAccount(r.accountId);
+      const verified = await this.#verifyRecovered(r.accountId, r.manifest, earlier?.manifest);
+      // spec §5.4: the backup must be the one this manifest commits to before the code opens it;
+      // the seed then has to be the manifest's identity, which authenticates the identity key.
+      const secrets = await guardProtocol(op, () =>
+        openBackup(r.backup, { manifest: verified.body, recoveryCode: code }),
+      );
+      const identity = await keyPairFromSeed(secrets.identitySeed);
+      wipe(secrets.identitySeed);
+      const { device, listed } = await this.#deviceFor(known, deviceId, verified);
+
+      const { registrationResponse } = await this.#api.passwordStart(op, r.recoveryToken, {
+        registrationRequest: reg.request,
+      });
+      const finish = await this.#opaque.finishRegistration(
+        newPassword,
+        reg.state,
+        registrationResponse,
+      );
+      let next: VerifiedManifest;
+      let grant: SessionGrant;
+      try {
+        const sealed = await guardProtocol(op, () =>
+          rewrapBackup(r.backup, {
+            manifest: verified.body,
+            recoveryCode: code,
+            newExportKey: finish.exportKey,
+          }),
+        );
+        wipe(sealed.secrets.identitySeed);
+        next = await nextManifest(
+          identity,
+          verified.manifest,
+          verified.body,
+          {
+            ...(listed
+              ? {}
+              : {
+                  add: {
+                    id: deviceId,
+                    signingKey: device.publicKey,
+                    name: deviceName,
+                    addedAt: this.#parts.now(),
+                  },
+                }),
+            backup: { version: sealed.version, hash: sealed.hash },
+          },
+          this.#parts.now(),
+          op,
+        );
+        try {
+          grant = await this.#api.passwordFinish(op, r.recoveryToken, {
+            registrationRecord: finish.record,
+            manifest: next.manifest,
+            backup: sealed.backup,
+            deviceId,
+          });
+        } catch (err) {
+          if (isManifestConflict(err) && attempt < MAX_CONFLICT_RETRIES) continue;
+          throw err;
+        }
+      } finally {
+        wipe(finish.exportKey);
+      }
+
+      // With a session now: the server's history from seq 1 must verify and hold what we built
+      // on (and what this home trusted before), so a fresh home is not shown a detached manifest.
+      try {
+        const history = await this.#api.manifestHistory(op, grant.token, 0);
+        const chain = await acceptHistory({ accountId: r.accountId }, history, op);
+        requireInChain(chain, next, op);
+        if (earlier?.manifest) {
+          requireInChain(
+            chain,
+            { manifest: earlier.manifest, body: decodeManifestBody(earlier.manifest.body) },
+            op,
+          );
+        }
+        const newest = chain[chain.length - 1]!;
+        requireListed(newest.body, deviceId, device.publicKey, op);
+        const current: Current = {
+          accountId: r.accountId,
+          username: name,
+          deviceId,
+          device,
+          identity,
+          token: grant.token,
+          expiresAt: grant.expiresAt,
+          manifest: newest,
+        };
+        await this.#adopt(current);
+        return accountInfo(current);
+      } catch (err) {
+        if (!this.#current) await this.#discardToken(grant.token);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * The manifest a recovery answer carries (no session yet, so no history): against what this
+   * home trusted, if anything; else on its own, under its own identity key, which the backup
+   * then has to confirm.
+   */
+  async #verifyRecovered(
+    accountId: string,
+    manifest: SignedManifest,
+    trusted: SignedManifest | undefined,
+  ): Promise<VerifiedManifest> {
+    const op = this.#op;
+    return guardProtocol(op, async () => {
+      if (trusted) {
+        const direct = await acceptLatest({ accountId, trusted }, manifest, op);
+        if (direct !== 'gap') return direct;
+      }
+      // A gap (checked once the history is available) or nothing trusted: pin the identity
+      // this manifest claims, or the trusted one, and check the signature.
+      const claimed = trusted
+        ? decodeManifestBody(trusted.body).identityKey
+        : decodeManifestBody(manifest.body).identityKey;
+      const body = await verifyManifest(manifest, { accountId, identityKey: claimed });
+      return { manifest, body };
+    });
+  }
+
+  async #deleteAccount(password: string): Promise<void> {
+    const op = this.#op;
+    let current = this.#requireLoggedIn();
+    checkPassword(op, 'password', password);
+    const proved = await this.#prove(current, password);
+    wipe(proved.exportKey);
+    current = proved.current;
+    await this.#authed(current, (token) => this.#api.deleteAccount(op, token));
+    this.#current = undefined;
+    await this.#localState().deleteSession();
+    await this.#localState().forgetAccount(current.accountId);
+  }
+
+  // --- devices ---
+
+  async #listDevices(): Promise<DeviceInfo[]> {
+    const current = await this.#refresh();
+    return deviceList(current);
+  }
+
+  async #rename(deviceId: string, name: string): Promise<void> {
+    const op = this.#op;
+    checkId(op, deviceId);
+    const deviceName = normalizeDeviceName(name, op);
+    const current = await this.#refresh();
+    await this.#commit(current, () => ({ rename: { id: deviceId, name: deviceName } }));
+  }
+
+  async #revoke(deviceId: string): Promise<void> {
+    const op = this.#op;
+    checkId(op, deviceId);
+    const current = await this.#refresh();
+    await this.#commit(current, () => ({ remove: deviceId }));
+  }
+
+  async #startLink(): Promise<LinkOffer> {
+    const op = this.#op;
+    const current = await this.#refresh();
+    let code: LinkCode | undefined;
+    let expiresAt = 0;
+    for (let attempt = 0; !code; attempt++) {
+      const candidate = generateLinkCode();
+      try {
+        ({ expiresAt } = await this.#authed(current, (token) =>
+          this.#api.createLink(op, token, candidate.linkId),
+        ));
+        code = candidate;
+      } catch (err) {
+        // 40 bits of link id: a clash with a live link is rare, twice in a row rarer still.
+        if (SdkError.is(err, 'CONFLICT') && attempt < 3) continue;
+        throw err;
+      }
+    }
+    const linkCode = code;
+    const accountId = current.accountId;
+    let waited = false;
+    const wait = async (
+      options: { signal?: AbortSignal; pollMs?: number } = {},
+    ): Promise<DeviceInfo> => {
+      const wop = 'linkOffer.wait';
+      if (waited) throw new SdkError('INVALID_ARGUMENT', wop, 'wait() can be called once per link');
+      waited = true;
+      const pollMs = checkPollMs(wop, options.pollMs);
+      const signal = this.#signal(options.signal);
+      let sealed: Uint8Array | undefined;
+      while (!sealed) {
+        if (this.#state !== 'ready') throw new SdkError('NOT_READY', wop, 'the client is closed');
+        const cur = this.#current;
+        if (cur?.accountId !== accountId) {
+          throw new SdkError('NOT_LOGGED_IN', wop, 'the account logged out');
+        }
+        if (this.#parts.now() > expiresAt + 60_000) {
+          throw new SdkError('LINK_EXPIRED', wop, 'the link expired before a device used it');
+        }
+        const status = await this.#authed(cur, (token) =>
+          this.#api.getLink(wop, token, linkCode.linkId),
+        ).catch((err: unknown) => {
+          throw SdkError.is(err, 'NOT_FOUND')
+            ? new SdkError('LINK_EXPIRED', wop, 'the link expired before a device used it', {
+                cause: err,
+              })
+            : err;
+        });
+        if (status.status === 'requested') sealed = status.sealed;
+        else await sleep(wop, pollMs, signal, this.#closing.signal);
+      }
+      const request = sealed;
+      return this.#run(wop, () => this.#approveLink(linkCode, request, accountId));
+    };
+    return { code: linkCode.text, qr: linkCode.qr, expiresAt, wait };
+  }
+
+  async #approveLink(code: LinkCode, sealed: Uint8Array, accountId: string): Promise<DeviceInfo> {
+    const op = this.#op;
+    if (this.#current?.accountId !== accountId) {
+      throw new SdkError('NOT_LOGGED_IN', op, 'the account logged out');
+    }
+    const request = await openLinkRequest(code, sealed).catch((err: unknown) => {
+      throw new SdkError(
+        'PROTOCOL_VIOLATION',
+        op,
+        'the link request does not open: it was not made with this code; start a new link',
+        { cause: err, ...(ProtocolError.is(err) ? { detail: err.code } : {}) },
+      );
+    });
+    const name = normalizeDeviceName(request.name, op);
+    let current = await this.#refresh();
+    if (current.manifest.body.devices.some((d) => d.id === request.deviceId)) {
+      throw new SdkError('CONFLICT', op, `device ${request.deviceId} is already on the account`);
+    }
+    if (current.manifest.body.devices.some((d) => bytesEqual(d.signingKey, request.signingKey))) {
+      throw new SdkError('PROTOCOL_VIOLATION', op, "the new device reuses a listed device's key", {
+        detail: 'DUPLICATE_DEVICE_KEY',
+      });
+    }
+    const addedAt = this.#parts.now();
+    current = await this.#commit(current, () => ({
+      add: { id: request.deviceId, signingKey: request.signingKey, name, addedAt },
+    }));
+    const response = await sealLinkResponse(code, {
+      accountId: current.accountId,
+      username: current.username,
+      identitySeed: current.identity.seed,
+      manifestSeq: current.manifest.body.seq,
+    });
+    await this.#authed(current, (token) =>
+      this.#api.approveLink(op, token, code.linkId, {
+        sealed: response,
+        deviceId: request.deviceId,
+      }),
+    );
+    const entry = current.manifest.body.devices.find((d) => d.id === request.deviceId);
+    return { id: request.deviceId, name, addedAt: entry?.addedAt ?? addedAt, current: false };
+  }
+
+  async #joinByLink(codeText: string, options: JoinByLinkOptions): Promise<AccountInfo> {
+    const op = this.#op;
+    this.#requireLoggedOut();
+    let code: LinkCode;
+    try {
+      code = parseLinkCode(codeText);
+    } catch (err) {
+      throw new SdkError('INVALID_LINK_CODE', op, 'not a link code: 24 characters in groups of 4', {
+        cause: err,
+      });
+    }
+    const deviceName = normalizeDeviceName(options.deviceName ?? DEFAULT_DEVICE_NAME, op);
+    const pollMs = checkPollMs(op, options.pollMs);
+    const signal = this.#signal(options.signal);
+    const device = await generateKeyPair();
+    const deviceId = newDeviceId();
+    const pickup = randomBytes(32);
+    const sealed = await sealLinkRequest(code, {
+      deviceId,
+      signingKey: device.publicKey,
+      name: deviceName,
+    });
+    const linkError = (err: unknown): never => {
+      if (SdkError.is(err, 'NOT_FOUND')) {
+        throw new SdkError('LINK_EXPIRED', op, 'the link is unknown or expired; start a new one', {
+          cause: err,
+        });
+      }
+      if (SdkError.is(err, 'CONFLICT')) {
+        throw new SdkError('CONFLICT', op, 'the link was already used; start a new one', {
+          cause: err,
+        });
+      }
+      throw err;
+    };
+    await this.#api
+      .putLinkRequest(op, code.linkId, { sealed, pickupHash: await sha256(pickup) })
+      .catch(linkError);
+
+    const deadline = this.#parts.now() + LINK_WAIT_MS;
+    let approved:
+      | Extract<Awaited<ReturnType<Api['pickupLink']>>, { status: 'approved' }>
+      | undefined;
+    while (!approved) {
+      if (this.#parts.now() > deadline) {
+        throw new SdkError('LINK_EXPIRED', op, 'the other device did not approve in time');
+      }
+      const status = await this.#api.pickupLink(op, code.linkId, pickup).catch(linkError);
+      if (status.status === 'approved') approved = status;
+      else await sleep(op, pollMs, signal, this.#closing.signal);
+    }
+    const { token } = approved;
+    try {
+      const response = await openLinkResponse(code, approved.sealed).catch((err: unknown) => {
+        throw violation(op, err);
+      });
+      if (response.accountId !== approved.accountId || !isId(response.accountId)) {
+        throw new SdkError('PROTOCOL_VIOLATION', op, 'the link response names another account', {
+          detail: 'ACCOUNT_MISMATCH',
+        });
+      }
+      const accountId = response.accountId;
+      const username = (() => {
+        try {
+          return normalizeUsername(response.username, op);
+        } catch (err) {
+          throw new SdkError(
+            'PROTOCOL_VIOLATION',
+            op,
+            'the link response has a malformed username',
+            {
+              cause: err,
+            },
+          );
+        }
+      })();
+      const identity = await keyPairFromSeed(response.identitySeed);
+      wipe(response.identitySeed);
+      const earlier = await this.#localState().readAccount(accountId);
+      // spec §6: the manifest under the identity from the response, at seq ≥ manifestSeq,
+      // listing this device's id and key.
+      const verified = await this.#fetchVerified(token, {
+        accountId,
+        identityKey: identity.publicKey,
+        ...(earlier?.manifest ? { trusted: earlier.manifest } : {}),
+      });
+      if (verified.body.seq < response.manifestSeq) {
+        throw new SdkError(
+          'PROTOCOL_VIOLATION',
+          op,
+          'the server sent an older manifest than the link promised',
+          {
+            detail: 'MANIFEST_ROLLBACK',
+          },
+        );
+      }
+      try {
+        requireListed(verified.body, deviceId, device.publicKey, op);
+      } catch (err) {
+        throw new SdkError(
+          'PROTOCOL_VIOLATION',
+          op,
+          'the account manifest does not list this device',
+          {
+            cause: err,
+          },
+        );
+      }
+      const current: Current = {
+        accountId,
+        username,
+        deviceId,
+        device,
+        identity,
+        token,
+        expiresAt: approved.expiresAt,
+        manifest: verified,
+      };
+      await this.#adopt(current);
+      return accountInfo(current);
+    } catch (err) {
+      if (!this.#current) await this.#discardToken(token);
+      throw err;
+    }
+  }
+
+  /** The caller's signal joined with the client's own (aborted by close()). */
+  #signal(signal: AbortSignal | undefined): AbortSignal {
+    return signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
+  }
+}
+
+function accountInfo(current: Current): AccountInfo {
+  const entry = current.manifest.body.devices.find((d) => d.id === current.deviceId);
+  return {
+    accountId: current.accountId,
+    username: current.username,
+    deviceId: current.deviceId,
+    deviceName: entry?.name ?? '',
+  };
+}
+
+function accountRecord(current: Current): AccountRecord {
+  return {
+    accountId: current.accountId,
+    username: current.username,
+    deviceId: current.deviceId,
+    deviceSeed: current.device.seed,
+    manifest: current.manifest.manifest,
+  };
+}
+
+function deviceList(current: Current): DeviceInfo[] {
+  return current.manifest.body.devices
+    .map((d) => ({
+      id: d.id,
+      name: d.name,
+      addedAt: d.addedAt,
+      current: d.id === current.deviceId,
+    }))
+    .sort((a, b) => a.addedAt - b.addedAt || (a.id < b.id ? -1 : 1));
+}
+
+function isManifestConflict(err: unknown): boolean {
+  return SdkError.is(err, 'CONFLICT') && err.serverCode === 'MANIFEST_CONFLICT';
+}
+
+/** Runs protocol steps on what the server sent; their failures are the server's. */
+async function guardProtocol<T>(op: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw violation(op, err);
+  }
+}
+
+function parseCode(op: string, text: string): RecoveryCode {
+  try {
+    return parseRecoveryCode(text);
+  } catch (err) {
+    throw new SdkError(
+      'INVALID_RECOVERY_CODE',
+      op,
+      'not a recovery code: 32 characters in groups of 4 (0-9, A-Z without I, L, O, U)',
+      { cause: err },
+    );
+  }
+}
+
+function checkId(op: string, id: unknown): void {
+  if (!isId(id))
+    throw new SdkError('INVALID_ARGUMENT', op, '"deviceId" expected a device id (22 characters)');
+}
+
+function checkPollMs(op: string, pollMs: number | undefined): number {
+  const ms = pollMs ?? DEFAULT_POLL_MS;
+  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 60_000) {
+    throw new SdkError('INVALID_ARGUMENT', op, '"pollMs" expected an integer from 1 to 60000');
+  }
+  return ms;
+}
+
+/** Waits `ms`; ABORTED when the caller's signal fires, NOT_READY when the client closes. */
+function sleep(op: string, ms: number, signal: AbortSignal, closing: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = () =>
+      reject(
+        closing.aborted
+          ? new SdkError('NOT_READY', op, 'the client was closed while waiting')
+          : new SdkError('ABORTED', op, 'stopped waiting: aborted by the caller', {
+              cause: signal.reason,
+            }),
+      );
+    if (signal.aborted) return stop();
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      stop();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}

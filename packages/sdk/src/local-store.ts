@@ -1,0 +1,87 @@
+import { SdkError } from './errors.js';
+
+/**
+ * Where a client keeps its state: a small async key-value store of opaque bytes. The SDK encrypts
+ * and authenticates every record itself (see `local-state.ts`), so an implementation only has to
+ * store bytes faithfully: IndexedDB in a browser, files in Node ({@link fileStore} from
+ * `@coffer/sdk/node`), the platform keystore on mobile.
+ *
+ * Record names are short printable ASCII strings (at most {@link MAX_RECORD_NAME_LENGTH}
+ * characters) such as `session` or `account/<id>`.
+ *
+ * @example
+ * ```ts
+ * const store: LocalStore = {
+ *   get: async (name) => db.get('coffer', name),
+ *   put: async (name, value) => db.put('coffer', value, name),
+ *   delete: async (name) => db.delete('coffer', name),
+ * };
+ * ```
+ */
+export interface LocalStore {
+  /** The bytes last put under `name`, or undefined. */
+  get(name: string): Promise<Uint8Array | undefined>;
+  /** Replaces the record atomically: a reader sees the old bytes or the new ones, never a mix. */
+  put(name: string, value: Uint8Array): Promise<void>;
+  /** Removes the record; no error when it does not exist. */
+  delete(name: string): Promise<void>;
+}
+
+/**
+ * Record names stay short so that every store can use them as file names or keys.
+ *
+ * @example
+ * if (name.length > MAX_RECORD_NAME_LENGTH) throw new Error('name too long');
+ */
+export const MAX_RECORD_NAME_LENGTH = 100;
+
+/**
+ * A {@link LocalStore} in memory: for tests, and for short-lived clients that keep nothing.
+ * Values are copied in and out, so callers cannot change what is stored by accident.
+ *
+ * @example
+ * ```ts
+ * const client = createClient({ server, store: memoryStore(), storeKey: randomBytes(32) });
+ * ```
+ */
+export function memoryStore(): LocalStore {
+  const records = new Map<string, Uint8Array>();
+  return {
+    async get(name) {
+      checkRecordName('memoryStore.get', name);
+      return records.get(name)?.slice();
+    },
+    async put(name, value) {
+      checkRecordName('memoryStore.put', name);
+      if (!(value instanceof Uint8Array)) {
+        throw new SdkError('INVALID_ARGUMENT', 'memoryStore.put', '"value" expected a Uint8Array');
+      }
+      records.set(name, value.slice());
+    },
+    async delete(name) {
+      checkRecordName('memoryStore.delete', name);
+      records.delete(name);
+    },
+  };
+}
+
+/**
+ * @internal Rejects names no store should have to handle.
+ *
+ * @example
+ * checkRecordName('myStore.get', name);
+ */
+export function checkRecordName(operation: string, name: unknown): asserts name is string {
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    name.length > MAX_RECORD_NAME_LENGTH ||
+    !/^[\x21-\x7e]+$/.test(name)
+  ) {
+    throw new SdkError(
+      'INVALID_ARGUMENT',
+      operation,
+      `"name" expected 1 to ${MAX_RECORD_NAME_LENGTH} printable ASCII characters`,
+    );
+  }
+}

@@ -1,0 +1,194 @@
+// @coffer/sdk/node: the Node.js pieces of the SDK (files). Nothing here runs at import time.
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { SdkError } from './errors.js';
+import { checkRecordName, type LocalStore } from './local-store.js';
+
+const STORE_KEY_FILE = 'store.key';
+const STORE_KEY_LENGTH = 32;
+const RECORD_SUFFIX = '.rec';
+/** Records are a few KB; anything far larger is not ours. */
+const MAX_RECORD_FILE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A {@link LocalStore} of one file per record in `dir` (made with mode 0700 when missing).
+ * Writes are atomic: the bytes go to a temporary file (mode 0600), are flushed, and the file is
+ * renamed over the record, so a crash leaves the old record or the new one. File names are the
+ * hex of the record name, which keeps them portable to case-insensitive file systems.
+ *
+ * @example
+ * ```ts
+ * import { fileStore } from '@coffer/sdk/node';
+ * const store = fileStore('/home/alice/.coffer/state');
+ * ```
+ */
+export function fileStore(dir: string): LocalStore {
+  if (typeof dir !== 'string' || dir.length === 0) {
+    throw new SdkError('INVALID_ARGUMENT', 'fileStore', '"dir" expected a directory path');
+  }
+  let ready: Promise<void> | undefined;
+  const ensureDir = () => {
+    ready ??= makePrivateDir(dir).catch((err: unknown) => {
+      ready = undefined;
+      throw ioError('fileStore', err);
+    });
+    return ready;
+  };
+  const pathOf = (op: string, name: string) => {
+    checkRecordName(op, name);
+    return join(dir, Buffer.from(name, 'utf8').toString('hex') + RECORD_SUFFIX);
+  };
+  return {
+    async get(name) {
+      const file = pathOf('fileStore.get', name);
+      try {
+        const bytes = await readFile(file);
+        if (bytes.length > MAX_RECORD_FILE_BYTES) {
+          throw new SdkError('STORE_CORRUPT', 'fileStore.get', `record ${name} is too large`);
+        }
+        return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+      } catch (err) {
+        if (isCode(err, 'ENOENT')) return undefined;
+        throw ioError('fileStore.get', err);
+      }
+    },
+    async put(name, value) {
+      const file = pathOf('fileStore.put', name);
+      if (!(value instanceof Uint8Array)) {
+        throw new SdkError('INVALID_ARGUMENT', 'fileStore.put', '"value" expected a Uint8Array');
+      }
+      await ensureDir();
+      await writeAtomic(file, value).catch((err: unknown) => {
+        throw ioError('fileStore.put', err);
+      });
+    },
+    async delete(name) {
+      const file = pathOf('fileStore.delete', name);
+      try {
+        await unlink(file);
+      } catch (err) {
+        if (!isCode(err, 'ENOENT')) throw ioError('fileStore.delete', err);
+      }
+    },
+  };
+}
+
+/**
+ * Opens (creating on first use) a client home directory: the 32-byte store key in
+ * `<dir>/store.key` (mode 0600) and a {@link fileStore} in `<dir>/state`. The key beside the
+ * records protects them when records leave without the key (a synced or backed-up folder that
+ * skips it), not against someone who can read the whole directory as this user: for that, keep
+ * the key in the OS keychain and pass it to `createClient` yourself.
+ *
+ * @throws {SdkError} `STORE_CORRUPT` when `store.key` is not 32 bytes; `INVALID_ARGUMENT` for an
+ *   empty path.
+ * @example
+ * ```ts
+ * import { createClient } from '@coffer/sdk';
+ * import { openNodeHome } from '@coffer/sdk/node';
+ *
+ * const { store, storeKey } = await openNodeHome(`${os.homedir()}/.coffer`);
+ * const client = createClient({ server: 'https://coffer.example.com', store, storeKey });
+ * ```
+ */
+export async function openNodeHome(
+  dir: string,
+): Promise<{ store: LocalStore; storeKey: Uint8Array }> {
+  const op = 'openNodeHome';
+  if (typeof dir !== 'string' || dir.length === 0) {
+    throw new SdkError('INVALID_ARGUMENT', op, '"dir" expected a directory path');
+  }
+  await makePrivateDir(dir).catch((err: unknown) => {
+    throw ioError(op, err);
+  });
+  const keyFile = join(dir, STORE_KEY_FILE);
+  let storeKey = await readKey(op, keyFile);
+  if (!storeKey) {
+    const fresh = new Uint8Array(randomBytes(STORE_KEY_LENGTH));
+    try {
+      // 'wx': two processes opening a new home at once agree on the first key written.
+      const handle = await open(keyFile, 'wx', 0o600);
+      try {
+        await handle.writeFile(fresh);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      storeKey = fresh;
+    } catch (err) {
+      if (!isCode(err, 'EEXIST')) throw ioError(op, err);
+      storeKey = await readKey(op, keyFile);
+      if (!storeKey) throw new SdkError('STORE_CORRUPT', op, 'store.key vanished while opening');
+    }
+  }
+  return { store: fileStore(join(dir, 'state')), storeKey };
+}
+
+async function readKey(op: string, file: string): Promise<Uint8Array | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    if (isCode(err, 'ENOENT')) return undefined;
+    throw ioError(op, err);
+  }
+  if (bytes.length !== STORE_KEY_LENGTH) {
+    throw new SdkError(
+      'STORE_CORRUPT',
+      op,
+      `store.key expected ${STORE_KEY_LENGTH} bytes, got ${bytes.length}`,
+    );
+  }
+  return new Uint8Array(bytes);
+}
+
+/** Makes `dir` (and parents) and narrows it to 0700 where the platform has modes. */
+async function makePrivateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (process.platform !== 'win32') await chmod(dir, 0o700);
+}
+
+async function writeAtomic(file: string, value: Uint8Array): Promise<void> {
+  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    const handle = await open(temp, 'wx', 0o600);
+    try {
+      await handle.writeFile(value);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  } catch (err) {
+    await rm(temp, { force: true }).catch(() => {});
+    throw err;
+  }
+  // The rename itself is durable once the directory is flushed (not possible on Windows).
+  if (process.platform !== 'win32') {
+    const dirHandle = await open(dirname(file), 'r').catch(() => undefined);
+    if (dirHandle)
+      await dirHandle
+        .sync()
+        .catch(() => {})
+        .finally(() => dirHandle.close());
+  }
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return (err as { code?: unknown })?.code === code;
+}
+
+/** File-system failures, without paths that might hold a user name (the cause keeps them). */
+function ioError(op: string, err: unknown): SdkError {
+  if (SdkError.is(err)) return err;
+  const code = (err as { code?: unknown })?.code;
+  return new SdkError(
+    'STORE_UNAVAILABLE',
+    op,
+    `local store unavailable (${typeof code === 'string' ? code : 'i/o error'})`,
+    {
+      cause: err,
+    },
+  );
+}

@@ -1,0 +1,124 @@
+// The real Coffer server for the SDK's integration tests: @coffer/server's app over SQLite in
+// memory, called in-process (the app's `request`) or over a real socket (`startServer`).
+import { generateAeadKey, randomBytes } from '@coffer/crypto';
+import { createLocalProvider } from '@coffer/fields';
+import {
+  createApp,
+  createLogger,
+  createMetrics,
+  loadServerSecrets,
+  openStorage,
+  type RunningServer,
+  type Storage,
+  startServer,
+} from '@coffer/server';
+import {
+  type ClientOptions,
+  type CofferClient,
+  createClient,
+  type FetchLike,
+  type KeyStretching,
+  memoryStore,
+} from '../src/index.js';
+
+/** Cheap Argon2id for tests (8 KiB, one pass): the one default-cost test sets its own. */
+export const FAST_HASHING: KeyStretching = {
+  'argon2id-custom': { memory: 8, iterations: 1, parallelism: 1 },
+};
+
+export const SERVER_URL = 'http://coffer.test';
+
+export interface TestServer {
+  readonly storage: Storage;
+  /** In-process fetch into the app. */
+  readonly fetch: FetchLike;
+  /** Listens on 127.0.0.1:<random port>; returns its URL. */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A fresh server with its own in-memory database. */
+export async function testServer(options: { now?: () => number } = {}): Promise<TestServer> {
+  const provider = await createLocalProvider({ kek1: generateAeadKey() });
+  const storage = await openStorage({ sqlitePath: ':memory:', provider, kekId: 'kek1' });
+  let requests = 0;
+  const secrets = await loadServerSecrets(storage);
+  const deps = {
+    storage,
+    ...secrets,
+    logger: createLogger({ level: 'silent' }),
+    metrics: createMetrics(),
+    // Each request its own address, so that the per-address throttle (which the tests of
+    // wrong passwords would trip when run together) leaves only the per-account one.
+    clientAddress: () => `198.51.100.${(requests++ % 250) + 1}`,
+    ...(options.now ? { now: options.now } : {}),
+  };
+  const app = createApp(deps);
+  let running: RunningServer | undefined;
+  return {
+    storage,
+    fetch: (url, init) => app.request(url, init),
+    async listen() {
+      running ??= await startServer({ ...deps, port: 0, host: '127.0.0.1' });
+      return running.url;
+    },
+    async close() {
+      await running?.close();
+      await storage.close();
+    },
+  };
+}
+
+/** A client on a fresh memory home (or the given store/key), opened. */
+export async function testClient(
+  server: { fetch: FetchLike },
+  overrides: Partial<ClientOptions> = {},
+): Promise<CofferClient> {
+  const client = createClient({
+    server: SERVER_URL,
+    store: memoryStore(),
+    storeKey: randomBytes(32),
+    fetch: server.fetch,
+    opaque: { keyStretching: FAST_HASHING },
+    ...overrides,
+  });
+  await client.open();
+  return client;
+}
+
+/** A username unique to this run. */
+export function username(prefix = 'user'): string {
+  return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+/** One request a {@link tap}ped fetch saw. */
+export interface Seen {
+  readonly method: string;
+  readonly path: string;
+}
+
+/**
+ * Wraps a fetch to record requests and let a test play a hostile server: `rewrite` may return
+ * a replacement JSON body for any answer (undefined keeps the real one).
+ */
+export function tap(
+  inner: FetchLike,
+  rewrite?: (req: Seen, body: unknown) => unknown | undefined,
+): { fetch: FetchLike; seen: Seen[] } {
+  const seen: Seen[] = [];
+  const fetch: FetchLike = async (url, init) => {
+    const u = new URL(url);
+    const req = { method: init.method ?? 'GET', path: u.pathname + u.search };
+    seen.push(req);
+    const res = await inner(url, init);
+    if (!rewrite || !res.ok || res.status === 204) return res;
+    const body: unknown = await res.clone().json();
+    const replaced = rewrite(req, body);
+    if (replaced === undefined) return res;
+    return new Response(JSON.stringify(replaced), {
+      status: res.status,
+      headers: { 'content-type': 'application/json' },
+    });
+  };
+  return { fetch, seen };
+}

@@ -1,0 +1,116 @@
+import { FieldsError } from '@coffer/fields';
+import { Hono } from 'hono';
+import { socketAddress } from './client-address.js';
+import { errorResponse, ServerError } from './errors.js';
+import { createEventHub, type EventHub } from './event-hub.js';
+import type { AppContext, AppEnv, RouteDeps } from './http/_env.js';
+import { routeLabel } from './http/_route.js';
+import { accountRoutes } from './http/accounts.js';
+import { deviceRoutes } from './http/devices.js';
+import { eventRoutes } from './http/events.js';
+import { healthRoutes } from './http/health.js';
+import { linkRoutes } from './http/links.js';
+import { passwordRoutes } from './http/password.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { bodyLimit, MAX_BODY_BYTES } from './middleware/body-limit.js';
+import { httpMetrics } from './middleware/http-metrics.js';
+import { jsonOnly } from './middleware/json-only.js';
+import { requestId } from './middleware/request-id.js';
+import { requestLog } from './middleware/request-log.js';
+import { securityHeaders } from './middleware/security-headers.js';
+import { openApiRoutes } from './openapi.js';
+import type { Storage } from './storage/types.js';
+import { createThrottle } from './throttle.js';
+
+export type { AppContext, AppEnv } from './http/_env.js';
+
+/** What {@link createApp} needs. */
+export interface AppDeps {
+  readonly storage: Storage;
+  /** The OPAQUE server setup (see `loadServerSecrets`). */
+  readonly opaqueSetup: string;
+  /** 32-byte HMAC key for throttle keys and fake OPAQUE identifiers. */
+  readonly throttleKey: Uint8Array;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** The clock, ms since the epoch; default Date.now. */
+  readonly now?: () => number;
+  /** The client's address for throttling; default the socket peer (IPv6 by /64). */
+  readonly clientAddress?: (c: AppContext) => string;
+  /** Where manifest changes are announced to WebSocket connections; default a new hub. */
+  readonly events?: EventHub;
+}
+
+/** Errors that mean a dependency is down, not a bug: the key provider or the database. */
+function isUnavailable(err: unknown): boolean {
+  if (FieldsError.is(err, 'PROVIDER_UNAVAILABLE')) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE'].includes(
+      code,
+    ) ||
+    code.startsWith('SQLITE_BUSY') ||
+    code === 'SQLITE_LOCKED' ||
+    // PostgreSQL: connection exceptions, insufficient resources, operator intervention.
+    /^(08|53|57P)/.test(code)
+  );
+}
+
+/**
+ * The Coffer HTTP API (spec/http-api-v1.md) as a Hono app: request id, security headers, request
+ * log, metrics, JSON-only bodies of at most 256 KiB, then the routes. Every error goes through
+ * one handler and the code table in errors.ts; an unexpected exception is `500 INTERNAL` with no
+ * detail (logged with its stack, never with the request body).
+ *
+ * @example
+ * const app = createApp({ storage, opaqueSetup, throttleKey, logger, metrics });
+ * const res = await app.request('/healthz');
+ */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const now = deps.now ?? Date.now;
+  const routeDeps: RouteDeps = {
+    storage: deps.storage,
+    opaqueSetup: deps.opaqueSetup,
+    throttleKey: deps.throttleKey,
+    logger: deps.logger,
+    metrics: deps.metrics,
+    now,
+    clientAddress: deps.clientAddress ?? socketAddress,
+    events: deps.events ?? createEventHub(),
+    throttle: createThrottle(deps.storage.throttle, deps.throttleKey, now),
+  };
+  const { logger } = deps;
+  const app = new Hono<AppEnv>();
+
+  app.use(requestId());
+  app.use(securityHeaders());
+  app.use(requestLog(logger));
+  app.use(httpMetrics(deps.metrics));
+  app.use(bodyLimit(MAX_BODY_BYTES));
+  app.use(jsonOnly());
+
+  app.route('/', healthRoutes(routeDeps));
+  app.route('/', openApiRoutes());
+  app.route('/', accountRoutes(routeDeps));
+  app.route('/', passwordRoutes(routeDeps));
+  app.route('/', deviceRoutes(routeDeps));
+  app.route('/', linkRoutes(routeDeps));
+  app.route('/', eventRoutes());
+
+  app.notFound(() => errorResponse(new ServerError('NOT_FOUND', 'http.route')));
+
+  app.onError((err, c) => {
+    if (ServerError.is(err)) return errorResponse(err);
+    const context = { reqId: c.get('requestId'), method: c.req.method, route: routeLabel(c) };
+    if (isUnavailable(err)) {
+      logger.warn({ ...context, err }, 'dependency unavailable');
+      return errorResponse(new ServerError('UNAVAILABLE', 'http'));
+    }
+    logger.error({ ...context, err }, 'unexpected error');
+    return errorResponse(new ServerError('INTERNAL', 'http'));
+  });
+
+  return app;
+}

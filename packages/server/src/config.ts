@@ -1,0 +1,173 @@
+// The server process's configuration: CLI flags over environment variables over defaults.
+// Parsing only; files are read when the server starts (main.ts).
+import { isAbsolute, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+/** Where the data lives. */
+export type DatabaseConfig =
+  | { readonly kind: 'sqlite'; readonly path: string }
+  | { readonly kind: 'postgres'; readonly url: string };
+
+/** Which key provider holds the KEK of the server's encrypted columns. */
+export type KekConfig =
+  | { readonly kind: 'file'; readonly path: string }
+  | {
+      readonly kind: 'pkcs11';
+      readonly library: string;
+      readonly pin: string;
+      readonly slot?: number;
+      readonly tokenLabel?: string;
+      readonly kekId: string;
+    };
+
+/** The server's configuration. */
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  readonly database: DatabaseConfig;
+  readonly tls?: { readonly certPath: string; readonly keyPath: string };
+  readonly kek: KekConfig;
+  readonly logLevel: string;
+  /** `--help` was given: print {@link USAGE} and exit. */
+  readonly help: boolean;
+}
+
+/** A configuration mistake: main prints its message on one line and exits with status 2. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** The usage text (`coffer-server --help`). */
+export const USAGE = `usage: coffer-server [--port N] [--host H] [--data-dir DIR] [--database-url URL]
+                     [--tls-cert FILE --tls-key FILE]
+
+Runs the Coffer server (HTTP API v1 and /v1/events WebSocket).
+
+  --port N            port to listen on (env PORT, default 8080; 0 picks a free one)
+  --host H            address to bind (env HOST, default 127.0.0.1; 0.0.0.0 for all)
+  --data-dir DIR      SQLite database and local KEK file (env COFFER_DATA_DIR, default ./data)
+  --database-url URL  postgres://... to use PostgreSQL (env DATABASE_URL)
+  --tls-cert FILE     PEM certificate chain (env COFFER_TLS_CERT); with --tls-key, serve HTTPS
+  --tls-key FILE      PEM private key (env COFFER_TLS_KEY)
+
+Environment: COFFER_KEK_FILE (default <data-dir>/kek.key), COFFER_PKCS11_LIBRARY, COFFER_PKCS11_PIN,
+COFFER_PKCS11_SLOT or COFFER_PKCS11_TOKEN_LABEL, COFFER_KEK_ID (a KEK in an HSM instead of the
+file), LOG_LEVEL (fatal, error, warn, info, debug, trace, silent; default info).
+
+Examples:
+  coffer-server
+  coffer-server --port 9000 --data-dir /var/lib/coffer
+  DATABASE_URL=postgres://coffer@db/coffer coffer-server --host 0.0.0.0
+`;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function port(text: string, where: string): number {
+  if (!/^[0-9]{1,5}$/.test(text) || Number(text) > 65535)
+    throw new ConfigError(`${where} expected a port number from 0 to 65535, got "${text}"`);
+  return Number(text);
+}
+
+/**
+ * Reads the configuration from command-line flags and environment variables.
+ *
+ * @throws {ConfigError} for an unknown flag or a malformed value (the message names it).
+ * @example const config = loadConfig(process.argv.slice(2), process.env);
+ */
+export function loadConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  cwd: string = process.cwd(),
+): Config {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'data-dir': { type: 'string' },
+        'database-url': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message.split('\n')[0]!);
+  }
+  const flag = (name: string) => values[name] as string | undefined;
+  const pick = (name: string, variable: string) => {
+    const v = flag(name) ?? env[variable];
+    return v === '' ? undefined : v;
+  };
+
+  const portText = pick('port', 'PORT');
+  const listenPort =
+    portText === undefined ? 8080 : port(portText, flag('port') ? '--port' : 'PORT');
+  const host = pick('host', 'HOST') ?? '127.0.0.1';
+  const dataDir = resolve(cwd, pick('data-dir', 'COFFER_DATA_DIR') ?? './data');
+
+  const url = pick('database-url', 'DATABASE_URL');
+  let database: DatabaseConfig;
+  if (url !== undefined && /^postgres(ql)?:\/\//.test(url)) database = { kind: 'postgres', url };
+  else if (url !== undefined)
+    throw new ConfigError('DATABASE_URL expected a postgres:// URL (leave it unset for SQLite)');
+  else database = { kind: 'sqlite', path: join(dataDir, 'coffer.sqlite') };
+
+  const certPath = pick('tls-cert', 'COFFER_TLS_CERT');
+  const keyPath = pick('tls-key', 'COFFER_TLS_KEY');
+  if ((certPath === undefined) !== (keyPath === undefined))
+    throw new ConfigError('TLS needs both a certificate and a key (--tls-cert and --tls-key)');
+  const tls =
+    certPath && keyPath
+      ? { certPath: resolve(cwd, certPath), keyPath: resolve(cwd, keyPath) }
+      : undefined;
+
+  let kek: KekConfig;
+  const library = env.COFFER_PKCS11_LIBRARY;
+  if (library) {
+    const pin = env.COFFER_PKCS11_PIN;
+    const kekId = env.COFFER_KEK_ID;
+    if (!pin) throw new ConfigError('COFFER_PKCS11_LIBRARY is set but COFFER_PKCS11_PIN is not');
+    if (!kekId) throw new ConfigError('COFFER_PKCS11_LIBRARY is set but COFFER_KEK_ID is not');
+    const slotText = env.COFFER_PKCS11_SLOT;
+    if (slotText !== undefined && !/^[0-9]{1,10}$/.test(slotText))
+      throw new ConfigError('COFFER_PKCS11_SLOT expected a slot id (a number)');
+    const tokenLabel = env.COFFER_PKCS11_TOKEN_LABEL;
+    if ((slotText === undefined) === (tokenLabel === undefined))
+      throw new ConfigError('give exactly one of COFFER_PKCS11_SLOT and COFFER_PKCS11_TOKEN_LABEL');
+    kek = {
+      kind: 'pkcs11',
+      library,
+      pin,
+      kekId,
+      ...(slotText !== undefined ? { slot: Number(slotText) } : {}),
+      ...(tokenLabel !== undefined ? { tokenLabel } : {}),
+    };
+  } else {
+    const file = env.COFFER_KEK_FILE;
+    kek = {
+      kind: 'file',
+      path: file ? (isAbsolute(file) ? file : resolve(cwd, file)) : join(dataDir, 'kek.key'),
+    };
+  }
+
+  const logLevel = env.LOG_LEVEL ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new ConfigError(`LOG_LEVEL expected one of ${LOG_LEVELS.join(', ')}`);
+
+  return {
+    port: listenPort,
+    host,
+    dataDir,
+    database,
+    ...(tls ? { tls } : {}),
+    kek,
+    logLevel,
+    help: values.help === true,
+  };
+}

@@ -1,0 +1,44 @@
+// Types shared by the app, its middleware and its routes.
+import type { IncomingMessage } from 'node:http';
+import type { Context } from 'hono';
+import type { EventHub } from '../event-hub.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { Storage } from '../storage/types.js';
+import type { Throttle } from '../throttle.js';
+
+/** The session a bearer token stands for, after the auth middleware checked it. */
+export interface AuthSession {
+  readonly tokenHash: Uint8Array;
+  readonly accountId: string;
+  readonly deviceId: string | null;
+  readonly kind: 'session' | 'recovery';
+  readonly expiresAt: number;
+  readonly authAt: number;
+}
+
+/** Hono's environment for this app: Node bindings (absent in-process) and per-request values. */
+export interface AppEnv {
+  Bindings: { readonly incoming?: IncomingMessage };
+  Variables: {
+    requestId: string;
+    /** The raw request body, read once by the body-limit middleware. */
+    body: Uint8Array | undefined;
+    session: AuthSession;
+  };
+}
+
+export type AppContext = Context<AppEnv>;
+
+/** What routes get: the app's dependencies with defaults filled in. */
+export interface RouteDeps {
+  readonly storage: Storage;
+  readonly opaqueSetup: string;
+  readonly throttleKey: Uint8Array;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now: () => number;
+  readonly clientAddress: (c: AppContext) => string;
+  readonly events: EventHub;
+  readonly throttle: Throttle;
+}

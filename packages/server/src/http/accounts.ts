@@ -1,0 +1,238 @@
+// spec/http-api-v1.md "Signup", "Login", "Session and account".
+import { concatBytes, fromBase64url, randomBytes, toBase64url } from '@coffer/crypto';
+import { newAccountId } from '@coffer/protocol';
+import { Hono } from 'hono';
+import { ServerError } from '../errors.js';
+import { assertRecentAuth, requireAuth } from '../middleware/auth.js';
+import {
+  fakeIdentifier,
+  finishLogin,
+  OPAQUE_SIZES,
+  registrationResponse,
+  startLogin,
+} from '../opaque.js';
+import { LOGIN_STATE_TTL_MS, newToken, SESSION_TTL_MS } from '../sessions.js';
+import { StorageConflictError } from '../storage/types.js';
+import type { ThrottleKeys } from '../throttle.js';
+import { parseUsername } from '../username.js';
+import type { AppEnv, RouteDeps } from './_env.js';
+import { readJson } from './_json.js';
+import { checkFirstManifest } from './_manifests.js';
+import {
+  b64urlTextField,
+  bytesField,
+  idField,
+  LIMITS,
+  manifestField,
+  optionalIdField,
+} from './validate.js';
+
+// The stored login state: version || flags || account throttle key || address throttle key ||
+// OPAQUE state. The throttle keys travel with it so that login/finish (which knows no username)
+// counts a failure against the keys login/start checked; the flag records that the account had
+// no failures, so a success need not write to clear them. Stored encrypted by the storage.
+const LOGIN_STATE_VERSION = 0x01;
+const FLAG_ACCOUNT_CLEAN = 0x01;
+const KEY_BYTES = 32;
+const HEADER = 2 + 2 * KEY_BYTES;
+
+interface LoginState {
+  readonly keys: ThrottleKeys;
+  readonly accountClean: boolean;
+  readonly serverLoginState: string;
+}
+
+function packLoginState(state: LoginState): Uint8Array {
+  return concatBytes(
+    Uint8Array.of(LOGIN_STATE_VERSION, state.accountClean ? FLAG_ACCOUNT_CLEAN : 0),
+    state.keys.account,
+    state.keys.address,
+    fromBase64url(state.serverLoginState),
+  );
+}
+
+function unpackLoginState(bytes: Uint8Array): LoginState | undefined {
+  if (bytes.length <= HEADER || bytes[0] !== LOGIN_STATE_VERSION) return undefined;
+  return {
+    accountClean: (bytes[1]! & FLAG_ACCOUNT_CLEAN) !== 0,
+    keys: {
+      account: bytes.slice(2, 2 + KEY_BYTES),
+      address: bytes.slice(2 + KEY_BYTES, HEADER),
+    },
+    serverLoginState: toBase64url(bytes.subarray(HEADER)),
+  };
+}
+
+/**
+ * Signup, login, session, logout and account deletion.
+ *
+ * @example app.route('/', accountRoutes(deps));
+ */
+export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
+  const { storage, now } = deps;
+  const app = new Hono<AppEnv>();
+  const auth = requireAuth({ storage, now });
+
+  app.post('/v1/signup/start', async (c) => {
+    const op = 'signup.start';
+    const body = readJson(c, op);
+    const username = parseUsername(body.username, op);
+    const request = b64urlTextField(body, 'registrationRequest', op, {
+      exact: OPAQUE_SIZES.registrationRequest,
+    });
+    if (await storage.accounts.usernameTaken(username.normalized))
+      throw new ServerError('USERNAME_TAKEN', op);
+    const accountId = newAccountId();
+    const response = await registrationResponse(deps.opaqueSetup, accountId, request, op);
+    return c.json({ accountId, registrationResponse: response });
+  });
+
+  app.post('/v1/signup/finish', async (c) => {
+    const op = 'signup.finish';
+    const body = readJson(c, op);
+    const username = parseUsername(body.username, op);
+    const accountId = idField(body, 'accountId', op);
+    const record = bytesField(body, 'registrationRecord', op, {
+      exact: OPAQUE_SIZES.registrationRecord,
+    });
+    const deviceId = idField(body, 'deviceId', op);
+    const manifest = manifestField(body, 'manifest', op);
+    const backup = bytesField(body, 'backup', op, { max: LIMITS.backup });
+    const recoveryVerifier = bytesField(body, 'recoveryVerifier', op, { exact: LIMITS.hash });
+    const manifestBody = await checkFirstManifest(manifest, backup, accountId, deviceId, op);
+    const { token, tokenHash } = await newToken();
+    const t = now();
+    const expiresAt = t + SESSION_TTL_MS;
+    try {
+      await storage.accounts.create({
+        accountId,
+        username: username.display,
+        opaqueRecord: record,
+        manifest: { seq: manifestBody.seq, body: manifest.body, signature: manifest.signature },
+        backup: { version: manifestBody.backupVersion, data: backup },
+        recoveryVerifier,
+        session: {
+          tokenHash,
+          accountId,
+          deviceId,
+          kind: 'session',
+          createdAt: t,
+          expiresAt,
+          authAt: t,
+        },
+      });
+    } catch (err) {
+      if (err instanceof StorageConflictError) {
+        if (err.what === 'username') throw new ServerError('USERNAME_TAKEN', op);
+        throw new ServerError('CONFLICT', op, 'account id in use');
+      }
+      throw err;
+    }
+    return c.json({ token, expiresAt }, 201);
+  });
+
+  app.post('/v1/login/start', async (c) => {
+    const op = 'login.start';
+    const body = readJson(c, op);
+    const username = parseUsername(body.username, op);
+    const request = b64urlTextField(body, 'startLoginRequest', op, {
+      exact: OPAQUE_SIZES.startLoginRequest,
+    });
+    const keys = await deps.throttle.keys(username.normalized, deps.clientAddress(c));
+    let accountFailures: number;
+    try {
+      accountFailures = await deps.throttle.check(keys, op);
+    } catch (err) {
+      deps.metrics.rateLimited.inc();
+      deps.metrics.logins.inc({ outcome: 'throttled' });
+      throw err;
+    }
+    // Known and unknown names take the same path: one lookup, one OPAQUE evaluation (a fake
+    // record for a stable per-name identifier), one stored state.
+    const found = await storage.accounts.findByUsername(username.normalized);
+    const identifier = found
+      ? found.accountId
+      : await fakeIdentifier(deps.throttleKey, username.normalized);
+    const record = found ? toBase64url(found.opaqueRecord) : null;
+    const started = await startLogin(deps.opaqueSetup, identifier, record, request, op);
+    const loginId = toBase64url(randomBytes(16));
+    await storage.logins.put(loginId, {
+      accountId: found?.accountId ?? null,
+      serverLoginState: packLoginState({
+        keys,
+        accountClean: accountFailures === 0,
+        serverLoginState: started.serverLoginState,
+      }),
+      expiresAt: now() + LOGIN_STATE_TTL_MS,
+    });
+    return c.json({ loginId, loginResponse: started.loginResponse });
+  });
+
+  app.post('/v1/login/finish', async (c) => {
+    const op = 'login.finish';
+    const body = readJson(c, op);
+    const loginId = idField(body, 'loginId', op);
+    const request = b64urlTextField(body, 'finishLoginRequest', op, {
+      exact: OPAQUE_SIZES.finishLoginRequest,
+    });
+    const deviceId = optionalIdField(body, 'deviceId', op);
+    const taken = await storage.logins.take(loginId, now());
+    const state = taken && unpackLoginState(taken.serverLoginState);
+    if (!taken || !state) {
+      deps.metrics.logins.inc({ outcome: 'failure' });
+      throw new ServerError('INVALID_CREDENTIALS', op);
+    }
+    // Run OPAQUE even for an unknown name (it fails against the fake record), so that both
+    // failures cost the same.
+    const proved = await finishLogin(state.serverLoginState, request);
+    if (!proved || taken.accountId === null) {
+      await deps.throttle.fail(state.keys);
+      deps.metrics.logins.inc({ outcome: 'failure' });
+      throw new ServerError('INVALID_CREDENTIALS', op);
+    }
+    const accountId = taken.accountId;
+    const { token, tokenHash } = await newToken();
+    const t = now();
+    const expiresAt = t + SESSION_TTL_MS;
+    await storage.sessions.create({
+      tokenHash,
+      accountId,
+      deviceId: deviceId ?? null,
+      kind: 'session',
+      createdAt: t,
+      expiresAt,
+      authAt: t,
+    });
+    if (!state.accountClean) await deps.throttle.succeed(state.keys);
+    deps.metrics.logins.inc({ outcome: 'success' });
+    return c.json({ token, expiresAt, accountId });
+  });
+
+  app.get('/v1/session', auth, async (c) => {
+    const session = c.get('session');
+    const account = await storage.accounts.get(session.accountId);
+    if (!account) throw new ServerError('UNAUTHENTICATED', 'session.get');
+    return c.json({
+      accountId: session.accountId,
+      username: account.username,
+      deviceId: session.deviceId,
+      expiresAt: session.expiresAt,
+      authAt: session.authAt,
+    });
+  });
+
+  app.post('/v1/logout', auth, async (c) => {
+    await storage.sessions.delete(c.get('session').tokenHash);
+    return c.body(null, 204);
+  });
+
+  app.delete('/v1/account', auth, async (c) => {
+    const session = c.get('session');
+    assertRecentAuth(session, now(), 'account.delete');
+    await storage.accounts.delete(session.accountId);
+    deps.events.publish(session.accountId, { type: 'deleted' });
+    return c.body(null, 204);
+  });
+
+  return app;
+}

@@ -1,0 +1,180 @@
+// spec/http-api-v1.md "Events": a WebSocket at /v1/events. The token comes in the first message,
+// never in the URL (URLs end up in proxy logs). The HTTP route below only answers requests that
+// are not upgrades; upgrades are taken from the Node server by `attachEventSocket`.
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Hono } from 'hono';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { ServerError } from '../errors.js';
+import type { AccountEvent, EventHub } from '../event-hub.js';
+import type { Logger } from '../logger.js';
+import { sessionFromToken } from '../middleware/auth.js';
+import type { Storage } from '../storage/types.js';
+import type { AppEnv } from './_env.js';
+
+/** The path the WebSocket lives at. */
+export const EVENTS_PATH = '/v1/events';
+/** Close codes: no or bad auth, session revoked, server going away. */
+export const CLOSE_UNAUTHENTICATED = 4401;
+export const CLOSE_REVOKED = 4403;
+export const CLOSE_GOING_AWAY = 1001;
+/** The auth message must come this soon after the upgrade. */
+export const AUTH_TIMEOUT_MS = 10_000;
+/** Client messages are one small JSON object. */
+const MAX_MESSAGE_BYTES = 1024;
+/** Dead peers are found by ping/pong this often. */
+const HEARTBEAT_MS = 30_000;
+
+/**
+ * `GET /v1/events` without an upgrade: `400 BAD_REQUEST` (the route exists so that it is
+ * documented and counted like the others).
+ */
+export function eventRoutes(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get(EVENTS_PATH, () => {
+    throw new ServerError('BAD_REQUEST', 'events', 'expected a websocket upgrade');
+  });
+  return app;
+}
+
+/** What {@link attachEventSocket} needs. */
+export interface EventSocketDeps {
+  readonly storage: Storage;
+  readonly events: EventHub;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+/** The attached WebSocket endpoint. */
+export interface EventSocket {
+  /** Open connections. */
+  readonly connections: number;
+  /** Closes every connection with `code` (1001 at shutdown) and stops accepting. */
+  close(code?: number, reason?: string): void;
+}
+
+function parseAuth(data: RawData, isBinary: boolean): string | undefined {
+  if (isBinary) return undefined;
+  try {
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data.toString();
+    const msg = JSON.parse(text) as unknown;
+    if (typeof msg !== 'object' || msg === null) return undefined;
+    const { type, token } = msg as { type?: unknown; token?: unknown };
+    return type === 'auth' && typeof token === 'string' ? token : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function reject(socket: Duplex, status: number, text: string): void {
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-length: 0\r\ncache-control: no-store\r\n\r\n`,
+  );
+}
+
+/**
+ * Takes WebSocket upgrades for {@link EVENTS_PATH} from `server` (others get 404) and runs the
+ * event protocol: auth message, `ready`, then `manifest` pushes and `revoked`.
+ *
+ * @example const events = attachEventSocket(server, { storage, events: hub, logger });
+ */
+export function attachEventSocket(server: Server, deps: EventSocketDeps): EventSocket {
+  const now = deps.now ?? Date.now;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  const sockets = new Set<WebSocket>();
+  let closing = false;
+
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    let path: string;
+    try {
+      path = new URL(request.url ?? '/', 'http://x').pathname;
+    } catch {
+      path = '';
+    }
+    if (closing) return reject(socket, 503, 'Service Unavailable');
+    if (path !== EVENTS_PATH) return reject(socket, 404, 'Not Found');
+    if (request.headers.upgrade?.toLowerCase() !== 'websocket')
+      return reject(socket, 400, 'Bad Request');
+    wss.handleUpgrade(request, socket, head, (ws) => serve(ws));
+  };
+  server.on('upgrade', onUpgrade);
+
+  const serve = (ws: WebSocket) => {
+    sockets.add(ws);
+    let alive = true;
+    let unsubscribe: (() => void) | undefined;
+    const done = (code: number, reason: string) => {
+      unsubscribe?.();
+      unsubscribe = undefined;
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
+    };
+    const authTimer = setTimeout(
+      () => done(CLOSE_UNAUTHENTICATED, 'auth expected'),
+      AUTH_TIMEOUT_MS,
+    );
+    const heartbeat = setInterval(() => {
+      if (!alive) return ws.terminate();
+      alive = false;
+      ws.ping();
+    }, HEARTBEAT_MS);
+    ws.on('pong', () => {
+      alive = true;
+    });
+    ws.on('error', () => ws.terminate());
+    ws.on('close', () => {
+      clearTimeout(authTimer);
+      clearInterval(heartbeat);
+      unsubscribe?.();
+      sockets.delete(ws);
+    });
+
+    ws.once('message', async (data, isBinary) => {
+      clearTimeout(authTimer);
+      const token = parseAuth(data, isBinary);
+      let session: Awaited<ReturnType<typeof sessionFromToken>>;
+      try {
+        session = token ? await sessionFromToken(deps.storage, token, now()) : undefined;
+      } catch (err) {
+        deps.logger.warn({ err }, 'events: session lookup failed');
+        return done(1011, 'internal error');
+      }
+      if (session?.kind !== 'session') return done(CLOSE_UNAUTHENTICATED, 'unauthenticated');
+      if (ws.readyState !== ws.OPEN) return;
+      const { accountId, deviceId, tokenHash, expiresAt } = session;
+      const onEvent = async (event: AccountEvent) => {
+        if (
+          event.type === 'deleted' ||
+          (deviceId !== null && event.revokedDeviceIds.includes(deviceId))
+        ) {
+          ws.send(JSON.stringify({ type: 'revoked' }));
+          return done(CLOSE_REVOKED, 'revoked');
+        }
+        // The session may have ended (logout, expiry) since the socket was opened.
+        const still = expiresAt > now() ? await deps.storage.sessions.get(tokenHash) : undefined;
+        if (!still) return done(CLOSE_UNAUTHENTICATED, 'session ended');
+        if (ws.readyState === ws.OPEN)
+          ws.send(JSON.stringify({ type: 'manifest', seq: event.seq }));
+      };
+      unsubscribe = deps.events.subscribe(accountId, (event) => {
+        onEvent(event).catch((err: unknown) => {
+          deps.logger.warn({ err }, 'events: delivery failed');
+          done(1011, 'internal error');
+        });
+      });
+      ws.send(JSON.stringify({ type: 'ready' }));
+    });
+  };
+
+  return {
+    get connections() {
+      return sockets.size;
+    },
+    close(code = CLOSE_GOING_AWAY, reason = 'server shutting down') {
+      closing = true;
+      for (const ws of sockets) ws.close(code, reason);
+      server.off('upgrade', onUpgrade);
+      wss.close();
+    },
+  };
+}

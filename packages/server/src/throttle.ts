@@ -1,0 +1,93 @@
+// spec/http-api-v1.md "Throttling": failures in a row are counted per account (per username for
+// unknown names) and per client address, both under HMAC keys so neither is stored in the clear.
+// From the 5th failure the next attempt waits 2^(n-5) s, capped per kind.
+import { hmac, utf8Encode } from '@coffer/crypto';
+import { ServerError } from './errors.js';
+import type { ThrottleState, ThrottleStore } from './storage/types.js';
+
+/** Failures allowed in a row before attempts are spaced out. */
+export const FREE_FAILURES = 4;
+/** Longest wait for one account: a real user is slowed, never locked out for long. */
+export const ACCOUNT_MAX_DELAY_MS = 60 * 1000;
+/** Longest wait for one address. */
+export const ADDRESS_MAX_DELAY_MS = 15 * 60 * 1000;
+
+/** The two throttle keys of one attempt. */
+export interface ThrottleKeys {
+  readonly account: Uint8Array;
+  readonly address: Uint8Array;
+}
+
+/** The HMAC-keyed throttle over a ThrottleStore. */
+export interface Throttle {
+  keys(normalizedUsername: string, address: string): Promise<ThrottleKeys>;
+  /**
+   * Returns the account's failures in a row (0 when clean).
+   *
+   * @throws {ServerError} `RATE_LIMITED` (with retryAfter) while either key must wait.
+   */
+  check(keys: ThrottleKeys, op: string): Promise<number>;
+  /** Counts a failure against both keys. */
+  fail(keys: ThrottleKeys): Promise<void>;
+  /** Clears the account's counter (not the address's: one good account must not launder an address). */
+  succeed(keys: ThrottleKeys): Promise<void>;
+}
+
+/**
+ * The wait after `failures` failures in a row, in ms: 0 before the 5th, then 2^(n−5) s, capped.
+ *
+ * @example throttleDelay(6, ACCOUNT_MAX_DELAY_MS) // 2000
+ */
+export function throttleDelay(failures: number, capMs: number): number {
+  if (failures <= FREE_FAILURES) return 0;
+  const exponent = Math.min(failures - FREE_FAILURES - 1, 30);
+  return Math.min(2 ** exponent * 1000, capMs);
+}
+
+/**
+ * Creates the throttle.
+ *
+ * @example const throttle = createThrottle(storage.throttle, throttleKey, Date.now);
+ */
+export function createThrottle(
+  store: ThrottleStore,
+  throttleKey: Uint8Array,
+  now: () => number,
+): Throttle {
+  const mac = (text: string) => hmac('SHA-256', throttleKey, utf8Encode(text));
+  const bump = async (key: Uint8Array, capMs: number) => {
+    const state = await store.get(key);
+    const failures = (state?.failures ?? 0) + 1;
+    const next: ThrottleState = { failures, notBefore: now() + throttleDelay(failures, capMs) };
+    await store.put(key, next);
+  };
+  return {
+    async keys(normalizedUsername, address) {
+      const [account, addr] = await Promise.all([
+        mac(`acct:${normalizedUsername}`),
+        mac(`ip:${address}`),
+      ]);
+      return { account, address: addr };
+    },
+    async check(keys, op) {
+      const [a, b] = await Promise.all([store.get(keys.account), store.get(keys.address)]);
+      const until = Math.max(a?.notBefore ?? 0, b?.notBefore ?? 0);
+      const t = now();
+      if (until > t) {
+        throw new ServerError('RATE_LIMITED', op, undefined, {
+          retryAfter: Math.max(1, Math.ceil((until - t) / 1000)),
+        });
+      }
+      return a?.failures ?? 0;
+    },
+    async fail(keys) {
+      await Promise.all([
+        bump(keys.account, ACCOUNT_MAX_DELAY_MS),
+        bump(keys.address, ADDRESS_MAX_DELAY_MS),
+      ]);
+    },
+    async succeed(keys) {
+      await store.clear(keys.account);
+    },
+  };
+}

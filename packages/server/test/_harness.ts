@@ -1,0 +1,105 @@
+// The app over a real database (test/_db.ts), with a captured log, its own metrics registry,
+// a clock the test moves, and a client address the test chooses. Requests go in-process
+// (app.request) or, after `listen()`, over a real socket.
+import type { Hono } from 'hono';
+import { type AppEnv, createApp } from '../src/app.js';
+import { createEventHub, type EventHub } from '../src/event-hub.js';
+import { createLogger } from '../src/logger.js';
+import { createMetrics, type Metrics } from '../src/metrics.js';
+import { type RunningServer, startServer } from '../src/server.js';
+import { loadServerSecrets, type ServerSecrets } from '../src/server-secrets.js';
+import type { Storage } from '../src/storage/types.js';
+import { createTestDatabase, type TestDatabase, type TestDialect } from './_db.js';
+
+/** A fetch-like function: path (with query) and init, relative to the app. */
+export type Fetcher = (path: string, init?: RequestInit) => Promise<Response>;
+
+export interface Harness {
+  readonly dialect: TestDialect;
+  readonly db: TestDatabase;
+  readonly storage: Storage;
+  readonly secrets: ServerSecrets;
+  readonly app: Hono<AppEnv>;
+  readonly metrics: Metrics;
+  readonly events: EventHub;
+  /** Every log line so far (raw JSON text). */
+  readonly logs: string[];
+  /** The test's clock. */
+  readonly clock: { now: number };
+  /** The address throttling sees for in-process requests. */
+  readonly address: { value: string };
+  /** In-process requests. */
+  readonly fetch: Fetcher;
+  /** Starts a real server on port 0 over the same storage; closed by dispose. */
+  listen(options?: {
+    readonly tls?: { cert: string; key: string };
+  }): Promise<RunningServer & { fetch: Fetcher }>;
+  dispose(): Promise<void>;
+}
+
+/** Builds a harness on a fresh database of `dialect`. */
+export async function createHarness(dialect: TestDialect, prefix = 'http'): Promise<Harness> {
+  const db = await createTestDatabase(dialect, prefix);
+  const storage = await db.open();
+  const secrets = await loadServerSecrets(storage);
+  const logs: string[] = [];
+  const logger = createLogger({
+    level: 'trace',
+    destination: {
+      write(line: string) {
+        logs.push(line);
+      },
+    },
+  });
+  const metrics = createMetrics({ processMetrics: false });
+  const events = createEventHub();
+  const clock = { now: Date.now() };
+  const address = { value: '192.0.2.1' };
+  const now = () => clock.now;
+  const app = createApp({
+    storage,
+    ...secrets,
+    logger,
+    metrics,
+    events,
+    now,
+    clientAddress: () => address.value,
+  });
+  const servers: RunningServer[] = [];
+  return {
+    dialect,
+    db,
+    storage,
+    secrets,
+    app,
+    metrics,
+    events,
+    logs,
+    clock,
+    address,
+    fetch: async (path, init) => app.request(path, init),
+    async listen(options = {}) {
+      const running = await startServer({
+        storage,
+        ...secrets,
+        logger,
+        metrics: createMetrics({ processMetrics: false }),
+        events,
+        now,
+        port: 0,
+        host: '127.0.0.1',
+        ...(options.tls ? { tls: options.tls } : {}),
+        drainTimeoutMs: 5000,
+      });
+      servers.push(running);
+      const base = running.url;
+      return Object.assign(running, {
+        fetch: (path: string, init?: RequestInit) => fetch(base + path, init),
+      });
+    },
+    async dispose() {
+      await Promise.all(servers.map((s) => s.close()));
+      await db.dispose();
+    },
+  };
+}

@@ -1,0 +1,237 @@
+// Signup, login, session, logout and account deletion, in-process, on every database.
+import * as opaque from '@serenity-kit/opaque';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, login, signup } from './_client.js';
+import { testDialects } from './_db.js';
+import { createHarness, type Harness } from './_harness.js';
+
+const dialects = await testDialects();
+
+describe.each(dialects)('accounts (%s)', (dialect) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness(dialect, 'accounts');
+  });
+  afterAll(() => h.dispose());
+
+  it('signs up, shows the session, logs out, logs in again', async () => {
+    const a = await signup(h.fetch, '  Alice.Smith ', 'correct horse');
+    expect(a.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const me = await call(h.fetch, 'GET', '/v1/session', undefined, a.token);
+    expect(me.status).toBe(200);
+    expect(me.json).toMatchObject({
+      accountId: a.accountId,
+      username: 'Alice.Smith',
+      deviceId: a.device.id,
+      authAt: h.clock.now,
+    });
+    const out = await call(h.fetch, 'POST', '/v1/logout', undefined, a.token);
+    expect(out.status).toBe(204);
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, a.token)).status).toBe(401);
+
+    // The name is case- and space-insensitive.
+    const again = await login(h.fetch, 'ALICE.smith', 'correct horse', a.device.id);
+    expect(again.finish?.status).toBe(200);
+    expect(again.finish?.json.accountId).toBe(a.accountId);
+    expect(again.exportKey).toEqual(a.exportKey);
+    const me2 = await call(h.fetch, 'GET', '/v1/session', undefined, again.finish?.json.token);
+    expect(me2.json.deviceId).toBe(a.device.id);
+  });
+
+  it('refuses a taken username at start and at finish', async () => {
+    await signup(h.fetch, 'bob', 'pw-bob-1');
+    await opaque.ready;
+    const start = opaque.client.startRegistration({ password: 'x' });
+    const r = await call(h.fetch, 'POST', '/v1/signup/start', {
+      username: 'BOB',
+      registrationRequest: start.registrationRequest,
+    });
+    expect(r.status).toBe(409);
+    expect(r.json.error.code).toBe('USERNAME_TAKEN');
+  });
+
+  it('lets exactly one of two concurrent signups for one name succeed', async () => {
+    const results = await Promise.allSettled([
+      signup(h.fetch, 'carol', 'one'),
+      signup(h.fetch, 'Carol', 'two'),
+    ]);
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const failed = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+    expect(ok).toHaveLength(1);
+    expect(failed).toHaveLength(1);
+    // The loser lost at finish (both starts saw a free name) or at start.
+    expect(String(failed[0]!.reason)).toMatch(/409 .*USERNAME_TAKEN/);
+  });
+
+  it('rejects usernames outside the rules', async () => {
+    await opaque.ready;
+    const { registrationRequest } = opaque.client.startRegistration({ password: 'x' });
+    for (const username of ['ab', 'a'.repeat(33), '-abc', 'abc-', 'a b c', 'ålice', 'x@y', '']) {
+      const r = await call(h.fetch, 'POST', '/v1/signup/start', { username, registrationRequest });
+      expect(r.status, String(username)).toBe(400);
+      expect(r.json.error.code).toBe('INVALID_USERNAME');
+    }
+    for (const username of [7, null, ['alice'], undefined]) {
+      const r = await call(h.fetch, 'POST', '/v1/signup/start', { username, registrationRequest });
+      expect(r.status, String(username)).toBe(400);
+      expect(r.json.error.code).toBe('BAD_REQUEST');
+    }
+  });
+
+  it('answers a wrong password and an unknown user identically', async () => {
+    await signup(h.fetch, 'dave', 'right password');
+    h.address.value = '192.0.2.50';
+    const wrong = await login(h.fetch, 'dave', 'wrong password');
+    const unknown = await login(h.fetch, 'nobody-here', 'wrong password');
+    h.address.value = '192.0.2.1';
+    for (const step of ['start', 'finish'] as const) {
+      const a = wrong[step]!;
+      const b = unknown[step]!;
+      expect(a.status).toBe(b.status);
+      expect([...a.headers.keys()].sort()).toEqual([...b.headers.keys()].sort());
+      for (const [name, value] of a.headers) {
+        if (name === 'x-request-id' || name === 'date') {
+          expect(b.headers.get(name)?.length).toBe(value.length);
+        } else {
+          expect(b.headers.get(name), name).toBe(value);
+        }
+      }
+      expect(a.text.length).toBe(b.text.length);
+      expect(Buffer.byteLength(a.text)).toBe(Buffer.byteLength(b.text));
+    }
+    expect(wrong.start.status).toBe(200);
+    expect(Object.keys(wrong.start.json)).toEqual(Object.keys(unknown.start.json));
+    expect(wrong.start.json.loginResponse.length).toBe(unknown.start.json.loginResponse.length);
+    expect(wrong.finish?.status).toBe(401);
+    expect(wrong.finish?.text).toBe(unknown.finish?.text);
+    expect(wrong.finish?.json.error.code).toBe('INVALID_CREDENTIALS');
+  });
+
+  it('refuses a login id used twice or expired', async () => {
+    await signup(h.fetch, 'erin', 'pw-erin');
+    await opaque.ready;
+    const c = opaque.client.startLogin({ password: 'pw-erin' });
+    const start = await call(h.fetch, 'POST', '/v1/login/start', {
+      username: 'erin',
+      startLoginRequest: c.startLoginRequest,
+    });
+    const done = opaque.client.finishLogin({
+      clientLoginState: c.clientLoginState,
+      loginResponse: start.json.loginResponse,
+      password: 'pw-erin',
+      keyStretching: { 'argon2id-custom': { memory: 1024, iterations: 1, parallelism: 1 } },
+    })!;
+    const body = { loginId: start.json.loginId, finishLoginRequest: done.finishLoginRequest };
+    expect((await call(h.fetch, 'POST', '/v1/login/finish', body)).status).toBe(200);
+    const twice = await call(h.fetch, 'POST', '/v1/login/finish', body);
+    expect(twice.status).toBe(401);
+    expect(twice.json.error.code).toBe('INVALID_CREDENTIALS');
+
+    const c2 = opaque.client.startLogin({ password: 'pw-erin' });
+    const start2 = await call(h.fetch, 'POST', '/v1/login/start', {
+      username: 'erin',
+      startLoginRequest: c2.startLoginRequest,
+    });
+    const done2 = opaque.client.finishLogin({
+      clientLoginState: c2.clientLoginState,
+      loginResponse: start2.json.loginResponse,
+      password: 'pw-erin',
+      keyStretching: { 'argon2id-custom': { memory: 1024, iterations: 1, parallelism: 1 } },
+    })!;
+    h.clock.now += 61_000;
+    const late = await call(h.fetch, 'POST', '/v1/login/finish', {
+      loginId: start2.json.loginId,
+      finishLoginRequest: done2.finishLoginRequest,
+    });
+    expect(late.status).toBe(401);
+  });
+
+  it('throttles from the 5th failure, with retry-after, and the wait expires', async () => {
+    await signup(h.fetch, 'frank', 'pw-frank');
+    h.address.value = '198.51.100.7';
+    for (let i = 0; i < 5; i++) {
+      const r = await login(h.fetch, 'frank', 'guess');
+      expect(r.finish?.status).toBe(401);
+    }
+    const limited = await login(h.fetch, 'frank', 'pw-frank');
+    expect(limited.start.status).toBe(429);
+    expect(limited.start.json.error.code).toBe('RATE_LIMITED');
+    expect(limited.start.headers.get('retry-after')).toBe('1');
+    // Unknown names are throttled the same way (per name).
+    h.clock.now += 1000;
+    const ok = await login(h.fetch, 'frank', 'pw-frank');
+    expect(ok.finish?.status).toBe(200);
+    // Success cleared the account counter; the address still remembers its failures.
+    h.address.value = '198.51.100.8';
+    for (let i = 0; i < 5; i++) await login(h.fetch, 'frank', 'guess');
+    const sixth = await login(h.fetch, 'frank', 'guess');
+    expect(sixth.start.status).toBe(429);
+    h.clock.now += 1000;
+    await login(h.fetch, 'frank', 'guess'); // 6th failure: 2 s
+    const seventh = await login(h.fetch, 'frank', 'pw-frank');
+    expect(seventh.start.status).toBe(429);
+    expect(seventh.start.headers.get('retry-after')).toBe('2');
+    h.clock.now += 2000;
+    expect((await login(h.fetch, 'frank', 'pw-frank')).finish?.status).toBe(200);
+    h.address.value = '192.0.2.1';
+    const metrics = await (await h.fetch('/metrics')).text();
+    expect(metrics).toMatch(/coffer_rate_limited_total [1-9]/);
+    expect(metrics).toMatch(/coffer_logins_total\{outcome="throttled"\} [1-9]/);
+  });
+
+  it('caps the account wait at 60 s and the address wait at 15 minutes', async () => {
+    h.address.value = '203.0.113.9';
+    try {
+      for (let i = 0; i < 30; i++) {
+        const r = await login(h.fetch, 'ghost-user', 'guess');
+        if (r.start.status === 429)
+          h.clock.now += Number(r.start.headers.get('retry-after')) * 1000;
+      }
+      // One more failure (allowed now), then the next attempt must wait.
+      await login(h.fetch, 'ghost-user', 'guess');
+      const r = await login(h.fetch, 'ghost-user', 'guess');
+      expect(r.start.status).toBe(429);
+      expect(Number(r.start.headers.get('retry-after'))).toBe(15 * 60);
+      // Another address is held only by the name's 60 s cap.
+      h.address.value = '203.0.113.10';
+      const other = await login(h.fetch, 'ghost-user', 'guess');
+      expect(other.start.status).toBe(429);
+      expect(Number(other.start.headers.get('retry-after'))).toBeLessThanOrEqual(60);
+    } finally {
+      h.address.value = '192.0.2.1';
+    }
+  });
+
+  it('deletes an account only with a recent password', async () => {
+    const a = await signup(h.fetch, 'gina', 'pw-gina');
+    h.clock.now += 11 * 60 * 1000;
+    const stale = await call(h.fetch, 'DELETE', '/v1/account', undefined, a.token);
+    expect(stale.status).toBe(403);
+    expect(stale.json.error.code).toBe('REAUTH_REQUIRED');
+    const fresh = await login(h.fetch, 'gina', 'pw-gina');
+    const token = fresh.finish?.json.token;
+    expect((await call(h.fetch, 'DELETE', '/v1/account', undefined, token)).status).toBe(204);
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, token)).status).toBe(401);
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, a.token)).status).toBe(401);
+    expect((await login(h.fetch, 'gina', 'pw-gina')).finish?.status).toBe(401);
+    // The name is free again.
+    await signup(h.fetch, 'gina', 'new owner');
+  });
+
+  it('refuses missing, malformed and expired tokens', async () => {
+    const a = await signup(h.fetch, 'hank', 'pw-hank');
+    for (const auth of [
+      undefined,
+      'Bearer',
+      `Bearer ${'A'.repeat(43)}`,
+      `Basic ${a.token}`,
+      a.token,
+    ]) {
+      const r = await h.fetch('/v1/session', auth ? { headers: { authorization: auth } } : {});
+      expect(r.status).toBe(401);
+      expect((await r.json()).error.code).toBe('UNAUTHENTICATED');
+    }
+    h.clock.now += 31 * 24 * 60 * 60 * 1000;
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, a.token)).status).toBe(401);
+  });
+});

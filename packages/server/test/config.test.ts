@@ -1,0 +1,69 @@
+// Configuration from flags and environment.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('loadConfig', () => {
+  it('has defaults for a quick start', () => {
+    const c = loadConfig([], {}, '/srv');
+    expect(c).toMatchObject({
+      port: 8080,
+      host: '127.0.0.1',
+      dataDir: '/srv/data',
+      database: { kind: 'sqlite', path: '/srv/data/coffer.sqlite' },
+      kek: { kind: 'file', path: '/srv/data/kek.key' },
+      logLevel: 'info',
+      help: false,
+    });
+    expect(c.tls).toBeUndefined();
+  });
+
+  it('takes flags over environment', () => {
+    const c = loadConfig(
+      ['--port', '9000', '--data-dir', 'd', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'],
+      {
+        PORT: '7000',
+        COFFER_DATA_DIR: 'other',
+        DATABASE_URL: 'postgres://u@db/coffer',
+        LOG_LEVEL: 'warn',
+      },
+      '/srv',
+    );
+    expect(c.port).toBe(9000);
+    expect(c.dataDir).toBe('/srv/d');
+    expect(c.database).toEqual({ kind: 'postgres', url: 'postgres://u@db/coffer' });
+    expect(c.tls).toEqual({ certPath: '/srv/c.pem', keyPath: '/srv/k.pem' });
+    expect(c.logLevel).toBe('warn');
+    expect(loadConfig([], { PORT: '0', HOST: '0.0.0.0', COFFER_KEK_FILE: '/k' }).port).toBe(0);
+  });
+
+  it('selects an HSM key provider from COFFER_PKCS11_*', () => {
+    const c = loadConfig([], {
+      COFFER_PKCS11_LIBRARY: '/usr/lib/softhsm/libsofthsm2.so',
+      COFFER_PKCS11_PIN: '1234',
+      COFFER_PKCS11_TOKEN_LABEL: 'coffer',
+      COFFER_KEK_ID: 'kek-1',
+    });
+    expect(c.kek).toEqual({
+      kind: 'pkcs11',
+      library: '/usr/lib/softhsm/libsofthsm2.so',
+      pin: '1234',
+      tokenLabel: 'coffer',
+      kekId: 'kek-1',
+    });
+  });
+
+  it.each([
+    [['--port', 'abc'], {}, /--port expected a port/],
+    [['--port', '70000'], {}, /port/],
+    [[], { PORT: '-1' }, /PORT expected/],
+    [['--bogus'], {}, /bogus/],
+    [['positional'], {}, /positional|argument/i],
+    [['--tls-cert', 'c.pem'], {}, /both a certificate and a key/],
+    [[], { DATABASE_URL: 'mysql://x' }, /postgres/],
+    [[], { LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [[], { COFFER_PKCS11_LIBRARY: '/x.so' }, /PIN/],
+  ] as const)('refuses %j %j', (argv, env, message) => {
+    expect(() => loadConfig(argv, env)).toThrow(ConfigError);
+    expect(() => loadConfig(argv, env)).toThrow(message);
+  });
+});

@@ -1,0 +1,123 @@
+// Device linking (account-v1 §6) through the server, in-process, on every database.
+import { randomBytes, sha256, toBase64url } from '@coffer/crypto';
+import {
+  generateLinkCode,
+  openLinkRequest,
+  openLinkResponse,
+  sealLinkRequest,
+  sealLinkResponse,
+} from '@coffer/protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addDevice, call, makeDevice, signup } from './_client.js';
+import { testDialects } from './_db.js';
+import { createHarness, type Harness } from './_harness.js';
+
+const dialects = await testDialects();
+
+describe.each(dialects)('links (%s)', (dialect) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness(dialect, 'links');
+  });
+  afterAll(() => h.dispose());
+
+  it('links a new device: request, approve, pickup once', async () => {
+    const a = await signup(h.fetch, 'uma', 'pw');
+    const code = generateLinkCode();
+    const created = await call(h.fetch, 'POST', '/v1/links', { linkId: code.linkId }, a.token);
+    expect(created.status).toBe(201);
+    expect(created.json.expiresAt).toBe(h.clock.now + 10 * 60 * 1000);
+    expect(
+      (await call(h.fetch, 'POST', '/v1/links', { linkId: code.linkId }, a.token)).status,
+    ).toBe(409);
+
+    // B, without an account, sends its sealed request.
+    const b = await makeDevice('tablet');
+    const pickup = randomBytes(32);
+    const sealed = await sealLinkRequest(code, {
+      deviceId: b.id,
+      signingKey: b.keys.publicKey,
+      name: 'tablet',
+    });
+    const path = `/v1/links/${code.linkId}`;
+    const req = { sealed: toBase64url(sealed), pickupHash: toBase64url(await sha256(pickup)) };
+    expect((await call(h.fetch, 'PUT', `${path}/request`, req)).status).toBe(204);
+    expect((await call(h.fetch, 'PUT', `${path}/request`, req)).status).toBe(409);
+    const waiting = await call(h.fetch, 'POST', `${path}/pickup`, { pickup: toBase64url(pickup) });
+    expect(waiting.json).toEqual({ status: 'waiting' });
+
+    // A sees the request; only A's account may.
+    const seen = await call(h.fetch, 'GET', path, undefined, a.token);
+    expect(seen.json.status).toBe('requested');
+    const request = await openLinkRequest(code, Buffer.from(seen.json.sealed, 'base64url'));
+    expect(request.deviceId).toBe(b.id);
+    const other = await signup(h.fetch, 'victor', 'pw');
+    expect((await call(h.fetch, 'GET', path, undefined, other.token)).status).toBe(404);
+
+    // Approval needs B in the current manifest first.
+    const response = toBase64url(
+      await sealLinkResponse(code, {
+        accountId: a.accountId,
+        username: 'uma',
+        identitySeed: a.identity.seed,
+        manifestSeq: 2,
+      }),
+    );
+    const early = await call(
+      h.fetch,
+      'POST',
+      `${path}/approve`,
+      { sealed: response, deviceId: b.id },
+      a.token,
+    );
+    expect(early.status).toBe(409);
+    expect((await addDevice(h.fetch, a, b)).status).toBe(200);
+    const approved = await call(
+      h.fetch,
+      'POST',
+      `${path}/approve`,
+      { sealed: response, deviceId: b.id },
+      a.token,
+    );
+    expect(approved.status).toBe(204);
+
+    // A wrong pickup secret looks like no link.
+    const wrong = await call(h.fetch, 'POST', `${path}/pickup`, {
+      pickup: toBase64url(randomBytes(32)),
+    });
+    expect(wrong.status).toBe(404);
+    const got = await call(h.fetch, 'POST', `${path}/pickup`, { pickup: toBase64url(pickup) });
+    expect(got.json).toMatchObject({ status: 'approved', accountId: a.accountId });
+    const opened = await openLinkResponse(code, Buffer.from(got.json.sealed, 'base64url'));
+    expect(opened.identitySeed).toEqual(a.identity.seed);
+    const me = await call(h.fetch, 'GET', '/v1/session', undefined, got.json.token);
+    expect(me.json).toMatchObject({ accountId: a.accountId, deviceId: b.id, authAt: 0 });
+    // Picked up once; the link is gone.
+    expect(
+      (await call(h.fetch, 'POST', `${path}/pickup`, { pickup: toBase64url(pickup) })).status,
+    ).toBe(404);
+    // B proved no password: deleting the account needs a login.
+    expect((await call(h.fetch, 'DELETE', '/v1/account', undefined, got.json.token)).status).toBe(
+      403,
+    );
+  });
+
+  it('expires links after 10 minutes and refuses malformed ids', async () => {
+    const a = await signup(h.fetch, 'wendy', 'pw');
+    const code = generateLinkCode();
+    await call(h.fetch, 'POST', '/v1/links', { linkId: code.linkId }, a.token);
+    h.clock.now += 10 * 60 * 1000;
+    const req = {
+      sealed: toBase64url(new Uint8Array(40)),
+      pickupHash: toBase64url(new Uint8Array(32)),
+    };
+    expect((await call(h.fetch, 'PUT', `/v1/links/${code.linkId}/request`, req)).status).toBe(404);
+    expect((await call(h.fetch, 'PUT', '/v1/links/ZZZZZZZZ/request', req)).status).toBe(404);
+    for (const id of ['abcdefgh', 'ILOU1234', 'SHORT', '123456789']) {
+      expect((await call(h.fetch, 'PUT', `/v1/links/${id}/request`, req)).status, id).toBe(400);
+      expect((await call(h.fetch, 'POST', '/v1/links', { linkId: id }, a.token)).status, id).toBe(
+        400,
+      );
+    }
+  });
+});
