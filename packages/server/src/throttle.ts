@@ -31,6 +31,14 @@ export interface Throttle {
   fail(keys: ThrottleKeys): Promise<void>;
   /** Clears the account's counter (not the address's: one good account must not launder an address). */
   succeed(keys: ThrottleKeys): Promise<void>;
+  /**
+   * Counts an attempt as a failure before its outcome is known. OPAQUE lets a client learn
+   * that a password is wrong without ever finishing the login, so a failure is counted when the
+   * attempt starts, and taken back by {@link Throttle.confirm} when it succeeds.
+   */
+  attempt(keys: ThrottleKeys): Promise<void>;
+  /** A started attempt succeeded: clears the account's counter and takes back the address's count. */
+  confirm(keys: ThrottleKeys): Promise<void>;
 }
 
 /**
@@ -88,6 +96,25 @@ export function createThrottle(
     },
     async succeed(keys) {
       await store.clear(keys.account);
+    },
+    async attempt(keys) {
+      await Promise.all([
+        bump(keys.account, ACCOUNT_MAX_DELAY_MS),
+        bump(keys.address, ADDRESS_MAX_DELAY_MS),
+      ]);
+    },
+    async confirm(keys) {
+      const address = await store.get(keys.address);
+      const failures = Math.max(0, (address?.failures ?? 1) - 1);
+      await Promise.all([
+        store.clear(keys.account),
+        failures === 0
+          ? store.clear(keys.address)
+          : store.put(keys.address, {
+              failures,
+              notBefore: now() + throttleDelay(failures, ADDRESS_MAX_DELAY_MS),
+            }),
+      ]);
     },
   };
 }

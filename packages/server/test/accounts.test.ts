@@ -179,6 +179,37 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
     expect(metrics).toMatch(/coffer_logins_total\{outcome="throttled"\} [1-9]/);
   });
 
+  it('counts a guess the client abandons after learning it is wrong, and never a success', async () => {
+    // OPAQUE tells the client a password is wrong before login/finish; an attacker simply never
+    // calls it. The attempt is counted at login/start.
+    await signup(h.fetch, 'hugo', 'pw-hugo');
+    h.address.value = '198.51.100.20';
+    try {
+      for (let i = 0; i < 5; i++) {
+        const c = opaque.client.startLogin({ password: 'guess' });
+        const r = await call(h.fetch, 'POST', '/v1/login/start', {
+          username: 'hugo',
+          startLoginRequest: c.startLoginRequest,
+        });
+        expect(r.status).toBe(200);
+      }
+      const c = opaque.client.startLogin({ password: 'guess' });
+      const limited = await call(h.fetch, 'POST', '/v1/login/start', {
+        username: 'hugo',
+        startLoginRequest: c.startLoginRequest,
+      });
+      expect(limited.status).toBe(429);
+      // Many successful logins from one address are never throttled.
+      h.clock.now += 60_000;
+      h.address.value = '198.51.100.21';
+      for (let i = 0; i < 8; i++) {
+        expect((await login(h.fetch, 'hugo', 'pw-hugo')).finish?.status).toBe(200);
+      }
+    } finally {
+      h.address.value = '192.0.2.1';
+    }
+  });
+
   it('caps the account wait at 60 s and the address wait at 15 minutes', async () => {
     h.address.value = '203.0.113.9';
     try {

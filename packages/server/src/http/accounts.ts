@@ -27,24 +27,21 @@ import {
   optionalIdField,
 } from './validate.js';
 
-// The stored login state: version || flags || account throttle key || address throttle key ||
-// OPAQUE state. The throttle keys travel with it so that login/finish (which knows no username)
-// counts a failure against the keys login/start checked; the flag records that the account had
-// no failures, so a success need not write to clear them. Stored encrypted by the storage.
-const LOGIN_STATE_VERSION = 0x01;
-const FLAG_ACCOUNT_CLEAN = 0x01;
+// The stored login state: version || account throttle key || address throttle key || OPAQUE
+// state. The throttle keys travel with it so that login/finish (which knows no username) can
+// take back the failure login/start counted against them. Stored encrypted by the storage.
+const LOGIN_STATE_VERSION = 0x02;
 const KEY_BYTES = 32;
-const HEADER = 2 + 2 * KEY_BYTES;
+const HEADER = 1 + 2 * KEY_BYTES;
 
 interface LoginState {
   readonly keys: ThrottleKeys;
-  readonly accountClean: boolean;
   readonly serverLoginState: string;
 }
 
 function packLoginState(state: LoginState): Uint8Array {
   return concatBytes(
-    Uint8Array.of(LOGIN_STATE_VERSION, state.accountClean ? FLAG_ACCOUNT_CLEAN : 0),
+    Uint8Array.of(LOGIN_STATE_VERSION),
     state.keys.account,
     state.keys.address,
     fromBase64url(state.serverLoginState),
@@ -54,10 +51,9 @@ function packLoginState(state: LoginState): Uint8Array {
 function unpackLoginState(bytes: Uint8Array): LoginState | undefined {
   if (bytes.length <= HEADER || bytes[0] !== LOGIN_STATE_VERSION) return undefined;
   return {
-    accountClean: (bytes[1]! & FLAG_ACCOUNT_CLEAN) !== 0,
     keys: {
-      account: bytes.slice(2, 2 + KEY_BYTES),
-      address: bytes.slice(2 + KEY_BYTES, HEADER),
+      account: bytes.slice(1, 1 + KEY_BYTES),
+      address: bytes.slice(1 + KEY_BYTES, HEADER),
     },
     serverLoginState: toBase64url(bytes.subarray(HEADER)),
   };
@@ -139,9 +135,8 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
       exact: OPAQUE_SIZES.startLoginRequest,
     });
     const keys = await deps.throttle.keys(username.normalized, deps.clientAddress(c));
-    let accountFailures: number;
     try {
-      accountFailures = await deps.throttle.check(keys, op);
+      await deps.throttle.check(keys, op);
     } catch (err) {
       deps.metrics.rateLimited.inc();
       deps.metrics.logins.inc({ outcome: 'throttled' });
@@ -155,14 +150,12 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
       : await fakeIdentifier(deps.throttleKey, username.normalized);
     const record = found ? toBase64url(found.opaqueRecord) : null;
     const started = await startLogin(deps.opaqueSetup, identifier, record, request, op);
+    // Counted now: a client that learns the password is wrong never calls login/finish.
+    await deps.throttle.attempt(keys);
     const loginId = toBase64url(randomBytes(16));
     await storage.logins.put(loginId, {
       accountId: found?.accountId ?? null,
-      serverLoginState: packLoginState({
-        keys,
-        accountClean: accountFailures === 0,
-        serverLoginState: started.serverLoginState,
-      }),
+      serverLoginState: packLoginState({ keys, serverLoginState: started.serverLoginState }),
       expiresAt: now() + LOGIN_STATE_TTL_MS,
     });
     return c.json({ loginId, loginResponse: started.loginResponse });
@@ -186,7 +179,7 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
     // failures cost the same.
     const proved = await finishLogin(state.serverLoginState, request);
     if (!proved || taken.accountId === null) {
-      await deps.throttle.fail(state.keys);
+      // Already counted by login/start.
       deps.metrics.logins.inc({ outcome: 'failure' });
       throw new ServerError('INVALID_CREDENTIALS', op);
     }
@@ -203,7 +196,7 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
       expiresAt,
       authAt: t,
     });
-    if (!state.accountClean) await deps.throttle.succeed(state.keys);
+    await deps.throttle.confirm(state.keys);
     deps.metrics.logins.inc({ outcome: 'success' });
     return c.json({ token, expiresAt, accountId });
   });
