@@ -198,6 +198,11 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           opaqueRecord: a.opaqueRecord,
         });
         expect(await storage.accounts.findByUsername(newUsername())).toBeUndefined();
+        expect(await storage.accounts.findLogin(normalized)).toEqual({
+          accountId: a.accountId,
+          opaqueRecord: a.opaqueRecord,
+        });
+        expect(await storage.accounts.findLogin(newUsername())).toBeUndefined();
         expect(await storage.accounts.recoveryVerifier(a.accountId)).toEqual(a.recoveryVerifier);
         expect(await storage.accounts.recoveryVerifier(newId())).toBeUndefined();
         expect(await storage.accounts.get(newId())).toBeUndefined();

@@ -144,7 +144,7 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
     }
     // Known and unknown names take the same path: one lookup, one OPAQUE evaluation (a fake
     // record for a stable per-name identifier), one stored state.
-    const found = await storage.accounts.findByUsername(username.normalized);
+    const found = await storage.accounts.findLogin(username.normalized);
     const identifier = found
       ? found.accountId
       : await fakeIdentifier(deps.throttleKey, username.normalized);

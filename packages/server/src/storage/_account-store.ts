@@ -5,9 +5,21 @@ import { bytes, num } from './_rows.js';
 import type { StorageDb } from './_schema.js';
 import type { AccountStore } from './types.js';
 
+/** Bytes of an OPAQUE registration record (ristretto255 suite): what the dummy decrypt matches. */
+const OPAQUE_RECORD_BYTES = 192;
+
 /** The AccountStore over the shared context (see types.ts for the contract). */
 export function createAccountStore(ctx: StoreContext): AccountStore {
   const { db, sealer } = ctx;
+  // What an unknown name decrypts instead of a record, so that login/start costs the same for
+  // known and unknown names (spec/http-api-v1.md: indistinguishable in timing too). Sealed once,
+  // lazily, at the size of a real OPAQUE registration record.
+  const DUMMY_ROW = 'unknown-user';
+  let dummy: Promise<Uint8Array> | undefined;
+  const dummyRecord = () => {
+    dummy ??= sealer.seal('accounts.opaque_record', DUMMY_ROW, new Uint8Array(OPAQUE_RECORD_BYTES));
+    return dummy;
+  };
 
   return {
     async create(account) {
@@ -82,6 +94,25 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
         createdAt: num(row.created_at),
         opaqueRecord,
       };
+    },
+
+    async findLogin(normalizedUsername) {
+      const idx = await sealer.usernameIndex(normalizedUsername);
+      const row = await db
+        .selectFrom('accounts')
+        .select(['account_id', 'opaque_record'])
+        .where('username_idx', '=', idx)
+        .executeTakeFirst();
+      if (!row) {
+        await sealer.open('accounts.opaque_record', DUMMY_ROW, await dummyRecord());
+        return undefined;
+      }
+      const opaqueRecord = await sealer.open(
+        'accounts.opaque_record',
+        row.account_id,
+        bytes(row.opaque_record),
+      );
+      return { accountId: row.account_id, opaqueRecord };
     },
 
     async get(accountId) {

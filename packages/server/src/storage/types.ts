@@ -89,6 +89,13 @@ export interface AccountStore {
   findByUsername(
     normalizedUsername: string,
   ): Promise<(AccountRecord & { readonly opaqueRecord: Uint8Array }) | undefined>;
+  /**
+   * What login and recovery need for a normalised username, at the same cost whether or not the
+   * name exists (an unknown name decrypts a dummy record of the same size).
+   */
+  findLogin(
+    normalizedUsername: string,
+  ): Promise<{ readonly accountId: string; readonly opaqueRecord: Uint8Array } | undefined>;
   get(accountId: string): Promise<AccountRecord | undefined>;
   recoveryVerifier(accountId: string): Promise<Uint8Array | undefined>;
   /** Deletes the account and everything that belongs to it, in one transaction. */
