@@ -483,8 +483,14 @@ describe('the real launcher', { timeout: 120_000 }, () => {
 // util-linux's script(1) gives the launcher a real terminal (a pty), as a person at a keyboard
 // would: the prompts must switch its echo off. Debian: apt-get install bsdutils.
 const hasScript = spawnSync('script', ['--version']).status === 0;
+if (!hasScript && process.env.CI === 'true')
+  throw new Error(
+    'script(1) not found: CI must run the real-terminal test (apt-get install -y bsdutils)',
+  );
 if (!hasScript)
-  console.warn('NOTICE: script(1) not found; the real-terminal prompt test is skipped');
+  console.warn(
+    'NOTICE: script(1) not found; the real-terminal prompt test is skipped (apt-get install bsdutils)',
+  );
 
 describe.skipIf(!hasScript)('a real terminal', { timeout: 120_000 }, () => {
   test('signup asks twice with the echo off: the password never appears on the terminal', async () => {
