@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 
 /** Where the data lives. */
 export type DatabaseConfig =
-  | { readonly kind: 'sqlite'; readonly path: string }
+  | { readonly kind: 'sqlite'; readonly path: string; readonly sync: 'normal' | 'full' }
   | { readonly kind: 'postgres'; readonly url: string };
 
 /** Which key provider holds the KEK of the server's encrypted columns. */
@@ -48,6 +48,8 @@ Runs the Coffer server (HTTP API v1 and /v1/events WebSocket).
   --host H            address to bind (env HOST, default 127.0.0.1; 0.0.0.0 for all)
   --data-dir DIR      SQLite database and local KEK file (env COFFER_DATA_DIR, default ./data)
   --database-url URL  postgres://... to use PostgreSQL (env DATABASE_URL)
+  --sqlite-sync MODE  normal (default): a crash loses nothing committed, a power loss may lose
+                      the last commits; full: every commit on disk first (env COFFER_SQLITE_SYNC)
   --tls-cert FILE     PEM certificate chain (env COFFER_TLS_CERT); with --tls-key, serve HTTPS
   --tls-key FILE      PEM private key (env COFFER_TLS_KEY)
 
@@ -89,6 +91,7 @@ export function loadConfig(
         host: { type: 'string' },
         'data-dir': { type: 'string' },
         'database-url': { type: 'string' },
+        'sqlite-sync': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -116,7 +119,12 @@ export function loadConfig(
   if (url !== undefined && /^postgres(ql)?:\/\//.test(url)) database = { kind: 'postgres', url };
   else if (url !== undefined)
     throw new ConfigError('DATABASE_URL expected a postgres:// URL (leave it unset for SQLite)');
-  else database = { kind: 'sqlite', path: join(dataDir, 'coffer.sqlite') };
+  else {
+    const sync = pick('sqlite-sync', 'COFFER_SQLITE_SYNC') ?? 'normal';
+    if (sync !== 'normal' && sync !== 'full')
+      throw new ConfigError('COFFER_SQLITE_SYNC expected normal or full');
+    database = { kind: 'sqlite', path: join(dataDir, 'coffer.sqlite'), sync };
+  }
 
   const certPath = pick('tls-cert', 'COFFER_TLS_CERT');
   const keyPath = pick('tls-key', 'COFFER_TLS_KEY');

@@ -116,7 +116,7 @@ export async function runServer(
   try {
     storage = await openStorage({
       ...(config.database.kind === 'sqlite'
-        ? { sqlitePath: config.database.path }
+        ? { sqlitePath: config.database.path, sqliteSync: config.database.sync }
         : { url: config.database.url }),
       provider: provider.provider,
       kekId: provider.kekId,

@@ -63,11 +63,10 @@ export function createThrottle(
   now: () => number,
 ): Throttle {
   const mac = (text: string) => hmac('SHA-256', throttleKey, utf8Encode(text));
-  const bump = async (key: Uint8Array, capMs: number) => {
-    const state = await store.get(key);
-    const failures = (state?.failures ?? 0) + 1;
-    const next: ThrottleState = { failures, notBefore: now() + throttleDelay(failures, capMs) };
-    await store.put(key, next);
+  const caps = [ACCOUNT_MAX_DELAY_MS, ADDRESS_MAX_DELAY_MS];
+  const bumped = (current: ThrottleState | undefined, i: number): ThrottleState => {
+    const failures = (current?.failures ?? 0) + 1;
+    return { failures, notBefore: now() + throttleDelay(failures, caps[i]!) };
   };
   return {
     async keys(normalizedUsername, address) {
@@ -89,32 +88,21 @@ export function createThrottle(
       return a?.failures ?? 0;
     },
     async fail(keys) {
-      await Promise.all([
-        bump(keys.account, ACCOUNT_MAX_DELAY_MS),
-        bump(keys.address, ADDRESS_MAX_DELAY_MS),
-      ]);
+      await store.update([keys.account, keys.address], bumped);
     },
     async succeed(keys) {
       await store.clear(keys.account);
     },
     async attempt(keys) {
-      await Promise.all([
-        bump(keys.account, ACCOUNT_MAX_DELAY_MS),
-        bump(keys.address, ADDRESS_MAX_DELAY_MS),
-      ]);
+      await store.update([keys.account, keys.address], bumped);
     },
     async confirm(keys) {
-      const address = await store.get(keys.address);
-      const failures = Math.max(0, (address?.failures ?? 1) - 1);
-      await Promise.all([
-        store.clear(keys.account),
-        failures === 0
-          ? store.clear(keys.address)
-          : store.put(keys.address, {
-              failures,
-              notBefore: now() + throttleDelay(failures, ADDRESS_MAX_DELAY_MS),
-            }),
-      ]);
+      await store.update([keys.account, keys.address], (current, i) => {
+        // The account is cleared; the address loses only the count its own attempt added.
+        const failures = i === 0 ? 0 : Math.max(0, (current?.failures ?? 1) - 1);
+        if (failures === 0) return null;
+        return { failures, notBefore: current?.notBefore ?? 0 };
+      });
     },
   };
 }

@@ -9,12 +9,22 @@ describe('loadConfig', () => {
       port: 8080,
       host: '127.0.0.1',
       dataDir: '/srv/data',
-      database: { kind: 'sqlite', path: '/srv/data/coffer.sqlite' },
+      database: { kind: 'sqlite', path: '/srv/data/coffer.sqlite', sync: 'normal' },
       kek: { kind: 'file', path: '/srv/data/kek.key' },
       logLevel: 'info',
       help: false,
     });
     expect(c.tls).toBeUndefined();
+  });
+
+  it('chooses how SQLite syncs commits', () => {
+    expect(loadConfig(['--sqlite-sync', 'full'], {}, '/srv').database).toMatchObject({
+      sync: 'full',
+    });
+    expect(loadConfig([], { COFFER_SQLITE_SYNC: 'full' }, '/srv').database).toMatchObject({
+      sync: 'full',
+    });
+    expect(() => loadConfig([], { COFFER_SQLITE_SYNC: 'off' }, '/srv')).toThrow(ConfigError);
   });
 
   it('takes flags over environment', () => {

@@ -144,6 +144,20 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
 
       // SQLite only (defined, not skipped, for the other dialect: CI allows no skips).
       const sqliteOnly = dialect === 'sqlite' ? test : () => {};
+      sqliteOnly('opens with either sync mode and refuses any other', async () => {
+        for (const sqliteSync of ['normal', 'full'] as const) {
+          const s = await openStorage({ ...tdb.options, sqlitePath: ':memory:', sqliteSync });
+          try {
+            expect(await s.accounts.usernameTaken('nobody')).toBe(false);
+          } finally {
+            await s.close();
+          }
+        }
+        await expect(
+          openStorage({ ...tdb.options, sqlitePath: ':memory:', sqliteSync: 'off' as 'full' }),
+        ).rejects.toThrow(/sqliteSync/);
+      });
+
       sqliteOnly('an in-memory SQLite database works', async () => {
         const memory = await openStorage({ ...tdb.options, sqlitePath: ':memory:' });
         try {
@@ -589,6 +603,26 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
         await storage.throttle.clear(key);
         expect(await storage.throttle.get(key)).toBeUndefined();
         await storage.throttle.clear(key);
+      });
+
+      test('update: several keys in one read-modify-write, concurrent updates never lost', async () => {
+        const a = rand(32);
+        const b = rand(32);
+        const bump = (cur: { failures: number } | undefined) => ({
+          failures: (cur?.failures ?? 0) + 1,
+          notBefore: 5,
+        });
+        await Promise.all(Array.from({ length: 20 }, () => storage.throttle.update([a, b], bump)));
+        expect(await storage.throttle.get(a)).toEqual({ failures: 20, notBefore: 5 });
+        expect(await storage.throttle.get(b)).toEqual({ failures: 20, notBefore: 5 });
+        const seen: number[] = [];
+        await storage.throttle.update([a, b], (cur, i) => {
+          seen.push(i);
+          return i === 0 ? null : { failures: cur!.failures - 1, notBefore: cur!.notBefore };
+        });
+        expect(seen).toEqual([0, 1]);
+        expect(await storage.throttle.get(a)).toBeUndefined();
+        expect(await storage.throttle.get(b)).toEqual({ failures: 19, notBefore: 5 });
       });
     });
 

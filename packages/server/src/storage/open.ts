@@ -36,6 +36,12 @@ export interface OpenStorageOptions {
   readonly pgSchema?: string;
   /** PostgreSQL only: the most connections in the pool (default 10). */
   readonly poolSize?: number;
+  /**
+   * SQLite only: `normal` (default) syncs the WAL to disk at checkpoints, not at every commit;
+   * a process crash (SIGKILL) loses nothing committed, a power loss or OS crash may roll back
+   * the last commits, never corrupt. `full` syncs every commit (about half the write rate here).
+   */
+  readonly sqliteSync?: 'normal' | 'full';
 }
 
 // The busy timeout is short on purpose: better-sqlite3 waits synchronously, blocking the event
@@ -78,7 +84,11 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
   const dialect: StorageDialect = url === undefined ? 'sqlite' : 'postgres';
   const db =
     url === undefined
-      ? new Kysely<StorageDb>({ dialect: new SqliteDialect({ database: openSqlite(sqlitePath!) }) })
+      ? new Kysely<StorageDb>({
+          dialect: new SqliteDialect({
+            database: openSqlite(sqlitePath!, options.sqliteSync ?? 'normal'),
+          }),
+        })
       : new Kysely<StorageDb>({
           dialect: new PostgresDialect({ pool: openPool(url, pgSchema, options.poolSize) }),
         });
@@ -116,12 +126,15 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
   }
 }
 
-function openSqlite(path: string): Database.Database {
+function openSqlite(path: string, sync: 'normal' | 'full'): Database.Database {
   const database = new Database(path);
   try {
     // WAL: readers never wait for the writer. (An in-memory database stays in 'memory' mode.)
     database.pragma('journal_mode = WAL');
     database.pragma('foreign_keys = ON');
+    if (sync !== 'normal' && sync !== 'full')
+      throw new Error('"sqliteSync" expected normal or full');
+    database.pragma(`synchronous = ${sync.toUpperCase()}`);
     database.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
   } catch (err) {
     database.close();

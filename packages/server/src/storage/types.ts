@@ -167,6 +167,14 @@ export interface ThrottleStore {
   get(key: Uint8Array): Promise<ThrottleState | undefined>;
   put(key: Uint8Array, state: ThrottleState): Promise<void>;
   clear(key: Uint8Array): Promise<void>;
+  /**
+   * Reads and rewrites several keys in one transaction (atomic read-modify-write, one commit):
+   * `next` gets each key's current state and returns its new one, or null to clear it.
+   */
+  update(
+    keys: readonly Uint8Array[],
+    next: (current: ThrottleState | undefined, index: number) => ThrottleState | null,
+  ): Promise<void>;
 }
 
 export interface LinkStore {
