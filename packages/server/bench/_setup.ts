@@ -21,6 +21,7 @@ import { createMetrics } from '../src/metrics.js';
 import { loadServerSecrets } from '../src/server-secrets.js';
 import { openStorage } from '../src/storage/open.js';
 import type { Storage } from '../src/storage/types.js';
+import type { Throttle } from '../src/throttle.js';
 
 /** What a client's OPAQUE key stretching costs; the server never sees it. */
 export type KeyStretching = opaque.client.FinishRegistrationParams['keyStretching'];
@@ -39,7 +40,22 @@ export interface BenchServer {
   close(): Promise<void>;
 }
 
-export async function startBenchServer(): Promise<BenchServer> {
+/**
+ * A throttle that never waits: for rows that repeat login/start for a few names far more often
+ * than the real throttle allows (it counts every start as a failure until login/finish).
+ */
+export const NO_THROTTLE: Throttle = {
+  keys: async () => ({ account: new Uint8Array(32), address: new Uint8Array(32) }),
+  check: async () => 0,
+  fail: async () => {},
+  succeed: async () => {},
+  attempt: async () => {},
+  confirm: async () => {},
+};
+
+export async function startBenchServer(
+  options: { throttle?: Throttle } = {},
+): Promise<BenchServer> {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-bench-'));
   const provider = await createLocalProvider({ bench: generateAeadKey() });
   const storage = await openStorage({
@@ -53,6 +69,7 @@ export async function startBenchServer(): Promise<BenchServer> {
     ...secrets,
     logger: createLogger({ level: 'silent' }),
     metrics: createMetrics({ processMetrics: false }),
+    ...(options.throttle ? { throttle: options.throttle } : {}),
   });
   await opaque.ready;
   return {

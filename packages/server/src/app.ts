@@ -21,7 +21,7 @@ import { requestLog } from './middleware/request-log.js';
 import { securityHeaders } from './middleware/security-headers.js';
 import { openApiRoutes } from './openapi.js';
 import type { Storage } from './storage/types.js';
-import { createThrottle } from './throttle.js';
+import { createThrottle, type Throttle } from './throttle.js';
 
 export type { AppContext, AppEnv } from './http/_env.js';
 
@@ -40,6 +40,8 @@ export interface AppDeps {
   readonly clientAddress?: (c: AppContext) => string;
   /** Where manifest changes are announced to WebSocket connections; default a new hub. */
   readonly events?: EventHub;
+  /** Login throttling; default {@link createThrottle} over `storage.throttle` (benchmarks replace it). */
+  readonly throttle?: Throttle;
 }
 
 /** Errors that mean a dependency is down, not a bug: the key provider or the database. */
@@ -79,7 +81,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     now,
     clientAddress: deps.clientAddress ?? socketAddress,
     events: deps.events ?? createEventHub(),
-    throttle: createThrottle(deps.storage.throttle, deps.throttleKey, now),
+    throttle: deps.throttle ?? createThrottle(deps.storage.throttle, deps.throttleKey, now),
   };
   const { logger } = deps;
   const app = new Hono<AppEnv>();
