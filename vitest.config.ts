@@ -112,18 +112,53 @@ function browserVectors(): Plugin {
   };
 }
 
-// Server-side packages run under Node only.
+// Server-side packages run under Node only (test/browser/ is for the browser projects).
 function nodeProject(name: string): TestProjectInlineConfiguration {
   return {
     extends: true,
     resolve: { conditions },
     ssr: { resolve: { conditions, externalConditions: conditions } },
-    test: { name, root: `packages/${name}`, include: ['test/**/*.test.ts'] },
+    test: {
+      name,
+      root: `packages/${name}`,
+      include: ['test/**/*.test.ts'],
+      exclude: ['test/browser/**'],
+    },
+  };
+}
+
+// The SDK in headless Chromium against a real server: globalSetup starts it (in Node) and the
+// test page reaches it same-origin through the Vite dev server's proxy, as a web app would.
+const sdkBrowserPort = Number(process.env.COFFER_BROWSER_TEST_PORT ?? 18480);
+function sdkChromiumProject(): TestProjectInlineConfiguration {
+  return {
+    extends: true,
+    resolve: { conditions: ['@coffer/source', ...defaultClientConditions] },
+    // globalSetup runs in Node, through the server-side resolver.
+    ssr: { resolve: { conditions, externalConditions: conditions } },
+    server: {
+      proxy: { '/v1': { target: `http://127.0.0.1:${sdkBrowserPort}`, changeOrigin: false } },
+    },
+    test: {
+      name: 'sdk:chromium',
+      root: 'packages/sdk',
+      include: ['test/browser/**/*.test.ts'],
+      globalSetup: ['test/browser/_global-server.ts'],
+      browser: {
+        enabled: true,
+        headless: true,
+        provider: playwright({
+          launchOptions: { executablePath: chromiumPath, args: CHROMIUM_ARGS },
+        }),
+        instances: [{ browser: 'chromium' }],
+        screenshotFailures: false,
+      },
+    },
   };
 }
 
 function browserProjects(): TestProjectInlineConfiguration[] {
-  if (existsSync(chromiumPath)) return [chromiumProject()];
+  if (existsSync(chromiumPath)) return [chromiumProject(), sdkChromiumProject()];
   if (process.env.CI === 'true') {
     throw new Error(
       `Chromium not found at ${chromiumPath}: CI must run the browser tests ` +
