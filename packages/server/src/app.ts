@@ -9,6 +9,7 @@ import { accountRoutes } from './http/accounts.js';
 import { deviceRoutes } from './http/devices.js';
 import { eventRoutes } from './http/events.js';
 import { healthRoutes } from './http/health.js';
+import { keyPackageRoutes } from './http/key-packages.js';
 import { linkRoutes } from './http/links.js';
 import { passwordRoutes } from './http/password.js';
 import type { Logger } from './logger.js';
@@ -99,6 +100,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route('/', passwordRoutes(routeDeps));
   app.route('/', deviceRoutes(routeDeps));
   app.route('/', linkRoutes(routeDeps));
+  app.route('/', keyPackageRoutes(routeDeps));
   app.route('/', eventRoutes());
 
   app.notFound(() => errorResponse(new ServerError('NOT_FOUND', 'http.route')));

@@ -86,7 +86,7 @@ export const OPENAPI_DOCUMENT = {
     title: 'Coffer HTTP API',
     version: '1.0.0',
     description:
-      'Accounts (OPAQUE), sessions, device manifests, key backup and device linking. Normative text: packages/server/spec/http-api-v1.md; formats: packages/protocol/spec/account-v1.md.',
+      'Accounts (OPAQUE), sessions, device manifests, key backup, device linking and the MLS KeyPackage directory. Normative text: packages/server/spec/http-api-v1.md; formats: packages/protocol/spec/account-v1.md.',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -102,6 +102,7 @@ export const OPENAPI_DOCUMENT = {
         signature: b64url('Ed25519 signature, 64 bytes'),
       }),
       Id: { type: 'string', pattern: '^[A-Za-z0-9_-]{22}$', description: '16 bytes as b64url' },
+      KeyPackage: b64url('an MLS KeyPackage, opaque to the server, 1 to 16384 bytes'),
     },
   },
   paths: {
@@ -413,6 +414,73 @@ export const OPENAPI_DOCUMENT = {
             ),
           ),
           ...errors(...bodyErrors, 'NOT_FOUND'),
+        },
+      }),
+    },
+    '/v1/key-packages': {
+      post: op({
+        summary:
+          "Upload one-time KeyPackages for the session's device (and replace its last-resort one)",
+        auth: 'session',
+        requestBody: jsonBody(
+          object(
+            {
+              keyPackages: {
+                type: 'array',
+                items: ref('KeyPackage'),
+                minItems: 1,
+                maxItems: 100,
+              },
+              lastResort: ref('KeyPackage'),
+            },
+            ['lastResort'],
+          ),
+        ),
+        responses: {
+          '201': ok('stored', object({ available: int('one-time KeyPackages held now') })),
+          ...errors(...bodyErrors, 'NOT_FOUND', 'CONFLICT'),
+        },
+      }),
+    },
+    '/v1/key-packages/count': {
+      get: op({
+        summary: "How many KeyPackages the session's device holds (to replenish when low)",
+        auth: 'session',
+        responses: {
+          '200': ok(
+            'count',
+            object({
+              available: int('one-time KeyPackages left'),
+              lastResort: { type: 'boolean', description: 'a last-resort KeyPackage is stored' },
+            }),
+          ),
+        },
+      }),
+    },
+    '/v1/accounts/{accountId}/key-packages/claim': {
+      post: op({
+        summary:
+          "Claim one KeyPackage per device of an account's current manifest (one-time ones are deleted as they are handed out)",
+        auth: 'session',
+        parameters: [pathParam('accountId', 'account id')],
+        responses: {
+          '200': ok(
+            'claimed',
+            object({
+              keyPackages: {
+                type: 'array',
+                items: object({
+                  deviceId: ref('Id'),
+                  keyPackage: ref('KeyPackage'),
+                  lastResort: {
+                    type: 'boolean',
+                    description: "the device's last-resort KeyPackage (kept, may be reused)",
+                  },
+                }),
+              },
+            }),
+          ),
+          ...errors('BAD_REQUEST', 'NOT_FOUND', 'RATE_LIMITED'),
         },
       }),
     },

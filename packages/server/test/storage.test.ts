@@ -2,8 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { generateAeadKey } from '@coffer/crypto';
 import { createLocalProvider, FieldsError } from '@coffer/fields';
-import { sql } from 'kysely';
+import { Migrator, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { storageMigrations } from '../src/storage/_migrations.js';
 import { openStorage } from '../src/storage/open.js';
 import {
   type NewAccount,
@@ -113,7 +114,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
         const migrations = await sql<{
           name: string;
         }>`select name from kysely_migration`.execute(tdb.raw());
-        expect(migrations.rows.map((r) => r.name)).toEqual(['0001_initial']);
+        expect(migrations.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_key_packages']);
         const keyrings = await tdb.raw().selectFrom('coffer_keyring').selectAll().execute();
         expect(keyrings).toHaveLength(1);
         // Only wrapped keys: every entry names its KEK and has no field holding a raw key.
@@ -122,6 +123,38 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           expect(Object.keys(entry).sort()).toEqual(
             ['createdAt', 'kekId', 'provider', 'purpose', 'version', 'wrapped'].sort(),
           );
+      });
+
+      test('a database at 0001 upgrades to 0002, and the new table works', async () => {
+        const old = await createTestDatabase(dialect, 'storage_upgrade');
+        try {
+          // Kysely's migrator on the raw connection, stopped after the first migration.
+          const all = await storageMigrations(dialect).getMigrations();
+          const first = new Migrator({
+            db: old.raw(),
+            provider: { getMigrations: async () => ({ '0001_initial': all['0001_initial']! }) },
+            ...(old.pgSchema ? { migrationTableSchema: old.pgSchema } : {}),
+          });
+          expect((await first.migrateToLatest()).error).toBeUndefined();
+          // open() runs only what is pending (0002) on the 0001 database.
+          const before = await old.open();
+          const a = newAccount(newUsername());
+          await before.accounts.create(a);
+          await before.keyPackages.add(
+            a.accountId,
+            'd'.repeat(22),
+            { keyPackages: [rand(40)] },
+            { cap: 10, manifestSeq: 1 },
+          );
+          const after = await old.open();
+          expect(await after.accounts.get(a.accountId)).toMatchObject({ username: a.username });
+          expect(await after.keyPackages.count(a.accountId, 'd'.repeat(22))).toEqual({
+            available: 1,
+            lastResort: false,
+          });
+        } finally {
+          await old.dispose();
+        }
       });
 
       test('two instances opening a fresh database at once agree on everything', async () => {

@@ -169,7 +169,14 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
 }
 
 async function deleteChildren(tx: Kysely<StorageDb>, accountId: string): Promise<void> {
-  for (const table of ['sessions', 'login_states', 'links', 'backups', 'manifests'] as const) {
+  for (const table of [
+    'sessions',
+    'login_states',
+    'links',
+    'key_packages',
+    'backups',
+    'manifests',
+  ] as const) {
     await tx.deleteFrom(table).where('account_id', '=', accountId).execute();
   }
 }

@@ -1,5 +1,6 @@
 import type { Insertable, Kysely } from 'kysely';
 import type { StoreContext } from './_context.js';
+import { lockAccount } from './_key-package-store.js';
 import { manifestRowId, num } from './_rows.js';
 import type { StorageDb } from './_schema.js';
 import type { Sealer } from './_sealer.js';
@@ -126,10 +127,18 @@ export function createManifestStore(ctx: StoreContext): ManifestStore {
       ]);
       const revoked = options.revokedDeviceIds ?? [];
       await ctx.transaction(async (tx) => {
+        // A KeyPackage upload holds this lock while it checks that the device is listed: taking
+        // it first means no upload for a revoked device commits after the delete below.
+        if (revoked.length > 0 && ctx.dialect === 'postgres') await lockAccount(tx, accountId);
         await appendManifest(tx, accountId, sealed, backup);
         if (revoked.length > 0) {
           await tx
             .deleteFrom('sessions')
+            .where('account_id', '=', accountId)
+            .where('device_id', 'in', revoked)
+            .execute();
+          await tx
+            .deleteFrom('key_packages')
             .where('account_id', '=', accountId)
             .where('device_id', 'in', revoked)
             .execute();

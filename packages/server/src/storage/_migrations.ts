@@ -131,6 +131,35 @@ function initial(dialect: StorageDialect): Migration {
   };
 }
 
+/** spec/http-api-v1.md "KeyPackages": the directory, one row per stored KeyPackage. */
+function keyPackages(dialect: StorageDialect): Migration {
+  const bytes = dialect === 'sqlite' ? 'blob' : 'bytea';
+  return {
+    async up(db: AnyDb) {
+      // The primary key leads with (account_id, device_id, last_resort): it serves the count, the
+      // claim's oldest-first pick and the revocation delete; `hash` makes a duplicate a no-op.
+      await db.schema
+        .createTable('key_packages')
+        .addColumn('account_id', 'text', (c) =>
+          c.notNull().references('accounts.account_id').onDelete('cascade'),
+        )
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addColumn('last_resort', 'integer', (c) => c.notNull())
+        .addColumn('hash', bytes, (c) => c.notNull())
+        .addColumn('data', bytes, (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('key_packages_pk', [
+          'account_id',
+          'device_id',
+          'last_resort',
+          'hash',
+        ])
+        .addCheckConstraint('key_packages_last_resort_bool', sql`last_resort in (0, 1)`)
+        .execute();
+    },
+  };
+}
+
 /**
  * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
  * has shipped: add the next.
@@ -138,7 +167,7 @@ function initial(dialect: StorageDialect): Migration {
 export function storageMigrations(dialect: StorageDialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': initial(dialect) };
+      return { '0001_initial': initial(dialect), '0002_key_packages': keyPackages(dialect) };
     },
   };
 }

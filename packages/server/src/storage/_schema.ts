@@ -54,4 +54,13 @@ export interface StorageDb {
     response_expires_at: MaybeMillis;
   };
   secrets: { name: string; value: Bytes };
+  /** One row per stored KeyPackage; `hash` is SHA-256 of the KeyPackage, `last_resort` 0 or 1. */
+  key_packages: {
+    account_id: string;
+    device_id: string;
+    last_resort: Int;
+    hash: Bytes;
+    data: Bytes;
+    created_at: Millis;
+  };
 }

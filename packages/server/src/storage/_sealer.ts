@@ -1,5 +1,6 @@
 // The server's own data, encrypted with @coffer/fields before it reaches SQL. Every ciphertext is
-// bound to its table, column and row (the row's primary key; `accountId:seq` for manifests), so
+// bound to its table, column and row (the row's primary key; `accountId:seq` for manifests,
+// `accountId:deviceId:kind:hash` for KeyPackages), so
 // a value copied to another row or column fails to open.
 import type { BlindIndexer, FieldCipher } from '@coffer/fields';
 
@@ -17,6 +18,7 @@ export const SEALED_COLUMNS = [
   'links.response_sealed',
   'links.response_token',
   'secrets.value',
+  'key_packages.data',
 ] as const;
 
 export type SealedColumn = (typeof SEALED_COLUMNS)[number];

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { createAccountStore } from './_account-store.js';
 import { createBackupStore } from './_backup-store.js';
 import { type StoreContext, transactionRunner } from './_context.js';
+import { createKeyPackageStore } from './_key-package-store.js';
 import { loadOrCreateKeyring } from './_keyring-table.js';
 import { createLinkStore } from './_link-store.js';
 import { createLoginStateStore } from './_login-state-store.js';
@@ -112,6 +113,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       throttle: createThrottleStore(ctx),
       links: createLinkStore(ctx),
       secrets: createSecretStore(ctx),
+      keyPackages: createKeyPackageStore(ctx),
       async ping() {
         await sql`select 1`.execute(db);
       },
@@ -182,18 +184,28 @@ async function migrate(
   const migrationTableSchema = row.rows[0]?.schema;
   if (!migrationTableSchema) throw new Error('PostgreSQL has no current schema to migrate');
   // Migrations run under Kysely's advisory lock, one process at a time. What can still race is
-  // creating Kysely's own tables (a duplicate object), which a second attempt finds done.
+  // creating Kysely's own tables (a duplicate object), which a second attempt finds done, and
+  // Kysely's look for them, which reads every schema's catalog: a schema or table another
+  // client drops meanwhile (another tenant, a test) fails it, and a second look succeeds.
   const migrator = new Migrator({ db, provider, migrationTableSchema });
   const deadline = Date.now() + MIGRATION_DEADLINE_MS;
   for (let attempt = 0; ; attempt++) {
     const { error } = await migrator.migrateToLatest();
     if (error === undefined) return;
-    if (!isDuplicateObject(error) || Date.now() > deadline) throw error;
+    if (!isRetryableMigrationError(error) || Date.now() > deadline) throw error;
     await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 20 * (attempt + 1)));
   }
 }
 
-function isDuplicateObject(err: unknown): boolean {
+/** Duplicate objects (23505, 42P07, 42P06, 42710); a schema or table dropped mid-look (3F000, 42P01). */
+function isRetryableMigrationError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return code === '23505' || code === '42P07' || code === '42P06' || code === '42710';
+  return (
+    code === '23505' ||
+    code === '42P07' ||
+    code === '42P06' ||
+    code === '42710' ||
+    code === '3F000' ||
+    code === '42P01'
+  );
 }

@@ -73,7 +73,7 @@ export interface ThrottleState {
 export class StorageConflictError extends Error {
   override readonly name = 'StorageConflictError';
   constructor(
-    readonly what: 'username' | 'accountId' | 'manifestSeq' | 'link' | 'other',
+    readonly what: 'username' | 'accountId' | 'manifestSeq' | 'link' | 'keyPackageCap' | 'other',
     message = `conflict on ${what}`,
   ) {
     super(message);
@@ -121,8 +121,8 @@ export interface ManifestStore {
   history(accountId: string, after: number, limit: number): Promise<StoredManifest[]>;
   /**
    * Appends the next manifest (seq must be latest + 1, else StorageConflictError('manifestSeq')),
-   * optionally replacing the backup, and deletes the sessions of `revokedDeviceIds` — one
-   * transaction.
+   * optionally replacing the backup, and deletes the sessions and KeyPackages of
+   * `revokedDeviceIds` — one transaction.
    */
   append(
     accountId: string,
@@ -197,6 +197,60 @@ export interface LinkStore {
   deleteExpired?(now: number): Promise<number>;
 }
 
+/** What a device uploads to the KeyPackage directory (spec/http-api-v1.md "KeyPackages"). */
+export interface KeyPackageUpload {
+  /** One-time KeyPackages, opaque bytes. */
+  readonly keyPackages: readonly Uint8Array[];
+  /** Replaces the device's last-resort KeyPackage when given. */
+  readonly lastResort?: Uint8Array;
+}
+
+/** What one device holds in the directory. */
+export interface KeyPackageCount {
+  /** One-time KeyPackages left. */
+  readonly available: number;
+  /** Whether a last-resort KeyPackage is stored. */
+  readonly lastResort: boolean;
+}
+
+/** One KeyPackage handed out by a claim. */
+export interface ClaimedKeyPackage {
+  readonly deviceId: string;
+  readonly keyPackage: Uint8Array;
+  /** True when this is the device's last-resort KeyPackage (kept, not deleted). */
+  readonly lastResort: boolean;
+}
+
+/**
+ * The MLS KeyPackage directory. KeyPackages are opaque bytes, identified by their SHA-256: a
+ * device never holds the same one-time KeyPackage twice.
+ */
+export interface KeyPackageStore {
+  /**
+   * Adds one-time KeyPackages for a device (ones it already holds are skipped) and replaces its
+   * last-resort KeyPackage when given, in one transaction; returns how many one-time packages it
+   * holds afterwards. `manifestSeq` is the seq of the manifest the caller found listing the
+   * device: checked in the same transaction, and serialised with a revoking
+   * {@link ManifestStore.append}, so a revoked device's packages never outlive its revocation.
+   *
+   * @throws {StorageConflictError} `keyPackageCap` (nothing stored) when it would hold more
+   *   than `cap`; `manifestSeq` when the account's current manifest is no longer `manifestSeq`.
+   */
+  add(
+    accountId: string,
+    deviceId: string,
+    upload: KeyPackageUpload,
+    limits: { readonly cap: number; readonly manifestSeq: number },
+  ): Promise<number>;
+  count(accountId: string, deviceId: string): Promise<KeyPackageCount>;
+  /**
+   * For each of `deviceIds` (in order): takes its oldest one-time KeyPackage, deleting it in this
+   * same transaction (claim-once, concurrent claims included), or else returns its last-resort
+   * one (kept). Devices with neither are left out.
+   */
+  claim(accountId: string, deviceIds: readonly string[]): Promise<ClaimedKeyPackage[]>;
+}
+
 /** A key-value slot for the server's own secrets (the OPAQUE server setup), stored encrypted. */
 export interface SecretStore {
   get(name: string): Promise<Uint8Array | undefined>;
@@ -214,6 +268,7 @@ export interface Storage {
   readonly throttle: ThrottleStore;
   readonly links: LinkStore;
   readonly secrets: SecretStore;
+  readonly keyPackages: KeyPackageStore;
   /** A cheap round trip to the database, for /healthz. */
   ping(): Promise<void>;
   close(): Promise<void>;

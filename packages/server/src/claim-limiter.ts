@@ -1,0 +1,66 @@
+// spec/http-api-v1.md "KeyPackages": rate limits on claims, against draining a target's one-time
+// KeyPackages. Fixed one-hour windows, counted in the login throttle's table (ThrottleStore) under
+// HMAC keys with their own prefixes (`kp-pair:`, `kp-claimer:`), which cannot collide with the
+// login throttle's (`acct:`, `ip:`): one table, one cleanup story, and ThrottleStore.update
+// already gives the atomic read-modify-write a counter needs on both databases. In a row,
+// `failures` is the window's count and `notBefore` the window's end.
+import { hmac, utf8Encode } from '@coffer/crypto';
+import { ServerError } from './errors.js';
+import type { ThrottleState, ThrottleStore } from './storage/types.js';
+
+/** The window the limits below count over. */
+export const CLAIM_WINDOW_MS = 60 * 60 * 1000;
+/** Claims of one target account by one claiming account per window: a contact's normal use is a few. */
+export const CLAIMS_PER_TARGET = 10;
+/** Claims by one account per window, over all targets: bounds what one account can drain. */
+export const CLAIMS_PER_CLAIMER = 100;
+
+/** Counts claims and refuses those over a limit. */
+export interface ClaimLimiter {
+  /**
+   * Counts one claim of `target` by `claimer` (refused attempts count too).
+   *
+   * @throws {ServerError} `RATE_LIMITED` (with retryAfter, seconds to the window's end) when
+   *   either limit is exceeded.
+   */
+  count(claimer: string, target: string, op: string): Promise<void>;
+}
+
+/**
+ * Creates the claim limiter over the throttle table.
+ *
+ * @example const limiter = createClaimLimiter(storage.throttle, throttleKey, Date.now);
+ */
+export function createClaimLimiter(
+  store: ThrottleStore,
+  key: Uint8Array,
+  now: () => number,
+): ClaimLimiter {
+  const mac = (text: string) => hmac('SHA-256', key, utf8Encode(text));
+  const limits = [CLAIMS_PER_TARGET, CLAIMS_PER_CLAIMER];
+  return {
+    async count(claimer, target, op) {
+      // Account ids are b64url, so `:` separates them unambiguously.
+      const keys = await Promise.all([
+        mac(`kp-pair:${claimer}:${target}`),
+        mac(`kp-claimer:${claimer}`),
+      ]);
+      const t = now();
+      let until = 0;
+      await store.update(keys, (current, i): ThrottleState => {
+        if (i === 0) until = 0;
+        const next =
+          current && current.notBefore > t
+            ? { failures: current.failures + 1, notBefore: current.notBefore }
+            : { failures: 1, notBefore: t + CLAIM_WINDOW_MS };
+        if (next.failures > limits[i]!) until = Math.max(until, next.notBefore);
+        return next;
+      });
+      if (until > t) {
+        throw new ServerError('RATE_LIMITED', op, undefined, {
+          retryAfter: Math.max(1, Math.ceil((until - t) / 1000)),
+        });
+      }
+    },
+  };
+}
