@@ -59,6 +59,13 @@ export {
 } from './key-agreement.js';
 export { randomBytes } from './random.js';
 export {
+  createRawAead,
+  RAW_AEAD_NONCE_LENGTH,
+  RAW_AEAD_TAG_LENGTH,
+  type RawAead,
+  type RawAeadAlgorithm,
+} from './raw-aead.js';
+export {
   ED25519_PUBLIC_KEY_LENGTH,
   ED25519_SIGNATURE_LENGTH,
   generateSigningKeyPair,

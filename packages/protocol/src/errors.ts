@@ -17,6 +17,9 @@ export const PROTOCOL_ERROR_CODES = [
   'DECRYPTION_FAILED',
   'INVALID_RECOVERY_CODE',
   'INVALID_LINK_CODE',
+  'MLS_MESSAGE_REJECTED',
+  'GROUP_INACTIVE',
+  'INVALID_GROUP_STATE',
 ] as const;
 
 /** A stable string naming what went wrong; see {@link PROTOCOL_ERROR_CODES} and the README. */

@@ -74,6 +74,30 @@ export {
   sortDevices,
 } from './manifest-body.js';
 export {
+  COFFER_MLS_CIPHERSUITES,
+  type CofferCryptoProviderOptions,
+  createCofferCryptoProvider,
+  MAX_CACHED_VERIFYING_KEYS,
+  MLS_DEFAULT_CIPHERSUITE,
+} from './mls/crypto-provider.js';
+export {
+  type CommitResult,
+  type CreateKeyPackageOptions,
+  createTsMlsEngine,
+  type GroupEngine,
+  MAX_GROUP_ID_LENGTH,
+  MAX_GROUP_SIZE,
+  MAX_GROUP_STATE_LENGTH,
+  MAX_IDENTITY_LENGTH,
+  MAX_MLS_MESSAGE_LENGTH,
+  MLS_STATE_VERSION,
+  type MlsGroup,
+  type MlsKeyPackage,
+  type MlsMember,
+  type ProcessedMessage,
+  type TsMlsEngineOptions,
+} from './mls/group-engine.js';
+export {
   generateRecoveryCode,
   MAX_CODE_INPUT_LENGTH,
   parseRecoveryCode,

@@ -1,0 +1,306 @@
+// One established 1:1 conversation, message by message: A encrypts a 1 KiB message and B
+// decrypts it, state carried forward on both sides, exactly as a chat client does. Ours is the
+// GroupEngine (ts-mls with Coffer's crypto provider) in a two-member group; the baselines are
+// Signal's Double Ratchet (@signalapp/libsignal-client, native Rust) and the same ts-mls engine on
+// ts-mls's own default crypto provider (WebCrypto).
+import {
+  assertEqual,
+  assertSameBytes,
+  assertTrue,
+  type Case,
+  type CaseFactory,
+  filler,
+  KiB,
+  loadPeer,
+  type Side,
+} from '@coffer/bench-kit';
+import { utf8Encode } from '@coffer/crypto';
+import { defaultCryptoProvider } from 'ts-mls';
+import { createTsMlsEngine, type GroupEngine, type MlsGroup } from '../src/index.js';
+
+const MESSAGE = 1 * KiB;
+const SECONDS = 0.5;
+const PREFIX = 'conversation-1to1/1KiB';
+
+interface Pair {
+  send(plaintext: Uint8Array): Promise<Uint8Array>;
+}
+
+/** A two-member MLS group on `engine`; send() = A encrypts, B processes. */
+async function mlsPair(engine: GroupEngine): Promise<Pair> {
+  const a = await engine.createKeyPackage({ identity: utf8Encode('a') });
+  const b = await engine.createKeyPackage({ identity: utf8Encode('b') });
+  let groupA: MlsGroup = await engine.createGroup(utf8Encode('bench'), a);
+  const added = await engine.addMembers(groupA, [b.publicKeyPackage]);
+  groupA = added.group;
+  let groupB = await engine.joinFromWelcome(added.welcome, b);
+  return {
+    async send(plaintext) {
+      const out = await engine.encrypt(groupA, plaintext);
+      groupA = out.group;
+      const r = await engine.process(groupB, out.message);
+      groupB = r.group;
+      if (r.result.kind !== 'application') throw new Error('expected an application message');
+      return r.result.plaintext;
+    },
+  };
+}
+
+const accept = { validateCredential: async () => true };
+
+async function checkPair(what: string, pair: Pair): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const m = filler(MESSAGE, i);
+    assertSameBytes(`${what}: message ${i} arrives intact`, await pair.send(m), m);
+  }
+}
+
+function side(label: string, pair: Pair): Side {
+  const message = filler(MESSAGE);
+  return { label, op: () => pair.send(message) };
+}
+
+// --- libsignal ---------------------------------------------------------------------------------
+// The slice of @signalapp/libsignal-client 0.103 the baseline uses (loaded from bench/node_modules).
+
+type Bytes = Uint8Array<ArrayBuffer>;
+interface Key {
+  serialize(): Bytes;
+}
+interface PrivKey extends Key {
+  getPublicKey(): Key;
+  sign(msg: Bytes): Bytes;
+}
+interface Signal {
+  PrivateKey: { generate(): PrivKey };
+  IdentityKeyPair: { generate(): { publicKey: Key; privateKey: PrivKey } };
+  KEMKeyPair: { generate(): { getPublicKey(): Key } };
+  ProtocolAddress: { new: (name: string, device: number) => unknown };
+  PreKeyRecord: { new: (id: number, pub: Key, priv: PrivKey) => unknown };
+  SignedPreKeyRecord: {
+    new: (id: number, ts: number, pub: Key, priv: PrivKey, sig: Bytes) => unknown;
+  };
+  KyberPreKeyRecord: { new: (id: number, ts: number, pair: unknown, sig: Bytes) => unknown };
+  PreKeyBundle: { new: (...args: unknown[]) => unknown };
+  SignalMessage: { deserialize(b: Bytes): unknown };
+  PreKeySignalMessage: { deserialize(b: Bytes): unknown };
+  SessionStore: abstract new () => object;
+  IdentityKeyStore: abstract new () => object;
+  PreKeyStore: abstract new () => object;
+  SignedPreKeyStore: abstract new () => object;
+  KyberPreKeyStore: abstract new () => object;
+  processPreKeyBundle(...args: unknown[]): Promise<void>;
+  signalEncrypt(...args: unknown[]): Promise<{ serialize(): Bytes; type(): number }>;
+  signalDecrypt(...args: unknown[]): Promise<Bytes>;
+  signalDecryptPreKey(...args: unknown[]): Promise<Bytes>;
+}
+
+/** One party's in-memory stores, keyed by address text. */
+function stores(signal: Signal, identity: { publicKey: Key; privateKey: PrivKey }, regId: number) {
+  const sessions = new Map<string, unknown>();
+  const identities = new Map<string, Key>();
+  const prekeys = new Map<number, unknown>();
+  const signed = new Map<number, unknown>();
+  const kyber = new Map<number, unknown>();
+  const name = (a: unknown) => String((a as { toString(): string }).toString());
+  const Session = class extends signal.SessionStore {
+    async saveSession(a: unknown, r: unknown) {
+      sessions.set(name(a), r);
+    }
+    async getSession(a: unknown) {
+      return sessions.get(name(a)) ?? null;
+    }
+    async getExistingSessions(as: unknown[]) {
+      return as.map((a) => sessions.get(name(a)));
+    }
+  };
+  const Identity = class extends signal.IdentityKeyStore {
+    async getIdentityKey() {
+      return identity.privateKey;
+    }
+    async getLocalRegistrationId() {
+      return regId;
+    }
+    async saveIdentity(a: unknown, k: Key) {
+      identities.set(name(a), k);
+      return 0;
+    }
+    async isTrustedIdentity() {
+      return true;
+    }
+    async getIdentity(a: unknown) {
+      return identities.get(name(a)) ?? null;
+    }
+  };
+  const PreKeys = class extends signal.PreKeyStore {
+    async savePreKey(id: number, r: unknown) {
+      prekeys.set(id, r);
+    }
+    async getPreKey(id: number) {
+      return prekeys.get(id);
+    }
+    async removePreKey(id: number) {
+      prekeys.delete(id);
+    }
+  };
+  const Signed = class extends signal.SignedPreKeyStore {
+    async saveSignedPreKey(id: number, r: unknown) {
+      signed.set(id, r);
+    }
+    async getSignedPreKey(id: number) {
+      return signed.get(id);
+    }
+  };
+  const Kyber = class extends signal.KyberPreKeyStore {
+    async saveKyberPreKey(id: number, r: unknown) {
+      kyber.set(id, r);
+    }
+    async getKyberPreKey(id: number) {
+      return kyber.get(id);
+    }
+    async markKyberPreKeyUsed() {}
+  };
+  return {
+    session: new Session(),
+    identity: new Identity(),
+    prekeys: new PreKeys(),
+    signed: new Signed(),
+    kyber: new Kyber(),
+    maps: { prekeys, signed, kyber },
+  };
+}
+
+async function signalPair(signal: Signal): Promise<Pair> {
+  const aliceId = signal.IdentityKeyPair.generate();
+  const bobId = signal.IdentityKeyPair.generate();
+  const alice = stores(signal, aliceId, 1);
+  const bob = stores(signal, bobId, 2);
+  const aliceAddr = signal.ProtocolAddress.new('alice', 1);
+  const bobAddr = signal.ProtocolAddress.new('bob', 1);
+
+  const pre = signal.PrivateKey.generate();
+  const spk = signal.PrivateKey.generate();
+  const spkSig = bobId.privateKey.sign(spk.getPublicKey().serialize());
+  const kem = signal.KEMKeyPair.generate();
+  const kemSig = bobId.privateKey.sign(kem.getPublicKey().serialize());
+  bob.maps.prekeys.set(1, signal.PreKeyRecord.new(1, pre.getPublicKey(), pre));
+  bob.maps.signed.set(2, signal.SignedPreKeyRecord.new(2, 0, spk.getPublicKey(), spk, spkSig));
+  bob.maps.kyber.set(3, signal.KyberPreKeyRecord.new(3, 0, kem, kemSig));
+  const bundle = signal.PreKeyBundle.new(
+    2,
+    1,
+    1,
+    pre.getPublicKey(),
+    2,
+    spk.getPublicKey(),
+    spkSig,
+    bobId.publicKey,
+    3,
+    kem.getPublicKey(),
+    kemSig,
+  );
+  await signal.processPreKeyBundle(bundle, bobAddr, aliceAddr, alice.session, alice.identity);
+
+  // First message (PreKey), then a reply, so both sides hold an established session.
+  const first = await signal.signalEncrypt(
+    utf8Encode('hi') as Bytes,
+    bobAddr,
+    aliceAddr,
+    alice.session,
+    alice.identity,
+  );
+  assertEqual('first message is a PreKey message', first.type(), 3);
+  await signal.signalDecryptPreKey(
+    signal.PreKeySignalMessage.deserialize(first.serialize()),
+    aliceAddr,
+    bobAddr,
+    bob.session,
+    bob.identity,
+    bob.prekeys,
+    bob.signed,
+    bob.kyber,
+  );
+  const reply = await signal.signalEncrypt(
+    utf8Encode('hello') as Bytes,
+    aliceAddr,
+    bobAddr,
+    bob.session,
+    bob.identity,
+  );
+  await signal.signalDecrypt(
+    signal.SignalMessage.deserialize(reply.serialize()),
+    bobAddr,
+    aliceAddr,
+    alice.session,
+    alice.identity,
+  );
+  return {
+    async send(plaintext) {
+      const ct = await signal.signalEncrypt(
+        plaintext as Bytes,
+        bobAddr,
+        aliceAddr,
+        alice.session,
+        alice.identity,
+      );
+      // Sent and received as bytes, as over a network.
+      const wire = ct.serialize();
+      return signal.signalDecrypt(
+        signal.SignalMessage.deserialize(wire),
+        aliceAddr,
+        bobAddr,
+        bob.session,
+        bob.identity,
+      );
+    },
+  };
+}
+
+export function conversationCases(): CaseFactory[] {
+  const oursLabel = 'GroupEngine encrypt+process (ts-mls, Coffer provider), 2-member group';
+  return [
+    {
+      name: `${PREFIX}/libsignal-double-ratchet`,
+      async build(): Promise<Case | undefined> {
+        const name = `${PREFIX}/libsignal-double-ratchet`;
+        const signal = await loadPeer<Signal>('@signalapp/libsignal-client', name, import.meta.url);
+        if (!signal) return undefined;
+        const ours = await mlsPair(await createTsMlsEngine(accept));
+        const theirs = await signalPair(signal);
+        return {
+          name,
+          unit: 'messages/s',
+          ours: side(oursLabel, ours),
+          baseline: side('libsignal-client signalEncrypt+signalDecrypt (Double Ratchet)', theirs),
+          seconds: SECONDS,
+          async check() {
+            await checkPair('ours', ours);
+            await checkPair('libsignal', theirs);
+          },
+        };
+      },
+    },
+    {
+      name: `${PREFIX}/ts-mls-default-provider`,
+      async build(): Promise<Case> {
+        const ours = await mlsPair(await createTsMlsEngine(accept));
+        const theirs = await mlsPair(
+          await createTsMlsEngine({ ...accept, crypto: defaultCryptoProvider }),
+        );
+        return {
+          name: `${PREFIX}/ts-mls-default-provider`,
+          unit: 'messages/s',
+          ours: side(oursLabel, ours),
+          baseline: side('the same engine on ts-mls defaultCryptoProvider (WebCrypto)', theirs),
+          seconds: SECONDS,
+          goal: { ratio: 1 },
+          async check() {
+            await checkPair('ours', ours);
+            await checkPair('ts-mls default provider', theirs);
+            assertTrue('sizes', MESSAGE === 1024);
+          },
+        };
+      },
+    },
+  ];
+}

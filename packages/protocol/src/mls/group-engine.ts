@@ -1,0 +1,546 @@
+// The MLS group engine: Coffer's own small, sans-I/O interface over an MLS implementation, so the
+// implementation can be replaced without touching callers. Every method takes a group state and
+// input bytes and returns a new state plus the bytes to send; nothing is sent, stored or timed
+// here. States are immutable handles: keep the newest one, persist it with exportState (it holds
+// private keys, so store it encrypted and bound to its record id), drop the old ones.
+//
+// createTsMlsEngine implements it over ts-mls (RFC 9420) with Coffer's crypto provider
+// (crypto-provider.ts) for MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.
+import { constantTimeEqual, importSigningKey, wipe } from '@coffer/crypto';
+import {
+  type CiphersuiteImpl,
+  type ClientState,
+  type Credential,
+  type CryptoProvider,
+  clientStateDecoder,
+  clientStateEncoder,
+  contentTypes,
+  createApplicationMessage,
+  createCommit,
+  decode,
+  defaultCredentialTypes,
+  defaultProposalTypes,
+  encode,
+  generateKeyPackage,
+  generateKeyPackageWithKey,
+  joinGroup,
+  type KeyPackage,
+  type MlsContext,
+  type MlsMessage,
+  mlsMessageDecoder,
+  mlsMessageEncoder,
+  nodeTypes,
+  type PrivateKeyPackage,
+  type Proposal,
+  privateKeyPackageDecoder,
+  privateKeyPackageEncoder,
+  processMessage,
+  protocolVersions,
+  createGroup as tsCreateGroup,
+  wireformats,
+} from 'ts-mls';
+import { assertBytes, invalidArgument, ProtocolError } from '../errors.js';
+import { createCofferCryptoProvider, MLS_DEFAULT_CIPHERSUITE } from './crypto-provider.js';
+
+/** Version byte in front of exported group states and private key packages. */
+export const MLS_STATE_VERSION = 1;
+/** Largest MLS message accepted: a Welcome carries the whole ratchet tree of a MAX_GROUP_SIZE group. */
+export const MAX_MLS_MESSAGE_LENGTH = 4 * 1024 * 1024;
+/** Largest exported state accepted: the tree, the secret tree and retained past-epoch keys. */
+export const MAX_GROUP_STATE_LENGTH = 16 * 1024 * 1024;
+/** Most members a group may have: Coffer groups are the devices of a few accounts; bounds tree size. */
+export const MAX_GROUP_SIZE = 1024;
+/** Group ids name conversations; they are not data. */
+export const MAX_GROUP_ID_LENGTH = 256;
+/** Credential identities (device or account ids), not data. */
+export const MAX_IDENTITY_LENGTH = 256;
+
+/** An immutable handle on one member's view of a group at one epoch. */
+export interface MlsGroup {
+  readonly groupId: Uint8Array;
+  readonly epoch: bigint;
+  readonly ownLeafIndex: number;
+  /** False once this member has been removed: it can read nothing new and send nothing. */
+  readonly active: boolean;
+}
+
+/** One member of a group, from the ratchet tree. */
+export interface MlsMember {
+  readonly leafIndex: number;
+  /** The identity of a basic credential (what createKeyPackage was given). */
+  readonly identity: Uint8Array;
+  readonly signaturePublicKey: Uint8Array;
+}
+
+/** A key package: publish `publicKeyPackage`; keep `privateKeyPackage` secret and use it once. */
+export interface MlsKeyPackage {
+  /** MLSMessage-encoded KeyPackage (RFC 9420 §10), for others to add this client. */
+  readonly publicKeyPackage: Uint8Array;
+  /** Versioned private keys (init, leaf HPKE and signature keys). Secret: store it encrypted. */
+  readonly privateKeyPackage: Uint8Array;
+}
+
+export interface CreateKeyPackageOptions {
+  /** The credential identity (for Coffer, the device id), 1 to 256 bytes. */
+  identity: Uint8Array;
+  /** Reuse an Ed25519 key (the device's signing key: 32-byte seed and public key). Default fresh. */
+  signatureKey?: { secretKey: Uint8Array; publicKey: Uint8Array };
+}
+
+/** The result of processing one incoming message. */
+export type ProcessedMessage =
+  | {
+      kind: 'application';
+      plaintext: Uint8Array;
+      authenticatedData: Uint8Array;
+      /** The member whose leaf sent it (its signature verified under that leaf's key). */
+      sender: MlsMember;
+    }
+  | { kind: 'commit'; epoch: bigint; removed: boolean }
+  | { kind: 'proposal' };
+
+/** What a commit produces: the committer's new state, the commit for the group, a Welcome for new members. */
+export interface CommitResult {
+  group: MlsGroup;
+  commit: Uint8Array;
+}
+
+/** Coffer's MLS interface. Errors are ProtocolError; see the README's error table. */
+export interface GroupEngine {
+  readonly cipherSuite: number;
+  createKeyPackage(options: CreateKeyPackageOptions): Promise<MlsKeyPackage>;
+  /** A new group with this client as its only member. */
+  createGroup(groupId: Uint8Array, keyPackage: MlsKeyPackage): Promise<MlsGroup>;
+  /** Adds members by their public key packages: one commit for the group, one Welcome for them. */
+  addMembers(
+    group: MlsGroup,
+    publicKeyPackages: readonly Uint8Array[],
+  ): Promise<CommitResult & { welcome: Uint8Array }>;
+  /** Joins from a Welcome sealed to `keyPackage`. */
+  joinFromWelcome(welcome: Uint8Array, keyPackage: MlsKeyPackage): Promise<MlsGroup>;
+  /** Encrypts an application message to the group. */
+  encrypt(
+    group: MlsGroup,
+    plaintext: Uint8Array,
+    authenticatedData?: Uint8Array,
+  ): Promise<{ group: MlsGroup; message: Uint8Array }>;
+  /** Processes an incoming application message, proposal or commit of another member. */
+  process(
+    group: MlsGroup,
+    message: Uint8Array,
+  ): Promise<{ group: MlsGroup; result: ProcessedMessage }>;
+  /** A commit with no proposals: fresh leaf and path keys (post-compromise security). */
+  selfUpdate(group: MlsGroup): Promise<CommitResult>;
+  removeMembers(group: MlsGroup, leafIndices: readonly number[]): Promise<CommitResult>;
+  members(group: MlsGroup): MlsMember[];
+  /** Versioned bytes of the whole state, private keys included: store encrypted. */
+  exportState(group: MlsGroup): Uint8Array;
+  importState(bytes: Uint8Array): MlsGroup;
+}
+
+export interface TsMlsEngineOptions {
+  /** Default Coffer's provider (createCofferCryptoProvider()). */
+  crypto?: CryptoProvider;
+  /**
+   * Decides whether a member's credential (its identity) may use `signaturePublicKey`: for Coffer,
+   * whether a verified device manifest lists that key for that device. Required: without it any
+   * key could claim any identity.
+   */
+  validateCredential(identity: Uint8Array, signaturePublicKey: Uint8Array): Promise<boolean>;
+}
+
+/**
+ * A {@link GroupEngine} over ts-mls for MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.
+ *
+ * @throws {ProtocolError} `INVALID_ARGUMENT` when `validateCredential` is missing.
+ * @example
+ * const engine = await createTsMlsEngine({ validateCredential: (id, key) => manifestHas(id, key) });
+ * const kp = await engine.createKeyPackage({ identity: deviceId });
+ * let group = await engine.createGroup(conversationId, kp);
+ */
+export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<GroupEngine> {
+  const op = 'mls.createEngine';
+  if (typeof options?.validateCredential !== 'function') {
+    throw invalidArgument(op, '"validateCredential" expected a function');
+  }
+  const provider = options.crypto ?? createCofferCryptoProvider();
+  const cs: CiphersuiteImpl = await provider.getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
+  const validate = options.validateCredential;
+  const context: MlsContext = {
+    cipherSuite: cs,
+    authService: {
+      async validateCredential(credential: Credential, signaturePublicKey: Uint8Array) {
+        if (credential.credentialType !== defaultCredentialTypes.basic) return false;
+        if (!('identity' in credential)) return false;
+        return validate(credential.identity, signaturePublicKey);
+      },
+    },
+  };
+
+  const states = new WeakMap<MlsGroup, ClientState>();
+
+  function handle(state: ClientState): MlsGroup {
+    const group: MlsGroup = Object.freeze({
+      groupId: state.groupContext.groupId.slice(),
+      epoch: state.groupContext.epoch,
+      ownLeafIndex: state.privatePath.leafIndex,
+      active: state.groupActiveState.kind === 'active',
+    });
+    states.set(group, state);
+    return group;
+  }
+
+  function stateOf(operation: string, group: MlsGroup): ClientState {
+    const state = typeof group === 'object' && group !== null ? states.get(group) : undefined;
+    if (!state) throw invalidArgument(operation, '"group" expected a group of this engine');
+    return state;
+  }
+
+  function activeStateOf(operation: string, group: MlsGroup): ClientState {
+    const state = stateOf(operation, group);
+    if (state.groupActiveState.kind !== 'active') {
+      throw new ProtocolError('GROUP_INACTIVE', operation, 'this member is no longer in the group');
+    }
+    return state;
+  }
+
+  function rejected(operation: string, what = 'message'): ProtocolError {
+    return new ProtocolError('MLS_MESSAGE_REJECTED', operation, `${what} rejected`);
+  }
+
+  function decodeMessage(operation: string, bytes: Uint8Array, what: string): MlsMessage {
+    assertBytes(operation, what, bytes, 1, MAX_MLS_MESSAGE_LENGTH);
+    let msg: MlsMessage | undefined;
+    try {
+      msg = decode(mlsMessageDecoder, bytes, MAX_MLS_MESSAGE_LENGTH);
+    } catch {
+      msg = undefined;
+    }
+    if (!msg) throw rejected(operation, what);
+    return msg;
+  }
+
+  function memberCount(state: ClientState): number {
+    let n = 0;
+    for (let i = 0; i < state.ratchetTree.length; i += 2) {
+      if (state.ratchetTree[i]?.nodeType === nodeTypes.leaf) n++;
+    }
+    return n;
+  }
+
+  function encodeMessage(message: MlsMessage): Uint8Array {
+    return encode(mlsMessageEncoder, message);
+  }
+
+  function versioned(body: Uint8Array): Uint8Array {
+    const out = new Uint8Array(body.length + 1);
+    out[0] = MLS_STATE_VERSION;
+    out.set(body, 1);
+    return out;
+  }
+
+  function decodeKeyPackage(
+    operation: string,
+    keyPackage: MlsKeyPackage,
+  ): { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage } {
+    if (typeof keyPackage !== 'object' || keyPackage === null) {
+      throw invalidArgument(operation, '"keyPackage" expected an object');
+    }
+    const publicPackage = decodePublicKeyPackage(operation, keyPackage.publicKeyPackage);
+    const priv = keyPackage.privateKeyPackage;
+    assertBytes(operation, 'privateKeyPackage', priv, 2, MAX_MLS_MESSAGE_LENGTH);
+    if (priv[0] !== MLS_STATE_VERSION) {
+      throw new ProtocolError(
+        'UNSUPPORTED_VERSION',
+        operation,
+        `private key package version ${priv[0]}`,
+      );
+    }
+    const privatePackage = decode(privateKeyPackageDecoder, priv.subarray(1));
+    if (!privatePackage) {
+      throw invalidArgument(operation, '"privateKeyPackage" is not a private key package');
+    }
+    return { publicPackage, privatePackage };
+  }
+
+  function decodePublicKeyPackage(operation: string, bytes: Uint8Array): KeyPackage {
+    const msg = decodeMessage(operation, bytes, 'key package');
+    if (msg.wireformat !== wireformats.mls_key_package) throw rejected(operation, 'key package');
+    if (msg.keyPackage.cipherSuite !== MLS_DEFAULT_CIPHERSUITE) {
+      throw rejected(operation, 'key package');
+    }
+    return msg.keyPackage;
+  }
+
+  async function commit(
+    operation: string,
+    state: ClientState,
+    proposals: Proposal[],
+  ): Promise<{ state: ClientState; commit: Uint8Array; welcome?: Uint8Array }> {
+    let result: Awaited<ReturnType<typeof createCommit>>;
+    try {
+      result = await createCommit({
+        context,
+        state,
+        extraProposals: proposals,
+        // The Welcome carries the tree, so joiners need nothing out of band.
+        ratchetTreeExtension: true,
+      });
+    } catch (err) {
+      // Proposals built from untrusted key packages are what fails validation here.
+      if (ProtocolError.is(err)) throw err;
+      throw rejected(operation, 'commit');
+    }
+    for (const secret of result.consumed) wipe(secret);
+    return {
+      state: result.newState,
+      commit: encodeMessage(result.commit),
+      ...(result.welcome ? { welcome: encodeMessage(result.welcome) } : {}),
+    };
+  }
+
+  // ts-mls 2.0.0-rc.10 does not return the sender of an application message. It updates the
+  // secret tree immutably, and opening a message consumes a key of the sender's leaf ratchet
+  // only (RFC 9420 §9.1), so the sender is the one leaf whose entry is a new object.
+  function applicationSender(before: ClientState, after: ClientState): number | undefined {
+    const old = before.secretTree.leafNodes;
+    let found: number | undefined;
+    for (const [key, node] of Object.entries(after.secretTree.leafNodes)) {
+      if (old[Number(key)] === node) continue;
+      if (found !== undefined) return undefined;
+      found = Number(key) / 2; // keyed by node index; leaf i is node 2i
+    }
+    return found;
+  }
+
+  function membersOf(state: ClientState): MlsMember[] {
+    const out: MlsMember[] = [];
+    for (let i = 0; i < state.ratchetTree.length; i += 2) {
+      const node = state.ratchetTree[i];
+      if (node?.nodeType !== nodeTypes.leaf) continue;
+      const { credential, signaturePublicKey } = node.leaf;
+      out.push({
+        leafIndex: i / 2,
+        identity: 'identity' in credential ? credential.identity.slice() : new Uint8Array(0),
+        signaturePublicKey: signaturePublicKey.slice(),
+      });
+    }
+    return out;
+  }
+
+  return {
+    cipherSuite: MLS_DEFAULT_CIPHERSUITE,
+
+    async createKeyPackage(opts) {
+      const operation = 'mls.createKeyPackage';
+      if (typeof opts !== 'object' || opts === null) {
+        throw invalidArgument(operation, '"options" expected an object');
+      }
+      assertBytes(operation, 'identity', opts.identity, 1, MAX_IDENTITY_LENGTH);
+      const credential: Credential = {
+        credentialType: defaultCredentialTypes.basic,
+        identity: opts.identity.slice(),
+      };
+      let pair: Awaited<ReturnType<typeof generateKeyPackage>>;
+      if (opts.signatureKey) {
+        assertBytes(operation, 'signatureKey.secretKey', opts.signatureKey.secretKey, 32);
+        assertBytes(operation, 'signatureKey.publicKey', opts.signatureKey.publicKey, 32);
+        const derived = (await importSigningKey(opts.signatureKey.secretKey)).publicKey;
+        if (!constantTimeEqual(derived, opts.signatureKey.publicKey)) {
+          throw invalidArgument(operation, '"signatureKey.publicKey" is not the secret key\'s');
+        }
+        pair = await generateKeyPackageWithKey({
+          credential,
+          cipherSuite: cs,
+          signatureKeyPair: {
+            signKey: opts.signatureKey.secretKey.slice(),
+            publicKey: opts.signatureKey.publicKey.slice(),
+          },
+        });
+      } else {
+        pair = await generateKeyPackage({ credential, cipherSuite: cs });
+      }
+      return Object.freeze({
+        publicKeyPackage: encodeMessage({
+          wireformat: wireformats.mls_key_package,
+          version: protocolVersions.mls10,
+          keyPackage: pair.publicPackage,
+        }),
+        privateKeyPackage: versioned(encode(privateKeyPackageEncoder, pair.privatePackage)),
+      });
+    },
+
+    async createGroup(groupId, keyPackage) {
+      const operation = 'mls.createGroup';
+      assertBytes(operation, 'groupId', groupId, 1, MAX_GROUP_ID_LENGTH);
+      const { publicPackage, privatePackage } = decodeKeyPackage(operation, keyPackage);
+      const state = await tsCreateGroup({
+        context,
+        groupId: groupId.slice(),
+        keyPackage: publicPackage,
+        privateKeyPackage: privatePackage,
+      });
+      return handle(state);
+    },
+
+    async addMembers(group, publicKeyPackages) {
+      const operation = 'mls.addMembers';
+      const state = activeStateOf(operation, group);
+      if (!Array.isArray(publicKeyPackages) || publicKeyPackages.length === 0) {
+        throw invalidArgument(operation, '"publicKeyPackages" expected at least one key package');
+      }
+      if (memberCount(state) + publicKeyPackages.length > MAX_GROUP_SIZE) {
+        throw invalidArgument(operation, `a group holds at most ${MAX_GROUP_SIZE} members`);
+      }
+      const proposals: Proposal[] = publicKeyPackages.map((bytes) => ({
+        proposalType: defaultProposalTypes.add,
+        add: { keyPackage: decodePublicKeyPackage(operation, bytes) },
+      }));
+      const out = await commit(operation, state, proposals);
+      if (!out.welcome) throw new Error('ts-mls made no welcome for an add commit');
+      return { group: handle(out.state), commit: out.commit, welcome: out.welcome };
+    },
+
+    async joinFromWelcome(welcome, keyPackage) {
+      const operation = 'mls.joinFromWelcome';
+      const { publicPackage, privatePackage } = decodeKeyPackage(operation, keyPackage);
+      const msg = decodeMessage(operation, welcome, 'welcome');
+      if (msg.wireformat !== wireformats.mls_welcome) throw rejected(operation, 'welcome');
+      let state: ClientState;
+      try {
+        state = await joinGroup({
+          context,
+          welcome: msg.welcome,
+          keyPackage: publicPackage,
+          privateKeys: privatePackage,
+        });
+      } catch {
+        throw rejected(operation, 'welcome');
+      }
+      if (memberCount(state) > MAX_GROUP_SIZE) throw rejected(operation, 'welcome');
+      return handle(state);
+    },
+
+    async encrypt(group, plaintext, authenticatedData = new Uint8Array(0)) {
+      const operation = 'mls.encrypt';
+      const state = activeStateOf(operation, group);
+      assertBytes(operation, 'plaintext', plaintext, 0, MAX_MLS_MESSAGE_LENGTH - 1024);
+      assertBytes(operation, 'authenticatedData', authenticatedData, 0, 64 * 1024);
+      const result = await createApplicationMessage({
+        context,
+        state,
+        message: plaintext,
+        authenticatedData,
+      });
+      for (const secret of result.consumed) wipe(secret);
+      return { group: handle(result.newState), message: encodeMessage(result.message) };
+    },
+
+    async process(group, message) {
+      const operation = 'mls.process';
+      const state = activeStateOf(operation, group);
+      const msg = decodeMessage(operation, message, 'message');
+      if (
+        msg.wireformat !== wireformats.mls_private_message &&
+        msg.wireformat !== wireformats.mls_public_message
+      ) {
+        throw rejected(operation);
+      }
+      const contentType =
+        msg.wireformat === wireformats.mls_private_message
+          ? msg.privateMessage.contentType
+          : msg.publicMessage.content.contentType;
+      let result: Awaited<ReturnType<typeof processMessage>>;
+      try {
+        result = await processMessage({ context, state, message: msg });
+      } catch {
+        // Tampered, replayed, from another group or epoch, or from a non-member: one answer.
+        throw rejected(operation);
+      }
+      for (const secret of result.consumed) wipe(secret);
+      if (result.kind === 'newState' && result.actionTaken !== 'accept') throw rejected(operation);
+      if (memberCount(result.newState) > MAX_GROUP_SIZE) throw rejected(operation);
+      const next = handle(result.newState);
+      if (result.kind === 'applicationMessage') {
+        const leafIndex = applicationSender(state, result.newState);
+        const sender = membersOf(result.newState).find((m) => m.leafIndex === leafIndex);
+        if (!sender) throw new Error('ts-mls accepted an application message of no member');
+        return {
+          group: next,
+          result: {
+            kind: 'application',
+            plaintext: result.message,
+            authenticatedData: result.aad,
+            sender,
+          },
+        };
+      }
+      if (contentType === contentTypes.commit) {
+        return {
+          group: next,
+          result: { kind: 'commit', epoch: next.epoch, removed: !next.active },
+        };
+      }
+      return { group: next, result: { kind: 'proposal' } };
+    },
+
+    async selfUpdate(group) {
+      const operation = 'mls.selfUpdate';
+      const out = await commit(operation, activeStateOf(operation, group), []);
+      return { group: handle(out.state), commit: out.commit };
+    },
+
+    async removeMembers(group, leafIndices) {
+      const operation = 'mls.removeMembers';
+      const state = activeStateOf(operation, group);
+      if (!Array.isArray(leafIndices) || leafIndices.length === 0) {
+        throw invalidArgument(operation, '"leafIndices" expected at least one leaf index');
+      }
+      const present = new Set(membersOf(state).map((m) => m.leafIndex));
+      for (const index of leafIndices) {
+        if (!Number.isSafeInteger(index) || !present.has(index)) {
+          throw invalidArgument(operation, `"leafIndices" names no member at ${String(index)}`);
+        }
+        if (index === state.privatePath.leafIndex) {
+          throw invalidArgument(operation, '"leafIndices" cannot remove this member itself');
+        }
+      }
+      const proposals: Proposal[] = [...new Set(leafIndices)].map((removed) => ({
+        proposalType: defaultProposalTypes.remove,
+        remove: { removed },
+      }));
+      const out = await commit(operation, state, proposals);
+      return { group: handle(out.state), commit: out.commit };
+    },
+
+    members(group) {
+      return membersOf(stateOf('mls.members', group));
+    },
+
+    exportState(group) {
+      return versioned(encode(clientStateEncoder, stateOf('mls.exportState', group)));
+    },
+
+    importState(bytes) {
+      const operation = 'mls.importState';
+      assertBytes(operation, 'bytes', bytes, 1, MAX_GROUP_STATE_LENGTH);
+      if (bytes[0] !== MLS_STATE_VERSION) {
+        throw new ProtocolError(
+          'UNSUPPORTED_VERSION',
+          operation,
+          `group state version ${bytes[0]}`,
+        );
+      }
+      let state: ClientState | undefined;
+      try {
+        state = decode(clientStateDecoder, bytes.subarray(1), MAX_GROUP_STATE_LENGTH);
+      } catch {
+        state = undefined;
+      }
+      if (!state || state.groupContext.cipherSuite !== MLS_DEFAULT_CIPHERSUITE) {
+        throw new ProtocolError('INVALID_GROUP_STATE', operation, 'not an mls group state');
+      }
+      return handle(state);
+    },
+  };
+}
