@@ -6,6 +6,7 @@ import { createEventHub, type EventHub } from './event-hub.js';
 import type { AppContext, AppEnv, RouteDeps } from './http/_env.js';
 import { routeLabel } from './http/_route.js';
 import { accountRoutes } from './http/accounts.js';
+import { DELIVERY_BODY_PATH, deliveryRoutes, MAX_DELIVERY_BODY_BYTES } from './http/delivery.js';
 import { deviceRoutes } from './http/devices.js';
 import { eventRoutes } from './http/events.js';
 import { healthRoutes } from './http/health.js';
@@ -63,7 +64,7 @@ function isUnavailable(err: unknown): boolean {
 
 /**
  * The Coffer HTTP API (spec/http-api-v1.md) as a Hono app: request id, security headers, request
- * log, metrics, JSON-only bodies of at most 256 KiB, then the routes. Every error goes through
+ * log, metrics, JSON-only bodies of at most 256 KiB (3 MiB for group messages), then the routes. Every error goes through
  * one handler and the code table in errors.ts; an unexpected exception is `500 INTERNAL` with no
  * detail (logged with its stack, never with the request body).
  *
@@ -91,7 +92,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use(securityHeaders());
   app.use(requestLog(logger));
   app.use(httpMetrics(deps.metrics));
-  app.use(bodyLimit(MAX_BODY_BYTES));
+  // Group messages carry MLS messages of up to 1 MiB; every other body stays at 256 KiB.
+  const smallBodies = bodyLimit(MAX_BODY_BYTES);
+  const deliveryBodies = bodyLimit(MAX_DELIVERY_BODY_BYTES);
+  app.use((c, next) =>
+    DELIVERY_BODY_PATH.test(c.req.path) ? deliveryBodies(c, next) : smallBodies(c, next),
+  );
   app.use(jsonOnly());
 
   app.route('/', healthRoutes(routeDeps));
@@ -101,6 +107,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route('/', deviceRoutes(routeDeps));
   app.route('/', linkRoutes(routeDeps));
   app.route('/', keyPackageRoutes(routeDeps));
+  app.route('/', deliveryRoutes(routeDeps));
   app.route('/', eventRoutes());
 
   app.notFound(() => errorResponse(new ServerError('NOT_FOUND', 'http.route')));

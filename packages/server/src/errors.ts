@@ -16,6 +16,8 @@ export const ERROR_STATUS = {
   USERNAME_TAKEN: 409,
   MANIFEST_CONFLICT: 409,
   CONFLICT: 409,
+  EPOCH_CONFLICT: 409,
+  QUEUE_FULL: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   INVALID_MANIFEST: 422,
@@ -42,6 +44,8 @@ const DEFAULT_MESSAGE: Record<ServerErrorCode, string> = {
   USERNAME_TAKEN: 'username is taken',
   MANIFEST_CONFLICT: 'manifest is not the successor of the current one',
   CONFLICT: 'conflict',
+  EPOCH_CONFLICT: 'the group is at another epoch; catch up and retry',
+  QUEUE_FULL: "a recipient's queue is full",
   PAYLOAD_TOO_LARGE: 'request body too large',
   UNSUPPORTED_MEDIA_TYPE: 'request body must be application/json',
   INVALID_MANIFEST: 'manifest or backup does not verify',
@@ -64,17 +68,20 @@ export class ServerError extends Error {
   readonly operation: string;
   /** Seconds, for `RATE_LIMITED` (the `retry-after` header). */
   readonly retryAfter: number | undefined;
+  /** The group's current epoch, for `EPOCH_CONFLICT` (sent in the body, so the client catches up). */
+  readonly epoch: number | undefined;
 
   constructor(
     code: ServerErrorCode,
     operation: string,
     message?: string,
-    options?: ErrorOptions & { readonly retryAfter?: number },
+    options?: ErrorOptions & { readonly retryAfter?: number; readonly epoch?: number },
   ) {
     super(message ?? DEFAULT_MESSAGE[code], options);
     this.code = code;
     this.operation = operation;
     this.retryAfter = options?.retryAfter;
+    this.epoch = options?.epoch;
   }
 
   /** The HTTP status for this error's code. */
@@ -92,9 +99,13 @@ export class ServerError extends Error {
   }
 }
 
-/** The JSON body of an error response: `{"error":{"code","message"}}`. */
+/** The JSON body of an error response: `{"error":{"code","message"}}` (and `epoch` for `EPOCH_CONFLICT`). */
 export interface ErrorBody {
-  readonly error: { readonly code: ServerErrorCode; readonly message: string };
+  readonly error: {
+    readonly code: ServerErrorCode;
+    readonly message: string;
+    readonly epoch?: number;
+  };
 }
 
 /**
@@ -104,7 +115,13 @@ export interface ErrorBody {
  * @example return errorResponse(new ServerError('NOT_FOUND', 'links.get'));
  */
 export function errorResponse(err: ServerError): Response {
-  const body: ErrorBody = { error: { code: err.code, message: err.message } };
+  const body: ErrorBody = {
+    error: {
+      code: err.code,
+      message: err.message,
+      ...(err.epoch === undefined ? {} : { epoch: err.epoch }),
+    },
+  };
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter);
   return new Response(JSON.stringify(body), { status: err.status, headers });

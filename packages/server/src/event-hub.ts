@@ -9,7 +9,9 @@ export type AccountEvent =
       readonly seq: number;
       readonly revokedDeviceIds: readonly string[];
     }
-  | { readonly type: 'deleted' };
+  | { readonly type: 'deleted' }
+  /** spec "Delivery": the queue of one of the account's devices has new entries. */
+  | { readonly type: 'queue'; readonly deviceId: string };
 
 export type AccountListener = (event: AccountEvent) => void;
 

@@ -26,6 +26,13 @@ export {
   type EventHub,
 } from './event-hub.js';
 export {
+  DELIVERY_RETENTION_MS,
+  MAX_GROUP_INFO_LENGTH,
+  MAX_MESSAGE_LENGTH,
+  MAX_QUEUE_ENTRIES,
+  MAX_RECIPIENTS,
+} from './http/delivery.js';
+export {
   AUTH_TIMEOUT_MS,
   attachEventSocket,
   CLOSE_GOING_AWAY,
@@ -58,9 +65,15 @@ export {
 export { type OpenStorageOptions, openStorage } from './storage/open.js';
 export type {
   AccountRecord,
+  DeliveryKind,
+  DeliveryResult,
+  DeliveryStore,
+  DeviceRoute,
   LinkRecord,
   NewAccount,
+  NewDelivery,
   NewSession,
+  QueuedMessage,
   SessionRecord,
   Storage,
   StoredBackup,

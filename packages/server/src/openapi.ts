@@ -86,16 +86,20 @@ export const OPENAPI_DOCUMENT = {
     title: 'Coffer HTTP API',
     version: '1.0.0',
     description:
-      'Accounts (OPAQUE), sessions, device manifests, key backup, device linking and the MLS KeyPackage directory. Normative text: packages/server/spec/http-api-v1.md; formats: packages/protocol/spec/account-v1.md.',
+      'Accounts (OPAQUE), sessions, device manifests, key backup, device linking, the MLS KeyPackage directory and the MLS delivery service. Normative text: packages/server/spec/http-api-v1.md; formats: packages/protocol/spec/account-v1.md.',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
     schemas: {
       Error: object({
-        error: object({
-          code: { type: 'string', enum: [...SERVER_ERROR_CODES] },
-          message: str('lowercase, never holds secrets'),
-        }),
+        error: object(
+          {
+            code: { type: 'string', enum: [...SERVER_ERROR_CODES] },
+            message: str('lowercase, never holds secrets'),
+            epoch: int("EPOCH_CONFLICT only: the group's current epoch"),
+          },
+          ['epoch'],
+        ),
       }),
       Manifest: object({
         body: b64url('encoded manifest body (account-v1 §3.1)'),
@@ -103,6 +107,8 @@ export const OPENAPI_DOCUMENT = {
       }),
       Id: { type: 'string', pattern: '^[A-Za-z0-9_-]{22}$', description: '16 bytes as b64url' },
       KeyPackage: b64url('an MLS KeyPackage, opaque to the server, 1 to 16384 bytes'),
+      Route: object({ accountId: ref('Id'), deviceId: ref('Id') }),
+      MlsMessage: b64url('an MLS message, opaque to the server, 1 to 1048576 bytes'),
     },
   },
   paths: {
@@ -484,10 +490,118 @@ export const OPENAPI_DOCUMENT = {
         },
       }),
     },
+    '/v1/groups/{groupId}/messages': {
+      post: op({
+        summary:
+          "Append an MLS message to a group's total order and to each recipient device's queue (a commit at epoch 0 creates an unknown group)",
+        auth: 'session',
+        parameters: [pathParam('groupId', 'group id: b64url of 16 to 64 bytes')],
+        requestBody: jsonBody(
+          object(
+            {
+              epoch: int("the group's current epoch (a commit's is the epoch it ends)"),
+              kind: { type: 'string', enum: ['application', 'commit', 'proposal', 'welcome'] },
+              message: ref('MlsMessage'),
+              recipients: { type: 'array', items: ref('Route'), maxItems: 1000 },
+              removed: { type: 'array', items: ref('Route'), maxItems: 1000 },
+              groupInfo: b64url('commit only: the GroupInfo of the new epoch, at most 1 MiB'),
+            },
+            ['removed', 'groupInfo'],
+          ),
+        ),
+        responses: {
+          '201': ok(
+            'accepted',
+            object({
+              seq: int("the message's place in the group's order"),
+              epoch: int("the group's epoch after the message"),
+            }),
+          ),
+          ...errors(...bodyErrors, 'EPOCH_CONFLICT', 'QUEUE_FULL'),
+        },
+      }),
+    },
+    '/v1/groups/{groupId}/info': {
+      get: op({
+        summary: "A group's epoch and latest GroupInfo, for a member device to resync",
+        auth: 'session',
+        parameters: [pathParam('groupId', 'group id: b64url of 16 to 64 bytes')],
+        responses: {
+          '200': ok(
+            'the group',
+            object({
+              epoch: int('current epoch'),
+              groupInfo: {
+                oneOf: [
+                  b64url('the GroupInfo stored with the latest commit that had one'),
+                  { type: 'null' },
+                ],
+              },
+            }),
+          ),
+          ...errors('BAD_REQUEST'),
+        },
+      }),
+    },
+    '/v1/queue': {
+      get: op({
+        summary:
+          "The session device's queue after a cursor, in order (unacknowledged entries are delivered again)",
+        auth: 'session',
+        parameters: [
+          {
+            name: 'after',
+            in: 'query',
+            required: false,
+            schema: { type: 'integer', minimum: 0 },
+            description: 'cursor of the last entry seen (default 0)',
+          },
+          {
+            name: 'limit',
+            in: 'query',
+            required: false,
+            schema: { type: 'integer', minimum: 1, maximum: 100 },
+            description: 'most entries (default 100)',
+          },
+        ],
+        responses: {
+          '200': ok(
+            'a page',
+            object({
+              messages: {
+                type: 'array',
+                items: object({
+                  cursor: int('position in this queue'),
+                  groupId: str('group id'),
+                  seq: int("position in the group's order"),
+                  epoch: int('epoch the message was sent in'),
+                  kind: {
+                    type: 'string',
+                    enum: ['application', 'commit', 'proposal', 'welcome'],
+                  },
+                  sender: ref('Route'),
+                  message: ref('MlsMessage'),
+                }),
+              },
+              more: { type: 'boolean', description: 'more entries follow the last one' },
+            }),
+          ),
+          ...errors('BAD_REQUEST'),
+        },
+      }),
+    },
+    '/v1/queue/ack': {
+      post: op({
+        summary: "Delete the session device's queue entries up to a cursor",
+        auth: 'session',
+        requestBody: jsonBody(object({ upTo: int('cursor of the last entry processed') })),
+        responses: { '204': ok('acknowledged'), ...errors(...bodyErrors) },
+      }),
+    },
     '/v1/events': {
       get: op({
         summary:
-          'WebSocket: send {"type":"auth","token"} first; then {"type":"ready"}, {"type":"manifest","seq"} pushes and {"type":"revoked"}. Close codes 4401 (auth), 4403 (revoked), 1001 (shutdown).',
+          'WebSocket: send {"type":"auth","token"} first; then {"type":"ready"}, {"type":"manifest","seq"} and {"type":"queue"} pushes and {"type":"revoked"}. Close codes 4401 (auth), 4403 (revoked), 1001 (shutdown).',
         responses: { '101': ok('switching protocols'), ...errors('BAD_REQUEST') },
       }),
     },

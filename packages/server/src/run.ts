@@ -10,6 +10,7 @@ import {
   localProviderFromFile,
 } from '@coffer/fields';
 import { type Config, ConfigError, loadConfig, USAGE } from './config.js';
+import { DELIVERY_RETENTION_MS } from './http/delivery.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { type RunningServer, startServer } from './server.js';
@@ -155,12 +156,14 @@ export async function runServer(
   logger.info(`coffer server listening on ${running.url} (${where})`);
 
   // Expired sessions, login states and links are refused when read; this only reclaims space.
+  // Delivery retention (spec "Delivery"): messages older than 30 days go, acknowledged or not.
   const sweep = setInterval(() => {
     const t = Date.now();
     Promise.all([
       storage.sessions.deleteExpired(t),
       storage.logins.deleteExpired?.(t),
       storage.links.deleteExpired?.(t),
+      storage.delivery.deleteOlderThan(t - DELIVERY_RETENTION_MS),
     ]).catch((err: unknown) => {
       logger.warn({ err }, 'sweeping expired records failed');
     });

@@ -114,7 +114,11 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
         const migrations = await sql<{
           name: string;
         }>`select name from kysely_migration`.execute(tdb.raw());
-        expect(migrations.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_key_packages']);
+        expect(migrations.rows.map((r) => r.name)).toEqual([
+          '0001_initial',
+          '0002_key_packages',
+          '0003_delivery',
+        ]);
         const keyrings = await tdb.raw().selectFrom('coffer_keyring').selectAll().execute();
         expect(keyrings).toHaveLength(1);
         // Only wrapped keys: every entry names its KEK and has no field holding a raw key.

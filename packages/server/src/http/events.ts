@@ -74,7 +74,7 @@ function reject(socket: Duplex, status: number, text: string): void {
 
 /**
  * Takes WebSocket upgrades for {@link EVENTS_PATH} from `server` (others get 404) and runs the
- * event protocol: auth message, `ready`, then `manifest` pushes and `revoked`.
+ * event protocol: auth message, `ready`, then `manifest` and `queue` pushes and `revoked`.
  *
  * @example const events = attachEventSocket(server, { storage, events: hub, logger });
  */
@@ -143,6 +143,14 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
       if (ws.readyState !== ws.OPEN) return;
       const { accountId, deviceId, tokenHash, expiresAt } = session;
       const onEvent = async (event: AccountEvent) => {
+        // Another device's queue: nothing for this socket.
+        if (event.type === 'queue' && event.deviceId !== deviceId) return;
+        if (event.type === 'queue') {
+          const still = expiresAt > now() ? await deps.storage.sessions.get(tokenHash) : undefined;
+          if (!still) return done(CLOSE_UNAUTHENTICATED, 'session ended');
+          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'queue' }));
+          return;
+        }
         if (
           event.type === 'deleted' ||
           (deviceId !== null && event.revokedDeviceIds.includes(deviceId))

@@ -174,6 +174,10 @@ async function deleteChildren(tx: Kysely<StorageDb>, accountId: string): Promise
     'login_states',
     'links',
     'key_packages',
+    // spec "Delivery": the account's queues and routes (its cursor counters stay, so that
+    // cursors never restart; they hold no message).
+    'delivery_queue',
+    'delivery_members',
     'backups',
     'manifests',
   ] as const) {

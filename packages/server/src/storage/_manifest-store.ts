@@ -137,11 +137,13 @@ export function createManifestStore(ctx: StoreContext): ManifestStore {
             .where('account_id', '=', accountId)
             .where('device_id', 'in', revoked)
             .execute();
-          await tx
-            .deleteFrom('key_packages')
-            .where('account_id', '=', accountId)
-            .where('device_id', 'in', revoked)
-            .execute();
+          for (const table of ['key_packages', 'delivery_queue', 'delivery_members'] as const) {
+            await tx
+              .deleteFrom(table)
+              .where('account_id', '=', accountId)
+              .where('device_id', 'in', revoked)
+              .execute();
+          }
         }
       });
     },

@@ -161,13 +161,110 @@ function keyPackages(dialect: StorageDialect): Migration {
 }
 
 /**
+ * spec/http-api-v1.md "Delivery": groups (epoch, next seq, latest GroupInfo), their routing set,
+ * each accepted message once, and per-device queues that point at messages.
+ */
+function delivery(dialect: StorageDialect): Migration {
+  const bytes = dialect === 'sqlite' ? 'blob' : 'bytea';
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('delivery_groups')
+        .addColumn('group_id', 'text', (c) => c.notNull())
+        .addColumn('epoch', 'bigint', (c) => c.notNull())
+        .addColumn('next_seq', 'bigint', (c) => c.notNull())
+        // The epoch the GroupInfo was stored at: part of its ciphertext's row binding.
+        .addColumn('group_info_epoch', 'bigint')
+        .addColumn('group_info', bytes)
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('delivery_groups_pk', ['group_id'])
+        .execute();
+
+      // Routing entries only: which devices the clients said are in the group.
+      await db.schema
+        .createTable('delivery_members')
+        .addColumn('group_id', 'text', (c) =>
+          c.notNull().references('delivery_groups.group_id').onDelete('cascade'),
+        )
+        .addColumn('account_id', 'text', (c) => c.notNull())
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('delivery_members_pk', ['group_id', 'account_id', 'device_id'])
+        .execute();
+
+      // One row per accepted message, its body sealed once whatever the number of recipients.
+      await db.schema
+        .createTable('delivery_messages')
+        .addColumn('group_id', 'text', (c) =>
+          c.notNull().references('delivery_groups.group_id').onDelete('cascade'),
+        )
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('epoch', 'bigint', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('sender_account_id', 'text', (c) => c.notNull())
+        .addColumn('sender_device_id', 'text', (c) => c.notNull())
+        .addColumn('body', bytes, (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('delivery_messages_pk', ['group_id', 'seq'])
+        .execute();
+      await db.schema
+        .createIndex('delivery_messages_age_idx')
+        .on('delivery_messages')
+        .column('created_at')
+        .execute();
+
+      // Each device's cursor counter: the row is locked while a message is queued for it, so
+      // cursors commit in the order they are handed out (a reader never skips one).
+      await db.schema
+        .createTable('delivery_devices')
+        .addColumn('account_id', 'text', (c) => c.notNull())
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addColumn('next_cursor', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('delivery_devices_pk', ['account_id', 'device_id'])
+        .execute();
+
+      await db.schema
+        .createTable('delivery_queue')
+        .addColumn('account_id', 'text', (c) => c.notNull())
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addColumn('cursor', 'bigint', (c) => c.notNull())
+        .addColumn('group_id', 'text', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('delivery_queue_pk', ['account_id', 'device_id', 'cursor'])
+        .addForeignKeyConstraint(
+          'delivery_queue_message_fk',
+          ['group_id', 'seq'],
+          'delivery_messages',
+          ['group_id', 'seq'],
+          (fk) => fk.onDelete('cascade'),
+        )
+        .execute();
+      await db.schema
+        .createIndex('delivery_queue_age_idx')
+        .on('delivery_queue')
+        .column('created_at')
+        .execute();
+      await db.schema
+        .createIndex('delivery_queue_message_idx')
+        .on('delivery_queue')
+        .columns(['group_id', 'seq'])
+        .execute();
+    },
+  };
+}
+
+/**
  * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
  * has shipped: add the next.
  */
 export function storageMigrations(dialect: StorageDialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_initial': initial(dialect), '0002_key_packages': keyPackages(dialect) };
+      return {
+        '0001_initial': initial(dialect),
+        '0002_key_packages': keyPackages(dialect),
+        '0003_delivery': delivery(dialect),
+      };
     },
   };
 }

@@ -63,4 +63,34 @@ export interface StorageDb {
     data: Bytes;
     created_at: Millis;
   };
+  /** spec/http-api-v1.md "Delivery": one row per group; `group_info` sealed. */
+  delivery_groups: {
+    group_id: string;
+    epoch: Millis;
+    next_seq: Millis;
+    group_info_epoch: MaybeMillis;
+    group_info: MaybeBytes;
+    created_at: Millis;
+  };
+  delivery_members: { group_id: string; account_id: string; device_id: string };
+  /** Each accepted message once; `body` sealed, bound to `groupId:seq`. */
+  delivery_messages: {
+    group_id: string;
+    seq: Millis;
+    epoch: Millis;
+    kind: string;
+    sender_account_id: string;
+    sender_device_id: string;
+    body: Bytes;
+    created_at: Millis;
+  };
+  delivery_devices: { account_id: string; device_id: string; next_cursor: Millis };
+  delivery_queue: {
+    account_id: string;
+    device_id: string;
+    cursor: Millis;
+    group_id: string;
+    seq: Millis;
+    created_at: Millis;
+  };
 }

@@ -1,6 +1,7 @@
 // The server's own data, encrypted with @coffer/fields before it reaches SQL. Every ciphertext is
 // bound to its table, column and row (the row's primary key; `accountId:seq` for manifests,
-// `accountId:deviceId:kind:hash` for KeyPackages), so
+// `accountId:deviceId:kind:hash` for KeyPackages, `groupId:seq` for delivered messages and
+// `groupId:epoch` for GroupInfo), so
 // a value copied to another row or column fails to open.
 import type { BlindIndexer, FieldCipher } from '@coffer/fields';
 
@@ -19,6 +20,8 @@ export const SEALED_COLUMNS = [
   'links.response_token',
   'secrets.value',
   'key_packages.data',
+  'delivery_messages.body',
+  'delivery_groups.group_info',
 ] as const;
 
 export type SealedColumn = (typeof SEALED_COLUMNS)[number];

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { createAccountStore } from './_account-store.js';
 import { createBackupStore } from './_backup-store.js';
 import { type StoreContext, transactionRunner } from './_context.js';
+import { createDeliveryStore } from './_delivery-store.js';
 import { createKeyPackageStore } from './_key-package-store.js';
 import { loadOrCreateKeyring } from './_keyring-table.js';
 import { createLinkStore } from './_link-store.js';
@@ -114,6 +115,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       links: createLinkStore(ctx),
       secrets: createSecretStore(ctx),
       keyPackages: createKeyPackageStore(ctx),
+      delivery: createDeliveryStore(ctx),
       async ping() {
         await sql`select 1`.execute(db);
       },

@@ -251,6 +251,85 @@ export interface KeyPackageStore {
   claim(accountId: string, deviceIds: readonly string[]): Promise<ClaimedKeyPackage[]>;
 }
 
+/** A device's address for delivery: the only routing data the server keeps about a member. */
+export interface DeviceRoute {
+  readonly accountId: string;
+  readonly deviceId: string;
+}
+
+export type DeliveryKind = 'application' | 'commit' | 'proposal' | 'welcome';
+
+/** A message to append to a group's total order (spec/http-api-v1.md "Delivery"). */
+export interface NewDelivery {
+  readonly groupId: string;
+  readonly sender: DeviceRoute;
+  readonly epoch: number;
+  readonly kind: DeliveryKind;
+  /** The MLS message, opaque bytes; sealed at rest. */
+  readonly message: Uint8Array;
+  /** Devices whose queues get it, without duplicates. */
+  readonly recipients: readonly DeviceRoute[];
+  /** Commit only: routes that leave the routing set after this message. */
+  readonly removed?: readonly DeviceRoute[];
+  /** Commit only: the GroupInfo of the new epoch. */
+  readonly groupInfo?: Uint8Array;
+}
+
+/** What {@link DeliveryStore.append} decided. Expected refusals are values, not exceptions. */
+export type DeliveryResult =
+  | { readonly ok: true; readonly seq: number; readonly epoch: number }
+  /** A commit or message for another epoch than the current one (also a second creation). */
+  | { readonly ok: false; readonly reason: 'epoch'; readonly epoch: number }
+  /** The sender (or, except for a welcome, a recipient) is not in the routing set. */
+  | { readonly ok: false; readonly reason: 'notMember' }
+  /** The group does not exist and the message is not a creating commit at epoch 0. */
+  | { readonly ok: false; readonly reason: 'unknownGroup' }
+  /** A recipient's queue holds `cap` entries: nothing was stored. */
+  | { readonly ok: false; readonly reason: 'queueFull'; readonly route: DeviceRoute };
+
+/** One entry of a device's queue. */
+export interface QueuedMessage {
+  readonly cursor: number;
+  readonly groupId: string;
+  readonly seq: number;
+  readonly epoch: number;
+  readonly kind: DeliveryKind;
+  readonly sender: DeviceRoute;
+  readonly message: Uint8Array;
+}
+
+/**
+ * The MLS delivery service: per-group total order with an epoch check, and per-device queues
+ * with acknowledgements. Messages are opaque bytes, sealed at rest and bound to their row.
+ */
+export interface DeliveryStore {
+  /**
+   * In one transaction: checks the epoch and membership, gives the message the group's next
+   * seq (a commit also moves the epoch to epoch + 1), and appends it to every recipient's queue.
+   * A commit at epoch 0 for an unknown group creates it with the sender as its only member.
+   * Concurrent commits for one epoch: exactly one is accepted, the others get `epoch`.
+   */
+  append(
+    message: NewDelivery,
+    options: { readonly now: number; readonly cap: number },
+  ): Promise<DeliveryResult>;
+  /** The device's queue after `after`, in cursor order: at most `limit` entries and (past the first) `maxBytes`. */
+  queue(
+    route: DeviceRoute,
+    after: number,
+    limits: { readonly limit: number; readonly maxBytes: number },
+  ): Promise<{ readonly messages: QueuedMessage[]; readonly more: boolean }>;
+  /** Deletes the device's entries with cursor <= upTo; returns how many. */
+  ack(route: DeviceRoute, upTo: number): Promise<number>;
+  /** The group's epoch and latest GroupInfo, when `route` is a member; undefined otherwise. */
+  groupInfo(
+    groupId: string,
+    route: DeviceRoute,
+  ): Promise<{ readonly epoch: number; readonly groupInfo: Uint8Array | null } | undefined>;
+  /** Retention: deletes messages (and their queue entries) created at or before `before`. */
+  deleteOlderThan(before: number): Promise<number>;
+}
+
 /** A key-value slot for the server's own secrets (the OPAQUE server setup), stored encrypted. */
 export interface SecretStore {
   get(name: string): Promise<Uint8Array | undefined>;
@@ -269,6 +348,7 @@ export interface Storage {
   readonly links: LinkStore;
   readonly secrets: SecretStore;
   readonly keyPackages: KeyPackageStore;
+  readonly delivery: DeliveryStore;
   /** A cheap round trip to the database, for /healthz. */
   ping(): Promise<void>;
   close(): Promise<void>;

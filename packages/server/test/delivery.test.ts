@@ -1,0 +1,732 @@
+// The MLS delivery service (spec/http-api-v1.md "Delivery"): total order, epoch checks
+// (concurrent commits across two storage instances: exactly one wins), queues with acks and
+// redelivery, isolation, membership, bad input, retention, sealing at rest, and the WebSocket
+// push over a real socket, on every database.
+import { randomBytes } from 'node:crypto';
+import { toBase64url } from '@coffer/crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { createApp } from '../src/app.js';
+import { createEventHub } from '../src/event-hub.js';
+import { DELIVERY_RETENTION_MS, MAX_MESSAGE_LENGTH, MAX_RECIPIENTS } from '../src/http/delivery.js';
+import { createLogger } from '../src/logger.js';
+import { createMetrics } from '../src/metrics.js';
+import {
+  type Account,
+  addDevice,
+  call,
+  login,
+  makeDevice,
+  signup,
+  successor,
+  wire,
+} from './_client.js';
+import { testDialects } from './_db.js';
+import { createHarness, type Fetcher, type Harness } from './_harness.js';
+
+const dialects = await testDialects();
+
+const b64 = (bytes: Uint8Array) => toBase64url(bytes);
+const newGroupId = () => b64(new Uint8Array(randomBytes(16)));
+const mls = (n = 48) => b64(new Uint8Array(randomBytes(n)));
+
+interface Member {
+  readonly accountId: string;
+  readonly deviceId: string;
+  readonly token: string;
+}
+
+describe.each(dialects)('delivery (%s)', (dialect) => {
+  let h: Harness;
+  let n = 0;
+  const route = (m: Member) => ({ accountId: m.accountId, deviceId: m.deviceId });
+  const fresh = async (): Promise<Member & { account: Account }> => {
+    const account = await signup(h.fetch, `dl${n++}`, 'pw');
+    return {
+      accountId: account.accountId,
+      deviceId: account.device.id,
+      token: account.token,
+      account,
+    };
+  };
+  const send = (
+    from: Member,
+    groupId: string,
+    body: Record<string, unknown>,
+    fetcher: Fetcher = h.fetch,
+  ) => call(fetcher, 'POST', `/v1/groups/${groupId}/messages`, body, from.token);
+  const queue = (m: Member, query = '') =>
+    call(h.fetch, 'GET', `/v1/queue${query}`, undefined, m.token);
+  const ack = (m: Member, upTo: number) =>
+    call(h.fetch, 'POST', '/v1/queue/ack', { upTo }, m.token);
+  /** A group of `members`, created by the first: commit at 0, then a welcome at 1. */
+  const group = async (creator: Member, others: readonly Member[]) => {
+    const groupId = newGroupId();
+    const created = await send(creator, groupId, {
+      epoch: 0,
+      kind: 'commit',
+      message: mls(),
+      recipients: [],
+      groupInfo: mls(),
+    });
+    expect(created.status).toBe(201);
+    expect(created.json).toEqual({ seq: 1, epoch: 1 });
+    if (others.length > 0) {
+      const welcome = await send(creator, groupId, {
+        epoch: 1,
+        kind: 'welcome',
+        message: mls(),
+        recipients: others.map(route),
+      });
+      expect(welcome.status).toBe(201);
+      for (const o of others) await drain(o);
+    }
+    return groupId;
+  };
+  /** Reads and acknowledges everything in a device's queue. */
+  const drain = async (m: Member) => {
+    const r = await queue(m);
+    expect(r.status).toBe(200);
+    const last = r.json.messages.at(-1);
+    if (last) expect((await ack(m, last.cursor)).status).toBe(204);
+    return r.json.messages;
+  };
+
+  beforeAll(async () => {
+    h = await createHarness(dialect, 'delivery');
+  });
+  afterAll(() => h.dispose());
+
+  it('creates a group, orders its messages and delivers them to the named devices', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const c = await fresh();
+    const groupId = await group(a, [b, c]);
+    const bodies = [mls(10), mls(20), mls(30)];
+    const sent = [];
+    for (const message of bodies) {
+      const r = await send(a, groupId, {
+        epoch: 1,
+        kind: 'application',
+        message,
+        recipients: [route(b), route(c)],
+      });
+      expect(r.status).toBe(201);
+      sent.push(r.json);
+    }
+    expect(sent).toEqual([
+      { seq: 3, epoch: 1 },
+      { seq: 4, epoch: 1 },
+      { seq: 5, epoch: 1 },
+    ]);
+    for (const m of [b, c]) {
+      const r = await queue(m);
+      expect(r.json.more).toBe(false);
+      expect(r.json.messages.map((x: { message: string }) => x.message)).toEqual(bodies);
+      expect(r.json.messages[0]).toMatchObject({
+        groupId,
+        seq: 3,
+        epoch: 1,
+        kind: 'application',
+        sender: route(a),
+      });
+      const cursors = r.json.messages.map((x: { cursor: number }) => x.cursor);
+      expect(cursors).toEqual([...cursors].sort((x, y) => x - y));
+    }
+    // The sender named itself nowhere: its queue stays empty.
+    expect((await queue(a)).json.messages).toEqual([]);
+    // GroupInfo for resync.
+    const info = await call(h.fetch, 'GET', `/v1/groups/${groupId}/info`, undefined, b.token);
+    expect(info.status).toBe(200);
+    expect(info.json.epoch).toBe(1);
+    expect(typeof info.json.groupInfo).toBe('string');
+  });
+
+  it('moves the epoch with each commit and refuses stale epochs with EPOCH_CONFLICT', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const groupId = await group(a, [b]);
+    const groupInfo = mls(64);
+    const commit = await send(b, groupId, {
+      epoch: 1,
+      kind: 'commit',
+      message: mls(),
+      recipients: [route(a)],
+      groupInfo,
+    });
+    expect(commit.json).toEqual({ seq: 3, epoch: 2 });
+    for (const kind of ['commit', 'application', 'proposal', 'welcome']) {
+      const stale = await send(a, groupId, {
+        epoch: 1,
+        kind,
+        message: mls(),
+        recipients: [route(b)],
+      });
+      expect(stale.status).toBe(409);
+      expect(stale.json.error).toMatchObject({ code: 'EPOCH_CONFLICT', epoch: 2 });
+    }
+    // Ahead of the group is refused as well.
+    expect(
+      (await send(a, groupId, { epoch: 3, kind: 'application', message: mls(), recipients: [] }))
+        .json.error.code,
+    ).toBe('EPOCH_CONFLICT');
+    const info = await call(h.fetch, 'GET', `/v1/groups/${groupId}/info`, undefined, a.token);
+    expect(info.json).toEqual({ epoch: 2, groupInfo });
+    // Recreating an existing group is a commit at a stale epoch.
+    const again = await send(b, groupId, {
+      epoch: 0,
+      kind: 'commit',
+      message: mls(),
+      recipients: [],
+    });
+    expect(again.status).toBe(409);
+    expect(again.json.error.epoch).toBe(2);
+  });
+
+  it('accepts exactly one of concurrent commits for an epoch (two storage instances)', async () => {
+    const second = await h.db.open();
+    const other = createApp({
+      storage: second,
+      ...h.secrets,
+      logger: createLogger({ level: 'silent' }),
+      metrics: createMetrics({ processMetrics: false }),
+      events: createEventHub(),
+      now: () => h.clock.now,
+    });
+    const otherFetch: Fetcher = async (path, init) => other.request(path, init);
+    const members = [await fresh(), await fresh(), await fresh(), await fresh()];
+    const a = members[0]!;
+    const rest = members.slice(1);
+    const groupId = await group(a, rest);
+    const results = await Promise.all(
+      members.map((m, i) =>
+        send(
+          m,
+          groupId,
+          {
+            epoch: 1,
+            kind: 'commit',
+            message: mls(),
+            recipients: members.filter((x) => x !== m).map(route),
+          },
+          i % 2 === 0 ? h.fetch : otherFetch,
+        ),
+      ),
+    );
+    const won = results.filter((r) => r.status === 201);
+    const lost = results.filter((r) => r.status === 409);
+    expect(won).toHaveLength(1);
+    expect(won[0]?.json).toEqual({ seq: 3, epoch: 2 });
+    expect(lost).toHaveLength(3);
+    for (const r of lost) expect(r.json.error).toMatchObject({ code: 'EPOCH_CONFLICT', epoch: 2 });
+    // Concurrent creations of one group: one wins.
+    const fresh2 = newGroupId();
+    const creations = await Promise.all(
+      [a, ...rest].map((m, i) =>
+        send(
+          m,
+          fresh2,
+          { epoch: 0, kind: 'commit', message: mls(), recipients: [] },
+          i % 2 === 0 ? h.fetch : otherFetch,
+        ),
+      ),
+    );
+    expect(creations.filter((r) => r.status === 201)).toHaveLength(1);
+    // The losers are not members of the group the winner made.
+    for (const r of creations.filter((x) => x.status !== 201)) expect(r.status).toBe(403);
+    // One device creating one group twice (a retry): the second is a stale commit.
+    const fresh3 = newGroupId();
+    const twice = await Promise.all(
+      [h.fetch, otherFetch].map((f) =>
+        send(a, fresh3, { epoch: 0, kind: 'commit', message: mls(), recipients: [] }, f),
+      ),
+    );
+    expect(twice.map((r) => r.status).sort()).toEqual([201, 409]);
+    expect(twice.find((r) => r.status === 409)?.json.error).toMatchObject({
+      code: 'EPOCH_CONFLICT',
+      epoch: 1,
+    });
+    // Concurrent application messages all get distinct, gap-free seqs.
+    const apps = await Promise.all(
+      members.map((m, i) =>
+        send(
+          m,
+          groupId,
+          { epoch: 2, kind: 'application', message: mls(), recipients: [route(a)] },
+          i % 2 === 0 ? h.fetch : otherFetch,
+        ),
+      ),
+    );
+    expect(apps.every((r) => r.status === 201)).toBe(true);
+    expect(apps.map((r) => r.json.seq).sort()).toEqual([4, 5, 6, 7]);
+    const seen = (await queue(a)).json.messages.map((m: { seq: number }) => m.seq);
+    expect(seen.slice(-4).sort()).toEqual([4, 5, 6, 7]);
+  });
+
+  it('queues concurrent messages of two groups with shared recipients in order, no deadlock', async () => {
+    const second = await h.db.open();
+    const other = createApp({
+      storage: second,
+      ...h.secrets,
+      logger: createLogger({ level: 'silent' }),
+      metrics: createMetrics({ processMetrics: false }),
+      events: createEventHub(),
+      now: () => h.clock.now,
+    });
+    const otherFetch: Fetcher = async (path, init) => other.request(path, init);
+    const members = [await fresh(), await fresh(), await fresh()];
+    const a = members[0]!;
+    const rest = members.slice(1);
+    const g1 = await group(a, rest);
+    const g2 = await group(a, rest);
+    const everyone = members.map(route);
+    const results = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        send(
+          members[i % 3]!,
+          i % 2 === 0 ? g1 : g2,
+          {
+            epoch: 1,
+            kind: 'application',
+            message: mls(),
+            // Recipients in varying order: the store sorts them before taking locks.
+            recipients: i % 4 < 2 ? everyone : [...everyone].reverse(),
+          },
+          i % 3 === 0 ? h.fetch : otherFetch,
+        ),
+      ),
+    );
+    expect(results.map((r) => r.status)).toEqual(Array(24).fill(201));
+    for (const m of members) {
+      const got = (await queue(m)).json.messages as {
+        cursor: number;
+        groupId: string;
+        seq: number;
+      }[];
+      expect(got).toHaveLength(24);
+      const cursors = got.map((x) => x.cursor);
+      expect(cursors).toEqual(Array.from({ length: 24 }, (_, i) => cursors[0]! + i));
+      for (const g of [g1, g2]) {
+        const seqs = got.filter((x) => x.groupId === g).map((x) => x.seq);
+        expect(seqs).toEqual(Array.from({ length: 12 }, (_, i) => 3 + i));
+      }
+    }
+  });
+
+  it('redelivers until acknowledged, pages in order and deletes only what is acknowledged', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const groupId = await group(a, [b]);
+    for (let i = 0; i < 5; i++) {
+      const r = await send(a, groupId, {
+        epoch: 1,
+        kind: 'application',
+        message: mls(),
+        recipients: [route(b)],
+      });
+      expect(r.status).toBe(201);
+    }
+    const first = await queue(b, '?limit=2');
+    expect(first.json.messages).toHaveLength(2);
+    expect(first.json.more).toBe(true);
+    const rest = await queue(b, `?after=${first.json.messages[1].cursor}`);
+    expect(rest.json.messages).toHaveLength(3);
+    expect(rest.json.more).toBe(false);
+    // "Reconnect" without acknowledging: everything is there again.
+    const again = await queue(b);
+    expect(again.json.messages).toEqual([...first.json.messages, ...rest.json.messages]);
+    // Acknowledge the first two; the rest is redelivered.
+    expect((await ack(b, first.json.messages[1].cursor)).status).toBe(204);
+    const after = await queue(b);
+    expect(after.json.messages).toEqual(rest.json.messages);
+    // Acknowledging again, or below, changes nothing.
+    expect((await ack(b, 0)).status).toBe(204);
+    expect((await queue(b)).json.messages).toEqual(rest.json.messages);
+    expect((await ack(b, rest.json.messages[2].cursor)).status).toBe(204);
+    expect((await queue(b)).json.messages).toEqual([]);
+  });
+
+  it('keeps each device to its own queue', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const phone = await makeDevice('phone');
+    expect((await addDevice(h.fetch, b.account, phone)).status).toBe(200);
+    const onPhone = await login(h.fetch, b.account.username, 'pw', phone.id);
+    const bPhone: Member = {
+      accountId: b.accountId,
+      deviceId: phone.id,
+      token: onPhone.finish?.json.token,
+    };
+    const groupId = await group(a, [b]);
+    const r = await send(a, groupId, {
+      epoch: 1,
+      kind: 'application',
+      message: mls(),
+      recipients: [route(b)],
+    });
+    expect(r.status).toBe(201);
+    // Same account, other device: nothing; and its ack cannot remove b's entries.
+    expect((await queue(bPhone)).json.messages).toEqual([]);
+    expect((await ack(bPhone, Number.MAX_SAFE_INTEGER - 1)).status).toBe(204);
+    expect((await queue(b)).json.messages).toHaveLength(1);
+    // Not in the group: no GroupInfo, no sending.
+    expect(
+      (await call(h.fetch, 'GET', `/v1/groups/${groupId}/info`, undefined, bPhone.token)).status,
+    ).toBe(403);
+  });
+
+  it("drops a revoked device's queue and routes, and a deleted account's", async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const phone = await makeDevice('phone');
+    expect((await addDevice(h.fetch, b.account, phone)).status).toBe(200);
+    const phoneRoute = { accountId: b.accountId, deviceId: phone.id };
+    const groupId = await group(a, [b]);
+    const welcome = await send(a, groupId, {
+      epoch: 1,
+      kind: 'welcome',
+      message: mls(),
+      recipients: [phoneRoute],
+    });
+    expect(welcome.status).toBe(201);
+    const rows = async (table: 'delivery_queue' | 'delivery_members', accountId: string) =>
+      Number(
+        (
+          await h.db
+            .raw()
+            .selectFrom(table)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .where('account_id', '=', accountId)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    expect(await rows('delivery_queue', b.accountId)).toBe(1);
+    expect(await rows('delivery_members', b.accountId)).toBe(2);
+    const next = await successor(b.account, {
+      devices: b.account.body.devices.filter((d) => d.id !== phone.id),
+    });
+    const put = await call(
+      h.fetch,
+      'PUT',
+      '/v1/manifest',
+      { manifest: wire(next.manifest) },
+      b.token,
+    );
+    expect(put.status).toBe(200);
+    expect(await rows('delivery_queue', b.accountId)).toBe(0);
+    expect(await rows('delivery_members', b.accountId)).toBe(1);
+    // The phone is no longer a route: a message naming it is refused.
+    expect(
+      (
+        await send(a, groupId, {
+          epoch: 1,
+          kind: 'application',
+          message: mls(),
+          recipients: [phoneRoute],
+        })
+      ).status,
+    ).toBe(403);
+  });
+
+  it('answers 403 to non-members and for recipients outside the group', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const stranger = await fresh();
+    const groupId = await group(a, [b]);
+    const msg = { epoch: 1, kind: 'application', message: mls(), recipients: [route(a)] };
+    const r = await send(stranger, groupId, msg);
+    expect(r.status).toBe(403);
+    expect(r.json.error.code).toBe('FORBIDDEN');
+    // A non-member with a wrong epoch learns nothing about the epoch either.
+    expect((await send(stranger, groupId, { ...msg, epoch: 9 })).status).toBe(403);
+    // A member may not put messages in an outsider's queue, except by a welcome.
+    expect(
+      (await send(a, groupId, { ...msg, recipients: [route(b), route(stranger)] })).status,
+    ).toBe(403);
+    expect((await queue(stranger)).json.messages).toEqual([]);
+    // An unknown group looks the same as one the device is not in.
+    expect((await send(stranger, newGroupId(), msg)).status).toBe(403);
+    expect(
+      (await call(h.fetch, 'GET', `/v1/groups/${newGroupId()}/info`, undefined, a.token)).status,
+    ).toBe(403);
+    // Welcome: adds the stranger, who can then send and read GroupInfo.
+    expect(
+      (
+        await send(a, groupId, {
+          epoch: 1,
+          kind: 'welcome',
+          message: mls(),
+          recipients: [route(stranger)],
+        })
+      ).status,
+    ).toBe(201);
+    expect((await send(stranger, groupId, msg)).status).toBe(201);
+    // A commit removing b: b gets the commit, then is out.
+    const removal = await send(a, groupId, {
+      epoch: 1,
+      kind: 'commit',
+      message: mls(),
+      recipients: [route(b), route(stranger)],
+      removed: [route(b)],
+    });
+    expect(removal.status).toBe(201);
+    expect((await send(b, groupId, { ...msg, epoch: 2 })).status).toBe(403);
+    const bQueue = (await queue(b)).json.messages;
+    expect(bQueue.at(-1)).toMatchObject({ kind: 'commit', seq: removal.json.seq });
+    // A session without a device, and no session at all.
+    expect((await call(h.fetch, 'GET', '/v1/queue')).status).toBe(401);
+    const noDevice = await login(h.fetch, a.account.username, 'pw');
+    const t = noDevice.finish?.json.token;
+    expect((await call(h.fetch, 'GET', '/v1/queue', undefined, t)).status).toBe(403);
+    expect(
+      (await call(h.fetch, 'POST', `/v1/groups/${groupId}/messages`, { ...msg, epoch: 2 }, t))
+        .status,
+    ).toBe(403);
+  });
+
+  it('refuses bad input with 4xx, never 5xx', async () => {
+    const a = await fresh();
+    const groupId = await group(a, []);
+    const good = { epoch: 1, kind: 'application', message: mls(), recipients: [] };
+    const bodies: unknown[] = [
+      {},
+      { ...good, epoch: -1 },
+      { ...good, epoch: 1.5 },
+      { ...good, epoch: '1' },
+      { ...good, epoch: Number.MAX_SAFE_INTEGER },
+      { ...good, kind: 'other' },
+      { ...good, kind: null },
+      { ...good, message: '' },
+      { ...good, message: 'not b64url!' },
+      { ...good, message: 'AAA=' },
+      { ...good, recipients: undefined },
+      { ...good, recipients: 'x' },
+      { ...good, recipients: [{ accountId: 'x', deviceId: 'y' }] },
+      { ...good, recipients: [route(a), route(a)] },
+      { ...good, recipients: [null] },
+      { ...good, recipients: Array.from({ length: MAX_RECIPIENTS + 1 }, () => route(a)) },
+      { ...good, groupInfo: mls() },
+      { ...good, removed: [route(a)] },
+      { ...good, kind: 'commit', groupInfo: 7 },
+      [],
+    ];
+    for (const body of bodies) {
+      const r = await send(a, groupId, body as Record<string, unknown>);
+      expect(r.status, JSON.stringify(body).slice(0, 80)).toBe(400);
+      expect(r.json.error.code).toBe('BAD_REQUEST');
+    }
+    for (const id of ['short', 'A'.repeat(20), 'A'.repeat(100), '%00']) {
+      expect((await send(a, id, good)).status).toBe(400);
+      expect((await call(h.fetch, 'GET', `/v1/groups/${id}/info`, undefined, a.token)).status).toBe(
+        400,
+      );
+    }
+    for (const q of ['?after=-1', '?after=01', '?after=x', '?limit=0', '?limit=101', '?limit=']) {
+      expect((await queue(a, q)).status, q).toBe(400);
+    }
+    for (const body of [{}, { upTo: -1 }, { upTo: 'x' }, { upTo: 1.5 }]) {
+      expect((await call(h.fetch, 'POST', '/v1/queue/ack', body, a.token)).status).toBe(400);
+    }
+    // A message of the largest size passes; one byte more does not.
+    const big = new Uint8Array(MAX_MESSAGE_LENGTH);
+    const ok = await send(a, groupId, { ...good, message: b64(big) });
+    expect(ok.status).toBe(201);
+    const tooBig = await send(a, groupId, {
+      ...good,
+      message: b64(new Uint8Array(MAX_MESSAGE_LENGTH + 1)),
+    });
+    expect(tooBig.status).toBe(400);
+    // Other routes keep the 256 KiB body limit.
+    const r = await call(
+      h.fetch,
+      'POST',
+      '/v1/queue/ack',
+      { upTo: 1, pad: 'x'.repeat(300_000) },
+      a.token,
+    );
+    expect(r.status).toBe(413);
+  });
+
+  it('refuses a message to a full queue (nothing stored) and forgets messages after 30 days', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const groupId = await group(a, [b]);
+    // Fill b's queue to the cap directly through the store (10,000 requests would be slow).
+    const cap = 3;
+    for (let i = 0; i < cap; i++) {
+      const r = await h.storage.delivery.append(
+        {
+          groupId,
+          sender: route(a),
+          epoch: 1,
+          kind: 'application',
+          message: new Uint8Array([i]),
+          recipients: [route(b)],
+        },
+        { now: h.clock.now, cap },
+      );
+      expect(r.ok).toBe(true);
+    }
+    const full = await h.storage.delivery.append(
+      {
+        groupId,
+        sender: route(a),
+        epoch: 1,
+        kind: 'application',
+        message: new Uint8Array([9]),
+        recipients: [route(a), route(b)],
+      },
+      { now: h.clock.now, cap },
+    );
+    expect(full).toEqual({ ok: false, reason: 'queueFull', route: route(b) });
+    // Nothing of the refused message stayed, in either queue; the seq was not used.
+    expect((await queue(a)).json.messages).toEqual([]);
+    const held = (await queue(b)).json.messages;
+    expect(held).toHaveLength(cap);
+    // Acknowledging makes room.
+    await ack(b, held[0].cursor);
+    const next = await h.storage.delivery.append(
+      {
+        groupId,
+        sender: route(a),
+        epoch: 1,
+        kind: 'application',
+        message: new Uint8Array([10]),
+        recipients: [route(b)],
+      },
+      { now: h.clock.now, cap },
+    );
+    expect(next).toEqual({ ok: true, seq: held[cap - 1].seq + 1, epoch: 1 });
+
+    // Retention: 30 days later the sweep deletes what is still queued. (The store is given the
+    // times directly: moving the app's clock 30 days would expire the test's sessions too.)
+    const start = h.clock.now;
+    await h.storage.delivery.deleteOlderThan(start - 1);
+    expect((await queue(b)).json.messages.length).toBe(cap);
+    const late = await h.storage.delivery.append(
+      {
+        groupId,
+        sender: route(a),
+        epoch: 1,
+        kind: 'application',
+        message: new Uint8Array([11]),
+        recipients: [route(b)],
+      },
+      { now: start + DELIVERY_RETENTION_MS, cap: cap + 1 },
+    );
+    expect(late.ok).toBe(true);
+    await h.storage.delivery.deleteOlderThan(start + DELIVERY_RETENTION_MS - DELIVERY_RETENTION_MS);
+    const left = (await queue(b)).json.messages;
+    expect(left.map((m: { seq: number }) => m.seq)).toEqual([late.ok && late.seq]);
+    // The group itself (epoch, GroupInfo) outlives its messages.
+    const info = await call(h.fetch, 'GET', `/v1/groups/${groupId}/info`, undefined, b.token);
+    expect(info.json.epoch).toBe(1);
+  });
+
+  it('seals message bodies and GroupInfo at rest, bound to their rows', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const groupId = await group(a, [b]);
+    const secret = new TextEncoder().encode('plaintext-marker-1234567890');
+    const r = await send(a, groupId, {
+      epoch: 1,
+      kind: 'commit',
+      message: b64(secret),
+      recipients: [route(b)],
+      groupInfo: b64(secret),
+    });
+    expect(r.status).toBe(201);
+    const raw = h.db.raw();
+    const msg = await raw
+      .selectFrom('delivery_messages')
+      .select(['body', 'seq'])
+      .where('group_id', '=', groupId)
+      .orderBy('seq', 'desc')
+      .executeTakeFirstOrThrow();
+    const g = await raw
+      .selectFrom('delivery_groups')
+      .select('group_info')
+      .where('group_id', '=', groupId)
+      .executeTakeFirstOrThrow();
+    const marker = Buffer.from(secret).toString('hex');
+    expect(Buffer.from(msg.body).toString('hex')).not.toContain(marker);
+    expect(Buffer.from(g.group_info!).toString('hex')).not.toContain(marker);
+    // A ciphertext moved to another row fails to open (500, logged), and leaks nothing.
+    const welcome = await raw
+      .selectFrom('delivery_messages')
+      .select('body')
+      .where('group_id', '=', groupId)
+      .where('seq', '=', 2)
+      .executeTakeFirstOrThrow();
+    await raw
+      .updateTable('delivery_messages')
+      .set({ body: welcome.body })
+      .where('group_id', '=', groupId)
+      .where('seq', '=', msg.seq)
+      .execute();
+    const q = await queue(b);
+    expect(q.status).toBe(500);
+    expect(q.json.error.code).toBe('INTERNAL');
+  });
+
+  it('pushes {type:"queue"} to the recipient device over a real socket; catch-up after reconnect', async () => {
+    const net = await h.listen();
+    const a = await fresh();
+    const b = await fresh();
+    const groupId = await group(a, [b]);
+    const url = `${net.url.replace('http', 'ws')}/v1/events`;
+    const open = async (token: string) => {
+      const ws = new WebSocket(url);
+      const messages: unknown[] = [];
+      ws.on('message', (data) => messages.push(JSON.parse(data.toString())));
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      ws.send(JSON.stringify({ type: 'auth', token }));
+      return { ws, messages };
+    };
+    const until = async (check: () => boolean) => {
+      const deadline = Date.now() + 5000;
+      while (!check()) {
+        if (Date.now() > deadline) throw new Error('timed out waiting on the socket');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const sb = await open(b.token);
+    const sa = await open(a.token);
+    await until(() => sb.messages.length === 1 && sa.messages.length === 1);
+    expect(sb.messages[0]).toEqual({ type: 'ready' });
+    const r = await send(
+      a,
+      groupId,
+      { epoch: 1, kind: 'application', message: mls(), recipients: [route(b)] },
+      net.fetch,
+    );
+    expect(r.status).toBe(201);
+    await until(() => sb.messages.length === 2);
+    expect(sb.messages[1]).toEqual({ type: 'queue' });
+    // The sender's socket hears nothing of b's queue.
+    await new Promise((res) => setTimeout(res, 100));
+    expect(sa.messages).toEqual([{ type: 'ready' }]);
+    // b drops off; a message arrives meanwhile; after reconnecting, b catches up with GET.
+    sb.ws.close();
+    await until(() => sb.ws.readyState === WebSocket.CLOSED);
+    const missed = await send(
+      a,
+      groupId,
+      { epoch: 1, kind: 'application', message: mls(), recipients: [route(b)] },
+      net.fetch,
+    );
+    expect(missed.status).toBe(201);
+    const again = await open(b.token);
+    await until(() => again.messages.length === 1);
+    const caught = await call(net.fetch, 'GET', '/v1/queue', undefined, b.token);
+    expect(caught.json.messages.map((m: { seq: number }) => m.seq)).toEqual([
+      r.json.seq,
+      missed.json.seq,
+    ]);
+    again.ws.close();
+    sa.ws.close();
+  });
+});
