@@ -3,7 +3,7 @@
 // for other suites, and that the engine really runs on it.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { fromHex, toHex, utf8Encode } from '@coffer/crypto';
+import { fromHex, hkdfExpand, toHex, utf8Encode } from '@coffer/crypto';
 import { type CiphersuiteImpl, type CryptoProvider, ciphersuites } from 'ts-mls';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -82,6 +82,26 @@ describe('coffer mls crypto provider', () => {
     expect(await cs.signature.verify(publicKey, utf8Encode('n'), sig)).toBe(false);
     expect(await cs.signature.verify(new Uint8Array(32), utf8Encode('m'), sig)).toBe(false);
     expect(await cs.signature.verify(publicKey, utf8Encode('m'), sig.subarray(1))).toBe(false);
+  });
+
+  test('kdf.expand: its one-block path is HKDF-Expand (RFC 5869 A.1) and matches hkdfExpand', async () => {
+    // RFC 5869 Appendix A.1 (test case 1): PRK, info and the first 32 bytes of OKM.
+    const prk = fromHex('077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5');
+    const info = fromHex('f0f1f2f3f4f5f6f7f8f9');
+    const okm =
+      '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865';
+    expect(toHex(await cs.kdf.expand(prk, info, 32))).toBe(okm.slice(0, 64));
+    expect(toHex(await cs.kdf.expand(prk, info, 42))).toBe(okm);
+    for (const length of [1, 12, 16, 31, 32, 33, 64]) {
+      for (const i of [new Uint8Array(0), info]) {
+        expect(toHex(await cs.kdf.expand(prk, i, length))).toBe(
+          toHex(await hkdfExpand('SHA-256', prk, i, length)),
+        );
+      }
+    }
+    // Bad input is refused as hkdfExpand refuses it.
+    await expect(cs.kdf.expand(prk.subarray(0, 31), info, 16)).rejects.toThrow();
+    await expect(cs.kdf.expand(prk, info, 0)).rejects.toThrow();
   });
 
   test('other suites come from the fallback provider', async () => {

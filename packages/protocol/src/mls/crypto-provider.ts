@@ -5,7 +5,8 @@
 //
 // Mapping (ts-mls interface → @coffer/crypto):
 //   hash.digest / mac / verifyMac    → sha256 / hmac / hmacVerify (constant-time)
-//   kdf.extract / expand             → hkdfExtract / hkdfExpand, SHA-256 (MLS labels are raw)
+//   kdf.extract / expand             → hkdfExtract / hkdfExpand, SHA-256 (MLS labels are raw);
+//                                      expand to ≤ 32 bytes is its single block, one hmac call
 //   signature.sign / verify / keygen → importSigningKey + sign / importVerifyingKey + verify
 //                                      (Coffer's strict Ed25519 policy) / generateSigningKeyPair;
 //                                      signature private keys are 32-byte RFC 8032 seeds
@@ -131,7 +132,7 @@ function makeSuite1(): CiphersuiteImpl {
     },
     kdf: {
       extract: (salt, ikm) => hkdfExtract('SHA-256', salt, ikm),
-      expand: (prk, info, length) => hkdfExpand('SHA-256', prk, info, length),
+      expand: expandSha256,
       size: 32,
     },
     signature: {
@@ -150,6 +151,38 @@ function makeSuite1(): CiphersuiteImpl {
     hpke: makeHpke(),
     rng: { randomBytes },
   };
+}
+
+const SHA256_LENGTH = 32;
+
+/**
+ * HKDF-Expand-SHA256 (RFC 5869 §2.3). Every MLS derivation of suite 1 (ExpandWithLabel) asks for
+ * at most one hash length, where the output is T(1) = HMAC(PRK, info || 0x01) truncated: one HMAC
+ * call and no block loop. Longer or odd requests take hkdfExpand, which also reports bad input.
+ */
+async function expandSha256(
+  prk: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Promise<Uint8Array> {
+  if (
+    !Number.isSafeInteger(length) ||
+    length < 1 ||
+    length > SHA256_LENGTH ||
+    !(prk instanceof Uint8Array) ||
+    prk.length < SHA256_LENGTH ||
+    !(info instanceof Uint8Array)
+  ) {
+    return hkdfExpand('SHA-256', prk, info, length);
+  }
+  const block = new Uint8Array(info.length + 1);
+  block.set(info, 0);
+  block[info.length] = 1;
+  const t1 = await hmac('SHA-256', prk, block);
+  if (length === SHA256_LENGTH) return t1;
+  const out = t1.slice(0, length);
+  t1.fill(0);
+  return out;
 }
 
 // ts-mls types HPKE keys as CryptoKeys but only ever hands them back to the same Hpke object, so

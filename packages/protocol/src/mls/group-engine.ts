@@ -313,17 +313,23 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     return found;
   }
 
+  /** The member at one leaf (copies of its keys), or undefined for a blank or absent leaf. */
+  function memberAt(state: ClientState, leafIndex: number): MlsMember | undefined {
+    const node = state.ratchetTree[leafIndex * 2];
+    if (node?.nodeType !== nodeTypes.leaf) return undefined;
+    const { credential, signaturePublicKey } = node.leaf;
+    return {
+      leafIndex,
+      identity: 'identity' in credential ? credential.identity.slice() : new Uint8Array(0),
+      signaturePublicKey: signaturePublicKey.slice(),
+    };
+  }
+
   function membersOf(state: ClientState): MlsMember[] {
     const out: MlsMember[] = [];
     for (let i = 0; i < state.ratchetTree.length; i += 2) {
-      const node = state.ratchetTree[i];
-      if (node?.nodeType !== nodeTypes.leaf) continue;
-      const { credential, signaturePublicKey } = node.leaf;
-      out.push({
-        leafIndex: i / 2,
-        identity: 'identity' in credential ? credential.identity.slice() : new Uint8Array(0),
-        signaturePublicKey: signaturePublicKey.slice(),
-      });
+      const member = memberAt(state, i / 2);
+      if (member) out.push(member);
     }
     return out;
   }
@@ -459,11 +465,14 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       }
       for (const secret of result.consumed) wipe(secret);
       if (result.kind === 'newState' && result.actionTaken !== 'accept') throw rejected(operation);
-      if (memberCount(result.newState) > MAX_GROUP_SIZE) throw rejected(operation);
+      // An application message leaves the ratchet tree as it was; only commits change membership.
+      if (result.kind !== 'applicationMessage' && memberCount(result.newState) > MAX_GROUP_SIZE) {
+        throw rejected(operation);
+      }
       const next = handle(result.newState);
       if (result.kind === 'applicationMessage') {
         const leafIndex = applicationSender(state, result.newState);
-        const sender = membersOf(result.newState).find((m) => m.leafIndex === leafIndex);
+        const sender = leafIndex === undefined ? undefined : memberAt(result.newState, leafIndex);
         if (!sender) throw new Error('ts-mls accepted an application message of no member');
         return {
           group: next,
