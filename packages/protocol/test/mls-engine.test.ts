@@ -99,6 +99,26 @@ describe('mls engine', () => {
     await send(bob, [alice], 'in order again');
   });
 
+  test('a message from the previous epoch that arrives after the commit opens, with its sender', async () => {
+    const [alice, bob] = await twoMembers();
+    // Bob sends at epoch 1; before alice reads it, alice commits a self-update (epoch 2).
+    const late = await engine.encrypt(bob.group!, text('sent before the update'));
+    bob.group = late.group;
+    const updated = await engine.selfUpdate(alice.group!);
+    alice.group = updated.group;
+    await deliverCommit(updated.commit, [bob]);
+    const r = await engine.process(alice.group!, late.message);
+    alice.group = r.group;
+    expect(r.result.kind).toBe('application');
+    if (r.result.kind === 'application') {
+      expect(utf8Decode(r.result.plaintext)).toBe('sent before the update');
+      expect(utf8Decode(r.result.sender.identity)).toBe('bob');
+      expect(r.result.sender.leafIndex).toBe(1);
+    }
+    await expectCode(() => engine.process(alice.group!, late.message), 'MLS_MESSAGE_REJECTED');
+    await send(alice, [bob], 'after the late one');
+  });
+
   test('application messages carry authenticated data', async () => {
     const [alice, bob] = await twoMembers();
     const out = await engine.encrypt(alice.group!, text('body'), text('header'));

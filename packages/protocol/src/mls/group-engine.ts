@@ -291,7 +291,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       if (ProtocolError.is(err)) throw err;
       throw rejected(operation, 'commit');
     }
-    for (const secret of result.consumed) wipe(secret);
+    wipeConsumed(result.consumed, result.newState);
     return {
       state: result.newState,
       commit: encodeMessage(result.commit),
@@ -299,15 +299,65 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     };
   }
 
+  /**
+   * Wipes the secrets ts-mls reports consumed, except those the new state still holds. In
+   * 2.0.0-rc.10 a commit keeps the previous epoch's secret tree for late messages
+   * (historicalReceiverData) while also reporting some of that tree's values consumed; wiping
+   * those made every late message of the previous epoch undecryptable.
+   */
+  function wipeConsumed(consumed: readonly Uint8Array[], state: ClientState): void {
+    if (consumed.length === 0) return;
+    const live = new Set<Uint8Array>();
+    const keep = (tree: ClientState['secretTree']) => {
+      for (const v of Object.values(tree.intermediateNodes)) live.add(v);
+      for (const node of Object.values(tree.leafNodes)) {
+        for (const g of [node.application, node.handshake]) {
+          live.add(g.secret);
+          for (const u of Object.values(g.unusedGenerations)) live.add(u);
+        }
+      }
+    };
+    keep(state.secretTree);
+    for (const epoch of state.historicalReceiverData.values()) {
+      keep(epoch.secretTree);
+      live.add(epoch.senderDataSecret);
+      live.add(epoch.resumptionPsk);
+    }
+    for (const secret of consumed) if (!live.has(secret)) wipe(secret);
+  }
+
   // ts-mls 2.0.0-rc.10 does not return the sender of an application message. It updates the
   // secret tree immutably, and opening a message consumes a key of the sender's leaf ratchet
-  // only (RFC 9420 §9.1), so the sender is the one leaf whose entry is a new object.
-  function applicationSender(before: ClientState, after: ClientState): number | undefined {
-    const old = before.secretTree.leafNodes;
-    let found: number | undefined;
-    for (const [key, node] of Object.entries(after.secretTree.leafNodes)) {
+  // only (RFC 9420 §9.1), so the sender is the one leaf whose entry is a new object — in the
+  // current epoch's tree, or, for a late message, in the tree kept for its epoch.
+  function applicationSender(
+    before: ClientState,
+    after: ClientState,
+  ): { leafIndex: number; tree: ClientState['ratchetTree'] } | undefined {
+    const current = changedLeaf(before.secretTree, after.secretTree);
+    if (current !== null)
+      return current === undefined ? undefined : { leafIndex: current, tree: after.ratchetTree };
+    for (const [epoch, data] of after.historicalReceiverData) {
+      const old = before.historicalReceiverData.get(epoch);
+      if (!old || old.secretTree === data.secretTree) continue;
+      const leaf = changedLeaf(old.secretTree, data.secretTree);
+      return leaf === null || leaf === undefined
+        ? undefined
+        : { leafIndex: leaf, tree: data.ratchetTree };
+    }
+    return undefined;
+  }
+
+  /** The one leaf whose ratchet moved between two trees; null when none did, undefined when several. */
+  function changedLeaf(
+    before: ClientState['secretTree'],
+    after: ClientState['secretTree'],
+  ): number | null | undefined {
+    const old = before.leafNodes;
+    let found: number | null = null;
+    for (const [key, node] of Object.entries(after.leafNodes)) {
       if (old[Number(key)] === node) continue;
-      if (found !== undefined) return undefined;
+      if (found !== null) return undefined;
       found = Number(key) / 2; // keyed by node index; leaf i is node 2i
     }
     return found;
@@ -315,7 +365,11 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
 
   /** The member at one leaf (copies of its keys), or undefined for a blank or absent leaf. */
   function memberAt(state: ClientState, leafIndex: number): MlsMember | undefined {
-    const node = state.ratchetTree[leafIndex * 2];
+    return memberIn(state.ratchetTree, leafIndex);
+  }
+
+  function memberIn(tree: ClientState['ratchetTree'], leafIndex: number): MlsMember | undefined {
+    const node = tree[leafIndex * 2];
     if (node?.nodeType !== nodeTypes.leaf) return undefined;
     const { credential, signaturePublicKey } = node.leaf;
     return {
@@ -438,7 +492,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
         message: plaintext,
         authenticatedData,
       });
-      for (const secret of result.consumed) wipe(secret);
+      wipeConsumed(result.consumed, result.newState);
       return { group: handle(result.newState), message: encodeMessage(result.message) };
     },
 
@@ -463,7 +517,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
         // Tampered, replayed, from another group or epoch, or from a non-member: one answer.
         throw rejected(operation);
       }
-      for (const secret of result.consumed) wipe(secret);
+      wipeConsumed(result.consumed, result.newState);
       if (result.kind === 'newState' && result.actionTaken !== 'accept') throw rejected(operation);
       // An application message leaves the ratchet tree as it was; only commits change membership.
       if (result.kind !== 'applicationMessage' && memberCount(result.newState) > MAX_GROUP_SIZE) {
@@ -471,8 +525,8 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       }
       const next = handle(result.newState);
       if (result.kind === 'applicationMessage') {
-        const leafIndex = applicationSender(state, result.newState);
-        const sender = leafIndex === undefined ? undefined : memberAt(result.newState, leafIndex);
+        const from = applicationSender(state, result.newState);
+        const sender = from && memberIn(from.tree, from.leafIndex);
         if (!sender) throw new Error('ts-mls accepted an application message of no member');
         return {
           group: next,
