@@ -145,6 +145,41 @@ describe.each(dialects)('a stolen database after real use (%s)', (dialect) => {
     // The link's token is only in the database: take it from there through the storage API.
     const link = await h.storage.links.get(code.linkId, h.clock.now);
     secrets.push(link!.response!.token);
+    // MLS traffic the server stores: KeyPackages, a group's messages and GroupInfo. Real ones are
+    // ciphertexts already; these markers stand in for bytes the server must still not keep in
+    // the clear (the storage encrypts them again, bound to their rows).
+    const marker = (name: string) => `Marker-${name}-${toBase64url(randomBytes(6))}`;
+    const kp = marker('KeyPackage');
+    const lastResort = marker('LastResort');
+    const uploaded = await call(
+      h.fetch,
+      'POST',
+      '/v1/key-packages',
+      {
+        keyPackages: [toBase64url(new TextEncoder().encode(kp))],
+        lastResort: toBase64url(new TextEncoder().encode(lastResort)),
+      },
+      u0.token,
+    );
+    expect(uploaded.status).toBe(201);
+    const groupId = toBase64url(randomBytes(16));
+    const commit = marker('Commit');
+    const info = marker('GroupInfo');
+    const created = await call(
+      h.fetch,
+      'POST',
+      `/v1/groups/${groupId}/messages`,
+      {
+        epoch: 0,
+        kind: 'commit',
+        message: toBase64url(new TextEncoder().encode(commit)),
+        recipients: [],
+        groupInfo: toBase64url(new TextEncoder().encode(info)),
+      },
+      u0.token,
+    );
+    expect(created.status).toBe(201);
+    secrets.push(kp, lastResort, commit, info);
   });
   afterAll(() => h.dispose());
 
