@@ -16,40 +16,13 @@ import {
   type TestDatabase,
   type TestDialect,
 } from './_db.js';
+import { foundIn } from './_dump-search.js';
 
 const postgres = await postgresAvailable();
 const DIALECTS: TestDialect[] = ['sqlite', 'postgres'];
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 const newId = () => randomBytes(16).toString('base64url');
-
-/** Every byte form in which `text` could sit in a dump: raw, hex, base64 at each alignment. */
-function forms(text: string): Array<{ readonly form: string; readonly bytes: Buffer }> {
-  const raw = utf8(text);
-  const out = [
-    { form: 'utf-8', bytes: raw },
-    { form: 'utf-16le', bytes: Buffer.from(text, 'utf16le') },
-    { form: 'hex', bytes: utf8(raw.toString('hex')) },
-    { form: 'HEX', bytes: utf8(raw.toString('hex').toUpperCase()) },
-  ];
-  // Inside a longer base64 string the name starts at any of three byte offsets; the whole
-  // 3-byte groups from each offset on encode to the same characters wherever it sits.
-  for (let shift = 0; shift < 3; shift++) {
-    const whole = raw.subarray(shift, shift + Math.floor((raw.length - shift) / 3) * 3);
-    out.push({ form: `base64+${shift}`, bytes: utf8(whole.toString('base64')) });
-    out.push({ form: `base64url+${shift}`, bytes: utf8(whole.toString('base64url')) });
-  }
-  return out;
-}
-
-/** Which of `texts` appear in `haystack`, and in which form. */
-function found(haystack: Buffer, texts: readonly string[]): string[] {
-  const hits: string[] = [];
-  for (const text of texts)
-    for (const { form, bytes } of forms(text))
-      if (haystack.includes(bytes)) hits.push(`${text} (${form})`);
-  return hits;
-}
 
 /** Values for one user's records, each with the name inside, as a server would never see them. */
 function withName(name: string, what: string, size = 96): Uint8Array {
@@ -230,21 +203,21 @@ describe.each(DIALECTS)('a stolen %s database', (dialect) => {
             existsSync(`${path}-wal`) ? readFileSync(`${path}-wal`) : Buffer.alloc(0),
           ]);
         const live = dump();
-        expect(found(live, [marker]), 'the scan sees plaintext columns').not.toEqual([]);
-        expect(found(live, searched)).toEqual([]);
+        expect(foundIn(live, [marker]), 'the scan sees plaintext columns').not.toEqual([]);
+        expect(foundIn(live, searched)).toEqual([]);
         // After close the WAL is checkpointed into the main file: look there again.
         await storage.close();
         const closed = dump();
-        expect(found(closed, [marker])).not.toEqual([]);
-        expect(found(closed, searched)).toEqual([]);
+        expect(foundIn(closed, [marker])).not.toEqual([]);
+        expect(foundIn(closed, searched)).toEqual([]);
         return;
       }
 
       const raw = tdb.raw();
       const schema = tdb.pgSchema!;
       const rows = await pgRowsText(raw, schema);
-      expect(found(rows, [marker]), 'the scan sees plaintext columns').not.toEqual([]);
-      expect(found(rows, searched)).toEqual([]);
+      expect(foundIn(rows, [marker]), 'the scan sees plaintext columns').not.toEqual([]);
+      expect(foundIn(rows, searched)).toEqual([]);
 
       const superuser = await sql<{ su: boolean }>`
         select rolsuper as su from pg_roles where rolname = current_user`.execute(raw);
@@ -253,11 +226,11 @@ describe.each(DIALECTS)('a stolen %s database', (dialect) => {
         return;
       }
       const files = await pgRelationFiles(raw, schema);
-      expect(found(files, [marker]), 'the scan sees the heap').not.toEqual([]);
-      expect(found(files, searched)).toEqual([]);
+      expect(foundIn(files, [marker]), 'the scan sees the heap').not.toEqual([]);
+      expect(foundIn(files, searched)).toEqual([]);
       const wal = await pgWal(raw, walFrom);
-      expect(found(wal, [marker]), 'the scan sees the WAL').not.toEqual([]);
-      expect(found(wal, searched)).toEqual([]);
+      expect(foundIn(wal, [marker]), 'the scan sees the WAL').not.toEqual([]);
+      expect(foundIn(wal, searched)).toEqual([]);
     });
   });
 });
