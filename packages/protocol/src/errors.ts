@@ -20,6 +20,9 @@ export const PROTOCOL_ERROR_CODES = [
   'MLS_MESSAGE_REJECTED',
   'GROUP_INACTIVE',
   'INVALID_GROUP_STATE',
+  'COMMIT_NOT_ALLOWED',
+  'INVALID_CONVERSATION',
+  'INVALID_CONTENT',
 ] as const;
 
 /** A stable string naming what went wrong; see {@link PROTOCOL_ERROR_CODES} and the README. */

@@ -6,7 +6,7 @@
 //
 // createTsMlsEngine implements it over ts-mls (RFC 9420) with Coffer's crypto provider
 // (crypto-provider.ts) for MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.
-import { constantTimeEqual, importSigningKey, wipe } from '@coffer/crypto';
+import { constantTimeEqual, importSigningKey, toBase64url, wipe } from '@coffer/crypto';
 import {
   type CiphersuiteImpl,
   type ClientState,
@@ -17,21 +17,28 @@ import {
   contentTypes,
   createApplicationMessage,
   createCommit,
+  createGroupInfoWithExternalPubAndRatchetTree,
+  createProposal,
   decode,
+  defaultCapabilities,
   defaultCredentialTypes,
   defaultProposalTypes,
   encode,
+  type GroupContextExtension,
   generateKeyPackage,
   generateKeyPackageWithKey,
   joinGroup,
+  joinGroupExternal,
   type KeyPackage,
   type MlsContext,
   type MlsMessage,
+  makeCustomExtension,
   mlsMessageDecoder,
   mlsMessageEncoder,
   nodeTypes,
   type PrivateKeyPackage,
   type Proposal,
+  type ProposalWithSender,
   privateKeyPackageDecoder,
   privateKeyPackageEncoder,
   processMessage,
@@ -54,6 +61,15 @@ export const MAX_GROUP_SIZE = 1024;
 export const MAX_GROUP_ID_LENGTH = 256;
 /** Credential identities (device or account ids), not data. */
 export const MAX_IDENTITY_LENGTH = 256;
+/**
+ * The GroupContext extension (private-use range, RFC 9420 §17.3) that carries the application's
+ * group data: for Coffer, the conversation's kind, name and admins. Being in the GroupContext,
+ * every member agrees on it in every epoch (a different view is a different epoch, a fork), and
+ * only a commit changes it. Every key package advertises support for it.
+ */
+export const GROUP_DATA_EXTENSION_TYPE = 0xf0c1;
+/** Largest group data: a name and a list of admins, not content. */
+export const MAX_GROUP_DATA_LENGTH = 16 * 1024;
 
 /** An immutable handle on one member's view of a group at one epoch. */
 export interface MlsGroup {
@@ -99,6 +115,32 @@ export type ProcessedMessage =
   | { kind: 'commit'; epoch: bigint; removed: boolean }
   | { kind: 'proposal' };
 
+/**
+ * What one commit changes, as every member sees it, for {@link TsMlsEngineOptions.authorizeCommit}:
+ * members compared leaf by leaf before and after, and the group data before and after.
+ */
+export interface MlsCommitChange {
+  /** The committing member, from the tree before the commit; undefined for an external commit. */
+  readonly committer: MlsMember | undefined;
+  /** True for an external commit (a joiner adding itself from the GroupInfo). */
+  readonly external: boolean;
+  /** Members of the group before the commit. */
+  readonly before: readonly MlsMember[];
+  /** Leaves that hold a member after the commit and held none, or another identity, before. */
+  readonly added: readonly MlsMember[];
+  /** Members gone after the commit; `proposedBy` is the leaf index of the Remove's proposer. */
+  readonly removed: readonly { member: MlsMember; proposedBy: number | undefined }[];
+  /** Members whose leaf kept its identity but changed its signature key. */
+  readonly rekeyed: readonly MlsMember[];
+  /**
+   * Members whose leaf kept its identity but got a new leaf node (fresh encryption key): the
+   * committer of a commit with a path, the sender of an Update, a device that rejoined in place.
+   */
+  readonly renewed: readonly MlsMember[];
+  readonly groupDataBefore: Uint8Array | undefined;
+  readonly groupDataAfter: Uint8Array | undefined;
+}
+
 /** What a commit produces: the committer's new state, the commit for the group, a Welcome for new members. */
 export interface CommitResult {
   group: MlsGroup;
@@ -109,8 +151,12 @@ export interface CommitResult {
 export interface GroupEngine {
   readonly cipherSuite: number;
   createKeyPackage(options: CreateKeyPackageOptions): Promise<MlsKeyPackage>;
-  /** A new group with this client as its only member. */
-  createGroup(groupId: Uint8Array, keyPackage: MlsKeyPackage): Promise<MlsGroup>;
+  /** A new group with this client as its only member, and its group data (see GROUP_DATA_EXTENSION_TYPE). */
+  createGroup(
+    groupId: Uint8Array,
+    keyPackage: MlsKeyPackage,
+    groupData?: Uint8Array,
+  ): Promise<MlsGroup>;
   /** Adds members by their public key packages: one commit for the group, one Welcome for them. */
   addMembers(
     group: MlsGroup,
@@ -129,10 +175,35 @@ export interface GroupEngine {
     group: MlsGroup,
     message: Uint8Array,
   ): Promise<{ group: MlsGroup; result: ProcessedMessage }>;
-  /** A commit with no proposals: fresh leaf and path keys (post-compromise security). */
+  /**
+   * A commit with fresh leaf and path keys (post-compromise security); it also commits the
+   * proposals received and not yet committed (a member's request to leave).
+   */
   selfUpdate(group: MlsGroup): Promise<CommitResult>;
   removeMembers(group: MlsGroup, leafIndices: readonly number[]): Promise<CommitResult>;
+  /** A commit replacing the group data (admins only, for Coffer: see authorizeCommit). */
+  updateGroupData(group: MlsGroup, groupData: Uint8Array): Promise<CommitResult>;
+  /** A proposal to remove this member (leaving): another member commits it. */
+  proposeLeave(group: MlsGroup): Promise<{ group: MlsGroup; message: Uint8Array }>;
+  /** Leaf indices of members whose removal has been proposed and not yet committed. */
+  pendingRemovals(group: MlsGroup): number[];
   members(group: MlsGroup): MlsMember[];
+  /** The group data of the current epoch, or undefined when the group has none. */
+  groupData(group: MlsGroup): Uint8Array | undefined;
+  /**
+   * The current epoch's GroupInfo (MLSMessage, with the external public key and the ratchet
+   * tree), for the server to keep so that a member that lost its state can rejoin.
+   */
+  groupInfo(group: MlsGroup): Promise<Uint8Array>;
+  /**
+   * Joins (or, with `resync`, rejoins in place of this identity's old leaf) by an external
+   * commit from a GroupInfo; the commit goes to the group.
+   */
+  joinExternal(
+    groupInfo: Uint8Array,
+    keyPackage: MlsKeyPackage,
+    options?: { resync?: boolean },
+  ): Promise<CommitResult>;
   /** Versioned bytes of the whole state, private keys included: store encrypted. */
   exportState(group: MlsGroup): Uint8Array;
   importState(bytes: Uint8Array): MlsGroup;
@@ -147,6 +218,13 @@ export interface TsMlsEngineOptions {
    * key could claim any identity.
    */
   validateCredential(identity: Uint8Array, signaturePublicKey: Uint8Array): Promise<boolean>;
+  /**
+   * Decides whether a commit may change the group as it does: `true`, or a short reason (no
+   * secrets) to refuse it. Asked for every commit this client processes and every commit it
+   * makes, before anything is kept: a refused commit leaves the group state as it was and
+   * throws `COMMIT_NOT_ALLOWED`. Default: every commit allowed.
+   */
+  authorizeCommit?(change: MlsCommitChange): Promise<true | string> | true | string;
 }
 
 /**
@@ -166,6 +244,15 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
   const provider = options.crypto ?? createCofferCryptoProvider();
   const cs: CiphersuiteImpl = await provider.getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
   const validate = options.validateCredential;
+  if (options.authorizeCommit !== undefined && typeof options.authorizeCommit !== 'function') {
+    throw invalidArgument(op, '"authorizeCommit" expected a function');
+  }
+  const authorize = options.authorizeCommit ?? (() => true as const);
+  const defaults = defaultCapabilities();
+  const capabilities = {
+    ...defaults,
+    extensions: [...defaults.extensions, GROUP_DATA_EXTENSION_TYPE],
+  };
   const context: MlsContext = {
     cipherSuite: cs,
     authService: {
@@ -277,6 +364,10 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     state: ClientState,
     proposals: Proposal[],
   ): Promise<{ state: ClientState; commit: Uint8Array; welcome?: Uint8Array }> {
+    const pending: ProposalWithSender[] = [
+      ...Object.values(state.unappliedProposals),
+      ...proposals.map((proposal) => ({ proposal, senderLeafIndex: state.privatePath.leafIndex })),
+    ];
     let result: Awaited<ReturnType<typeof createCommit>>;
     try {
       result = await createCommit({
@@ -291,6 +382,10 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       if (ProtocolError.is(err)) throw err;
       throw rejected(operation, 'commit');
     }
+    await checkCommit(
+      operation,
+      commitChange(state, result.newState, state.privatePath.leafIndex, pending, false),
+    );
     wipeConsumed(result.consumed, result.newState);
     return {
       state: result.newState,
@@ -324,6 +419,81 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       live.add(epoch.resumptionPsk);
     }
     for (const secret of consumed) if (!live.has(secret)) wipe(secret);
+  }
+
+  async function checkCommit(operation: string, change: MlsCommitChange): Promise<void> {
+    const verdict = await authorize(change);
+    if (verdict === true) return;
+    throw new ProtocolError(
+      'COMMIT_NOT_ALLOWED',
+      operation,
+      typeof verdict === 'string' && verdict.length > 0 ? verdict : 'commit not allowed',
+    );
+  }
+
+  function groupDataOf(state: ClientState): Uint8Array | undefined {
+    for (const ext of state.groupContext.extensions) {
+      if (ext.extensionType === GROUP_DATA_EXTENSION_TYPE) return ext.extensionData as Uint8Array;
+    }
+    return undefined;
+  }
+
+  function groupDataExtension(operation: string, data: Uint8Array): GroupContextExtension {
+    assertBytes(operation, 'groupData', data, 1, MAX_GROUP_DATA_LENGTH);
+    return makeCustomExtension({
+      extensionType: GROUP_DATA_EXTENSION_TYPE,
+      extensionData: data.slice(),
+    });
+  }
+
+  function hpkeKeyAt(state: ClientState, leaf: number): string | undefined {
+    const node = state.ratchetTree[leaf * 2];
+    return node?.nodeType === nodeTypes.leaf ? toBase64url(node.leaf.hpkePublicKey) : undefined;
+  }
+
+  /** Compares the trees leaf by leaf (see MlsCommitChange). */
+  function commitChange(
+    before: ClientState,
+    after: ClientState,
+    committerLeaf: number | undefined,
+    proposals: readonly ProposalWithSender[],
+    external: boolean,
+  ): MlsCommitChange {
+    const proposer = new Map<number, number | undefined>();
+    for (const p of proposals) {
+      if (p.proposal.proposalType === defaultProposalTypes.remove && 'remove' in p.proposal) {
+        proposer.set(p.proposal.remove.removed, p.senderLeafIndex);
+      }
+    }
+    const added: MlsMember[] = [];
+    const removed: { member: MlsMember; proposedBy: number | undefined }[] = [];
+    const rekeyed: MlsMember[] = [];
+    const renewed: MlsMember[] = [];
+    const leaves = Math.max(before.ratchetTree.length, after.ratchetTree.length);
+    for (let node = 0; node < leaves; node += 2) {
+      const leaf = node / 2;
+      const was = memberIn(before.ratchetTree, leaf);
+      const now = memberIn(after.ratchetTree, leaf);
+      const same = was && now && constantTimeEqual(was.identity, now.identity);
+      if (was && !same) removed.push({ member: was, proposedBy: proposer.get(leaf) });
+      if (now && !same) added.push(now);
+      if (same && !constantTimeEqual(was.signaturePublicKey, now.signaturePublicKey)) {
+        rekeyed.push(now);
+      }
+      if (same && hpkeKeyAt(before, leaf) !== hpkeKeyAt(after, leaf)) renewed.push(now);
+    }
+    return {
+      committer:
+        committerLeaf === undefined ? undefined : memberIn(before.ratchetTree, committerLeaf),
+      external,
+      before: membersOf(before),
+      added,
+      removed,
+      rekeyed,
+      renewed,
+      groupDataBefore: groupDataOf(before)?.slice(),
+      groupDataAfter: groupDataOf(after)?.slice(),
+    };
   }
 
   // ts-mls 2.0.0-rc.10 does not return the sender of an application message. It updates the
@@ -411,6 +581,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
         }
         pair = await generateKeyPackageWithKey({
           credential,
+          capabilities,
           cipherSuite: cs,
           signatureKeyPair: {
             signKey: opts.signatureKey.secretKey.slice(),
@@ -418,7 +589,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
           },
         });
       } else {
-        pair = await generateKeyPackage({ credential, cipherSuite: cs });
+        pair = await generateKeyPackage({ credential, capabilities, cipherSuite: cs });
       }
       return Object.freeze({
         publicKeyPackage: encodeMessage({
@@ -430,15 +601,17 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       });
     },
 
-    async createGroup(groupId, keyPackage) {
+    async createGroup(groupId, keyPackage, groupData) {
       const operation = 'mls.createGroup';
       assertBytes(operation, 'groupId', groupId, 1, MAX_GROUP_ID_LENGTH);
+      const extensions = groupData === undefined ? [] : [groupDataExtension(operation, groupData)];
       const { publicPackage, privatePackage } = decodeKeyPackage(operation, keyPackage);
       const state = await tsCreateGroup({
         context,
         groupId: groupId.slice(),
         keyPackage: publicPackage,
         privateKeyPackage: privatePackage,
+        extensions,
       });
       return handle(state);
     },
@@ -511,14 +684,55 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
           ? msg.privateMessage.contentType
           : msg.publicMessage.content.contentType;
       let result: Awaited<ReturnType<typeof processMessage>>;
+      let committer: number | undefined;
+      let committed: ProposalWithSender[] = [];
+      let proposalRefused = false;
       try {
-        result = await processMessage({ context, state, message: msg });
+        result = await processMessage({
+          context,
+          state,
+          message: msg,
+          callback: (incoming) => {
+            if (incoming.kind === 'commit') {
+              committer = incoming.senderLeafIndex;
+              committed = incoming.proposals;
+              return 'accept';
+            }
+            // Coffer members propose only their own removal (leaving); everything else is
+            // done by commits, which authorizeCommit sees whole.
+            const { proposal, senderLeafIndex } = incoming.proposal;
+            const ownRemoval =
+              proposal.proposalType === defaultProposalTypes.remove &&
+              'remove' in proposal &&
+              senderLeafIndex !== undefined &&
+              proposal.remove.removed === senderLeafIndex;
+            if (ownRemoval) return 'accept';
+            proposalRefused = true;
+            return 'reject';
+          },
+        });
       } catch {
         // Tampered, replayed, from another group or epoch, or from a non-member: one answer.
         throw rejected(operation);
       }
+      if (result.kind === 'newState' && result.actionTaken !== 'accept') {
+        if (proposalRefused) {
+          throw new ProtocolError(
+            'COMMIT_NOT_ALLOWED',
+            operation,
+            'a member may only propose its own removal',
+          );
+        }
+        throw rejected(operation);
+      }
+      if (result.kind === 'newState' && contentType === contentTypes.commit) {
+        // Only an external commit (a new member's) has no sender leaf.
+        await checkCommit(
+          operation,
+          commitChange(state, result.newState, committer, committed, committer === undefined),
+        );
+      }
       wipeConsumed(result.consumed, result.newState);
-      if (result.kind === 'newState' && result.actionTaken !== 'accept') throw rejected(operation);
       // An application message leaves the ratchet tree as it was; only commits change membership.
       if (result.kind !== 'applicationMessage' && memberCount(result.newState) > MAX_GROUP_SIZE) {
         throw rejected(operation);
@@ -576,8 +790,92 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       return { group: handle(out.state), commit: out.commit };
     },
 
+    async updateGroupData(group, groupData) {
+      const operation = 'mls.updateGroupData';
+      const state = activeStateOf(operation, group);
+      const extension = groupDataExtension(operation, groupData);
+      const others = state.groupContext.extensions.filter(
+        (e) => e.extensionType !== GROUP_DATA_EXTENSION_TYPE,
+      );
+      const out = await commit(operation, state, [
+        {
+          proposalType: defaultProposalTypes.group_context_extensions,
+          groupContextExtensions: { extensions: [...others, extension] },
+        },
+      ]);
+      return { group: handle(out.state), commit: out.commit };
+    },
+
+    async proposeLeave(group) {
+      const operation = 'mls.proposeLeave';
+      const state = activeStateOf(operation, group);
+      const result = await createProposal({
+        context,
+        state,
+        proposal: {
+          proposalType: defaultProposalTypes.remove,
+          remove: { removed: state.privatePath.leafIndex },
+        },
+      });
+      wipeConsumed(result.consumed, result.newState);
+      return { group: handle(result.newState), message: encodeMessage(result.message) };
+    },
+
+    pendingRemovals(group) {
+      const state = stateOf('mls.pendingRemovals', group);
+      const out: number[] = [];
+      for (const { proposal } of Object.values(state.unappliedProposals)) {
+        if (proposal.proposalType === defaultProposalTypes.remove && 'remove' in proposal) {
+          out.push(proposal.remove.removed);
+        }
+      }
+      return out;
+    },
+
     members(group) {
       return membersOf(stateOf('mls.members', group));
+    },
+
+    groupData(group) {
+      return groupDataOf(stateOf('mls.groupData', group))?.slice();
+    },
+
+    async groupInfo(group) {
+      const state = activeStateOf('mls.groupInfo', group);
+      const info = await createGroupInfoWithExternalPubAndRatchetTree(state, [], cs);
+      return encodeMessage({
+        wireformat: wireformats.mls_group_info,
+        version: protocolVersions.mls10,
+        groupInfo: info,
+      });
+    },
+
+    async joinExternal(groupInfo, keyPackage, joinOptions = {}) {
+      const operation = 'mls.joinExternal';
+      const { publicPackage, privatePackage } = decodeKeyPackage(operation, keyPackage);
+      const msg = decodeMessage(operation, groupInfo, 'group info');
+      if (msg.wireformat !== wireformats.mls_group_info) throw rejected(operation, 'group info');
+      let out: Awaited<ReturnType<typeof joinGroupExternal>>;
+      try {
+        out = await joinGroupExternal({
+          context,
+          groupInfo: msg.groupInfo,
+          keyPackage: publicPackage,
+          privateKeys: privatePackage,
+          resync: joinOptions.resync === true,
+        });
+      } catch {
+        throw rejected(operation, 'group info');
+      }
+      if (memberCount(out.newState) > MAX_GROUP_SIZE) throw rejected(operation, 'group info');
+      return {
+        group: handle(out.newState),
+        commit: encodeMessage({
+          wireformat: wireformats.mls_public_message,
+          version: protocolVersions.mls10,
+          publicMessage: out.publicMessage,
+        }),
+      };
     },
 
     exportState(group) {
