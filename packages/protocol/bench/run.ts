@@ -4,5 +4,6 @@
 // @coffer/bench-kit (--json, --filter <text>, --rounds <n>, --scale <x>, --verbose, --quick).
 import { runBenchmarks } from '@coffer/bench-kit';
 import { conversationCases } from './conversation.js';
+import { groupCases } from './group.js';
 
-await runBenchmarks(conversationCases());
+await runBenchmarks([...conversationCases(), ...groupCases()]);

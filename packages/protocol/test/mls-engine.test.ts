@@ -263,6 +263,19 @@ describe('mls engine', () => {
     await expectCode(() => engine.importState(new Uint8Array(0)), 'INVALID_ARGUMENT');
   });
 
+  test('importing never ties the state to the caller\'s bytes: the same saved bytes import twice', async () => {
+    const [alice, bob] = await twoMembers();
+    const saved = engine.exportState(bob.group!);
+    const copy = saved.slice();
+    const out = await engine.encrypt(alice.group!, text('once'));
+    alice.group = out.group;
+    // Processing wipes consumed secrets; that must not reach `saved`.
+    await engine.process(engine.importState(saved), out.message);
+    expect(saved).toEqual(copy);
+    const second = await engine.process(engine.importState(saved), out.message);
+    expect(second.result.kind).toBe('application');
+  });
+
   test('caller mistakes are INVALID_ARGUMENT', async () => {
     const [alice] = await twoMembers();
     expect(

@@ -188,6 +188,11 @@ export interface GroupEngine {
   /** Leaf indices of members whose removal has been proposed and not yet committed. */
   pendingRemovals(group: MlsGroup): number[];
   members(group: MlsGroup): MlsMember[];
+  /**
+   * The credential identity and signature key a public key package carries (its signature
+   * checked), so that a caller can match it to the device it was claimed for.
+   */
+  inspectKeyPackage(publicKeyPackage: Uint8Array): Promise<Omit<MlsMember, 'leafIndex'>>;
   /** The group data of the current epoch, or undefined when the group has none. */
   groupData(group: MlsGroup): Uint8Array | undefined;
   /**
@@ -343,7 +348,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
         `private key package version ${priv[0]}`,
       );
     }
-    const privatePackage = decode(privateKeyPackageDecoder, priv.subarray(1));
+    const privatePackage = decode(privateKeyPackageDecoder, priv.slice(1));
     if (!privatePackage) {
       throw invalidArgument(operation, '"privateKeyPackage" is not a private key package');
     }
@@ -836,6 +841,16 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       return membersOf(stateOf('mls.members', group));
     },
 
+    async inspectKeyPackage(publicKeyPackage) {
+      const operation = 'mls.inspectKeyPackage';
+      const kp = decodePublicKeyPackage(operation, publicKeyPackage);
+      const { credential, signaturePublicKey } = kp.leafNode;
+      if (!('identity' in credential)) throw rejected(operation, 'key package');
+      // Adding it to a throwaway view is what validates it fully; here the identity is only
+      // read, and the add that follows runs every check (signature, credential, lifetime).
+      return { identity: credential.identity.slice(), signaturePublicKey: signaturePublicKey.slice() };
+    },
+
     groupData(group) {
       return groupDataOf(stateOf('mls.groupData', group))?.slice();
     },
@@ -894,7 +909,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       }
       let state: ClientState | undefined;
       try {
-        state = decode(clientStateDecoder, bytes.subarray(1), MAX_GROUP_STATE_LENGTH);
+        state = decode(clientStateDecoder, bytes.slice(1), MAX_GROUP_STATE_LENGTH);
       } catch {
         state = undefined;
       }
