@@ -24,6 +24,7 @@ import {
 } from '@coffer/protocol';
 import { type Api, createApi, type SessionGrant } from './_api.js';
 import { type ManifestChange, nextManifest, prepareSignup } from './account-steps.js';
+import { type ConversationsApi, createConversations } from './conversations.js';
 import { SdkError } from './errors.js';
 import { type AccountRecord, type LocalState, openLocalState } from './local-state.js';
 import type { LocalStore } from './local-store.js';
@@ -50,7 +51,7 @@ import {
   opaqueClient,
   PASSWORD_HASHING,
 } from './password-hashing.js';
-import { createTransport, type FetchLike } from './transport.js';
+import { createTransport, type FetchLike, type Transport } from './transport.js';
 
 /**
  * Where a client is in its life: made, opened (usable), closed (for good).
@@ -300,6 +301,8 @@ export interface CofferClient {
    */
   deleteAccount(password: string): Promise<void>;
   readonly devices: DevicesApi;
+  /** End-to-end encrypted conversations of the logged-in account (README "Conversations"). */
+  readonly conversations: ConversationsApi;
 }
 
 /**
@@ -354,6 +357,7 @@ export function createClient(options: ClientOptions): CofferClient {
   });
   return new Client({
     api: createApi(transport),
+    transport,
     store,
     storeKey: storeKey.slice(),
     now: options.now ?? Date.now,
@@ -383,6 +387,7 @@ interface Current {
 
 interface ClientParts {
   readonly api: Api;
+  readonly transport: Transport;
   readonly store: LocalStore;
   readonly storeKey: Uint8Array;
   readonly now: () => number;
@@ -391,6 +396,7 @@ interface ClientParts {
 
 class Client implements CofferClient {
   readonly devices: DevicesApi;
+  readonly conversations: ConversationsApi;
   #state: ClientState = 'stopped';
   #local: LocalState | undefined;
   #current: Current | undefined;
@@ -413,6 +419,22 @@ class Client implements CofferClient {
       joinByLink: (code, options) =>
         this.#run('devices.joinByLink', () => this.#joinByLink(code, options ?? {})),
     };
+    this.conversations = createConversations(
+      {
+        session: () => {
+          const c = this.#requireLoggedIn();
+          return { accountId: c.accountId, deviceId: c.deviceId, device: c.device, token: c.token };
+        },
+        ownManifest: async (fresh) =>
+          (fresh ? await this.#refresh() : this.#requireLoggedIn()).manifest.body,
+        transport: parts.transport,
+        readRecord: (name) => this.#localState().readRecord(name),
+        writeRecord: (name, fields) => this.#localState().writeRecord(name, fields),
+        deleteRecord: (name) => this.#localState().deleteRecord(name),
+        now: () => this.#parts.now(),
+      },
+      (op, fn) => this.#run(op, fn),
+    );
   }
 
   get state(): ClientState {

@@ -24,3 +24,12 @@ export {
 } from './names.js';
 export { type KeyStretching, PASSWORD_HASHING } from './password-hashing.js';
 export { DEFAULT_TIMEOUT_MS, type FetchLike } from './transport.js';
+export {
+  type ConversationEvent,
+  type ConversationInfo,
+  type ConversationMember,
+  type ConversationMessage,
+  type ConversationsApi,
+  HISTORY_CHUNK,
+  KEY_PACKAGE_TARGET,
+} from './conversations.js';

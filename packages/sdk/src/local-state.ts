@@ -86,6 +86,12 @@ export interface LocalState {
   findAccount(username: string): Promise<AccountRecord | undefined>;
   /** Forgets the account entirely (after deleting it on the server). */
   forgetAccount(accountId: string): Promise<void>;
+  /** @internal An encrypted JSON record of another part of the SDK (conversations). */
+  readRecord(name: string): Promise<JsonObject | undefined>;
+  /** @internal Writes such a record atomically. */
+  writeRecord(name: string, fields: Record<string, unknown>): Promise<void>;
+  /** @internal Deletes such a record. */
+  deleteRecord(name: string): Promise<void>;
 }
 
 /**
@@ -184,6 +190,12 @@ export async function openLocalState(store: LocalStore, storeKey: Uint8Array): P
       const index = await readIndex();
       const accountId = index.get(username);
       return accountId === undefined ? undefined : state.readAccount(accountId);
+    },
+    readRecord: (name) => records.read(name),
+    writeRecord: (name, fields) => records.write(name, fields),
+    async deleteRecord(name) {
+      checkRecordName('localState.delete', name);
+      await store.delete(name);
     },
     async forgetAccount(accountId) {
       const index = await readIndex();

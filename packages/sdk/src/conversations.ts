@@ -1,0 +1,1538 @@
+import { constantTimeEqual, fromBase64url, randomBytes, sha256, toBase64url } from '@coffer/crypto';
+import {
+  type ConversationData,
+  type ConversationKind,
+  checkJoinedConversation,
+  conversationPolicy,
+  createTsMlsEngine,
+  decodeContent,
+  decodeConversationData,
+  type Ed25519KeyPair,
+  encodeContent,
+  encodeConversationData,
+  type GroupEngine,
+  isId,
+  type ManifestBody,
+  type MemberId,
+  type MessageContent,
+  type MlsGroup,
+  type MlsKeyPackage,
+  memberIdentity,
+  normalizeUsername,
+  ProtocolError,
+  parseMemberIdentity,
+  type SignedManifest,
+  verifyManifest,
+} from '@coffer/protocol';
+import { array, asObject, bytes, int, type JsonObject, str } from './_json.js';
+import { SdkError } from './errors.js';
+import type { Transport } from './transport.js';
+
+// End-to-end encrypted conversations (README "Conversations"): MLS groups through the server's
+// delivery service (spec http-api-v1 "Delivery"), with the conversation rules of
+// @coffer/protocol (spec conversation-v1). The server is a carrier: every commit is checked
+// against the conversation policy, every credential against the sender's signed device
+// manifest, and every message is authenticated before anything is done with it.
+//
+// Local state, one encrypted record each (names under MAX_RECORD_NAME_LENGTH):
+//   conv/<accountId>        the queue cursor, the conversation ids, pinned contact manifests
+//   kps/<accountId>         this device's unused private key packages
+//   group/<groupId>         the MLS state, the conversation's last seq, recent history, and the
+//                           outgoing commit not yet confirmed — one record, so an MLS state
+//                           change, the messages it yielded and the deletion of consumed secrets
+//                           are saved in one atomic put
+//   hist/<groupId>/<n>      older history, HISTORY_CHUNK messages each
+
+/** One-time key packages a device keeps on the server; it uploads more when fewer remain. */
+export const KEY_PACKAGE_TARGET = 20;
+const KEY_PACKAGE_LOW = 5;
+/** Messages kept in a conversation's record before the oldest move to a history chunk. */
+export const HISTORY_CHUNK = 200;
+/** Queue entries asked for per request (the server allows up to 100). */
+const QUEUE_PAGE = 100;
+/** A contact's manifest is fetched again at most this often while checking credentials. */
+const MANIFEST_TTL_MS = 30_000;
+/** Retries of a commit that lost the race for its epoch. */
+const MAX_EPOCH_RETRIES = 5;
+
+/** A member device of a conversation. */
+export interface ConversationMember {
+  readonly accountId: string;
+  readonly deviceId: string;
+}
+
+/** What a client knows about one conversation. */
+export interface ConversationInfo {
+  /** The group id (b64url of 16 random bytes). */
+  readonly id: string;
+  readonly kind: ConversationKind;
+  /** Empty for direct conversations. */
+  readonly name: string;
+  /** Account ids that may add, remove and rename. */
+  readonly admins: readonly string[];
+  readonly members: readonly ConversationMember[];
+  /** The MLS epoch this device is at. */
+  readonly epoch: number;
+  /** False once this device was removed or left. */
+  readonly active: boolean;
+}
+
+/** One message of a conversation, sent or received, after authentication and decryption. */
+export interface ConversationMessage {
+  readonly conversationId: string;
+  /** The sender's random message id (how duplicates are recognised). */
+  readonly id: string;
+  readonly sender: ConversationMember;
+  /** True when this account sent it (from this device or, later, another of its devices). */
+  readonly own: boolean;
+  /** The sender's clock: shown, never trusted for order (history is in delivery order). */
+  readonly sentAt: number;
+  /** This device's clock when it stored the message. */
+  readonly receivedAt: number;
+  readonly type: 'text' | 'attachment';
+  readonly text?: string;
+  /** For attachments: the reference to pass to `downloadAndDecrypt` (see attachments). */
+  readonly attachment?: Readonly<Record<string, unknown>>;
+}
+
+/** What `sync` found. */
+export type ConversationEvent =
+  | { readonly type: 'message'; readonly message: ConversationMessage }
+  | { readonly type: 'joined'; readonly conversation: ConversationInfo }
+  | { readonly type: 'changed'; readonly conversation: ConversationInfo }
+  | { readonly type: 'removed'; readonly conversationId: string }
+  | {
+      /** A message that could not be used: never silent. `error.code` says why. */
+      readonly type: 'error';
+      readonly conversationId: string;
+      readonly error: SdkError;
+    };
+
+/** What conversations need from the client (the logged-in device, the server, the store). */
+export interface ConversationHost {
+  /** The logged-in device; throws NOT_LOGGED_IN. */
+  session(): {
+    accountId: string;
+    deviceId: string;
+    device: Ed25519KeyPair;
+    token: string;
+  };
+  /** The account's own newest verified manifest; `fresh`: fetched and verified now. */
+  ownManifest(fresh: boolean): Promise<ManifestBody>;
+  readonly transport: Transport;
+  readRecord(name: string): Promise<JsonObject | undefined>;
+  writeRecord(name: string, fields: Record<string, unknown>): Promise<void>;
+  deleteRecord(name: string): Promise<void>;
+  now(): number;
+}
+
+interface StoredMessage {
+  id: string;
+  a: string; // sender account
+  d: string; // sender device
+  t: number; // sentAt
+  r: number; // receivedAt
+  k: 'text' | 'attachment';
+  x?: string;
+  f?: Record<string, unknown>;
+}
+
+interface GroupRecord {
+  state: Uint8Array;
+  /** Highest delivery seq processed (duplicates at or below it are dropped). */
+  seq: number;
+  tail: StoredMessage[];
+  chunks: number;
+  /** Content ids seen recently (dedupe of re-sent messages). */
+  pending?: { state: Uint8Array; epoch: number; welcome?: Welcome };
+  /** A Welcome to post once its commit is in: sent, then cleared (a duplicate is harmless). */
+  welcome?: Welcome;
+}
+
+interface Welcome {
+  message: Uint8Array;
+  epoch: number;
+  recipients: ConversationMember[];
+}
+
+interface ContactPin {
+  manifest: SignedManifest;
+  body: ManifestBody;
+  checkedAt: number;
+}
+
+/**
+ * Conversations of the logged-in account on this device.
+ *
+ * @example
+ * const chat = await client.conversations.direct('bob');
+ * await client.conversations.send(chat.id, 'hello');
+ * for (const event of await client.conversations.sync()) console.log(event);
+ */
+export interface ConversationsApi {
+  /** The 1:1 conversation with `user` (a username or account id), created when there is none. */
+  direct(user: string): Promise<ConversationInfo>;
+  /** A new group with this account as its admin and `members` (usernames or account ids). */
+  create(options: { name: string; members?: readonly string[] }): Promise<ConversationInfo>;
+  list(): Promise<ConversationInfo[]>;
+  get(conversationId: string): Promise<ConversationInfo>;
+  /** Sends text (or an attachment reference) to everyone in the conversation. */
+  send(
+    conversationId: string,
+    message: string | { text?: string; attachment?: Record<string, unknown> },
+  ): Promise<ConversationMessage>;
+  /** Fetches the queue, processes, stores and acknowledges everything new. */
+  sync(): Promise<ConversationEvent[]>;
+  /** Stored messages of a conversation, oldest first; the last `limit` (default 100). */
+  history(conversationId: string, options?: { limit?: number }): Promise<ConversationMessage[]>;
+  add(conversationId: string, users: readonly string[]): Promise<ConversationInfo>;
+  remove(conversationId: string, users: readonly string[]): Promise<ConversationInfo>;
+  rename(conversationId: string, name: string): Promise<ConversationInfo>;
+  /** Asks the others to remove this device's account from the conversation. */
+  leave(conversationId: string): Promise<void>;
+  /** Calls `listener` with every event `sync` finds; returns the unsubscribe function. */
+  on(listener: (event: ConversationEvent) => void): () => void;
+  /** Syncs every `intervalMs` (default 1000) and yields events until `signal` aborts. */
+  follow(options?: { signal?: AbortSignal; intervalMs?: number }): AsyncIterable<ConversationEvent>;
+}
+
+type Run = <T>(op: string, fn: () => Promise<T>) => Promise<T>;
+
+/** @internal The client builds this once; every method runs in the client's serial queue. */
+export function createConversations(host: ConversationHost, run: Run): ConversationsApi {
+  const c = new Conversations(host);
+  return {
+    direct: (user) => run('conversations.direct', () => c.direct(user)),
+    create: (o) => run('conversations.create', () => c.create(o)),
+    list: () => run('conversations.list', () => c.list()),
+    get: (id) => run('conversations.get', () => c.info(id)),
+    send: (id, m) => run('conversations.send', () => c.send(id, m)),
+    sync: () => run('conversations.sync', () => c.sync()),
+    history: (id, o) => run('conversations.history', () => c.history(id, o?.limit ?? 100)),
+    add: (id, users) => run('conversations.add', () => c.add(id, users)),
+    remove: (id, users) => run('conversations.remove', () => c.remove(id, users)),
+    rename: (id, name) => run('conversations.rename', () => c.rename(id, name)),
+    leave: (id) => run('conversations.leave', () => c.leave(id)),
+    on: (listener) => c.subscribe(listener),
+    follow: (o) => c.follow(o ?? {}, () => run('conversations.sync', () => c.sync())),
+  };
+}
+
+class Conversations {
+  readonly #host: ConversationHost;
+  #engine: Promise<GroupEngine> | undefined;
+  #op = 'conversations';
+  readonly #listeners = new Set<(e: ConversationEvent) => void>();
+  readonly #contacts = new Map<string, ContactPin>();
+  /** Events found while catching up inside another operation, for the next sync. */
+  #unreported: ConversationEvent[] = [];
+
+  constructor(host: ConversationHost) {
+    this.#host = host;
+  }
+
+  // ---- plumbing ----------------------------------------------------------------------------
+
+  #engineFor(): Promise<GroupEngine> {
+    this.#engine ??= createTsMlsEngine({
+      validateCredential: (identity, key) => this.#validateCredential(identity, key),
+      authorizeCommit: (change) =>
+        conversationPolicy(change, {
+          deviceListed: async (accountId, deviceId) =>
+            (await this.#manifestOf(accountId, true)).devices.some((d) => d.id === deviceId),
+        }),
+    });
+    return this.#engine;
+  }
+
+  async #request(method: string, path: string, body?: unknown): Promise<JsonObject> {
+    const { token } = this.#host.session();
+    const res = await this.#host.transport.request(method, path, {
+      operation: this.#op,
+      token,
+      ...(body === undefined ? {} : { body }),
+    });
+    return res ?? {};
+  }
+
+  #shape<T>(what: string, read: () => T): T {
+    try {
+      return read();
+    } catch (err) {
+      throw new SdkError('PROTOCOL_VIOLATION', this.#op, `malformed answer to ${what}`, {
+        cause: err,
+        detail: 'MALFORMED_RESPONSE',
+      });
+    }
+  }
+
+  #violation(detail: string, message: string, cause?: unknown): SdkError {
+    return new SdkError('PROTOCOL_VIOLATION', this.#op, message, { detail, cause });
+  }
+
+  #me(): MemberId {
+    const { accountId, deviceId } = this.#host.session();
+    return { accountId, deviceId };
+  }
+
+  #emit(events: ConversationEvent[]): void {
+    for (const e of events) for (const l of this.#listeners) l(e);
+  }
+
+  subscribe(listener: (e: ConversationEvent) => void): () => void {
+    if (typeof listener !== 'function') {
+      throw new SdkError('INVALID_ARGUMENT', 'conversations.on', '"listener" expected a function');
+    }
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async *follow(
+    options: { signal?: AbortSignal; intervalMs?: number },
+    sync: () => Promise<ConversationEvent[]>,
+  ): AsyncIterable<ConversationEvent> {
+    const interval = options.intervalMs ?? 1000;
+    if (!Number.isSafeInteger(interval) || interval < 10 || interval > 60_000) {
+      throw new SdkError(
+        'INVALID_ARGUMENT',
+        'conversations.follow',
+        '"intervalMs" expected 10 to 60000',
+      );
+    }
+    const signal = options.signal;
+    while (!signal?.aborted) {
+      for (const event of await sync()) yield event;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, interval);
+        function done() {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        }
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  // ---- records -----------------------------------------------------------------------------
+
+  async #index(): Promise<{ cursor: number; groups: string[] }> {
+    const { accountId } = this.#me();
+    const obj = await this.#host.readRecord(`conv/${accountId}`);
+    if (!obj) return { cursor: 0, groups: [] };
+    return this.#stored(`conv/${accountId}`, () => ({
+      cursor: int(obj, 'cursor'),
+      groups: array(obj, 'groups').map((g) => String(g)),
+    }));
+  }
+
+  async #writeIndex(index: { cursor: number; groups: string[] }): Promise<void> {
+    await this.#host.writeRecord(`conv/${this.#me().accountId}`, index);
+  }
+
+  #stored<T>(name: string, read: () => T): T {
+    try {
+      return read();
+    } catch (err) {
+      throw new SdkError('STORE_CORRUPT', this.#op, `record ${name} is corrupt`, { cause: err });
+    }
+  }
+
+  async #readGroup(groupId: string): Promise<GroupRecord | undefined> {
+    const name = `group/${groupId}`;
+    const obj = await this.#host.readRecord(name);
+    if (!obj) return undefined;
+    return this.#stored(name, () => {
+      const pending = obj.pending === undefined ? undefined : asObject(obj.pending, 'pending');
+      return {
+        state: bytes(obj, 'state'),
+        seq: int(obj, 'seq'),
+        chunks: int(obj, 'chunks'),
+        tail: array(obj, 'tail') as StoredMessage[],
+        ...(obj.welcome ? { welcome: welcomeFrom(obj.welcome) } : {}),
+        ...(pending
+          ? {
+              pending: {
+                state: bytes(pending, 'state'),
+                epoch: int(pending, 'epoch'),
+                ...(pending.welcome ? { welcome: welcomeFrom(pending.welcome) } : {}),
+              },
+            }
+          : {}),
+      };
+    });
+  }
+
+  async #writeGroup(groupId: string, record: GroupRecord): Promise<void> {
+    let { tail, chunks } = record;
+    if (tail.length > 2 * HISTORY_CHUNK) {
+      // Chunk first: a crash between the two puts leaves the messages in both places, and the
+      // next flush writes the same chunk again.
+      await this.#host.writeRecord(`hist/${groupId}/${chunks}`, {
+        messages: tail.slice(0, HISTORY_CHUNK),
+      });
+      tail = tail.slice(HISTORY_CHUNK);
+      chunks += 1;
+    }
+    await this.#host.writeRecord(`group/${groupId}`, {
+      state: toBase64url(record.state),
+      seq: record.seq,
+      chunks,
+      tail,
+      ...(record.welcome ? { welcome: welcomeTo(record.welcome) } : {}),
+      ...(record.pending
+        ? {
+            pending: {
+              state: toBase64url(record.pending.state),
+              epoch: record.pending.epoch,
+              ...(record.pending.welcome ? { welcome: welcomeTo(record.pending.welcome) } : {}),
+            },
+          }
+        : {}),
+    });
+  }
+
+  async #keyPackages(): Promise<Map<string, { pub: string; priv: string; lastResort: boolean }>> {
+    const name = `kps/${this.#me().accountId}`;
+    const obj = await this.#host.readRecord(name);
+    const out = new Map<string, { pub: string; priv: string; lastResort: boolean }>();
+    if (!obj) return out;
+    return this.#stored(name, () => {
+      for (const e of array(obj, 'packages')) {
+        const p = asObject(e, 'package');
+        out.set(str(p, 'ref'), {
+          pub: str(p, 'pub'),
+          priv: str(p, 'priv'),
+          lastResort: p.lastResort === true,
+        });
+      }
+      return out;
+    });
+  }
+
+  async #writeKeyPackages(
+    map: Map<string, { pub: string; priv: string; lastResort: boolean }>,
+  ): Promise<void> {
+    await this.#host.writeRecord(`kps/${this.#me().accountId}`, {
+      packages: [...map].map(([ref, p]) => ({ ref, ...p })),
+    });
+  }
+
+  // ---- identities and manifests ------------------------------------------------------------
+
+  /** A contact's newest manifest, verified: its identity key pinned on first sight (TOFU). */
+  async #manifestOf(accountId: string, fresh: boolean | 'now' = false): Promise<ManifestBody> {
+    const me = this.#me();
+    if (accountId === me.accountId) return this.#host.ownManifest(fresh !== false);
+    const pinned = this.#contacts.get(accountId) ?? (await this.#readPin(accountId));
+    const recent = pinned && this.#host.now() - pinned.checkedAt < MANIFEST_TTL_MS;
+    if (pinned && (fresh === false || (fresh === true && recent))) return pinned.body;
+    const res = await this.#request(
+      'GET',
+      `/v1/accounts/${encodeURIComponent(accountId)}/manifest`,
+    );
+    const manifest = this.#shape('account manifest', () => {
+      const m = asObject(res.manifest, 'manifest');
+      return { body: bytes(m, 'body'), signature: bytes(m, 'signature') };
+    });
+    let body: ManifestBody;
+    try {
+      body = await verifyManifest(manifest, {
+        accountId,
+        ...(pinned ? { identityKey: pinned.body.identityKey, trusted: pinned.manifest } : {}),
+      });
+    } catch (err) {
+      // A rolled-back manifest (a revoked device brought back), another identity key, a fork.
+      const code = ProtocolError.is(err) ? err.code : 'INVALID_MANIFEST';
+      if (code === 'MANIFEST_GAP' && pinned) {
+        body = await this.#verifyPinned(manifest, accountId, pinned);
+      } else {
+        throw this.#violation(code, `the manifest of account ${accountId} does not verify`, err);
+      }
+    }
+    const pin: ContactPin = { manifest, body, checkedAt: this.#host.now() };
+    this.#contacts.set(accountId, pin);
+    await this.#host.writeRecord(`contact/${accountId}`, {
+      body: toBase64url(manifest.body),
+      signature: toBase64url(manifest.signature),
+    });
+    return body;
+  }
+
+  /** A later manifest with the pinned identity key, when the ones between are not available. */
+  async #verifyPinned(
+    manifest: SignedManifest,
+    accountId: string,
+    pinned: ContactPin,
+  ): Promise<ManifestBody> {
+    try {
+      const body = await verifyManifest(manifest, {
+        accountId,
+        identityKey: pinned.body.identityKey,
+      });
+      if (body.seq <= pinned.body.seq) throw new Error('not newer');
+      return body;
+    } catch (err) {
+      throw this.#violation(
+        'MANIFEST_ROLLBACK',
+        `the manifest of account ${accountId} does not verify`,
+        err,
+      );
+    }
+  }
+
+  async #readPin(accountId: string): Promise<ContactPin | undefined> {
+    const obj = await this.#host.readRecord(`contact/${accountId}`);
+    if (!obj) return undefined;
+    const manifest = this.#stored(`contact/${accountId}`, () => ({
+      body: bytes(obj, 'body'),
+      signature: bytes(obj, 'signature'),
+    }));
+    const body = await verifyManifest(manifest, { accountId });
+    const pin = { manifest, body, checkedAt: 0 };
+    this.#contacts.set(accountId, pin);
+    return pin;
+  }
+
+  /** MLS credential check: the identity's account lists the device with exactly this key. */
+  async #validateCredential(identity: Uint8Array, key: Uint8Array): Promise<boolean> {
+    const id = parseMemberIdentity(identity);
+    if (!id) return false;
+    const listed = (body: ManifestBody) =>
+      body.devices.some((d) => d.id === id.deviceId && constantTimeEqual(d.signingKey, key));
+    try {
+      if (listed(await this.#manifestOf(id.accountId))) return true;
+      // Maybe a device added since we last looked: look again once.
+      return listed(await this.#manifestOf(id.accountId, 'now'));
+    } catch {
+      return false;
+    }
+  }
+
+  async #resolve(user: string): Promise<string> {
+    if (typeof user !== 'string' || user.length === 0) {
+      throw new SdkError('INVALID_ARGUMENT', this.#op, '"user" expected a username or account id');
+    }
+    if (isId(user)) return user;
+    const username = normalizeUsername(user);
+    if (username === null) throw new SdkError('INVALID_USERNAME', this.#op, 'not a valid username');
+    const res = await this.#request('GET', `/v1/users/${encodeURIComponent(username)}`);
+    const accountId = this.#shape('user lookup', () => str(res, 'accountId'));
+    if (!isId(accountId)) throw this.#violation('MALFORMED_RESPONSE', 'malformed account id');
+    return accountId;
+  }
+
+  // ---- key packages ------------------------------------------------------------------------
+
+  async #newKeyPackage(): Promise<MlsKeyPackage> {
+    const { accountId, deviceId, device } = this.#host.session();
+    const engine = await this.#engineFor();
+    return engine.createKeyPackage({
+      identity: memberIdentity(accountId, deviceId),
+      signatureKey: { secretKey: device.seed, publicKey: device.publicKey },
+    });
+  }
+
+  /** Keeps KEY_PACKAGE_TARGET one-time key packages and a last-resort one on the server. */
+  async #replenish(): Promise<void> {
+    const res = await this.#request('GET', '/v1/key-packages/count');
+    const { available, lastResort } = this.#shape('key package count', () => ({
+      available: int(res, 'available'),
+      lastResort: res.lastResort === true,
+    }));
+    if (available >= KEY_PACKAGE_LOW && lastResort) return;
+    const stored = await this.#keyPackages();
+    const fresh: string[] = [];
+    for (let i = available; i < KEY_PACKAGE_TARGET; i++) {
+      const kp = await this.#newKeyPackage();
+      const pub = toBase64url(kp.publicKeyPackage);
+      stored.set(await this.#ref(kp.publicKeyPackage), {
+        pub,
+        priv: toBase64url(kp.privateKeyPackage),
+        lastResort: false,
+      });
+      fresh.push(pub);
+    }
+    let last: string | undefined;
+    if (!lastResort) {
+      const kp = await this.#newKeyPackage();
+      last = toBase64url(kp.publicKeyPackage);
+      for (const [ref, p] of stored) if (p.lastResort) stored.delete(ref);
+      stored.set(await this.#ref(kp.publicKeyPackage), {
+        pub: last,
+        priv: toBase64url(kp.privateKeyPackage),
+        lastResort: true,
+      });
+    }
+    // Private halves first: a key package on the server whose private half we lost is useless.
+    await this.#writeKeyPackages(stored);
+    if (fresh.length > 0 || last) {
+      await this.#request('POST', '/v1/key-packages', {
+        keyPackages: fresh.length > 0 ? fresh : [last],
+        ...(last ? { lastResort: last } : {}),
+      });
+    }
+  }
+
+  async #ref(publicKeyPackage: Uint8Array): Promise<string> {
+    return toBase64url((await sha256(publicKeyPackage)).subarray(0, 16));
+  }
+
+  /** One key package per device of `accountId`, each checked against its manifest. */
+  async #claim(accountId: string, only?: Set<string>): Promise<Uint8Array[]> {
+    const res = await this.#request(
+      'POST',
+      `/v1/accounts/${encodeURIComponent(accountId)}/key-packages/claim`,
+    );
+    const entries = this.#shape('key package claim', () =>
+      array(res, 'keyPackages').map((e) => {
+        const o = asObject(e, 'entry');
+        return { deviceId: str(o, 'deviceId'), keyPackage: bytes(o, 'keyPackage') };
+      }),
+    );
+    const body = await this.#manifestOf(accountId, true);
+    const out: Uint8Array[] = [];
+    const seen = new Set<string>();
+    for (const e of entries) {
+      if (only && !only.has(e.deviceId)) continue;
+      // A device the verified manifest does not list (a revoked one brought back, a made-up
+      // one), a package of another device than the one named, or a key the device does not
+      // have (swapped by the server): never added, whatever the server says.
+      const device = body.devices.find((d) => d.id === e.deviceId);
+      const who = await this.#identityOfPackage(e.keyPackage);
+      if (
+        !device ||
+        seen.has(e.deviceId) ||
+        who?.accountId !== accountId ||
+        who.deviceId !== e.deviceId
+      ) {
+        throw this.#violation(
+          'UNLISTED_DEVICE',
+          `the server offered a key package of a device account ${accountId} does not list`,
+        );
+      }
+      const key = await this.#keyOfPackage(e.keyPackage);
+      if (!key || !constantTimeEqual(device.signingKey, key)) {
+        throw this.#violation(
+          'KEY_MISMATCH',
+          `the server offered a key package whose key device ${e.deviceId} does not have`,
+        );
+      }
+      seen.add(e.deviceId);
+      out.push(e.keyPackage);
+    }
+    return out;
+  }
+
+  // ---- groups ------------------------------------------------------------------------------
+
+  async #load(groupId: string): Promise<{ record: GroupRecord; group: MlsGroup }> {
+    const record = await this.#readGroup(groupId);
+    if (!record) throw new SdkError('NOT_FOUND', this.#op, `no conversation ${groupId} here`);
+    const engine = await this.#engineFor();
+    const group = this.#stored(`group/${groupId}`, () => engine.importState(record.state));
+    return { record, group };
+  }
+
+  async #infoOf(groupId: string, group: MlsGroup): Promise<ConversationInfo> {
+    const engine = await this.#engineFor();
+    const data = decodeConversationData(engine.groupData(group) ?? new Uint8Array(0));
+    const members: ConversationMember[] = [];
+    for (const m of engine.members(group)) {
+      const id = parseMemberIdentity(m.identity);
+      if (id) members.push(id);
+    }
+    return {
+      id: groupId,
+      kind: data.kind,
+      name: data.name,
+      admins: data.admins,
+      members,
+      epoch: Number(group.epoch),
+      active: group.active,
+    };
+  }
+
+  async info(groupId: string): Promise<ConversationInfo> {
+    checkGroupId(groupId);
+    const { group } = await this.#load(groupId);
+    return this.#infoOf(groupId, group);
+  }
+
+  async list(): Promise<ConversationInfo[]> {
+    const index = await this.#index();
+    const out: ConversationInfo[] = [];
+    for (const id of index.groups) {
+      const { group } = await this.#load(id);
+      out.push(await this.#infoOf(id, group));
+    }
+    return out;
+  }
+
+  /** Posts one delivery message; returns the server's seq. */
+  async #post(
+    groupId: string,
+    body: {
+      epoch: number;
+      kind: 'application' | 'commit' | 'proposal' | 'welcome';
+      message: Uint8Array;
+      recipients: readonly ConversationMember[];
+      removed?: readonly ConversationMember[];
+    },
+  ): Promise<number> {
+    const res = await this.#request('POST', `/v1/groups/${groupId}/messages`, {
+      epoch: body.epoch,
+      kind: body.kind,
+      message: toBase64url(body.message),
+      recipients: body.recipients,
+      ...(body.removed ? { removed: body.removed } : {}),
+    });
+    return this.#shape('delivery', () => int(res, 'seq'));
+  }
+
+  async #recipients(group: MlsGroup): Promise<ConversationMember[]> {
+    const engine = await this.#engineFor();
+    const me = this.#me();
+    const out: ConversationMember[] = [];
+    for (const m of engine.members(group)) {
+      const id = parseMemberIdentity(m.identity);
+      if (id && !(id.accountId === me.accountId && id.deviceId === me.deviceId)) out.push(id);
+    }
+    return out;
+  }
+
+  /**
+   * Makes and sends one commit, saving it as pending first so that a crash between sending and
+   * the answer is recovered (see #recoverPending). On EPOCH_CONFLICT, catches up and retries.
+   */
+  async #commit(
+    groupId: string,
+    make: (
+      engine: GroupEngine,
+      group: MlsGroup,
+    ) => Promise<{
+      group: MlsGroup;
+      commit: Uint8Array;
+      welcome?: Uint8Array;
+    }>,
+  ): Promise<MlsGroup> {
+    const engine = await this.#engineFor();
+    for (let attempt = 0; ; attempt++) {
+      const { record, group } = await this.#load(groupId);
+      const out = await make(engine, group);
+      const before = new Set(
+        (await this.#recipients(group)).map((m) => `${m.accountId}.${m.deviceId}`),
+      );
+      const afterList = await this.#recipients(out.group);
+      const after = new Set(afterList.map((m) => `${m.accountId}.${m.deviceId}`));
+      const removed = (await this.#recipients(group)).filter(
+        (m) => !after.has(`${m.accountId}.${m.deviceId}`),
+      );
+      const newcomers = afterList.filter((m) => !before.has(`${m.accountId}.${m.deviceId}`));
+      const welcome: Welcome | undefined =
+        out.welcome && newcomers.length > 0
+          ? { message: out.welcome, epoch: Number(out.group.epoch), recipients: newcomers }
+          : undefined;
+      const pending = {
+        state: engine.exportState(out.group),
+        epoch: Number(group.epoch),
+        ...(welcome ? { welcome } : {}),
+      };
+      await this.#writeGroup(groupId, { ...record, pending });
+      let seq: number;
+      try {
+        seq = await this.#post(groupId, {
+          epoch: Number(group.epoch),
+          kind: 'commit',
+          message: out.commit,
+          // Everyone in the old epoch that stays or goes; newcomers get the Welcome.
+          recipients: await this.#recipients(group),
+          ...(removed.length ? { removed } : {}),
+        });
+      } catch (err) {
+        if (
+          SdkError.is(err) &&
+          err.serverCode === 'EPOCH_CONFLICT' &&
+          attempt < MAX_EPOCH_RETRIES
+        ) {
+          await this.#writeGroup(groupId, { ...record });
+          await this.#catchUp();
+          continue;
+        }
+        if (SdkError.is(err) && (err.status ?? 0) >= 400 && (err.status ?? 0) < 500) {
+          await this.#writeGroup(groupId, { ...record }); // refused: nothing happened
+        }
+        throw err;
+      }
+      const next: GroupRecord = {
+        ...record,
+        state: pending.state,
+        seq: Math.max(record.seq, seq),
+        ...(welcome ? { welcome } : {}),
+      };
+      await this.#writeGroup(groupId, next);
+      await this.#sendWelcome(groupId, next);
+      return out.group;
+    }
+  }
+
+  /**
+   * A commit saved as pending and never confirmed (a crash between sending and the answer):
+   * did the server take it? Not if the group is still at its epoch. If the group moved on,
+   * either ours was taken or another member's commit for that epoch was, and then that commit
+   * is in this device's queue: #handle decides on the first entry of the group; the server
+   * never echoes a device's own commit. The GroupInfo is deliberately not uploaded: it shows
+   * the conversation data (name, admins) to the server.
+   */
+  async #checkPending(groupId: string, record: GroupRecord): Promise<number | undefined> {
+    const pending = record.pending;
+    if (!pending) return undefined;
+    let epoch: number;
+    try {
+      const res = await this.#request('GET', `/v1/groups/${groupId}/info`);
+      epoch = this.#shape('group info', () => int(res, 'epoch'));
+    } catch (err) {
+      if (!SdkError.is(err, 'REAUTH_REQUIRED')) throw err;
+      epoch = pending.epoch; // no longer a member: nothing of ours was taken
+    }
+    if (epoch === pending.epoch) {
+      const next = { ...record };
+      delete next.pending;
+      await this.#writeGroup(groupId, next);
+      return undefined;
+    }
+    return epoch;
+  }
+
+  /** Settles a pending commit by the first queue entry of its group (see #checkPending). */
+  async #settlePending(
+    groupId: string,
+    record: GroupRecord,
+    entry: { kind: string; epoch: number },
+  ): Promise<GroupRecord> {
+    const pending = record.pending;
+    if (!pending) return record;
+    const theirs = entry.kind === 'commit' && entry.epoch === pending.epoch;
+    const next: GroupRecord = theirs
+      ? { ...record }
+      : {
+          ...record,
+          state: pending.state,
+          ...(pending.welcome ? { welcome: pending.welcome } : {}),
+        };
+    delete next.pending;
+    await this.#writeGroup(groupId, next);
+    await this.#sendWelcome(groupId, next);
+    return (await this.#readGroup(groupId)) ?? next;
+  }
+
+  /** Posts a Welcome left in the record (after its commit was taken), then clears it. */
+  async #sendWelcome(groupId: string, record: GroupRecord): Promise<void> {
+    const welcome = record.welcome;
+    if (!welcome) return;
+    await this.#post(groupId, {
+      epoch: welcome.epoch,
+      kind: 'welcome',
+      message: welcome.message,
+      recipients: welcome.recipients,
+    });
+    const latest = (await this.#readGroup(groupId)) ?? record;
+    const next = { ...latest };
+    delete next.welcome;
+    await this.#writeGroup(groupId, next);
+  }
+
+  async #createGroup(data: ConversationData): Promise<{ groupId: string; group: MlsGroup }> {
+    const engine = await this.#engineFor();
+    const groupId = toBase64url(randomBytes(16));
+    const group = await engine.createGroup(
+      fromBase64url(groupId),
+      await this.#newKeyPackage(),
+      encodeConversationData(data),
+    );
+    // Creation is the first commit (spec "Delivery"): an epoch-0 commit with no recipients.
+    const out = await engine.selfUpdate(group);
+    await this.#post(groupId, {
+      epoch: 0,
+      kind: 'commit',
+      message: out.commit,
+      recipients: [],
+    });
+    await this.#writeGroup(groupId, {
+      state: engine.exportState(out.group),
+      seq: 1,
+      tail: [],
+      chunks: 0,
+    });
+    const index = await this.#index();
+    index.groups.push(groupId);
+    await this.#writeIndex(index);
+    return { groupId, group: out.group };
+  }
+
+  async #addAccounts(
+    groupId: string,
+    accountIds: readonly string[],
+    claimed?: Uint8Array[],
+  ): Promise<MlsGroup> {
+    let preclaimed = claimed;
+    return this.#commit(groupId, async (engine, group) => {
+      const present = new Set(
+        engine.members(group).map((m) => {
+          const id = parseMemberIdentity(m.identity);
+          return id ? `${id.accountId}.${id.deviceId}` : '';
+        }),
+      );
+      const packages: Uint8Array[] = preclaimed ?? (await this.#claimAll(accountIds));
+      preclaimed = undefined; // a retry after an epoch conflict claims afresh
+      // Claims hand out one package per listed device; keep those not yet in the group.
+      const wanted: Uint8Array[] = [];
+      for (const kp of packages) {
+        const identity = await this.#identityOfPackage(kp);
+        if (identity && !present.has(`${identity.accountId}.${identity.deviceId}`)) wanted.push(kp);
+      }
+      if (wanted.length === 0) {
+        throw new SdkError(
+          'CONFLICT',
+          this.#op,
+          'no device to add: every listed device is already a member or has no key package',
+        );
+      }
+      const out = await engine.addMembers(group, wanted);
+      return out;
+    });
+  }
+
+  async #claimAll(accountIds: readonly string[]): Promise<Uint8Array[]> {
+    const packages: Uint8Array[] = [];
+    for (const accountId of accountIds) {
+      for (const kp of await this.#claim(accountId)) packages.push(kp);
+    }
+    return packages;
+  }
+
+  async #keyOfPackage(kp: Uint8Array): Promise<Uint8Array | undefined> {
+    const engine = await this.#engineFor();
+    try {
+      return (await engine.inspectKeyPackage(kp)).signaturePublicKey;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #identityOfPackage(kp: Uint8Array): Promise<MemberId | undefined> {
+    const engine = await this.#engineFor();
+    try {
+      return parseMemberIdentity((await engine.inspectKeyPackage(kp)).identity);
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- public operations -------------------------------------------------------------------
+
+  async direct(user: string): Promise<ConversationInfo> {
+    this.#op = 'conversations.direct';
+    const other = await this.#resolve(user);
+    const me = this.#me();
+    if (other === me.accountId) {
+      throw new SdkError(
+        'INVALID_ARGUMENT',
+        this.#op,
+        'a direct conversation needs another account',
+      );
+    }
+    await this.#replenish();
+    await this.#catchUp();
+    for (const id of (await this.#index()).groups) {
+      const info = await this.info(id);
+      if (info.kind === 'direct' && info.active && info.admins.includes(other)) return info;
+    }
+    await this.#manifestOf(other, true);
+    const accounts =
+      (await this.#host.ownManifest(false)).devices.length > 1 ? [other, me.accountId] : [other];
+    // Claimed and checked before the group exists, so a refusal leaves nothing behind.
+    const claimed = await this.#claimAll(accounts);
+    const { groupId } = await this.#createGroup({
+      kind: 'direct',
+      name: '',
+      admins: [me.accountId, other],
+    });
+    const group = await this.#addAccounts(groupId, accounts, claimed);
+    return this.#infoOf(groupId, group);
+  }
+
+  async create(options: { name: string; members?: readonly string[] }): Promise<ConversationInfo> {
+    this.#op = 'conversations.create';
+    if (typeof options !== 'object' || options === null || typeof options.name !== 'string') {
+      throw new SdkError('INVALID_ARGUMENT', this.#op, '"name" expected a string');
+    }
+    const me = this.#me();
+    const others: string[] = [];
+    for (const u of options.members ?? []) {
+      const id = await this.#resolve(u);
+      if (id !== me.accountId && !others.includes(id)) others.push(id);
+    }
+    let data: ConversationData;
+    try {
+      data = decodeConversationData(
+        encodeConversationData({
+          kind: 'group',
+          name: options.name.normalize('NFC'),
+          admins: [me.accountId],
+        }),
+      );
+    } catch (err) {
+      throw new SdkError('INVALID_ARGUMENT', this.#op, 'not a valid conversation name', {
+        cause: err,
+      });
+    }
+    await this.#replenish();
+    const accounts = [...others];
+    if ((await this.#host.ownManifest(false)).devices.length > 1) accounts.push(me.accountId);
+    const claimed = await this.#claimAll(accounts);
+    const { groupId, group } = await this.#createGroup(data);
+    if (claimed.length === 0) return this.#infoOf(groupId, group);
+    return this.#infoOf(groupId, await this.#addAccounts(groupId, accounts, claimed));
+  }
+
+  async add(groupId: string, users: readonly string[]): Promise<ConversationInfo> {
+    this.#op = 'conversations.add';
+    checkGroupId(groupId);
+    const ids: string[] = [];
+    for (const u of users) ids.push(await this.#resolve(u));
+    if (ids.length === 0)
+      throw new SdkError('INVALID_ARGUMENT', this.#op, '"users" expected at least one');
+    const group = await this.#guard(() => this.#addAccounts(groupId, ids));
+    return this.#infoOf(groupId, group);
+  }
+
+  async remove(groupId: string, users: readonly string[]): Promise<ConversationInfo> {
+    this.#op = 'conversations.remove';
+    checkGroupId(groupId);
+    const ids = new Set<string>();
+    for (const u of users) ids.add(await this.#resolve(u));
+    const me = this.#me();
+    if (ids.has(me.accountId)) {
+      throw new SdkError('INVALID_ARGUMENT', this.#op, 'use leave() to leave a conversation');
+    }
+    const group = await this.#guard(() =>
+      this.#commit(groupId, async (engine, g) => {
+        const leaves = engine
+          .members(g)
+          .filter((m) => {
+            const id = parseMemberIdentity(m.identity);
+            return id !== undefined && ids.has(id.accountId);
+          })
+          .map((m) => m.leafIndex);
+        if (leaves.length === 0) throw new SdkError('NOT_FOUND', this.#op, 'no such member');
+        return engine.removeMembers(g, leaves);
+      }),
+    );
+    return this.#infoOf(groupId, group);
+  }
+
+  async rename(groupId: string, name: string): Promise<ConversationInfo> {
+    this.#op = 'conversations.rename';
+    checkGroupId(groupId);
+    const group = await this.#guard(() =>
+      this.#commit(groupId, async (engine, g) => {
+        const data = decodeConversationData(engine.groupData(g) ?? new Uint8Array(0));
+        let encoded: Uint8Array;
+        try {
+          encoded = encodeConversationData({ ...data, name: String(name).normalize('NFC') });
+        } catch (err) {
+          throw new SdkError('INVALID_ARGUMENT', this.#op, 'not a valid conversation name', {
+            cause: err,
+          });
+        }
+        return engine.updateGroupData(g, encoded);
+      }),
+    );
+    return this.#infoOf(groupId, group);
+  }
+
+  async leave(groupId: string): Promise<void> {
+    this.#op = 'conversations.leave';
+    checkGroupId(groupId);
+    const engine = await this.#engineFor();
+    const { record, group } = await this.#load(groupId);
+    const out = await this.#guard(() => engine.proposeLeave(group));
+    await this.#post(groupId, {
+      epoch: Number(group.epoch),
+      kind: 'proposal',
+      message: out.message,
+      recipients: await this.#recipients(group),
+    });
+    await this.#writeGroup(groupId, { ...record, state: engine.exportState(out.group) });
+  }
+
+  async send(
+    groupId: string,
+    message: string | { text?: string; attachment?: Record<string, unknown> },
+  ): Promise<ConversationMessage> {
+    this.#op = 'conversations.send';
+    checkGroupId(groupId);
+    const input = typeof message === 'string' ? { text: message } : message;
+    if (typeof input !== 'object' || input === null) {
+      throw new SdkError(
+        'INVALID_ARGUMENT',
+        this.#op,
+        '"message" expected text or { text, attachment }',
+      );
+    }
+    const id = toBase64url(randomBytes(16));
+    const sentAt = this.#host.now();
+    const content: MessageContent = input.attachment
+      ? {
+          type: 'attachment',
+          attachment: input.attachment,
+          ...(input.text === undefined ? {} : { text: input.text }),
+          id,
+          sentAt,
+        }
+      : { type: 'text', text: String(input.text ?? ''), id, sentAt };
+    let plaintext: Uint8Array;
+    try {
+      plaintext = encodeContent(content);
+    } catch (err) {
+      throw new SdkError('INVALID_ARGUMENT', this.#op, 'the message is too long or malformed', {
+        cause: err,
+      });
+    }
+    const engine = await this.#engineFor();
+    for (let attempt = 0; ; attempt++) {
+      const { record, group } = await this.#load(groupId);
+      if (!group.active)
+        throw new SdkError('NOT_FOUND', this.#op, 'this device is no longer in the conversation');
+      const out = await engine.encrypt(group, plaintext);
+      const stored = this.#storedMessage(content, this.#me());
+      // The ratchet moved: save before sending, so a crash can never reuse a key.
+      await this.#writeGroup(groupId, { ...record, state: engine.exportState(out.group) });
+      try {
+        const seq = await this.#post(groupId, {
+          epoch: Number(group.epoch),
+          kind: 'application',
+          message: out.message,
+          recipients: await this.#recipients(group),
+        });
+        const latest = (await this.#readGroup(groupId)) as GroupRecord;
+        await this.#writeGroup(groupId, {
+          ...latest,
+          seq: Math.max(latest.seq, seq),
+          tail: [...latest.tail, stored],
+        });
+        return this.#message(groupId, stored);
+      } catch (err) {
+        if (
+          SdkError.is(err) &&
+          err.serverCode === 'EPOCH_CONFLICT' &&
+          attempt < MAX_EPOCH_RETRIES
+        ) {
+          await this.#catchUp();
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  async history(groupId: string, limit: number): Promise<ConversationMessage[]> {
+    checkGroupId(groupId);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
+      throw new SdkError(
+        'INVALID_ARGUMENT',
+        'conversations.history',
+        '"limit" expected 1 to 10000',
+      );
+    }
+    const record = await this.#readGroup(groupId);
+    if (!record)
+      throw new SdkError('NOT_FOUND', 'conversations.history', `no conversation ${groupId} here`);
+    let messages = record.tail;
+    for (let n = record.chunks - 1; n >= 0 && messages.length < limit; n--) {
+      const chunk = await this.#host.readRecord(`hist/${groupId}/${n}`);
+      if (chunk) messages = [...(array(chunk, 'messages') as StoredMessage[]), ...messages];
+    }
+    return messages.slice(-limit).map((m) => this.#message(groupId, m));
+  }
+
+  #storedMessage(content: MessageContent, sender: MemberId): StoredMessage {
+    return {
+      id: content.id,
+      a: sender.accountId,
+      d: sender.deviceId,
+      t: content.sentAt,
+      r: this.#host.now(),
+      k: content.type === 'attachment' ? 'attachment' : 'text',
+      ...('text' in content && content.text !== undefined ? { x: content.text } : {}),
+      ...(content.type === 'attachment' ? { f: { ...content.attachment } } : {}),
+    };
+  }
+
+  #message(groupId: string, m: StoredMessage): ConversationMessage {
+    return {
+      conversationId: groupId,
+      id: m.id,
+      sender: { accountId: m.a, deviceId: m.d },
+      own: m.a === this.#me().accountId,
+      sentAt: m.t,
+      receivedAt: m.r,
+      type: m.k,
+      ...(m.x === undefined ? {} : { text: m.x }),
+      ...(m.f === undefined ? {} : { attachment: m.f }),
+    };
+  }
+
+  /** Turns protocol refusals of our own actions into SDK errors. */
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (ProtocolError.is(err, 'COMMIT_NOT_ALLOWED')) {
+        throw new SdkError(
+          'REAUTH_REQUIRED',
+          this.#op,
+          `not allowed: ${err.message.split(': ').pop()}`,
+          {
+            cause: err,
+            detail: 'COMMIT_NOT_ALLOWED',
+          },
+        );
+      }
+      if (ProtocolError.is(err, 'GROUP_INACTIVE')) {
+        throw new SdkError('NOT_FOUND', this.#op, 'this device is no longer in the conversation', {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  // ---- receiving ---------------------------------------------------------------------------
+
+  async sync(): Promise<ConversationEvent[]> {
+    this.#op = 'conversations.sync';
+    await this.#replenish();
+    await this.#catchUp();
+    await this.#reconcileOwnDevices();
+    const events = this.#unreported;
+    this.#unreported = [];
+    this.#emit(events);
+    return events;
+  }
+
+  /** Processes the queue; what it finds is reported by the next sync(). */
+  async #catchUp(): Promise<void> {
+    this.#unreported.push(...(await this.#syncNow()));
+  }
+
+  async #syncNow(): Promise<ConversationEvent[]> {
+    const events: ConversationEvent[] = [];
+    const index = await this.#index();
+    const unsettled = new Map<string, number>();
+    for (const id of index.groups) {
+      const record = await this.#readGroup(id);
+      if (record?.welcome) await this.#sendWelcome(id, record);
+      const moved = record ? await this.#checkPending(id, record) : undefined;
+      if (moved !== undefined) unsettled.set(id, moved);
+    }
+    for (;;) {
+      const res = await this.#request('GET', `/v1/queue?after=${index.cursor}&limit=${QUEUE_PAGE}`);
+      const page = this.#shape('queue', () => ({
+        more: res.more === true,
+        messages: array(res, 'messages').map((e) => {
+          const o = asObject(e, 'entry');
+          const sender = asObject(o.sender, 'sender');
+          return {
+            cursor: int(o, 'cursor'),
+            groupId: str(o, 'groupId'),
+            seq: int(o, 'seq'),
+            epoch: int(o, 'epoch'),
+            kind: str(o, 'kind'),
+            sender: { accountId: str(sender, 'accountId'), deviceId: str(sender, 'deviceId') },
+            message: bytes(o, 'message'),
+          };
+        }),
+      }));
+      if (page.messages.length === 0) break;
+      for (const entry of page.messages) {
+        if (entry.cursor <= index.cursor) {
+          throw this.#violation('QUEUE_ORDER', 'the server repeated or reordered queue cursors');
+        }
+        events.push(...(await this.#handle(entry, index)));
+        index.cursor = entry.cursor;
+      }
+      // Everything up to here is saved (each group record was written before): acknowledge.
+      await this.#writeIndex(index);
+      await this.#request('POST', '/v1/queue/ack', { upTo: index.cursor });
+      if (!page.more) break;
+    }
+    // A pending commit whose group moved on, with no other commit for its epoch queued: ours.
+    for (const id of unsettled.keys()) {
+      const record = await this.#readGroup(id);
+      if (record?.pending) await this.#settlePending(id, record, { kind: '', epoch: -1 });
+    }
+    return events;
+  }
+
+  async #handle(
+    entry: {
+      groupId: string;
+      seq: number;
+      epoch: number;
+      kind: string;
+      sender: MemberId;
+      message: Uint8Array;
+    },
+    index: { cursor: number; groups: string[] },
+  ): Promise<ConversationEvent[]> {
+    const me = this.#me();
+    const fail = (code: 'PROTOCOL_VIOLATION', detail: string, message: string, cause?: unknown) => [
+      {
+        type: 'error' as const,
+        conversationId: entry.groupId,
+        error: new SdkError(code, this.#op, message, { detail, ...(cause ? { cause } : {}) }),
+      },
+    ];
+    if (entry.sender.accountId === me.accountId && entry.sender.deviceId === me.deviceId) {
+      return fail(
+        'PROTOCOL_VIOLATION',
+        'REFLECTED',
+        'the server sent this device its own message back',
+      );
+    }
+    if (entry.kind === 'welcome') return this.#join(entry, index);
+    const stored = await this.#readGroup(entry.groupId);
+    const record = stored?.pending
+      ? await this.#settlePending(entry.groupId, stored, entry)
+      : stored;
+    if (!record || !index.groups.includes(entry.groupId)) {
+      return fail(
+        'PROTOCOL_VIOLATION',
+        'UNKNOWN_GROUP',
+        'a message for a conversation this device is not in',
+      );
+    }
+    if (entry.seq <= record.seq) return []; // delivered before (at-least-once): already stored
+    const engine = await this.#engineFor();
+    const group = engine.importState(record.state);
+    if (!group.active) return [];
+    let processed: Awaited<ReturnType<GroupEngine['process']>>;
+    try {
+      processed = await engine.process(group, entry.message);
+    } catch (err) {
+      // Nothing is kept: the state stays as it was. Past the seq, so a replay cannot loop.
+      await this.#writeGroup(entry.groupId, { ...record, seq: entry.seq });
+      const code = ProtocolError.is(err) ? err.code : 'MLS_MESSAGE_REJECTED';
+      const epochNote =
+        BigInt(entry.epoch) > group.epoch
+          ? ' (this device missed a commit: the conversation forked or a commit was withheld)'
+          : '';
+      return fail(
+        'PROTOCOL_VIOLATION',
+        code,
+        `a message could not be authenticated or decrypted${epochNote}`,
+        err,
+      );
+    }
+    const result = processed.result;
+    if (result.kind === 'application') {
+      const sender = parseMemberIdentity(result.sender.identity);
+      if (
+        !sender ||
+        sender.accountId !== entry.sender.accountId ||
+        sender.deviceId !== entry.sender.deviceId
+      ) {
+        await this.#writeGroup(entry.groupId, { ...record, seq: entry.seq });
+        return fail('PROTOCOL_VIOLATION', 'SENDER_MISMATCH', 'the server misattributed a message');
+      }
+      let content: MessageContent;
+      try {
+        content = decodeContent(result.plaintext);
+      } catch (err) {
+        await this.#writeGroup(entry.groupId, {
+          ...record,
+          state: engine.exportState(processed.group),
+          seq: entry.seq,
+        });
+        return fail(
+          'PROTOCOL_VIOLATION',
+          'INVALID_CONTENT',
+          'a message with malformed content',
+          err,
+        );
+      }
+      if (content.type === 'history' || record.tail.some((m) => m.id === content.id)) {
+        await this.#writeGroup(entry.groupId, {
+          ...record,
+          state: engine.exportState(processed.group),
+          seq: entry.seq,
+        });
+        return [];
+      }
+      const stored = this.#storedMessage(content, sender);
+      await this.#writeGroup(entry.groupId, {
+        ...record,
+        state: engine.exportState(processed.group),
+        seq: entry.seq,
+        tail: [...record.tail, stored],
+      });
+      return [{ type: 'message', message: this.#message(entry.groupId, stored) }];
+    }
+    await this.#writeGroup(entry.groupId, {
+      ...record,
+      state: engine.exportState(processed.group),
+      seq: entry.seq,
+    });
+    if (result.kind === 'commit') {
+      if (result.removed) return [{ type: 'removed', conversationId: entry.groupId }];
+      return [
+        { type: 'changed', conversation: await this.#infoOf(entry.groupId, processed.group) },
+      ];
+    }
+    // A member asked to leave: commit it (any member may) so that it is out at once.
+    if (processed.group.active && engine.pendingRemovals(processed.group).length > 0) {
+      try {
+        const g = await this.#commit(entry.groupId, (e, gr) => e.selfUpdate(gr));
+        return [{ type: 'changed', conversation: await this.#infoOf(entry.groupId, g) }];
+      } catch {
+        // Someone else committed it first: their commit arrives in the queue.
+      }
+    }
+    return [];
+  }
+
+  async #join(
+    entry: { groupId: string; seq: number; message: Uint8Array },
+    index: { cursor: number; groups: string[] },
+  ): Promise<ConversationEvent[]> {
+    const engine = await this.#engineFor();
+    const fail = (detail: string, message: string, cause?: unknown): ConversationEvent[] => [
+      {
+        type: 'error',
+        conversationId: entry.groupId,
+        error: new SdkError('PROTOCOL_VIOLATION', this.#op, message, {
+          detail,
+          ...(cause ? { cause } : {}),
+        }),
+      },
+    ];
+    if (index.groups.includes(entry.groupId)) {
+      const existing = await this.#readGroup(entry.groupId);
+      if (existing && engine.importState(existing.state).active) return []; // a duplicate
+    }
+    const packages = await this.#keyPackages();
+    for (const [ref, p] of packages) {
+      let group: MlsGroup;
+      try {
+        group = await engine.joinFromWelcome(entry.message, {
+          publicKeyPackage: fromBase64url(p.pub),
+          privateKeyPackage: fromBase64url(p.priv),
+        });
+      } catch {
+        continue;
+      }
+      let data: ConversationData;
+      try {
+        data = decodeConversationData(engine.groupData(group) ?? new Uint8Array(0));
+      } catch (err) {
+        return fail(
+          'INVALID_CONVERSATION',
+          'a welcome to something that is not a conversation',
+          err,
+        );
+      }
+      if (!constantTimeEqual(group.groupId, fromBase64url(entry.groupId))) {
+        return fail('GROUP_MISMATCH', 'a welcome for another group than the server says');
+      }
+      const verdict = checkJoinedConversation(data, engine.members(group), this.#me());
+      if (verdict !== true) return fail('COMMIT_NOT_ALLOWED', `refused a conversation: ${verdict}`);
+      if (!p.lastResort) packages.delete(ref); // one-time: its private half goes now
+      await this.#writeGroup(entry.groupId, {
+        state: engine.exportState(group),
+        seq: entry.seq,
+        tail: [],
+        chunks: 0,
+      });
+      await this.#writeKeyPackages(packages);
+      if (!index.groups.includes(entry.groupId)) index.groups.push(entry.groupId);
+      await this.#writeIndex(index);
+      return [{ type: 'joined', conversation: await this.#infoOf(entry.groupId, group) }];
+    }
+    // No key package of ours opens it: used already (the server handed one package to two
+    // people and this is the second Welcome), or not meant for us.
+    return fail(
+      'KEY_PACKAGE_USED',
+      'a welcome this device cannot open (its key package was used already or never ours)',
+    );
+  }
+
+  /**
+   * Multi-device: adds this account's newly listed devices to every conversation this device
+   * is in, and removes devices the account no longer lists.
+   */
+  async #reconcileOwnDevices(): Promise<void> {
+    const events = this.#unreported;
+    const me = this.#me();
+    const body = await this.#host.ownManifest(true);
+    const listed = new Set(body.devices.map((d) => d.id));
+    const engine = await this.#engineFor();
+    for (const groupId of (await this.#index()).groups) {
+      const { group } = await this.#load(groupId);
+      if (!group.active) continue;
+      const mine = engine
+        .members(group)
+        .map((m) => ({ m, id: parseMemberIdentity(m.identity) }))
+        .filter((x) => x.id?.accountId === me.accountId);
+      const present = new Set(mine.map((x) => x.id?.deviceId));
+      const stale = mine
+        .filter((x) => x.id && !listed.has(x.id.deviceId))
+        .map((x) => x.m.leafIndex);
+      const missing = [...listed].filter((d) => !present.has(d));
+      try {
+        if (stale.length > 0) {
+          const g = await this.#commit(groupId, (e, gr) => e.removeMembers(gr, stale));
+          events.push({ type: 'changed', conversation: await this.#infoOf(groupId, g) });
+        }
+        if (missing.length > 0) {
+          const want = new Set(missing);
+          const g = await this.#commit(groupId, async (e, gr) => {
+            const kps = await this.#claim(me.accountId, want);
+            if (kps.length === 0) throw new SdkError('CONFLICT', this.#op, 'no key package');
+            return e.addMembers(gr, kps);
+          });
+          events.push({ type: 'changed', conversation: await this.#infoOf(groupId, g) });
+        }
+      } catch (err) {
+        if (!SdkError.is(err, 'CONFLICT')) throw err;
+      }
+    }
+  }
+}
+
+function checkGroupId(groupId: unknown): asserts groupId is string {
+  if (typeof groupId !== 'string' || !/^[A-Za-z0-9_-]{22,86}$/.test(groupId)) {
+    throw new SdkError(
+      'INVALID_ARGUMENT',
+      'conversations',
+      '"conversationId" expected a conversation id',
+    );
+  }
+}
+
+function welcomeTo(w: Welcome): Record<string, unknown> {
+  return { message: toBase64url(w.message), epoch: w.epoch, recipients: w.recipients };
+}
+
+function welcomeFrom(value: unknown): Welcome {
+  const o = asObject(value, 'welcome');
+  return {
+    message: bytes(o, 'message'),
+    epoch: int(o, 'epoch'),
+    recipients: array(o, 'recipients').map((r) => {
+      const m = asObject(r, 'recipient');
+      return { accountId: str(m, 'accountId'), deviceId: str(m, 'deviceId') };
+    }),
+  };
+}

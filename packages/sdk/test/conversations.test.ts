@@ -1,0 +1,183 @@
+// Conversations end to end over the real server (SQLite in memory): 1:1 and groups, every device
+// of every member, the admin rules, leaving, renaming, and that the server only ever carries
+// ciphertext.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { CofferClient, ConversationEvent } from '../src/index.js';
+import { SdkError } from '../src/index.js';
+import { type TestServer, testClient, testServer, username } from './_server.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await testServer();
+});
+afterAll(async () => {
+  await server.close();
+});
+
+interface User {
+  name: string;
+  client: CofferClient;
+  accountId: string;
+}
+
+async function signup(prefix: string, fetch = server.fetch): Promise<User> {
+  const name = username(prefix);
+  const client = await testClient({ fetch });
+  const { account } = await client.signup(name, `pw-${name}-long enough`);
+  await client.conversations.sync(); // uploads this device's key packages
+  return { name, client, accountId: account.accountId };
+}
+
+/** A second device of `user`: a login on a fresh home. */
+async function secondDevice(user: User): Promise<User> {
+  const client = await testClient(server);
+  await client.login(user.name, `pw-${user.name}-long enough`);
+  await client.conversations.sync();
+  return { ...user, client };
+}
+
+const texts = (events: ConversationEvent[]) =>
+  events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []));
+
+describe('conversations', () => {
+  test('a 1:1 conversation: both directions, history, no duplicates', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const chat = await alice.client.conversations.direct(bob.name);
+    expect(chat.kind).toBe('direct');
+    expect(chat.admins).toEqual([alice.accountId, bob.accountId].sort());
+    expect(chat.members).toHaveLength(2);
+
+    const sent = await alice.client.conversations.send(chat.id, 'hello bob');
+    expect(sent.own).toBe(true);
+    const got = await bob.client.conversations.sync();
+    expect(got.map((e) => e.type)).toEqual(['joined', 'message']);
+    const message = got[1]?.type === 'message' ? got[1].message : undefined;
+    expect(message).toMatchObject({
+      conversationId: chat.id,
+      text: 'hello bob',
+      own: false,
+      sender: { accountId: alice.accountId },
+    });
+    await bob.client.conversations.send(chat.id, 'hi alice');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['hi alice']);
+    // Nothing new: a second sync is empty (acknowledged entries are gone; seq dedupes the rest).
+    expect(await alice.client.conversations.sync()).toEqual([]);
+    expect((await bob.client.conversations.history(chat.id)).map((m) => m.text)).toEqual([
+      'hello bob',
+      'hi alice',
+    ]);
+    // Opening the 1:1 again finds the same conversation, from either side.
+    expect((await alice.client.conversations.direct(bob.name)).id).toBe(chat.id);
+    expect((await bob.client.conversations.direct(alice.accountId)).id).toBe(chat.id);
+  });
+
+  test('a group: admins add, rename and remove; members cannot; a member leaves', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const dave = await signup('dave');
+    const team = await alice.client.conversations.create({
+      name: 'Team',
+      members: [bob.name, carol.name],
+    });
+    expect(team.members).toHaveLength(3);
+    for (const u of [bob, carol]) {
+      const events = await u.client.conversations.sync();
+      expect(events[0]).toMatchObject({ type: 'joined', conversation: { name: 'Team' } });
+    }
+    await carol.client.conversations.send(team.id, 'from carol');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['from carol']);
+    expect(texts(await bob.client.conversations.sync())).toEqual(['from carol']);
+
+    const refused = await bob.client.conversations.add(team.id, [dave.name]).catch((e) => e);
+    expect(SdkError.is(refused)).toBe(true);
+    expect((refused as SdkError).detail).toBe('COMMIT_NOT_ALLOWED');
+
+    await alice.client.conversations.rename(team.id, 'Team ☕');
+    const changed = await bob.client.conversations.sync();
+    expect(changed).toEqual([
+      expect.objectContaining({
+        type: 'changed',
+        conversation: expect.objectContaining({ name: 'Team ☕' }),
+      }),
+    ]);
+    await carol.client.conversations.sync();
+
+    await alice.client.conversations.remove(team.id, [carol.name]);
+    const removed = await carol.client.conversations.sync();
+    expect(removed).toEqual([{ type: 'removed', conversationId: team.id }]);
+    expect((await carol.client.conversations.get(team.id)).active).toBe(false);
+    await bob.client.conversations.sync();
+
+    await bob.client.conversations.leave(team.id);
+    await alice.client.conversations.sync(); // Alice commits Bob's request
+    const left = await bob.client.conversations.sync();
+    expect(left).toEqual([{ type: 'removed', conversationId: team.id }]);
+    expect((await alice.client.conversations.get(team.id)).members).toHaveLength(1);
+  });
+
+  test('every device of every member: a new device joins the conversations by itself', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const chat = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    const alice2 = await secondDevice(alice);
+    // Alice's first device sees the new device in her manifest and adds it everywhere.
+    await alice.client.conversations.sync();
+    const joined = await alice2.client.conversations.sync();
+    expect(joined[0]).toMatchObject({ type: 'joined', conversation: { id: chat.id } });
+    await bob.client.conversations.sync();
+    await bob.client.conversations.send(chat.id, 'to both of you');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['to both of you']);
+    expect(texts(await alice2.client.conversations.sync())).toEqual(['to both of you']);
+    await alice2.client.conversations.send(chat.id, 'from the phone');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['from the phone']);
+    const mine = await alice.client.conversations.sync();
+    expect(mine).toEqual([
+      expect.objectContaining({ type: 'message', message: expect.objectContaining({ own: true }) }),
+    ]);
+  });
+
+  test('a crash between sending a commit and its answer is recovered, either way', async () => {
+    // The connection drops after the request: `lose` = 'answer' (the server took the commit) or
+    // 'request' (it never arrived).
+    let lose: 'answer' | 'request' | undefined;
+    const flaky: typeof server.fetch = async (url, init) => {
+      const isCommit =
+        init.method === 'POST' &&
+        url.includes('/messages') &&
+        String(init.body).includes('"commit"');
+      if (lose && isCommit) {
+        const mode = lose;
+        lose = undefined;
+        if (mode === 'request') throw new TypeError('connection reset');
+        await server.fetch(url, init);
+        throw new TypeError('connection reset');
+      }
+      return server.fetch(url, init);
+    };
+    const alice = await signup('alice', flaky);
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+
+    lose = 'answer';
+    const failed = await alice.client.conversations.add(team.id, [carol.name]).catch((e) => e);
+    expect(SdkError.is(failed, 'NETWORK')).toBe(true);
+    await alice.client.conversations.sync(); // finds its commit was taken: adopts the new epoch
+    expect((await alice.client.conversations.get(team.id)).members).toHaveLength(3);
+    await bob.client.conversations.sync();
+    await alice.client.conversations.send(team.id, 'after the crash');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['after the crash']);
+
+    lose = 'request';
+    const lost = await alice.client.conversations.rename(team.id, 'T2').catch((e) => e);
+    expect(SdkError.is(lost, 'NETWORK')).toBe(true);
+    await alice.client.conversations.sync(); // the group did not move: the commit is dropped
+    expect((await alice.client.conversations.get(team.id)).name).toBe('T');
+    await alice.client.conversations.send(team.id, 'still in step');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['still in step']);
+  });
+});
