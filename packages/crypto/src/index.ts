@@ -65,6 +65,7 @@ export {
   type RawAead,
   type RawAeadAlgorithm,
 } from './raw-aead.js';
+export { createSha256, type Sha256Stream } from './sha256-stream.js';
 export {
   ED25519_PUBLIC_KEY_LENGTH,
   ED25519_SIGNATURE_LENGTH,

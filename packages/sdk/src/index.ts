@@ -1,6 +1,23 @@
 // @coffer/sdk: what apps call. Accounts with nothing but a username and password (OPAQUE),
 // devices in a signed manifest, a key backup only the password or recovery code opens, device
 // linking; local state encrypted at rest. Node-only pieces live in '@coffer/sdk/node'.
+
+export {
+  ATTACHMENT_CHUNK_SIZE,
+  ATTACHMENT_CONTEXT,
+  ATTACHMENT_DESCRIPTOR_VERSION,
+  ATTACHMENT_KEY_LENGTH,
+  type AttachmentDescriptor,
+  type AttachmentServerOptions,
+  type DownloadAttachmentOptions,
+  decodeAttachmentDescriptor,
+  downloadAndDecrypt,
+  encodeAttachmentDescriptor,
+  encryptAndUpload,
+  MAX_ATTACHMENT_MEDIA_TYPE_LENGTH,
+  MAX_ATTACHMENT_NAME_LENGTH,
+  type UploadAttachmentOptions,
+} from './attachments.js';
 export {
   type AccountInfo,
   type ClientOptions,
@@ -13,6 +30,15 @@ export {
   type JoinOptions,
   type LinkOffer,
 } from './client.js';
+export {
+  type ConversationEvent,
+  type ConversationInfo,
+  type ConversationMember,
+  type ConversationMessage,
+  type ConversationsApi,
+  HISTORY_CHUNK,
+  KEY_PACKAGE_TARGET,
+} from './conversations.js';
 export { SDK_ERROR_CODES, SdkError, type SdkErrorCode, type SdkErrorOptions } from './errors.js';
 export { type LocalStore, MAX_RECORD_NAME_LENGTH, memoryStore } from './local-store.js';
 export {
@@ -24,12 +50,3 @@ export {
 } from './names.js';
 export { type KeyStretching, PASSWORD_HASHING } from './password-hashing.js';
 export { DEFAULT_TIMEOUT_MS, type FetchLike } from './transport.js';
-export {
-  type ConversationEvent,
-  type ConversationInfo,
-  type ConversationMember,
-  type ConversationMessage,
-  type ConversationsApi,
-  HISTORY_CHUNK,
-  KEY_PACKAGE_TARGET,
-} from './conversations.js';

@@ -2,6 +2,11 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import {
+  type AttachmentDescriptor,
+  type AttachmentServerOptions,
+  downloadAndDecrypt,
+} from './attachments.js';
 import { SdkError } from './errors.js';
 import { checkRecordName, type LocalStore } from './local-store.js';
 
@@ -191,4 +196,86 @@ function ioError(op: string, err: unknown): SdkError {
       cause: err,
     },
   );
+}
+
+/** Options of {@link saveAttachment}. */
+export interface SaveAttachmentOptions extends AttachmentServerOptions {
+  /** Called as plaintext is written: bytes so far, and the descriptor's size. */
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Downloads and decrypts an attachment into the file `path`. The plaintext goes to
+ * `<path>.partial` (mode 0600) as it is verified, and is flushed and renamed to `path` only once
+ * the whole stream has verified (length, SHA-256 and every chunk, the final one included); on
+ * any failure the partial file is deleted and `path` is left as it was. So a file at `path` is
+ * always a complete, authentic attachment.
+ *
+ * @throws {SdkError} everything `downloadAndDecrypt` throws or its stream errors with
+ *   (`ATTACHMENT_CORRUPT`, `NOT_FOUND`, `NETWORK`, …); `STORE_UNAVAILABLE` when the file cannot
+ *   be written.
+ * @example
+ * ```ts
+ * import { saveAttachment } from '@coffer/sdk/node';
+ * await saveAttachment(descriptor, './downloads/report.pdf', { server, token });
+ * ```
+ */
+export async function saveAttachment(
+  descriptor: AttachmentDescriptor,
+  path: string,
+  options: SaveAttachmentOptions,
+): Promise<void> {
+  const op = 'saveAttachment';
+  if (typeof path !== 'string' || path.length === 0)
+    throw new SdkError('INVALID_ARGUMENT', op, '"path" expected a file path');
+  const plaintext = await downloadAndDecrypt({ ...options, descriptor });
+  const partial = `${path}.partial`;
+  const fileError = (err: unknown) => {
+    const code = (err as { code?: unknown })?.code;
+    return new SdkError(
+      'STORE_UNAVAILABLE',
+      op,
+      `cannot write the attachment file (${typeof code === 'string' ? code : 'i/o error'})`,
+      { cause: err },
+    );
+  };
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(partial, 'w', 0o600);
+  } catch (err) {
+    await plaintext.cancel().catch(() => {});
+    throw fileError(err);
+  }
+  const reader = plaintext.getReader();
+  try {
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) break;
+      try {
+        await handle.write(next.value);
+      } catch (err) {
+        await reader.cancel().catch(() => {});
+        throw fileError(err);
+      }
+    }
+    try {
+      await handle.sync();
+      await handle.close();
+      await rename(partial, path);
+    } catch (err) {
+      throw fileError(err);
+    }
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await rm(partial, { force: true }).catch(() => {});
+    throw err;
+  }
+  if (process.platform !== 'win32') {
+    const dirHandle = await open(dirname(path), 'r').catch(() => undefined);
+    if (dirHandle)
+      await dirHandle
+        .sync()
+        .catch(() => {})
+        .finally(() => dirHandle.close());
+  }
 }

@@ -38,6 +38,7 @@ const SERVER_CODES: Readonly<Record<string, SdkErrorCode>> = {
   // server that does not follow the protocol; in both cases nothing was changed.
   INVALID_MANIFEST: 'PROTOCOL_VIOLATION',
   RATE_LIMITED: 'RATE_LIMITED',
+  QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
   INTERNAL: 'SERVER_ERROR',
   UNAVAILABLE: 'SERVER_ERROR',
 };
@@ -184,8 +185,13 @@ export function createTransport(options: TransportOptions): Transport {
   };
 }
 
-/** Maps an error response (spec "Errors") to an SdkError. */
-function errorFromResponse(operation: string, response: Response, text: string): SdkError {
+/**
+ * Maps an error response (spec "Errors") to an SdkError; `text` is the response body.
+ *
+ * @internal For the SDK's own non-JSON routes (attachments).
+ * @example throw errorFromResponse('attachments.upload', response, await response.text());
+ */
+export function errorFromResponse(operation: string, response: Response, text: string): SdkError {
   const status = response.status;
   const error = parseJson(text)?.error;
   const serverCode =
@@ -258,7 +264,14 @@ function pathOnly(path: string): string {
   return q < 0 ? path : path.slice(0, q);
 }
 
-function parseBase(server: string): string {
+/**
+ * A server base URL, checked, ending in `/`.
+ *
+ * @internal For the SDK's own non-JSON routes (attachments).
+ * @throws {SdkError} `INVALID_ARGUMENT` when `server` is not an http(s) base URL.
+ * @example const url = parseBase('https://coffer.example.com') + 'v1/blobs';
+ */
+export function parseBase(server: string): string {
   let url: URL;
   try {
     url = new URL(server);

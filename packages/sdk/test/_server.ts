@@ -1,5 +1,8 @@
 // The real Coffer server for the SDK's integration tests: @coffer/server's app over SQLite in
-// memory, called in-process (the app's `request`) or over a real socket (`startServer`).
+// memory (blobs in a fresh temporary directory), called in-process (the app's `request`) or over a real socket (`startServer`).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { generateAeadKey, randomBytes } from '@coffer/crypto';
 import { createLocalProvider } from '@coffer/fields';
 import {
@@ -30,6 +33,8 @@ export const SERVER_URL = 'http://coffer.test';
 
 export interface TestServer {
   readonly storage: Storage;
+  /** The blob directory. */
+  readonly blobDir: string;
   /** In-process fetch into the app. */
   readonly fetch: FetchLike;
   /** Listens on 127.0.0.1:<random port>; returns its URL. */
@@ -38,11 +43,14 @@ export interface TestServer {
 }
 
 /** A fresh server with its own in-memory database. */
-export async function testServer(options: { now?: () => number } = {}): Promise<TestServer> {
+export async function testServer(
+  options: { now?: () => number; maxBlobBytes?: number } = {},
+): Promise<TestServer> {
   const provider = await createLocalProvider({ kek1: generateAeadKey() });
   const storage = await openStorage({ sqlitePath: ':memory:', provider, kekId: 'kek1' });
   let requests = 0;
   const secrets = await loadServerSecrets(storage);
+  const blobDir = mkdtempSync(join(tmpdir(), 'coffer-sdk-blobs-'));
   const deps = {
     storage,
     ...secrets,
@@ -52,11 +60,16 @@ export async function testServer(options: { now?: () => number } = {}): Promise<
     // wrong passwords would trip when run together) leaves only the per-account one.
     clientAddress: () => `198.51.100.${(requests++ % 250) + 1}`,
     ...(options.now ? { now: options.now } : {}),
+    blobs: {
+      dir: blobDir,
+      ...(options.maxBlobBytes === undefined ? {} : { maxBytes: options.maxBlobBytes }),
+    },
   };
   const app = createApp(deps);
   let running: RunningServer | undefined;
   return {
     storage,
+    blobDir,
     fetch: (url, init) => app.request(url, init),
     async listen() {
       running ??= await startServer({ ...deps, port: 0, host: '127.0.0.1' });
@@ -65,6 +78,7 @@ export async function testServer(options: { now?: () => number } = {}): Promise<
     async close() {
       await running?.close();
       await storage.close();
+      rmSync(blobDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,11 +1,19 @@
 import { FieldsError } from '@coffer/fields';
 import { Hono } from 'hono';
+import { createBlobFiles } from './blob-files.js';
 import { socketAddress } from './client-address.js';
 import { errorResponse, ServerError } from './errors.js';
 import { createEventHub, type EventHub } from './event-hub.js';
 import type { AppContext, AppEnv, RouteDeps } from './http/_env.js';
 import { routeLabel } from './http/_route.js';
 import { accountRoutes } from './http/accounts.js';
+import {
+  BLOB_QUOTA_BYTES,
+  BLOB_UPLOAD_PATH,
+  type BlobService,
+  blobRoutes,
+  MAX_BLOB_BYTES,
+} from './http/blobs.js';
 import { DELIVERY_BODY_PATH, deliveryRoutes, MAX_DELIVERY_BODY_BYTES } from './http/delivery.js';
 import { deviceRoutes } from './http/devices.js';
 import { eventRoutes } from './http/events.js';
@@ -13,6 +21,7 @@ import { healthRoutes } from './http/health.js';
 import { keyPackageRoutes } from './http/key-packages.js';
 import { linkRoutes } from './http/links.js';
 import { passwordRoutes } from './http/password.js';
+import { userRoutes } from './http/users.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { bodyLimit, MAX_BODY_BYTES } from './middleware/body-limit.js';
@@ -44,6 +53,36 @@ export interface AppDeps {
   readonly events?: EventHub;
   /** Login throttling; default {@link createThrottle} over `storage.throttle` (benchmarks replace it). */
   readonly throttle?: Throttle;
+  /**
+   * Where blobs (encrypted attachments) are kept, and their limits (defaults `MAX_BLOB_BYTES`,
+   * `BLOB_QUOTA_BYTES`); without it the blob routes answer `503 UNAVAILABLE`.
+   */
+  readonly blobs?: BlobOptions;
+}
+
+/** The blob directory and its limits, for {@link AppDeps}. */
+export interface BlobOptions {
+  /** The directory of blob files (made on first use). */
+  readonly dir: string;
+  /** Largest blob in bytes (default 1 GiB). */
+  readonly maxBytes?: number;
+  /** Bytes one account's blobs may hold (default 10 GiB). */
+  readonly quotaBytes?: number;
+}
+
+function blobService(options: BlobOptions | undefined): BlobService | undefined {
+  if (!options) return undefined;
+  const limit = (value: number | undefined, fallback: number, name: string) => {
+    const v = value ?? fallback;
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new Error(`"blobs.${name}" expected a positive integer`);
+    return v;
+  };
+  return {
+    files: createBlobFiles(options.dir),
+    maxBytes: limit(options.maxBytes, MAX_BLOB_BYTES, 'maxBytes'),
+    quotaBytes: limit(options.quotaBytes, BLOB_QUOTA_BYTES, 'quotaBytes'),
+  };
 }
 
 /** Errors that mean a dependency is down, not a bug: the key provider or the database. */
@@ -64,7 +103,8 @@ function isUnavailable(err: unknown): boolean {
 
 /**
  * The Coffer HTTP API (spec/http-api-v1.md) as a Hono app: request id, security headers, request
- * log, metrics, JSON-only bodies of at most 256 KiB (3 MiB for group messages), then the routes. Every error goes through
+ * log, metrics, JSON-only bodies of at most 256 KiB (3 MiB for group messages; blob uploads are
+ * streamed to files), then the routes. Every error goes through
  * one handler and the code table in errors.ts; an unexpected exception is `500 INTERNAL` with no
  * detail (logged with its stack, never with the request body).
  *
@@ -84,6 +124,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     clientAddress: deps.clientAddress ?? socketAddress,
     events: deps.events ?? createEventHub(),
     throttle: deps.throttle ?? createThrottle(deps.storage.throttle, deps.throttleKey, now),
+    blobs: blobService(deps.blobs),
   };
   const { logger } = deps;
   const app = new Hono<AppEnv>();
@@ -95,9 +136,14 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // Group messages carry MLS messages of up to 1 MiB; every other body stays at 256 KiB.
   const smallBodies = bodyLimit(MAX_BODY_BYTES);
   const deliveryBodies = bodyLimit(MAX_DELIVERY_BODY_BYTES);
-  app.use((c, next) =>
-    DELIVERY_BODY_PATH.test(c.req.path) ? deliveryBodies(c, next) : smallBodies(c, next),
-  );
+  app.use((c, next) => {
+    // A blob upload streams its body to a file itself (spec "Blobs"), up to its own limit.
+    if (c.req.method === 'POST' && c.req.path === BLOB_UPLOAD_PATH) {
+      c.set('body', undefined);
+      return next();
+    }
+    return DELIVERY_BODY_PATH.test(c.req.path) ? deliveryBodies(c, next) : smallBodies(c, next);
+  });
   app.use(jsonOnly());
 
   app.route('/', healthRoutes(routeDeps));
@@ -108,6 +154,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route('/', linkRoutes(routeDeps));
   app.route('/', keyPackageRoutes(routeDeps));
   app.route('/', deliveryRoutes(routeDeps));
+  app.route('/', userRoutes(routeDeps));
+  app.route('/', blobRoutes(routeDeps));
   app.route('/', eventRoutes());
 
   app.notFound(() => errorResponse(new ServerError('NOT_FOUND', 'http.route')));

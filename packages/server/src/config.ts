@@ -2,6 +2,7 @@
 // Parsing only; files are read when the server starts (main.ts).
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { BLOB_QUOTA_BYTES, MAX_BLOB_BYTES } from './http/blobs.js';
 
 /** Where the data lives. */
 export type DatabaseConfig =
@@ -26,6 +27,8 @@ export interface Config {
   readonly host: string;
   readonly dataDir: string;
   readonly database: DatabaseConfig;
+  /** Blob files (spec "Blobs") and their limits in bytes. */
+  readonly blobs: { readonly dir: string; readonly maxBytes: number; readonly quotaBytes: number };
   readonly tls?: { readonly certPath: string; readonly keyPath: string };
   readonly kek: KekConfig;
   readonly logLevel: string;
@@ -50,12 +53,15 @@ Runs the Coffer server (HTTP API v1 and /v1/events WebSocket).
   --database-url URL  postgres://... to use PostgreSQL (env DATABASE_URL)
   --sqlite-sync MODE  normal (default): a crash loses nothing committed, a power loss may lose
                       the last commits; full: every commit on disk first (env COFFER_SQLITE_SYNC)
+  --blob-dir DIR      encrypted attachments, one file each (env COFFER_BLOB_DIR, default
+                      <data-dir>/blobs)
   --tls-cert FILE     PEM certificate chain (env COFFER_TLS_CERT); with --tls-key, serve HTTPS
   --tls-key FILE      PEM private key (env COFFER_TLS_KEY)
 
 Environment: COFFER_KEK_FILE (default <data-dir>/kek.key), COFFER_PKCS11_LIBRARY, COFFER_PKCS11_PIN,
 COFFER_PKCS11_SLOT or COFFER_PKCS11_TOKEN_LABEL, COFFER_KEK_ID (a KEK in an HSM instead of the
-file), LOG_LEVEL (fatal, error, warn, info, debug, trace, silent; default info).
+file), COFFER_MAX_BLOB_BYTES (largest blob, default 1 GiB), COFFER_BLOB_QUOTA_BYTES (bytes of blobs
+one account may hold, default 10 GiB), LOG_LEVEL (fatal, error, warn, info, debug, trace, silent; default info).
 
 Examples:
   coffer-server
@@ -92,6 +98,7 @@ export function loadConfig(
         'data-dir': { type: 'string' },
         'database-url': { type: 'string' },
         'sqlite-sync': { type: 'string' },
+        'blob-dir': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -125,6 +132,20 @@ export function loadConfig(
       throw new ConfigError('COFFER_SQLITE_SYNC expected normal or full');
     database = { kind: 'sqlite', path: join(dataDir, 'coffer.sqlite'), sync };
   }
+
+  const blobDir = resolve(cwd, pick('blob-dir', 'COFFER_BLOB_DIR') ?? join(dataDir, 'blobs'));
+  const bytes = (variable: string, fallback: number) => {
+    const text = env[variable];
+    if (text === undefined || text === '') return fallback;
+    if (!/^[1-9][0-9]{0,15}$/.test(text) || !Number.isSafeInteger(Number(text)))
+      throw new ConfigError(`${variable} expected a positive number of bytes`);
+    return Number(text);
+  };
+  const blobs = {
+    dir: blobDir,
+    maxBytes: bytes('COFFER_MAX_BLOB_BYTES', MAX_BLOB_BYTES),
+    quotaBytes: bytes('COFFER_BLOB_QUOTA_BYTES', BLOB_QUOTA_BYTES),
+  };
 
   const certPath = pick('tls-cert', 'COFFER_TLS_CERT');
   const keyPath = pick('tls-key', 'COFFER_TLS_KEY');
@@ -173,6 +194,7 @@ export function loadConfig(
     host,
     dataDir,
     database,
+    blobs,
     ...(tls ? { tls } : {}),
     kek,
     logLevel,

@@ -1,5 +1,17 @@
 // @coffer/server: the HTTP/WebSocket layer (spec/http-api-v1.md) over the storage interfaces.
-export { type AppContext, type AppDeps, type AppEnv, createApp } from './app.js';
+export {
+  type AppContext,
+  type AppDeps,
+  type AppEnv,
+  type BlobOptions,
+  createApp,
+} from './app.js';
+export {
+  type BlobFiles,
+  type BlobWriteResult,
+  createBlobFiles,
+  type OpenedBlob,
+} from './blob-files.js';
 export { addressKey, socketAddress } from './client-address.js';
 export {
   type Config,
@@ -26,6 +38,14 @@ export {
   type EventHub,
 } from './event-hub.js';
 export {
+  BLOB_ORPHAN_GRACE_MS,
+  BLOB_QUOTA_BYTES,
+  BLOB_RETENTION_MS,
+  type BlobSweep,
+  MAX_BLOB_BYTES,
+  sweepBlobs,
+} from './http/blobs.js';
+export {
   DELIVERY_RETENTION_MS,
   MAX_GROUP_INFO_LENGTH,
   MAX_MESSAGE_LENGTH,
@@ -43,6 +63,7 @@ export {
   type EventSocketDeps,
 } from './http/events.js';
 export { createLogger, type Logger } from './logger.js';
+export { LOOKUP_WINDOW_MS, LOOKUPS_PER_ACCOUNT } from './lookup-limiter.js';
 export { createMetrics, type LoginOutcome, type Metrics } from './metrics.js';
 export { MAX_BODY_BYTES } from './middleware/body-limit.js';
 export { createOpaqueSetup, OPAQUE_SIZES } from './opaque.js';
@@ -65,6 +86,9 @@ export {
 export { type OpenStorageOptions, openStorage } from './storage/open.js';
 export type {
   AccountRecord,
+  BlobAddResult,
+  BlobRecord,
+  BlobStore,
   DeliveryKind,
   DeliveryResult,
   DeliveryStore,

@@ -86,7 +86,7 @@ export const OPENAPI_DOCUMENT = {
     title: 'Coffer HTTP API',
     version: '1.0.0',
     description:
-      'Accounts (OPAQUE), sessions, device manifests, key backup, device linking, the MLS KeyPackage directory and the MLS delivery service. Normative text: packages/server/spec/http-api-v1.md; formats: packages/protocol/spec/account-v1.md.',
+      'Accounts (OPAQUE), sessions, device manifests, key backup, device linking, the user directory, the MLS KeyPackage directory, the MLS delivery service and encrypted blobs. Normative text: packages/server/spec/http-api-v1.md; formats: packages/protocol/spec/account-v1.md.',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -109,6 +109,11 @@ export const OPENAPI_DOCUMENT = {
       KeyPackage: b64url('an MLS KeyPackage, opaque to the server, 1 to 16384 bytes'),
       Route: object({ accountId: ref('Id'), deviceId: ref('Id') }),
       MlsMessage: b64url('an MLS message, opaque to the server, 1 to 1048576 bytes'),
+      BlobId: {
+        type: 'string',
+        pattern: '^[A-Za-z0-9_-]{22}$',
+        description: '16 random bytes chosen by the server, as b64url: a read capability',
+      },
     },
   },
   paths: {
@@ -596,6 +601,61 @@ export const OPENAPI_DOCUMENT = {
         auth: 'session',
         requestBody: jsonBody(object({ upTo: int('cursor of the last entry processed') })),
         responses: { '204': ok('acknowledged'), ...errors(...bodyErrors) },
+      }),
+    },
+    '/v1/users/{username}': {
+      get: op({
+        summary:
+          'Find the account of a username (normalised as account-v1 §1; at most 300 lookups per hour per account)',
+        auth: 'session',
+        parameters: [pathParam('username', 'a username, percent-encoded')],
+        responses: {
+          '200': ok('found', object({ accountId: ref('Id') })),
+          ...errors('INVALID_USERNAME', 'NOT_FOUND', 'RATE_LIMITED'),
+        },
+      }),
+    },
+    '/v1/blobs': {
+      post: op({
+        summary:
+          'Upload a blob (an encrypted attachment, opaque bytes), streamed; at most 1 GiB, within the account quota',
+        auth: 'session',
+        requestBody: {
+          required: true,
+          content: {
+            'application/octet-stream': {
+              schema: { type: 'string', contentMediaType: 'application/octet-stream' },
+            },
+          },
+        },
+        responses: {
+          '201': ok('stored', object({ blobId: ref('BlobId'), size: int('bytes stored') })),
+          ...errors(...bodyErrors, 'QUOTA_EXCEEDED'),
+        },
+      }),
+    },
+    '/v1/blobs/{blobId}': {
+      get: op({
+        summary: 'Download a blob whose id the caller knows (any session with a device)',
+        auth: 'session',
+        parameters: [pathParam('blobId', 'blob id')],
+        responses: {
+          '200': {
+            description: 'the bytes, streamed, with content-length',
+            content: {
+              'application/octet-stream': {
+                schema: { type: 'string', contentMediaType: 'application/octet-stream' },
+              },
+            },
+          },
+          ...errors('BAD_REQUEST', 'NOT_FOUND'),
+        },
+      }),
+      delete: op({
+        summary: "Delete a blob (its uploader only; another account's blob is 404)",
+        auth: 'session',
+        parameters: [pathParam('blobId', 'blob id')],
+        responses: { '204': ok('deleted'), ...errors('BAD_REQUEST', 'NOT_FOUND') },
       }),
     },
     '/v1/events': {

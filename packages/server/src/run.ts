@@ -9,7 +9,9 @@ import {
   type KeyProvider,
   localProviderFromFile,
 } from '@coffer/fields';
+import { createBlobFiles } from './blob-files.js';
 import { type Config, ConfigError, loadConfig, USAGE } from './config.js';
+import { sweepBlobs } from './http/blobs.js';
 import { DELIVERY_RETENTION_MS } from './http/delivery.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -104,6 +106,7 @@ export async function runServer(
   try {
     if (config.database.kind === 'sqlite' || config.kek.kind === 'file')
       await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    await mkdir(config.blobs.dir, { recursive: true, mode: 0o700 });
     tls = await readTls(config);
     provider = await openProvider(config, logger);
   } catch (err) {
@@ -136,6 +139,7 @@ export async function runServer(
       ...secrets,
       logger,
       metrics: createMetrics(),
+      blobs: config.blobs,
       port: config.port,
       host: config.host,
       ...(tls ? { tls } : {}),
@@ -157,6 +161,8 @@ export async function runServer(
 
   // Expired sessions, login states and links are refused when read; this only reclaims space.
   // Delivery retention (spec "Delivery"): messages older than 30 days go, acknowledged or not.
+  // Blob retention (spec "Blobs"): blobs older than 30 days, orphaned files, abandoned uploads.
+  const blobFiles = createBlobFiles(config.blobs.dir);
   const sweep = setInterval(() => {
     const t = Date.now();
     Promise.all([
@@ -164,6 +170,7 @@ export async function runServer(
       storage.logins.deleteExpired?.(t),
       storage.links.deleteExpired?.(t),
       storage.delivery.deleteOlderThan(t - DELIVERY_RETENTION_MS),
+      sweepBlobs(storage, blobFiles, t),
     ]).catch((err: unknown) => {
       logger.warn({ err }, 'sweeping expired records failed');
     });

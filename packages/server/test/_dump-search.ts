@@ -1,5 +1,8 @@
-// Searching a stolen database's bytes for values that must not be there, in every form a dump
+// Searching a stolen database's bytes (and the blob directory's files) for values that must not be there, in every form a dump
 // could hold them: raw UTF-8 and UTF-16, hex, and base64/base64url at each byte alignment.
+
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
@@ -28,5 +31,26 @@ export function foundIn(haystack: Buffer, texts: readonly string[]): string[] {
   for (const text of texts)
     for (const { form, bytes } of forms(text))
       if (haystack.includes(bytes)) hits.push(`${text} (${form})`);
+  return hits;
+}
+
+/**
+ * Which of `texts` appear in any file under `dir` (recursively, partial uploads included), as
+ * `<relative path>: <text> (<form>)`; a missing directory holds nothing.
+ */
+export async function foundInDirectory(dir: string, texts: readonly string[]): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(
+    (err: unknown) => {
+      if ((err as { code?: unknown }).code === 'ENOENT') return [];
+      throw err;
+    },
+  );
+  const hits: string[] = [];
+  for (const entry of entries) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    for (const hit of foundIn(await readFile(path), texts))
+      hits.push(`${path.slice(dir.length + 1)}: ${hit}`);
+  }
   return hits;
 }

@@ -1,6 +1,9 @@
 // The app over a real database (test/_db.ts), with a captured log, its own metrics registry,
 // a clock the test moves, and a client address the test chooses. Requests go in-process
 // (app.request) or, after `listen()`, over a real socket.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Hono } from 'hono';
 import { type AppEnv, createApp } from '../src/app.js';
 import { createEventHub, type EventHub } from '../src/event-hub.js';
@@ -26,6 +29,8 @@ export interface Harness {
   readonly logs: string[];
   /** The test's clock. */
   readonly clock: { now: number };
+  /** The blob directory (a fresh temporary one) and its limits. */
+  readonly blobs: { readonly dir: string; readonly maxBytes: number; readonly quotaBytes: number };
   /** The address throttling sees for in-process requests. */
   readonly address: { value: string };
   /** In-process requests. */
@@ -38,7 +43,11 @@ export interface Harness {
 }
 
 /** Builds a harness on a fresh database of `dialect`. */
-export async function createHarness(dialect: TestDialect, prefix = 'http'): Promise<Harness> {
+export async function createHarness(
+  dialect: TestDialect,
+  prefix = 'http',
+  options: { readonly maxBlobBytes?: number; readonly blobQuotaBytes?: number } = {},
+): Promise<Harness> {
   const db = await createTestDatabase(dialect, prefix);
   const storage = await db.open();
   const secrets = await loadServerSecrets(storage);
@@ -56,7 +65,13 @@ export async function createHarness(dialect: TestDialect, prefix = 'http'): Prom
   const clock = { now: Date.now() };
   const address = { value: '192.0.2.1' };
   const now = () => clock.now;
+  const blobs = {
+    dir: join(mkdtempSync(join(tmpdir(), `coffer-${prefix}-blobs-`)), 'blobs'),
+    maxBytes: options.maxBlobBytes ?? 1024 ** 3,
+    quotaBytes: options.blobQuotaBytes ?? 10 * 1024 ** 3,
+  };
   const app = createApp({
+    blobs,
     storage,
     ...secrets,
     logger,
@@ -77,6 +92,7 @@ export async function createHarness(dialect: TestDialect, prefix = 'http'): Prom
     logs,
     clock,
     address,
+    blobs,
     fetch: async (path, init) => app.request(path, init),
     async listen(options = {}) {
       const running = await startServer({
@@ -86,6 +102,7 @@ export async function createHarness(dialect: TestDialect, prefix = 'http'): Prom
         metrics: createMetrics({ processMetrics: false }),
         events,
         now,
+        blobs,
         port: 0,
         host: '127.0.0.1',
         ...(options.tls ? { tls: options.tls } : {}),
@@ -100,6 +117,7 @@ export async function createHarness(dialect: TestDialect, prefix = 'http'): Prom
     async dispose() {
       await Promise.all(servers.map((s) => s.close()));
       await db.dispose();
+      rmSync(join(blobs.dir, '..'), { recursive: true, force: true });
     },
   };
 }

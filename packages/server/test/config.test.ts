@@ -17,6 +17,27 @@ describe('loadConfig', () => {
     expect(c.tls).toBeUndefined();
   });
 
+  it('puts blobs beside the database unless told otherwise', () => {
+    expect(loadConfig([], {}, '/srv').blobs).toEqual({
+      dir: '/srv/data/blobs',
+      maxBytes: 1024 ** 3,
+      quotaBytes: 10 * 1024 ** 3,
+    });
+    expect(loadConfig(['--blob-dir', 'b'], {}, '/srv').blobs.dir).toBe('/srv/b');
+    const env = {
+      COFFER_BLOB_DIR: '/mnt/blobs',
+      COFFER_MAX_BLOB_BYTES: '1000',
+      COFFER_BLOB_QUOTA_BYTES: '5000',
+    };
+    expect(loadConfig([], env, '/srv').blobs).toEqual({
+      dir: '/mnt/blobs',
+      maxBytes: 1000,
+      quotaBytes: 5000,
+    });
+    expect(() => loadConfig([], { COFFER_MAX_BLOB_BYTES: '1e9' }, '/srv')).toThrow(ConfigError);
+    expect(() => loadConfig([], { COFFER_BLOB_QUOTA_BYTES: '0' }, '/srv')).toThrow(ConfigError);
+  });
+
   it('chooses how SQLite syncs commits', () => {
     expect(loadConfig(['--sqlite-sync', 'full'], {}, '/srv').database).toMatchObject({
       sync: 'full',

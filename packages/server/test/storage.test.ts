@@ -118,6 +118,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           '0001_initial',
           '0002_key_packages',
           '0003_delivery',
+          '0004_blobs',
         ]);
         const keyrings = await tdb.raw().selectFrom('coffer_keyring').selectAll().execute();
         expect(keyrings).toHaveLength(1);

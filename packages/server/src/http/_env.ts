@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Storage } from '../storage/types.js';
 import type { Throttle } from '../throttle.js';
+import type { BlobService } from './blobs.js';
 
 /** The session a bearer token stands for, after the auth middleware checked it. */
 export interface AuthSession {
@@ -41,4 +42,6 @@ export interface RouteDeps {
   readonly clientAddress: (c: AppContext) => string;
   readonly events: EventHub;
   readonly throttle: Throttle;
+  /** The blob directory and its limits; undefined when the server keeps no blobs. */
+  readonly blobs: BlobService | undefined;
 }

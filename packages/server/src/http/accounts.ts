@@ -222,7 +222,12 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
   app.delete('/v1/account', auth, async (c) => {
     const session = c.get('session');
     assertRecentAuth(session, now(), 'account.delete');
-    await storage.accounts.delete(session.accountId);
+    const { blobIds } = await storage.accounts.delete(session.accountId);
+    // The rows went with the account; a file left behind by a failure here is an orphan the
+    // blob sweep removes.
+    await deps.blobs?.files.remove(blobIds).catch((err: unknown) => {
+      deps.logger.warn({ err }, 'removing the blob files of a deleted account failed');
+    });
     deps.events.publish(session.accountId, { type: 'deleted' });
     return c.body(null, 204);
   });

@@ -144,9 +144,15 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
     async delete(accountId) {
       // The foreign keys cascade too; deleting each table explicitly keeps this correct even on a
       // SQLite connection opened elsewhere without `foreign_keys = ON`.
-      await ctx.transaction(async (tx) => {
+      return ctx.transaction(async (tx) => {
+        const blobs = await tx
+          .selectFrom('blobs')
+          .select('blob_id')
+          .where('account_id', '=', accountId)
+          .execute();
         await deleteChildren(tx, accountId);
         await tx.deleteFrom('accounts').where('account_id', '=', accountId).execute();
+        return { blobIds: blobs.map((b) => b.blob_id) };
       });
     },
 
@@ -178,6 +184,8 @@ async function deleteChildren(tx: Kysely<StorageDb>, accountId: string): Promise
     // cursors never restart; they hold no message).
     'delivery_queue',
     'delivery_members',
+    // spec "Blobs": the rows; the caller removes the files.
+    'blobs',
     'backups',
     'manifests',
   ] as const) {

@@ -254,6 +254,29 @@ function delivery(dialect: StorageDialect): Migration {
 }
 
 /**
+ * spec/http-api-v1.md "Blobs": one row per stored blob (its bytes are a file in the blob
+ * directory, named after the id). Rows go with their account.
+ */
+function blobs(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('blobs')
+        .addColumn('blob_id', 'text', (c) => c.notNull())
+        .addColumn('account_id', 'text', (c) =>
+          c.notNull().references('accounts.account_id').onDelete('cascade'),
+        )
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('blobs_pk', ['blob_id'])
+        .execute();
+      await db.schema.createIndex('blobs_account_idx').on('blobs').column('account_id').execute();
+      await db.schema.createIndex('blobs_age_idx').on('blobs').column('created_at').execute();
+    },
+  };
+}
+
+/**
  * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
  * has shipped: add the next.
  */
@@ -264,6 +287,7 @@ export function storageMigrations(dialect: StorageDialect): MigrationProvider {
         '0001_initial': initial(dialect),
         '0002_key_packages': keyPackages(dialect),
         '0003_delivery': delivery(dialect),
+        '0004_blobs': blobs(),
       };
     },
   };

@@ -93,4 +93,6 @@ export interface StorageDb {
     seq: Millis;
     created_at: Millis;
   };
+  /** spec/http-api-v1.md "Blobs": who uploaded which blob, its size and age (bytes are files). */
+  blobs: { blob_id: string; account_id: string; size: Millis; created_at: Millis };
 }

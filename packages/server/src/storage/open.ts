@@ -4,6 +4,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { createAccountStore } from './_account-store.js';
 import { createBackupStore } from './_backup-store.js';
+import { createBlobStore } from './_blob-store.js';
 import { type StoreContext, transactionRunner } from './_context.js';
 import { createDeliveryStore } from './_delivery-store.js';
 import { createKeyPackageStore } from './_key-package-store.js';
@@ -116,6 +117,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       secrets: createSecretStore(ctx),
       keyPackages: createKeyPackageStore(ctx),
       delivery: createDeliveryStore(ctx),
+      blobs: createBlobStore(ctx),
       async ping() {
         await sql`select 1`.execute(db);
       },

@@ -98,8 +98,11 @@ export interface AccountStore {
   ): Promise<{ readonly accountId: string; readonly opaqueRecord: Uint8Array } | undefined>;
   get(accountId: string): Promise<AccountRecord | undefined>;
   recoveryVerifier(accountId: string): Promise<Uint8Array | undefined>;
-  /** Deletes the account and everything that belongs to it, in one transaction. */
-  delete(accountId: string): Promise<void>;
+  /**
+   * Deletes the account and everything that belongs to it, in one transaction; returns the ids
+   * of the blobs whose rows went with it, so that the caller removes their files.
+   */
+  delete(accountId: string): Promise<{ readonly blobIds: readonly string[] }>;
   /**
    * Replaces the OPAQUE record, appends the next manifest and replaces the backup in one
    * transaction (password change and recovery); StorageConflictError('manifestSeq') when the
@@ -337,6 +340,45 @@ export interface SecretStore {
   putIfAbsent(name: string, value: Uint8Array): Promise<Uint8Array>;
 }
 
+/** One stored blob's metadata (spec/http-api-v1.md "Blobs"); its bytes are a file, not a row. */
+export interface BlobRecord {
+  readonly blobId: string;
+  /** The uploading account: the only one that may delete it, and whose quota it counts against. */
+  readonly accountId: string;
+  /** Bytes. */
+  readonly size: number;
+  readonly createdAt: number;
+}
+
+/** What {@link BlobStore.add} decided. Expected refusals are values, not exceptions. */
+export type BlobAddResult =
+  | { readonly ok: true }
+  /** The account's blobs would then hold more than `quota` bytes: nothing was recorded. */
+  | { readonly ok: false; readonly reason: 'quota' }
+  /** The account no longer exists (deleted during the upload). */
+  | { readonly ok: false; readonly reason: 'noAccount' };
+
+/**
+ * The blob directory's index: which blobs exist, whose they are, how large. The bytes live in
+ * files (see `BlobFiles`); a blob is visible only once both its file and its row exist.
+ */
+export interface BlobStore {
+  /**
+   * Records a blob whose file is in place, in one transaction that also sums the account's
+   * stored bytes (serialised per account, so concurrent uploads cannot both slip under the quota).
+   */
+  add(record: BlobRecord, options: { readonly quota: number }): Promise<BlobAddResult>;
+  get(blobId: string): Promise<BlobRecord | undefined>;
+  /** Bytes the account's blobs hold. */
+  usage(accountId: string): Promise<number>;
+  /** Deletes the blob if `accountId` uploaded it; false otherwise (unknown included). */
+  delete(blobId: string, accountId: string): Promise<boolean>;
+  /** Retention: deletes the rows of blobs created at or before `before`; returns their ids. */
+  deleteOlderThan(before: number): Promise<string[]>;
+  /** Which of `blobIds` have a row (for sweeping files whose row never came or is gone). */
+  existing(blobIds: readonly string[]): Promise<Set<string>>;
+}
+
 export interface Storage {
   readonly dialect: 'sqlite' | 'postgres';
   readonly accounts: AccountStore;
@@ -349,6 +391,7 @@ export interface Storage {
   readonly secrets: SecretStore;
   readonly keyPackages: KeyPackageStore;
   readonly delivery: DeliveryStore;
+  readonly blobs: BlobStore;
   /** A cheap round trip to the database, for /healthz. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,0 +1,179 @@
+// spec/http-api-v1.md "Blobs": encrypted attachments as opaque bytes. Clients encrypt files
+// themselves (stream-v1) and carry the blob id, the key and a hash inside end-to-end encrypted
+// messages; the server stores, serves and forgets bytes it cannot read. Bodies are streamed to
+// and from files, never held whole in memory.
+import { randomBytes, toBase64url } from '@coffer/crypto';
+import { Hono } from 'hono';
+import type { BlobFiles } from '../blob-files.js';
+import { ServerError } from '../errors.js';
+import { requireAuth } from '../middleware/auth.js';
+import type { Storage } from '../storage/types.js';
+import type { AppEnv, AuthSession, RouteDeps } from './_env.js';
+import { idParam } from './validate.js';
+
+/** Largest blob: a large video, while an upload still fits comfortably on one disk. */
+export const MAX_BLOB_BYTES = 1024 ** 3;
+/** Bytes one account's blobs may hold at once: bounds what one account makes the server store. */
+export const BLOB_QUOTA_BYTES = 10 * 1024 ** 3;
+/** Blobs are kept this long, like the messages that carry their ids (`DELIVERY_RETENTION_MS`). */
+export const BLOB_RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
+/**
+ * A file without a row, or a partial upload, older than this is swept: long enough that an
+ * upload in progress (whose partial file is written to as it arrives) is never touched.
+ */
+export const BLOB_ORPHAN_GRACE_MS = 60 * 60 * 1000;
+/** The one route whose body is streamed instead of read by the body-limit middleware. */
+export const BLOB_UPLOAD_PATH = '/v1/blobs';
+
+/** The blob directory and its limits, as the routes and the sweep use them. */
+export interface BlobService {
+  readonly files: BlobFiles;
+  /** Default {@link MAX_BLOB_BYTES}. */
+  readonly maxBytes: number;
+  /** Default {@link BLOB_QUOTA_BYTES}. */
+  readonly quotaBytes: number;
+}
+
+const OCTET_STREAM = /^application\/octet-stream\s*(;.*)?$/i;
+
+function withDevice(session: AuthSession, op: string): AuthSession {
+  if (session.deviceId === null)
+    throw new ServerError('FORBIDDEN', op, 'the session names no device');
+  return session;
+}
+
+/**
+ * Upload, download and delete of blobs. Without a blob directory (`deps.blobs` undefined) every
+ * blob route answers `503 UNAVAILABLE`.
+ *
+ * @example app.route('/', blobRoutes(deps));
+ */
+export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
+  const { storage, now } = deps;
+  const app = new Hono<AppEnv>();
+  const auth = requireAuth({ storage, now });
+  const service = (op: string): BlobService => {
+    if (!deps.blobs) throw new ServerError('UNAVAILABLE', op, 'blob storage is not configured');
+    return deps.blobs;
+  };
+
+  app.post(BLOB_UPLOAD_PATH, auth, async (c) => {
+    const op = 'blobs.upload';
+    const { accountId } = withDevice(c.get('session'), op);
+    const { files, maxBytes, quotaBytes } = service(op);
+    const body = c.req.raw.body;
+    const refuse = async (err: ServerError): Promise<never> => {
+      await body?.cancel().catch(() => {});
+      throw err;
+    };
+    const type = c.req.header('content-type');
+    if (type === undefined || !OCTET_STREAM.test(type.trim())) {
+      await refuse(
+        new ServerError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          op,
+          'request body must be application/octet-stream',
+        ),
+      );
+    }
+    if (body === null) return refuse(new ServerError('BAD_REQUEST', op, 'expected a body'));
+    const declaredText = c.req.header('content-length');
+    const declared = declaredText === undefined ? undefined : Number(declaredText);
+    if (declared !== undefined && !(declared <= maxBytes))
+      await refuse(new ServerError('PAYLOAD_TOO_LARGE', op));
+    // Checked before reading, so a full account is told at once; checked again, atomically,
+    // when the row is written (concurrent uploads).
+    const room = Math.max(0, quotaBytes - (await storage.blobs.usage(accountId)));
+    if (declared !== undefined && declared > room)
+      await refuse(new ServerError('QUOTA_EXCEEDED', op));
+
+    const blobId = toBase64url(randomBytes(16));
+    const written = await files.write(blobId, body, Math.min(maxBytes, room));
+    if (!written.ok) {
+      if (written.reason === 'unreadable')
+        throw new ServerError('BAD_REQUEST', op, 'request body could not be read');
+      throw new ServerError(room < maxBytes ? 'QUOTA_EXCEEDED' : 'PAYLOAD_TOO_LARGE', op);
+    }
+    try {
+      if (written.size === 0) throw new ServerError('BAD_REQUEST', op, 'expected a body');
+      const added = await storage.blobs.add(
+        { blobId, accountId, size: written.size, createdAt: now() },
+        { quota: quotaBytes },
+      );
+      if (!added.ok) {
+        throw added.reason === 'quota'
+          ? new ServerError('QUOTA_EXCEEDED', op)
+          : new ServerError('UNAUTHENTICATED', op);
+      }
+    } catch (err) {
+      await files.remove([blobId]).catch(() => {});
+      throw err;
+    }
+    return c.json({ blobId, size: written.size }, 201);
+  });
+
+  app.get('/v1/blobs/:blobId', auth, async (c) => {
+    const op = 'blobs.get';
+    withDevice(c.get('session'), op);
+    const { files } = service(op);
+    const blobId = idParam(c.req.param('blobId'), 'blobId', op);
+    // Any session that knows the id may read: the id is a 128-bit capability, carried inside
+    // end-to-end encrypted messages; the bytes are ciphertext under a key the server never sees.
+    const record = await storage.blobs.get(blobId);
+    const opened = record ? await files.open(blobId) : undefined;
+    if (!opened) throw new ServerError('NOT_FOUND', op);
+    return new Response(opened.stream, {
+      status: 200,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(opened.size),
+      },
+    });
+  });
+
+  app.delete('/v1/blobs/:blobId', auth, async (c) => {
+    const op = 'blobs.delete';
+    const { accountId } = withDevice(c.get('session'), op);
+    const { files } = service(op);
+    const blobId = idParam(c.req.param('blobId'), 'blobId', op);
+    // Another account's blob answers like an unknown one: no oracle for which ids exist.
+    if (!(await storage.blobs.delete(blobId, accountId))) throw new ServerError('NOT_FOUND', op);
+    await files.remove([blobId]);
+    return c.body(null, 204);
+  });
+
+  return app;
+}
+
+/** What one {@link sweepBlobs} removed. */
+export interface BlobSweep {
+  /** Blobs past retention (rows and files). */
+  readonly expired: number;
+  /** Files whose row never came or is gone (a crash between rename and insert, a deleted account). */
+  readonly orphans: number;
+  /** Abandoned partial uploads. */
+  readonly partials: number;
+}
+
+/**
+ * Retention (spec "Blobs"): deletes blobs created at or before `now - retentionMs` (rows, then
+ * files), files without a row and partial uploads older than {@link BLOB_ORPHAN_GRACE_MS}.
+ *
+ * @example await sweepBlobs(storage, service.files, Date.now());
+ */
+export async function sweepBlobs(
+  storage: Storage,
+  files: BlobFiles,
+  now: number,
+  retentionMs: number = BLOB_RETENTION_MS,
+): Promise<BlobSweep> {
+  const expired = await storage.blobs.deleteOlderThan(now - retentionMs);
+  await files.remove(expired);
+  const graceEnd = now - BLOB_ORPHAN_GRACE_MS;
+  const old = (await files.list()).filter((f) => f.modifiedAt <= graceEnd).map((f) => f.blobId);
+  const known = await storage.blobs.existing(old);
+  const orphans = old.filter((id) => !known.has(id));
+  await files.remove(orphans);
+  const partials = await files.removeStaleTemp(graceEnd);
+  return { expired: expired.length, orphans: orphans.length, partials };
+}
