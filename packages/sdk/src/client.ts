@@ -24,7 +24,11 @@ import {
 } from '@coffer/protocol';
 import { type Api, createApi, type SessionGrant } from './_api.js';
 import { type ManifestChange, nextManifest, prepareSignup } from './account-steps.js';
-import { type ConversationsApi, createConversations } from './conversations.js';
+import {
+  type ConversationOptions,
+  type ConversationsApi,
+  createConversations,
+} from './conversations.js';
 import { SdkError } from './errors.js';
 import { type AccountRecord, type LocalState, openLocalState } from './local-state.js';
 import type { LocalStore } from './local-store.js';
@@ -86,6 +90,8 @@ export interface ClientOptions {
    * cannot log in with the defaults and the other way round; never set this in an app.
    */
   readonly opaque?: { readonly keyStretching?: KeyStretching };
+  /** The conversations' post-compromise-security policy (defaults: 100 messages, 7 days). */
+  readonly conversations?: ConversationOptions;
 }
 
 /**
@@ -350,6 +356,16 @@ export function createClient(options: ClientOptions): CofferClient {
     options.opaque?.keyStretching === undefined
       ? PASSWORD_HASHING
       : checkKeyStretching(options.opaque.keyStretching);
+  const policy = options.conversations ?? {};
+  for (const [field, max] of [
+    ['selfUpdateAfterMessages', 1_000_000],
+    ['selfUpdateAfterMs', 365 * 24 * 3600 * 1000],
+  ] as const) {
+    const value = policy[field];
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1 || value > max)) {
+      throw new SdkError('INVALID_ARGUMENT', op, `"conversations.${field}" expected 1 to ${max}`);
+    }
+  }
   const transport = createTransport({
     server: options.server,
     ...(options.fetch ? { fetch: options.fetch } : {}),
@@ -362,6 +378,7 @@ export function createClient(options: ClientOptions): CofferClient {
     storeKey: storeKey.slice(),
     now: options.now ?? Date.now,
     keyStretching,
+    conversations: policy,
   });
 }
 
@@ -392,6 +409,7 @@ interface ClientParts {
   readonly storeKey: Uint8Array;
   readonly now: () => number;
   readonly keyStretching: KeyStretching;
+  readonly conversations: ConversationOptions;
 }
 
 class Client implements CofferClient {
@@ -434,6 +452,7 @@ class Client implements CofferClient {
         now: () => this.#parts.now(),
       },
       (op, fn) => this.#run(op, fn),
+      parts.conversations,
     );
   }
 

@@ -55,6 +55,23 @@ const MANIFEST_TTL_MS = 30_000;
 /** Retries of a commit that lost the race for its epoch. */
 const MAX_EPOCH_RETRIES = 5;
 
+/** Default of {@link ConversationOptions.selfUpdateAfterMessages}. */
+export const DEFAULT_SELF_UPDATE_MESSAGES = 100;
+/** Default of {@link ConversationOptions.selfUpdateAfterMs}: a week. */
+export const DEFAULT_SELF_UPDATE_MS = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * The post-compromise-security policy: a device commits fresh keys to a conversation after it
+ * sent this many messages there, or when its last fresh keys are this old (checked on sync).
+ * An attacker who stole a device's state can read a conversation only until the next renewal.
+ *
+ * @example createClient({ server, store, storeKey, conversations: { selfUpdateAfterMessages: 50 } });
+ */
+export interface ConversationOptions {
+  readonly selfUpdateAfterMessages?: number;
+  readonly selfUpdateAfterMs?: number;
+}
+
 /** A member device of a conversation. */
 export interface ConversationMember {
   readonly accountId: string;
@@ -143,7 +160,11 @@ interface GroupRecord {
   seq: number;
   tail: StoredMessage[];
   chunks: number;
-  /** Content ids seen recently (dedupe of re-sent messages). */
+  /** Messages this device sent since its last commit (post-compromise security policy). */
+  sent?: number;
+  /** When this device last committed fresh keys (or joined). */
+  renewedAt?: number;
+  /** A commit sent and not yet confirmed, with the state it leads to. */
   pending?: { state: Uint8Array; epoch: number; welcome?: Welcome };
   /** A Welcome to post once its commit is in: sent, then cleared (a duplicate is harmless). */
   welcome?: Welcome;
@@ -199,8 +220,12 @@ export interface ConversationsApi {
 type Run = <T>(op: string, fn: () => Promise<T>) => Promise<T>;
 
 /** @internal The client builds this once; every method runs in the client's serial queue. */
-export function createConversations(host: ConversationHost, run: Run): ConversationsApi {
-  const c = new Conversations(host);
+export function createConversations(
+  host: ConversationHost,
+  run: Run,
+  options: ConversationOptions = {},
+): ConversationsApi {
+  const c = new Conversations(host, options);
   return {
     direct: (user) => run('conversations.direct', () => c.direct(user)),
     create: (o) => run('conversations.create', () => c.create(o)),
@@ -227,8 +252,40 @@ class Conversations {
   /** Events found while catching up inside another operation, for the next sync. */
   #unreported: ConversationEvent[] = [];
 
-  constructor(host: ConversationHost) {
+  readonly #options: Required<ConversationOptions>;
+
+  constructor(host: ConversationHost, options: ConversationOptions) {
     this.#host = host;
+    this.#options = {
+      selfUpdateAfterMessages: options.selfUpdateAfterMessages ?? DEFAULT_SELF_UPDATE_MESSAGES,
+      selfUpdateAfterMs: options.selfUpdateAfterMs ?? DEFAULT_SELF_UPDATE_MS,
+    };
+  }
+
+  /**
+   * Post-compromise security: a commit with fresh keys for this device. Best effort — a lost
+   * race or a network error leaves it for the next message or sync.
+   */
+  async #renew(groupId: string): Promise<void> {
+    try {
+      await this.#commit(groupId, (engine, group) => engine.selfUpdate(group));
+    } catch (err) {
+      if (!SdkError.is(err) || err.code === 'STORE_CORRUPT') throw err;
+    }
+  }
+
+  /** Renews keys in every conversation whose last renewal is older than the policy allows. */
+  async #renewStale(): Promise<void> {
+    const now = this.#host.now();
+    for (const id of (await this.#index()).groups) {
+      const record = await this.#readGroup(id);
+      if (!record || !(await this.#engineFor()).importState(record.state).active) continue;
+      if (record.renewedAt === undefined) {
+        await this.#writeGroup(id, { ...record, renewedAt: now });
+      } else if (now - record.renewedAt >= this.#options.selfUpdateAfterMs) {
+        await this.#renew(id);
+      }
+    }
   }
 
   // ---- plumbing ----------------------------------------------------------------------------
@@ -349,6 +406,8 @@ class Conversations {
         seq: int(obj, 'seq'),
         chunks: int(obj, 'chunks'),
         tail: array(obj, 'tail') as StoredMessage[],
+        ...(obj.sent === undefined ? {} : { sent: int(obj, 'sent') }),
+        ...(obj.renewedAt === undefined ? {} : { renewedAt: int(obj, 'renewedAt') }),
         ...(obj.welcome ? { welcome: welcomeFrom(obj.welcome) } : {}),
         ...(pending
           ? {
@@ -379,6 +438,8 @@ class Conversations {
       seq: record.seq,
       chunks,
       tail,
+      ...(record.sent === undefined ? {} : { sent: record.sent }),
+      ...(record.renewedAt === undefined ? {} : { renewedAt: record.renewedAt }),
       ...(record.welcome ? { welcome: welcomeTo(record.welcome) } : {}),
       ...(record.pending
         ? {
@@ -768,6 +829,8 @@ class Conversations {
         ...record,
         state: pending.state,
         seq: Math.max(record.seq, seq),
+        sent: 0,
+        renewedAt: this.#host.now(),
         ...(welcome ? { welcome } : {}),
       };
       await this.#writeGroup(groupId, next);
@@ -863,6 +926,8 @@ class Conversations {
       seq: 1,
       tail: [],
       chunks: 0,
+      sent: 0,
+      renewedAt: this.#host.now(),
     });
     const index = await this.#index();
     index.groups.push(groupId);
@@ -1117,11 +1182,14 @@ class Conversations {
           recipients: await this.#recipients(group),
         });
         const latest = (await this.#readGroup(groupId)) as GroupRecord;
+        const sent = (latest.sent ?? 0) + 1;
         await this.#writeGroup(groupId, {
           ...latest,
           seq: Math.max(latest.seq, seq),
           tail: [...latest.tail, stored],
+          sent,
         });
+        if (sent >= this.#options.selfUpdateAfterMessages) await this.#renew(groupId);
         return this.#message(groupId, stored);
       } catch (err) {
         if (
@@ -1216,6 +1284,7 @@ class Conversations {
     await this.#replenish();
     await this.#catchUp();
     await this.#reconcileOwnDevices();
+    await this.#renewStale();
     const events = this.#unreported;
     this.#unreported = [];
     this.#emit(events);
@@ -1454,6 +1523,8 @@ class Conversations {
         seq: entry.seq,
         tail: [],
         chunks: 0,
+        sent: 0,
+        renewedAt: this.#host.now(),
       });
       await this.#writeKeyPackages(packages);
       if (!index.groups.includes(entry.groupId)) index.groups.push(entry.groupId);

@@ -35,7 +35,10 @@ export {
   type ConversationInfo,
   type ConversationMember,
   type ConversationMessage,
+  type ConversationOptions,
   type ConversationsApi,
+  DEFAULT_SELF_UPDATE_MESSAGES,
+  DEFAULT_SELF_UPDATE_MS,
   HISTORY_CHUNK,
   KEY_PACKAGE_TARGET,
 } from './conversations.js';

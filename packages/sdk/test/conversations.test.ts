@@ -20,9 +20,13 @@ interface User {
   accountId: string;
 }
 
-async function signup(prefix: string, fetch = server.fetch): Promise<User> {
+async function signup(
+  prefix: string,
+  fetch = server.fetch,
+  overrides: Parameters<typeof testClient>[1] = {},
+): Promise<User> {
   const name = username(prefix);
-  const client = await testClient({ fetch });
+  const client = await testClient({ fetch }, overrides);
   const { account } = await client.signup(name, `pw-${name}-long enough`);
   await client.conversations.sync(); // uploads this device's key packages
   return { name, client, accountId: account.accountId };
@@ -179,5 +183,32 @@ describe('conversations', () => {
     expect((await alice.client.conversations.get(team.id)).name).toBe('T');
     await alice.client.conversations.send(team.id, 'still in step');
     expect(texts(await bob.client.conversations.sync())).toEqual(['still in step']);
+  });
+
+  test('post-compromise security: fresh keys after N messages and after a time', async () => {
+    let clock = Date.now();
+    const alice = await signup('alice', server.fetch, {
+      now: () => clock,
+      conversations: { selfUpdateAfterMessages: 3, selfUpdateAfterMs: 60_000 },
+    });
+    const bob = await signup('bob');
+    const chat = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    const epoch = (await alice.client.conversations.get(chat.id)).epoch;
+    for (const text of ['1', '2']) await alice.client.conversations.send(chat.id, text);
+    expect((await alice.client.conversations.get(chat.id)).epoch).toBe(epoch);
+    await alice.client.conversations.send(chat.id, '3');
+    expect((await alice.client.conversations.get(chat.id)).epoch).toBe(epoch + 1);
+    clock += 61_000;
+    await alice.client.conversations.sync();
+    expect((await alice.client.conversations.get(chat.id)).epoch).toBe(epoch + 2);
+    const got = await bob.client.conversations.sync();
+    expect(texts(got)).toEqual(['1', '2', '3']);
+    expect((await bob.client.conversations.get(chat.id)).epoch).toBe(epoch + 2);
+    await bob.client.conversations.send(chat.id, 'still talking');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['still talking']);
+    await expect(
+      testClient(server, { conversations: { selfUpdateAfterMessages: 0 } }),
+    ).rejects.toSatisfy((e) => SdkError.is(e, 'INVALID_ARGUMENT'));
   });
 });
