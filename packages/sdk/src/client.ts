@@ -532,6 +532,8 @@ class Client implements CofferClient {
     const result = this.#queue.then(async () => {
       if (this.#state !== 'ready') throw notReady();
       this.#operation = operation;
+      // Another process on the same home waits for this operation to finish, and we for its.
+      const release = await this.#parts.store.lock?.(operation);
       try {
         return await fn();
       } catch (err) {
@@ -540,6 +542,8 @@ class Client implements CofferClient {
         const name = (err as { name?: unknown } | null)?.name;
         if (ProtocolError.is(err) || name === 'CryptoError') throw violation(operation, err);
         throw err;
+      } finally {
+        await release?.();
       }
     });
     this.#queue = result.catch(() => {});

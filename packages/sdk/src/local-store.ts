@@ -25,6 +25,13 @@ export interface LocalStore {
   put(name: string, value: Uint8Array): Promise<void>;
   /** Removes the record; no error when it does not exist. */
   delete(name: string): Promise<void>;
+  /**
+   * Optional. Takes the store's exclusive lock, waiting while another holder (another process
+   * on the same home) has it, and resolves to its release function. The client holds it for
+   * each operation, so that two processes never both read, change and write the same records
+   * (two MLS states moving on from one would reuse keys). Stores one process owns need none.
+   */
+  lock?(operation: string): Promise<() => Promise<void>>;
 }
 
 /**

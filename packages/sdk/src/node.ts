@@ -76,7 +76,71 @@ export function fileStore(dir: string): LocalStore {
         if (!isCode(err, 'ENOENT')) throw ioError('fileStore.delete', err);
       }
     },
+    async lock(operation) {
+      await ensureDir();
+      return acquireLock(operation, join(dir, LOCK_FILE));
+    },
   };
+}
+
+const LOCK_FILE = 'lock';
+/** How long an operation waits for another process's operation on the same home. */
+export const LOCK_WAIT_MS = 30_000;
+const LOCK_POLL_MS = 15;
+
+/**
+ * A lock file made with O_EXCL holding `<pid> <random>`: whoever created it holds the lock.
+ * One left by a process that died (its pid is gone) is taken over; the random part makes sure a
+ * holder only ever deletes its own file.
+ */
+async function acquireLock(operation: string, file: string): Promise<() => Promise<void>> {
+  const token = `${process.pid} ${randomBytes(8).toString('hex')}`;
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const handle = await open(file, 'wx', 0o600);
+      try {
+        await handle.writeFile(token);
+      } finally {
+        await handle.close();
+      }
+      return async () => {
+        const now = await readFile(file, 'utf8').catch(() => '');
+        if (now === token) await unlink(file).catch(() => {});
+      };
+    } catch (err) {
+      if (!isCode(err, 'EEXIST')) throw ioError(operation, err);
+    }
+    const holder = await readFile(file, 'utf8').catch(() => '');
+    const pid = Number(holder.split(' ')[0]);
+    if (holder !== '' && Number.isSafeInteger(pid) && pid > 0 && !alive(pid)) {
+      // Stale: rename it away first, so two takers cannot both delete a fresh lock.
+      const stale = `${file}.${randomBytes(6).toString('hex')}.stale`;
+      await rename(file, stale).then(
+        () => unlink(stale).catch(() => {}),
+        () => {},
+      );
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new SdkError(
+        'STORE_UNAVAILABLE',
+        operation,
+        `another process has been using this home for ${LOCK_WAIT_MS / 1000} s`,
+        { retryable: true },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isCode(err, 'EPERM');
+  }
 }
 
 /**

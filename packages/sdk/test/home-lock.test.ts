@@ -1,0 +1,82 @@
+// Two processes on one client home: the file store's lock makes their operations take turns,
+// so they never move one MLS state forward twice (key reuse) or lose each other's writes.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { ConversationEvent } from '../src/index.js';
+import { fileStore, openNodeHome } from '../src/node.js';
+import { type TestServer, testClient, testServer, username } from './_server.js';
+
+let server: TestServer;
+let dir: string;
+beforeAll(async () => {
+  server = await testServer();
+  dir = mkdtempSync(join(tmpdir(), 'coffer-home-lock-'));
+});
+afterAll(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const texts = (events: ConversationEvent[]) =>
+  events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []));
+
+describe('one home, two clients', () => {
+  test('concurrent sends from two clients of one home all arrive, in turn', async () => {
+    const home = join(dir, 'alice');
+    const { store, storeKey } = await openNodeHome(home);
+    const a1 = await testClient(server, { store, storeKey });
+    const alice = username('alice');
+    await a1.signup(alice, `pw-${alice}-long enough`);
+    await a1.conversations.sync();
+    const bob = username('bob');
+    const b = await testClient(server);
+    await b.signup(bob, `pw-${bob}-long enough`);
+    await b.conversations.sync();
+    const chat = await a1.conversations.direct(bob);
+    await b.conversations.sync();
+
+    // A second client (another process, as far as the store can tell) on the same home.
+    const again = await openNodeHome(home);
+    const a2 = await testClient(server, { store: again.store, storeKey: again.storeKey });
+    const sends: Promise<unknown>[] = [];
+    for (let i = 0; i < 8; i++) {
+      sends.push(a1.conversations.send(chat.id, `one-${i}`));
+      sends.push(a2.conversations.send(chat.id, `two-${i}`));
+    }
+    await Promise.all(sends);
+    const events = await b.conversations.sync();
+    expect(events.filter((e) => e.type === 'error')).toEqual([]);
+    expect(texts(events).sort()).toEqual(
+      [...Array(8).keys()].flatMap((i) => [`one-${i}`, `two-${i}`]).sort(),
+    );
+    expect(await a1.conversations.history(chat.id, { limit: 100 })).toHaveLength(16);
+  });
+
+  test('a lock left by a process that died is taken over; a live one is waited for', async () => {
+    const stateDir = join(dir, 'stale');
+    const store = fileStore(stateDir);
+    await store.put('x', new Uint8Array([1]));
+    // The pid of a process that has exited.
+    const dead = spawnSync(process.execPath, [
+      '-e',
+      'process.stdout.write(String(process.pid))',
+    ]).stdout.toString();
+    writeFileSync(join(stateDir, 'lock'), `${dead} deadbeef`);
+    const release = await store.lock?.('test');
+    expect(release).toBeTypeOf('function');
+    let second = false;
+    const waiting = store.lock?.('test').then((r) => {
+      second = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(second).toBe(false);
+    await release?.();
+    const next = await waiting;
+    expect(second).toBe(true);
+    await next?.();
+  });
+});
