@@ -374,6 +374,8 @@ export function createClient(options: ClientOptions): CofferClient {
   return new Client({
     api: createApi(transport),
     transport,
+    server: options.server,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
     store,
     storeKey: storeKey.slice(),
     now: options.now ?? Date.now,
@@ -405,6 +407,8 @@ interface Current {
 interface ClientParts {
   readonly api: Api;
   readonly transport: Transport;
+  readonly server: string;
+  readonly fetch?: FetchLike;
   readonly store: LocalStore;
   readonly storeKey: Uint8Array;
   readonly now: () => number;
@@ -446,6 +450,11 @@ class Client implements CofferClient {
         ownManifest: async (fresh) =>
           (fresh ? await this.#refresh() : this.#requireLoggedIn()).manifest.body,
         transport: parts.transport,
+        blobs: () => ({
+          server: parts.server,
+          token: this.#requireLoggedIn().token,
+          ...(parts.fetch ? { fetch: parts.fetch } : {}),
+        }),
         readRecord: (name) => this.#localState().readRecord(name),
         writeRecord: (name, fields) => this.#localState().writeRecord(name, fields),
         deleteRecord: (name) => this.#localState().deleteRecord(name),

@@ -25,6 +25,14 @@ import {
   verifyManifest,
 } from '@coffer/protocol';
 import { array, asObject, bytes, int, type JsonObject, str } from './_json.js';
+import {
+  type AttachmentDescriptor,
+  type AttachmentServerOptions,
+  decodeAttachmentDescriptor,
+  downloadAndDecrypt,
+  encodeAttachmentDescriptor,
+  encryptAndUpload,
+} from './attachments.js';
 import { SdkError } from './errors.js';
 import type { Transport } from './transport.js';
 
@@ -47,11 +55,15 @@ import type { Transport } from './transport.js';
 export const KEY_PACKAGE_TARGET = 20;
 const KEY_PACKAGE_LOW = 5;
 /** Messages kept in a conversation's record before the oldest move to a history chunk. */
-export const HISTORY_CHUNK = 200;
+export const HISTORY_CHUNK = 64;
 /** Queue entries asked for per request (the server allows up to 100). */
 const QUEUE_PAGE = 100;
 /** A contact's manifest is fetched again at most this often while checking credentials. */
 const MANIFEST_TTL_MS = 30_000;
+/** How often sync() re-checks what rarely changes (key-package count, key age). */
+const SCAN_INTERVAL_MS = 60_000;
+/** Messages per conversation a history bundle carries to a new device. */
+const MAX_BUNDLE_MESSAGES = 1000;
 /** Retries of a commit that lost the race for its epoch. */
 const MAX_EPOCH_RETRIES = 5;
 
@@ -118,6 +130,8 @@ export type ConversationEvent =
   | { readonly type: 'joined'; readonly conversation: ConversationInfo }
   | { readonly type: 'changed'; readonly conversation: ConversationInfo }
   | { readonly type: 'removed'; readonly conversationId: string }
+  /** Older messages from another device of this account (a history bundle) were stored. */
+  | { readonly type: 'history'; readonly conversationId: string; readonly count: number }
   | {
       /** A message that could not be used: never silent. `error.code` says why. */
       readonly type: 'error';
@@ -137,6 +151,8 @@ export interface ConversationHost {
   /** The account's own newest verified manifest; `fresh`: fetched and verified now. */
   ownManifest(fresh: boolean): Promise<ManifestBody>;
   readonly transport: Transport;
+  /** Where and as whom to upload and download encrypted files. */
+  blobs(): AttachmentServerOptions;
   readRecord(name: string): Promise<JsonObject | undefined>;
   writeRecord(name: string, fields: Record<string, unknown>): Promise<void>;
   deleteRecord(name: string): Promise<void>;
@@ -204,6 +220,28 @@ export interface ConversationsApi {
   ): Promise<ConversationMessage>;
   /** Fetches the queue, processes, stores and acknowledges everything new. */
   sync(): Promise<ConversationEvent[]>;
+  /**
+   * Encrypts `data` under a fresh key, uploads the ciphertext, and sends its reference (with
+   * optional text) to the conversation.
+   */
+  sendFile(
+    conversationId: string,
+    data: Uint8Array | AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
+    options?: {
+      name?: string;
+      mediaType?: string;
+      text?: string;
+      onProgress?: (done: number, total?: number) => void;
+    },
+  ): Promise<ConversationMessage>;
+  /**
+   * The plaintext of a received (or sent) attachment, verified chunk by chunk; complete only
+   * when the stream ends without an error (truncation shows at the end).
+   */
+  download(
+    message: ConversationMessage,
+    options?: { onProgress?: (done: number, total: number) => void },
+  ): Promise<ReadableStream<Uint8Array>>;
   /** Stored messages of a conversation, oldest first; the last `limit` (default 100). */
   history(conversationId: string, options?: { limit?: number }): Promise<ConversationMessage[]>;
   add(conversationId: string, users: readonly string[]): Promise<ConversationInfo>;
@@ -232,6 +270,37 @@ export function createConversations(
     list: () => run('conversations.list', () => c.list()),
     get: (id) => run('conversations.get', () => c.info(id)),
     send: (id, m) => run('conversations.send', () => c.send(id, m)),
+    sendFile: async (id, data, o = {}) => {
+      // The upload runs outside the client's queue (it may take long); the message inside it.
+      const descriptor = await encryptAndUpload({
+        ...c.blobs(),
+        data,
+        ...(o.name === undefined ? {} : { name: o.name }),
+        ...(o.mediaType === undefined ? {} : { mediaType: o.mediaType }),
+        ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+      });
+      const attachment = JSON.parse(encodeAttachmentDescriptor(descriptor)) as Record<
+        string,
+        unknown
+      >;
+      return run('conversations.send', () =>
+        c.send(id, { attachment, ...(o.text === undefined ? {} : { text: o.text }) }),
+      );
+    },
+    download: async (message, o = {}) => {
+      if (!message?.attachment) {
+        throw new SdkError(
+          'INVALID_ARGUMENT',
+          'conversations.download',
+          'the message has no attachment',
+        );
+      }
+      return downloadAndDecrypt({
+        ...c.blobs(),
+        descriptor: decodeAttachmentDescriptor(message.attachment),
+        ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+      });
+    },
     sync: () => run('conversations.sync', () => c.sync()),
     history: (id, o) => run('conversations.history', () => c.history(id, o?.limit ?? 100)),
     add: (id, users) => run('conversations.add', () => c.add(id, users)),
@@ -251,6 +320,14 @@ class Conversations {
   readonly #contacts = new Map<string, ContactPin>();
   /** Events found while catching up inside another operation, for the next sync. */
   #unreported: ConversationEvent[] = [];
+  // What sync() may skip, per account (a client can switch accounts): the scan for commits
+  // left pending by a crash (needed once per process, and after a post whose outcome is
+  // unknown), the key-package count, the key-renewal scan, and the own-device reconciliation
+  // (needed when the account's manifest changed).
+  #scanFor: string | undefined;
+  #keyPackagesCheckedAt = new Map<string, number>();
+  #renewCheckedAt = new Map<string, number>();
+  #reconciled = new Map<string, number>();
 
   readonly #options: Required<ConversationOptions>;
 
@@ -277,6 +354,9 @@ class Conversations {
   /** Renews keys in every conversation whose last renewal is older than the policy allows. */
   async #renewStale(): Promise<void> {
     const now = this.#host.now();
+    const { accountId } = this.#me();
+    if (now - (this.#renewCheckedAt.get(accountId) ?? -Infinity) < SCAN_INTERVAL_MS) return;
+    this.#renewCheckedAt.set(accountId, now);
     for (const id of (await this.#index()).groups) {
       const record = await this.#readGroup(id);
       if (!record || !(await this.#engineFor()).importState(record.state).active) continue;
@@ -334,6 +414,10 @@ class Conversations {
 
   #emit(events: ConversationEvent[]): void {
     for (const e of events) for (const l of this.#listeners) l(e);
+  }
+
+  blobs(): AttachmentServerOptions {
+    return this.#host.blobs();
   }
 
   subscribe(listener: (e: ConversationEvent) => void): () => void {
@@ -596,6 +680,10 @@ class Conversations {
 
   /** Keeps KEY_PACKAGE_TARGET one-time key packages and a last-resort one on the server. */
   async #replenish(): Promise<void> {
+    const { accountId } = this.#me();
+    const now = this.#host.now();
+    if (now - (this.#keyPackagesCheckedAt.get(accountId) ?? -Infinity) < SCAN_INTERVAL_MS) return;
+    this.#keyPackagesCheckedAt.set(accountId, now);
     const res = await this.#request('GET', '/v1/key-packages/count');
     const { available, lastResort } = this.#shape('key package count', () => ({
       available: int(res, 'available'),
@@ -725,7 +813,8 @@ class Conversations {
     const out: ConversationInfo[] = [];
     for (const id of index.groups) {
       const { group } = await this.#load(id);
-      out.push(await this.#infoOf(id, group));
+      const info = await this.#infoOf(id, group);
+      if (info.kind !== 'self') out.push(info); // internal: history for new devices
     }
     return out;
   }
@@ -822,6 +911,8 @@ class Conversations {
         }
         if (SdkError.is(err) && (err.status ?? 0) >= 400 && (err.status ?? 0) < 500) {
           await this.#writeGroup(groupId, { ...record }); // refused: nothing happened
+        } else {
+          this.#scanFor = undefined; // outcome unknown: the next sync settles it
         }
         throw err;
       }
@@ -834,7 +925,11 @@ class Conversations {
         ...(welcome ? { welcome } : {}),
       };
       await this.#writeGroup(groupId, next);
-      await this.#sendWelcome(groupId, next);
+      try {
+        await this.#sendWelcome(groupId, next);
+      } catch {
+        this.#scanFor = undefined; // the commit is in; the next sync posts the Welcome again
+      }
       return out.group;
     }
   }
@@ -1157,6 +1252,27 @@ class Conversations {
           sentAt,
         }
       : { type: 'text', text: String(input.text ?? ''), id, sentAt };
+    if (content.type === 'attachment') {
+      try {
+        decodeAttachmentDescriptor(content.attachment);
+      } catch (err) {
+        throw new SdkError(
+          'INVALID_ARGUMENT',
+          this.#op,
+          '"attachment" is not an attachment descriptor',
+          { cause: err },
+        );
+      }
+    }
+    return this.#sendContent(groupId, content);
+  }
+
+  /**
+   * Encrypts and posts one application message. The new ratchet state and the message (in
+   * this device's history) are saved in one write before posting, so a crash can never reuse a
+   * key; a refused or failed post takes the message out of the history again.
+   */
+  async #sendContent(groupId: string, content: MessageContent): Promise<ConversationMessage> {
     let plaintext: Uint8Array;
     try {
       plaintext = encodeContent(content);
@@ -1166,32 +1282,30 @@ class Conversations {
       });
     }
     const engine = await this.#engineFor();
+    const stored = this.#storedMessage(content, this.#me());
+    const keep = content.type !== 'history';
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
       if (!group.active)
         throw new SdkError('NOT_FOUND', this.#op, 'this device is no longer in the conversation');
       const out = await engine.encrypt(group, plaintext);
-      const stored = this.#storedMessage(content, this.#me());
-      // The ratchet moved: save before sending, so a crash can never reuse a key.
-      await this.#writeGroup(groupId, { ...record, state: engine.exportState(out.group) });
+      const sent = (record.sent ?? 0) + 1;
+      const next: GroupRecord = {
+        ...record,
+        state: engine.exportState(out.group),
+        tail: keep ? [...record.tail, stored] : record.tail,
+        sent,
+      };
+      await this.#writeGroup(groupId, next);
       try {
-        const seq = await this.#post(groupId, {
+        await this.#post(groupId, {
           epoch: Number(group.epoch),
           kind: 'application',
           message: out.message,
           recipients: await this.#recipients(group),
         });
-        const latest = (await this.#readGroup(groupId)) as GroupRecord;
-        const sent = (latest.sent ?? 0) + 1;
-        await this.#writeGroup(groupId, {
-          ...latest,
-          seq: Math.max(latest.seq, seq),
-          tail: [...latest.tail, stored],
-          sent,
-        });
-        if (sent >= this.#options.selfUpdateAfterMessages) await this.#renew(groupId);
-        return this.#message(groupId, stored);
       } catch (err) {
+        await this.#writeGroup(groupId, { ...next, tail: record.tail });
         if (
           SdkError.is(err) &&
           err.serverCode === 'EPOCH_CONFLICT' &&
@@ -1202,6 +1316,8 @@ class Conversations {
         }
         throw err;
       }
+      if (sent >= this.#options.selfUpdateAfterMessages) await this.#renew(groupId);
+      return this.#message(groupId, stored);
     }
   }
 
@@ -1300,11 +1416,15 @@ class Conversations {
     const events: ConversationEvent[] = [];
     const index = await this.#index();
     const unsettled = new Map<string, number>();
-    for (const id of index.groups) {
-      const record = await this.#readGroup(id);
-      if (record?.welcome) await this.#sendWelcome(id, record);
-      const moved = record ? await this.#checkPending(id, record) : undefined;
-      if (moved !== undefined) unsettled.set(id, moved);
+    const { accountId } = this.#me();
+    if (this.#scanFor !== accountId) {
+      for (const id of index.groups) {
+        const record = await this.#readGroup(id);
+        if (record?.welcome) await this.#sendWelcome(id, record);
+        const moved = record ? await this.#checkPending(id, record) : undefined;
+        if (moved !== undefined) unsettled.set(id, moved);
+      }
+      this.#scanFor = accountId;
     }
     for (;;) {
       const res = await this.#request('GET', `/v1/queue?after=${index.cursor}&limit=${QUEUE_PAGE}`);
@@ -1438,7 +1558,39 @@ class Conversations {
           state: engine.exportState(processed.group),
           seq: entry.seq,
         });
-        return [];
+        if (content.type !== 'history') return [];
+        // Only this account's own devices may hand it history, and only in its own
+        // conversation: anything else claiming to be a bundle is refused, never merged.
+        const kind = (await this.#infoOf(entry.groupId, processed.group)).kind;
+        if (kind !== 'self' || sender.accountId !== me.accountId) {
+          return [
+            this.#errorEvent(
+              entry.groupId,
+              'HISTORY_NOT_OWN',
+              "a history bundle from outside this account's own devices",
+            ),
+          ];
+        }
+        return this.#receiveHistory(entry.groupId, content.attachment as Record<string, unknown>);
+      }
+      if (content.type === 'attachment') {
+        try {
+          decodeAttachmentDescriptor(content.attachment);
+        } catch (err) {
+          await this.#writeGroup(entry.groupId, {
+            ...record,
+            state: engine.exportState(processed.group),
+            seq: entry.seq,
+          });
+          return [
+            this.#errorEvent(
+              entry.groupId,
+              'INVALID_ATTACHMENT',
+              'a file message with a malformed reference',
+              err,
+            ),
+          ];
+        }
       }
       const stored = this.#storedMessage(content, sender);
       await this.#writeGroup(entry.groupId, {
@@ -1517,7 +1669,10 @@ class Conversations {
       }
       const verdict = checkJoinedConversation(data, engine.members(group), this.#me());
       if (verdict !== true) return fail('COMMIT_NOT_ALLOWED', `refused a conversation: ${verdict}`);
-      if (!p.lastResort) packages.delete(ref); // one-time: its private half goes now
+      if (!p.lastResort) {
+        packages.delete(ref); // one-time: its private half goes now
+        this.#keyPackagesCheckedAt.delete(this.#me().accountId); // maybe upload more
+      }
       await this.#writeGroup(entry.groupId, {
         state: engine.exportState(group),
         seq: entry.seq,
@@ -1529,7 +1684,8 @@ class Conversations {
       await this.#writeKeyPackages(packages);
       if (!index.groups.includes(entry.groupId)) index.groups.push(entry.groupId);
       await this.#writeIndex(index);
-      return [{ type: 'joined', conversation: await this.#infoOf(entry.groupId, group) }];
+      const joined = await this.#infoOf(entry.groupId, group);
+      return joined.kind === 'self' ? [] : [{ type: 'joined', conversation: joined }];
     }
     // No key package of ours opens it: used already (the server handed one package to two
     // people and this is the second Welcome), or not meant for us.
@@ -1547,8 +1703,14 @@ class Conversations {
     const events = this.#unreported;
     const me = this.#me();
     const body = await this.#host.ownManifest(true);
+    if (this.#reconciled.get(me.accountId) === body.seq) return;
     const listed = new Set(body.devices.map((d) => d.id));
     const engine = await this.#engineFor();
+    // The account's own conversation carries history bundles to its new devices.
+    if (listed.size > 1) await this.#selfGroup();
+    const newcomers = new Set<string>();
+    const caughtUp: string[] = [];
+    let failed = false;
     for (const groupId of (await this.#index()).groups) {
       const { group } = await this.#load(groupId);
       if (!group.active) continue;
@@ -1573,12 +1735,160 @@ class Conversations {
             if (kps.length === 0) throw new SdkError('CONFLICT', this.#op, 'no key package');
             return e.addMembers(gr, kps);
           });
-          events.push({ type: 'changed', conversation: await this.#infoOf(groupId, g) });
+          const info = await this.#infoOf(groupId, g);
+          if (info.kind !== 'self') {
+            events.push({ type: 'changed', conversation: info });
+            caughtUp.push(groupId);
+          }
+          for (const d of missing) newcomers.add(d);
         }
       } catch (err) {
         if (!SdkError.is(err, 'CONFLICT')) throw err;
+        failed = true; // e.g. the new device has no key package yet: try again next sync
       }
     }
+    if (caughtUp.length > 0) await this.#sendHistory(caughtUp);
+    if (!failed) this.#reconciled.set(me.accountId, body.seq);
+  }
+
+  /** This account's own conversation (kind `self`), made when there is none. */
+  async #selfGroup(): Promise<string> {
+    const me = this.#me();
+    for (const id of (await this.#index()).groups) {
+      const info = await this.info(id);
+      if (info.kind === 'self' && info.active) return id;
+    }
+    const { groupId } = await this.#createGroup({ kind: 'self', name: '', admins: [me.accountId] });
+    return groupId;
+  }
+
+  /**
+   * A history bundle for this account's new devices: the stored messages of `groupIds` (the
+   * last MAX_BUNDLE_MESSAGES of each), encrypted and uploaded like a file, its reference sent
+   * in the account's own conversation — only the account's devices can read or send there.
+   */
+  async #sendHistory(groupIds: readonly string[]): Promise<void> {
+    const conversations = [];
+    for (const id of groupIds) {
+      const messages = await this.history(id, MAX_BUNDLE_MESSAGES);
+      conversations.push({
+        id,
+        messages: messages.map((m) => ({
+          id: m.id,
+          sender: m.sender,
+          sentAt: m.sentAt,
+          type: m.type,
+          ...(m.text === undefined ? {} : { text: m.text }),
+          ...(m.attachment === undefined ? {} : { attachment: m.attachment }),
+        })),
+      });
+    }
+    const bytes = new TextEncoder().encode(JSON.stringify({ v: 1, conversations }));
+    const descriptor = await encryptAndUpload({ ...this.#host.blobs(), data: bytes });
+    const attachment = JSON.parse(encodeAttachmentDescriptor(descriptor)) as Record<
+      string,
+      unknown
+    >;
+    await this.#sendContent(await this.#selfGroup(), {
+      type: 'history',
+      attachment,
+      id: toBase64url(randomBytes(16)),
+      sentAt: this.#host.now(),
+    });
+  }
+
+  /**
+   * Merges a history bundle from another device of this account into the conversations this
+   * device is in: older messages first, none twice.
+   */
+  async #receiveHistory(
+    groupId: string,
+    attachment: Record<string, unknown>,
+  ): Promise<ConversationEvent[]> {
+    let descriptor: AttachmentDescriptor;
+    try {
+      descriptor = decodeAttachmentDescriptor(attachment);
+    } catch (err) {
+      return [
+        this.#errorEvent(
+          groupId,
+          'INVALID_ATTACHMENT',
+          'a history bundle with a malformed reference',
+          err,
+        ),
+      ];
+    }
+    let bundle: JsonObject;
+    try {
+      const stream = await downloadAndDecrypt({ ...this.#host.blobs(), descriptor });
+      const text = await new Response(stream).text();
+      bundle = asObject(JSON.parse(text), 'bundle');
+      if (bundle.v !== 1) throw new Error('bundle version');
+    } catch (err) {
+      return [
+        this.#errorEvent(groupId, 'INVALID_HISTORY', 'a history bundle that does not open', err),
+      ];
+    }
+    const events: ConversationEvent[] = [];
+    const index = await this.#index();
+    for (const c of array(bundle, 'conversations')) {
+      let id: string;
+      let incoming: StoredMessage[];
+      try {
+        const o = asObject(c, 'conversation');
+        id = str(o, 'id');
+        incoming = array(o, 'messages').map((m) => this.#bundleEntry(asObject(m, 'message')));
+      } catch (err) {
+        events.push(
+          this.#errorEvent(groupId, 'INVALID_HISTORY', 'a malformed history bundle', err),
+        );
+        continue;
+      }
+      if (!index.groups.includes(id)) continue; // not (yet) a conversation of this device
+      const record = await this.#readGroup(id);
+      if (!record) continue;
+      const seen = new Set(record.tail.map((m) => m.id));
+      const older = incoming.filter((m) => !seen.has(m.id));
+      if (older.length === 0) continue;
+      await this.#writeGroup(id, { ...record, tail: [...older, ...record.tail] });
+      events.push({ type: 'history', conversationId: id, count: older.length });
+    }
+    return events;
+  }
+
+  #bundleEntry(m: JsonObject): StoredMessage {
+    const sender = asObject(m.sender, 'sender');
+    const type = str(m, 'type');
+    if (type !== 'text' && type !== 'attachment') throw new Error('message type');
+    const text = m.text === undefined ? undefined : str(m, 'text');
+    const attachment =
+      m.attachment === undefined ? undefined : asObject(m.attachment, 'attachment');
+    return {
+      id: str(m, 'id'),
+      a: str(sender, 'accountId'),
+      d: str(sender, 'deviceId'),
+      t: int(m, 'sentAt'),
+      r: this.#host.now(),
+      k: type,
+      ...(text === undefined ? {} : { x: text }),
+      ...(attachment === undefined ? {} : { f: { ...attachment } }),
+    };
+  }
+
+  #errorEvent(
+    conversationId: string,
+    detail: string,
+    message: string,
+    cause?: unknown,
+  ): ConversationEvent {
+    return {
+      type: 'error',
+      conversationId,
+      error: new SdkError('PROTOCOL_VIOLATION', this.#op, message, {
+        detail,
+        ...(cause === undefined ? {} : { cause }),
+      }),
+    };
   }
 }
 

@@ -126,11 +126,29 @@ describe('conversations', () => {
     const bob = await signup('bob');
     const chat = await alice.client.conversations.direct(bob.name);
     await bob.client.conversations.sync();
+    await alice.client.conversations.send(chat.id, 'before the phone');
+    await bob.client.conversations.send(chat.id, 'reply before the phone');
+    await alice.client.conversations.sync();
     const alice2 = await secondDevice(alice);
-    // Alice's first device sees the new device in her manifest and adds it everywhere.
+    // Alice's first device sees the new device in her manifest and adds it everywhere, then
+    // hands it the history through the account's own conversation.
     await alice.client.conversations.sync();
     const joined = await alice2.client.conversations.sync();
-    expect(joined[0]).toMatchObject({ type: 'joined', conversation: { id: chat.id } });
+    expect(joined).toEqual([
+      expect.objectContaining({
+        type: 'joined',
+        conversation: expect.objectContaining({ id: chat.id }),
+      }),
+      { type: 'history', conversationId: chat.id, count: 2 },
+    ]);
+    expect(
+      (await alice2.client.conversations.history(chat.id)).map((m) => [m.text, m.own]),
+    ).toEqual([
+      ['before the phone', true],
+      ['reply before the phone', false],
+    ]);
+    // The account's own conversation is internal: not listed.
+    expect((await alice2.client.conversations.list()).map((c) => c.id)).toEqual([chat.id]);
     await bob.client.conversations.sync();
     await bob.client.conversations.send(chat.id, 'to both of you');
     expect(texts(await alice.client.conversations.sync())).toEqual(['to both of you']);
