@@ -247,6 +247,15 @@ export interface ConversationsApi {
   add(conversationId: string, users: readonly string[]): Promise<ConversationInfo>;
   remove(conversationId: string, users: readonly string[]): Promise<ConversationInfo>;
   rename(conversationId: string, name: string): Promise<ConversationInfo>;
+  /**
+   * Makes `users` admins of a group (`admin: true`) or no longer admins (`false`); admins only.
+   * The last admin cannot step down.
+   */
+  setAdmin(
+    conversationId: string,
+    users: readonly string[],
+    admin: boolean,
+  ): Promise<ConversationInfo>;
   /** Asks the others to remove this device's account from the conversation. */
   leave(conversationId: string): Promise<void>;
   /** Calls `listener` with every event `sync` finds; returns the unsubscribe function. */
@@ -306,6 +315,8 @@ export function createConversations(
     add: (id, users) => run('conversations.add', () => c.add(id, users)),
     remove: (id, users) => run('conversations.remove', () => c.remove(id, users)),
     rename: (id, name) => run('conversations.rename', () => c.rename(id, name)),
+    setAdmin: (id, users, admin) =>
+      run('conversations.setAdmin', () => c.setAdmin(id, users, admin)),
     leave: (id) => run('conversations.leave', () => c.leave(id)),
     on: (listener) => c.subscribe(listener),
     follow: (o) => c.follow(o ?? {}, () => run('conversations.sync', () => c.sync())),
@@ -1207,6 +1218,40 @@ class Conversations {
           });
         }
         return engine.updateGroupData(g, encoded);
+      }),
+    );
+    return this.#infoOf(groupId, group);
+  }
+
+  async setAdmin(
+    groupId: string,
+    users: readonly string[],
+    admin: boolean,
+  ): Promise<ConversationInfo> {
+    this.#op = 'conversations.setAdmin';
+    checkGroupId(groupId);
+    if (!Array.isArray(users) || users.length === 0 || typeof admin !== 'boolean') {
+      throw new SdkError(
+        'INVALID_ARGUMENT',
+        this.#op,
+        '"users" expected at least one and "admin" a boolean',
+      );
+    }
+    const ids = new Set<string>();
+    for (const u of users) ids.add(await this.#resolve(u));
+    const group = await this.#guard(() =>
+      this.#commit(groupId, async (engine, g) => {
+        const data = decodeConversationData(engine.groupData(g) ?? new Uint8Array(0));
+        if (data.kind !== 'group') {
+          throw new SdkError('INVALID_ARGUMENT', this.#op, 'only groups have admins to change');
+        }
+        const admins = admin
+          ? [...new Set([...data.admins, ...ids])]
+          : data.admins.filter((a) => !ids.has(a));
+        if (admins.length === 0) {
+          throw new SdkError('INVALID_ARGUMENT', this.#op, 'a group keeps at least one admin');
+        }
+        return engine.updateGroupData(g, encodeConversationData({ ...data, admins }));
       }),
     );
     return this.#infoOf(groupId, group);

@@ -108,6 +108,25 @@ describe('conversations', () => {
     ]);
     await carol.client.conversations.sync();
 
+    // Bob cannot make himself admin; Alice can make him one, and then he may add.
+    const grab = await bob.client.conversations.setAdmin(team.id, [bob.name], true).catch((e) => e);
+    expect((grab as SdkError).detail).toBe('COMMIT_NOT_ALLOWED');
+    const promoted = await alice.client.conversations.setAdmin(team.id, [bob.name], true);
+    expect(promoted.admins).toEqual([alice.accountId, bob.accountId].sort());
+    await bob.client.conversations.sync();
+    await carol.client.conversations.sync();
+    await bob.client.conversations.add(team.id, [dave.name]);
+    await alice.client.conversations.sync();
+    await carol.client.conversations.sync();
+    expect((await dave.client.conversations.sync())[0]).toMatchObject({ type: 'joined' });
+    await alice.client.conversations.setAdmin(team.id, [bob.name], false);
+    await bob.client.conversations.sync();
+    await carol.client.conversations.sync();
+    await dave.client.conversations.sync();
+    await expect(
+      alice.client.conversations.setAdmin(team.id, [alice.name], false),
+    ).rejects.toSatisfy((e) => SdkError.is(e, 'INVALID_ARGUMENT'));
+
     await alice.client.conversations.remove(team.id, [carol.name]);
     const removed = await carol.client.conversations.sync();
     expect(removed).toEqual([{ type: 'removed', conversationId: team.id }]);
@@ -115,10 +134,11 @@ describe('conversations', () => {
     await bob.client.conversations.sync();
 
     await bob.client.conversations.leave(team.id);
-    await alice.client.conversations.sync(); // Alice commits Bob's request
+    await dave.client.conversations.sync();
+    await alice.client.conversations.sync(); // Alice (or Dave) commits Bob's request
     const left = await bob.client.conversations.sync();
     expect(left).toEqual([{ type: 'removed', conversationId: team.id }]);
-    expect((await alice.client.conversations.get(team.id)).members).toHaveLength(1);
+    expect((await alice.client.conversations.get(team.id)).members).toHaveLength(2);
   });
 
   test('every device of every member: a new device joins the conversations by itself', async () => {
