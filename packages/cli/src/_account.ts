@@ -2,6 +2,7 @@ import { type AccountInfo, type CofferClient, SdkError } from '@coffer/sdk';
 import { askSecrets, type Context, joinOptions, note, result, withClient } from './_context.js';
 import { CliError, usageError } from './_errors.js';
 import { columns, printable, quoted } from './_format.js';
+import { publishKeyPackages } from './_key-packages.js';
 import { EXIT } from './exit-status.js';
 
 /** "alice; this device is "laptop" (id)" */
@@ -51,6 +52,7 @@ export function signup(ctx: Context): Promise<number> {
     ]);
     note(ctx, "creating the account and this device's keys...");
     const { account, recoveryCode } = await client.signup(username, password!, joinOptions(ctx));
+    await publishKeyPackages(ctx, client);
     result(
       ctx,
       { account, recoveryCode },
@@ -79,6 +81,7 @@ export function login(ctx: Context): Promise<number> {
       { prompt: `Password for ${printable(username)}: `, what: 'password' },
     ]);
     const account = await client.login(username, password!, joinOptions(ctx));
+    await publishKeyPackages(ctx, client);
     result(ctx, { account }, `logged in as ${accountLine(account)}`);
     return EXIT.ok;
   });
@@ -148,6 +151,7 @@ export function recover(ctx: Context): Promise<number> {
     ]);
     note(ctx, 'recovering the account...');
     const account = await client.recover(username, code!, password!, joinOptions(ctx));
+    await publishKeyPackages(ctx, client);
     result(
       ctx,
       { account },

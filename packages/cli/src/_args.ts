@@ -8,6 +8,14 @@ export interface Options {
   readonly json: boolean;
   readonly passwordStdin: boolean;
   readonly deviceName?: string;
+  /** send: a group conversation id instead of a user. */
+  readonly group?: string;
+  /** send: a file to attach. */
+  readonly file?: string;
+  /** messages: keep syncing until interrupted. */
+  readonly follow: boolean;
+  /** messages: where received attachments are saved. */
+  readonly saveFiles?: string;
   readonly help: boolean;
   readonly version: boolean;
 }
@@ -26,6 +34,10 @@ const OPTIONS = {
   json: { type: 'boolean' },
   'password-stdin': { type: 'boolean' },
   'device-name': { type: 'string' },
+  group: { type: 'string' },
+  file: { type: 'string' },
+  follow: { type: 'boolean' },
+  'save-files': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -87,7 +99,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     given.add(token.name);
   }
   const v = parsed.values;
-  for (const name of ['server', 'home', 'device-name'] as const) {
+  for (const name of ['server', 'home', 'device-name', 'group', 'file', 'save-files'] as const) {
     if (v[name] === '') throw usageError(`--${name} needs a value`);
   }
   return {
@@ -97,6 +109,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
       ...(v.server === undefined ? {} : { server: v.server }),
       ...(v.home === undefined ? {} : { home: v.home }),
       ...(v['device-name'] === undefined ? {} : { deviceName: v['device-name'] }),
+      ...(v.group === undefined ? {} : { group: v.group }),
+      ...(v.file === undefined ? {} : { file: v.file }),
+      ...(v['save-files'] === undefined ? {} : { saveFiles: v['save-files'] }),
+      follow: v.follow === true,
       json: v.json === true,
       passwordStdin: v['password-stdin'] === true,
       help: v.help === true,

@@ -1,7 +1,23 @@
 import { usageError } from './_errors.js';
 
 /** Options a command may take beyond the ones every command takes (--server, --home, --json). */
-export type CommandOption = 'password-stdin' | 'device-name';
+export type CommandOption =
+  | 'password-stdin'
+  | 'device-name'
+  | 'group'
+  | 'file'
+  | 'follow'
+  | 'save-files';
+
+/** Every option that only some commands take. */
+export const COMMAND_OPTIONS: readonly CommandOption[] = [
+  'password-stdin',
+  'device-name',
+  'group',
+  'file',
+  'follow',
+  'save-files',
+];
 
 /** What the command line of one command looks like, and its help. */
 export interface CommandSpec {
@@ -132,6 +148,110 @@ session).
 ${ID_NOTE}`,
   },
   {
+    name: 'send',
+    synopsis: ['send USER [TEXT]', 'send --group ID [TEXT]', 'send USER --file PATH [TEXT]'],
+    summary: 'send a message (or a file) to a user or a group, end-to-end encrypted',
+    minArgs: 0,
+    maxArgs: 2,
+    options: ['group', 'file'],
+    details: `Sends TEXT to USER (a username) in your one-to-one conversation with them, started the
+first time; with --group ID, to the group conversation ID (coffer groups lists them). Without
+TEXT, the message is all of stdin (one trailing newline removed); an empty message is refused.
+
+With --file PATH the file is encrypted on this device under a fresh key and uploaded as it is
+read (files larger than memory work), then a message carrying its name, size and key is sent,
+with TEXT as a caption when given. A progress bar shows on a terminal.
+
+The server sees who the conversation's members are and when a message is sent, never what it
+says nor what a file holds. USER must have logged in once since conversations exist (that is
+when a device publishes the keys others add it with).`,
+  },
+  {
+    name: 'messages',
+    synopsis: ['messages [--follow] [--save-files DIR]'],
+    summary: 'fetch and show new messages and conversation changes',
+    minArgs: 0,
+    maxArgs: 0,
+    options: ['follow', 'save-files'],
+    details: `Fetches what arrived for this device, checks and decrypts it, and prints each new event
+once, one line each:
+
+  2025-11-27 06:14 UTC CONVERSATION SENDER: TEXT       a message
+  ... SENDER: [file NAME SIZE] TEXT                     a message with a file
+  joined CONVERSATION / changed ... / removed from ...  conversation changes
+
+CONVERSATION is a group's name, or the other account of a one-to-one conversation; accounts
+show as their ids. Messages that could not be used (forged, undecryptable, out of order) are
+reported on stderr with their error code, never skipped silently.
+
+--follow keeps fetching every second until Ctrl-C (or SIGTERM), then exits with status 0.
+--save-files DIR downloads the files of received messages into DIR, verified before they
+appear under their final name; a name already taken gets a suffix (" (1)"), and names are made
+safe first (no directories, no "..", no control characters), whatever the sender wrote.
+
+With --json every event is one JSON object on its own line of stdout ({"type":"message",...});
+errors are JSON lines on stderr. File keys are never printed.`,
+  },
+  {
+    name: 'groups list',
+    synopsis: ['groups [list]'],
+    summary: 'list the conversations of this device',
+    minArgs: 0,
+    maxArgs: 0,
+    options: [],
+    details: `Lists the conversations this device is in or was in: id, kind (group or direct), name,
+number of member accounts, and whether this device is still in it.`,
+  },
+  {
+    name: 'groups create',
+    synopsis: ['groups create NAME [USER...]'],
+    summary: 'start a group conversation, with you as its admin',
+    minArgs: 1,
+    maxArgs: Number.POSITIVE_INFINITY,
+    options: [],
+    details: `Starts the group conversation NAME with you as its admin, and adds each USER. Prints
+its id, which the other groups commands and send --group take.`,
+  },
+  {
+    name: 'groups add',
+    synopsis: ['groups add ID USER...'],
+    summary: 'add users to a group (admins only)',
+    minArgs: 2,
+    maxArgs: Number.POSITIVE_INFINITY,
+    options: [],
+    details: `Adds each USER (with all of their devices) to the group ID. Only an admin of the group
+may; the others' devices refuse the change otherwise.`,
+  },
+  {
+    name: 'groups remove',
+    synopsis: ['groups remove ID USER...'],
+    summary: 'remove users from a group (admins only)',
+    minArgs: 2,
+    maxArgs: Number.POSITIVE_INFINITY,
+    options: [],
+    details: `Removes each USER (all of their devices) from the group ID: they cannot read what is
+sent after. Only an admin of the group may. To leave a group yourself: coffer groups leave ID.`,
+  },
+  {
+    name: 'groups leave',
+    synopsis: ['groups leave ID'],
+    summary: 'leave a group',
+    minArgs: 1,
+    maxArgs: 1,
+    options: [],
+    details: `Asks the other members to remove this account from the group ID. The removal takes
+effect when another member's device next fetches messages.`,
+  },
+  {
+    name: 'groups rename',
+    synopsis: ['groups rename ID NAME'],
+    summary: 'rename a group (admins only)',
+    minArgs: 2,
+    maxArgs: 2,
+    options: [],
+    details: 'Renames the group ID to NAME. Only an admin of the group may.',
+  },
+  {
     name: 'passwd',
     synopsis: ['passwd'],
     summary: 'change the password',
@@ -166,6 +286,7 @@ code stays valid: keep it as safe as before.`,
 ];
 
 const DEVICE_SUBCOMMANDS = ['list', 'link', 'rename', 'revoke'];
+const GROUP_SUBCOMMANDS = ['list', 'create', 'add', 'remove', 'leave', 'rename'];
 
 function spec(name: string): CommandSpec {
   const found = COMMANDS.find((c) => c.name === name);
@@ -192,6 +313,16 @@ export function resolveCommand(
       );
     return { spec: spec(`devices ${sub}`), args };
   }
+  if (first === 'groups' || first === 'group') {
+    const [sub, ...args] = rest;
+    if (sub === undefined) return { spec: spec('groups list'), args: [] };
+    if (!GROUP_SUBCOMMANDS.includes(sub))
+      throw usageError(
+        `unknown command groups ${sub}`,
+        `groups commands: ${GROUP_SUBCOMMANDS.join(', ')}; see coffer help groups`,
+      );
+    return { spec: spec(`groups ${sub}`), args };
+  }
   const found = COMMANDS.find((c) => c.name === first && !c.name.includes(' '));
   if (!found)
     throw usageError(
@@ -201,10 +332,12 @@ export function resolveCommand(
   return { spec: found, args: rest };
 }
 
-/** The help topics `coffer help WORDS` may name: a command, or "devices" for all of its own. */
+/** The help topics `coffer help WORDS` may name: a command, or a family ("devices", "groups"). */
 export function helpTopic(words: readonly string[]): CommandSpec[] {
   if ((words[0] === 'devices' || words[0] === 'device') && words.length === 1)
     return COMMANDS.filter((c) => c.name.startsWith('devices '));
+  if ((words[0] === 'groups' || words[0] === 'group') && words.length === 1)
+    return COMMANDS.filter((c) => c.name.startsWith('groups '));
   const resolved = resolveCommand(words);
   if (!resolved) return [];
   if (resolved.args.length > 0)

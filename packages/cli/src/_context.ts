@@ -44,6 +44,11 @@ export interface Context {
   readonly home: string;
   readonly deviceName: string | undefined;
   readonly passwordStdin: boolean;
+  /** --group, --file, --follow, --save-files (send, messages). */
+  readonly group?: string;
+  readonly file?: string;
+  readonly follow: boolean;
+  readonly saveFiles?: string;
   /** The username the command is about, once known: hints name it. */
   username?: string;
 }
@@ -129,17 +134,21 @@ export async function askSecrets(
   return answers;
 }
 
-/** Opens this home's client, runs `fn` with it and closes it, also when `fn` fails. */
+/**
+ * Opens this home's client, runs `fn` with it and closes it, also when `fn` fails. `fetch`
+ * replaces the fetch the client calls (default: `io.fetch`, else the global one).
+ */
 export async function withClient<T>(
   ctx: Context,
   fn: (client: CofferClient) => Promise<T>,
+  fetch: typeof globalThis.fetch | undefined = ctx.io.fetch,
 ): Promise<T> {
   const { store, storeKey } = await openNodeHome(ctx.home);
   const client = createClient({
     server: ctx.server,
     store,
     storeKey,
-    ...(ctx.io.fetch ? { fetch: ctx.io.fetch } : {}),
+    ...(fetch ? { fetch } : {}),
   });
   await client.open();
   let value: T;

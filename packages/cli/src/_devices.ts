@@ -3,6 +3,7 @@ import { refuseIfLoggedIn, requireLogin } from './_account.js';
 import { type Context, joinOptions, note, result, withClient } from './_context.js';
 import { CliError, usageError } from './_errors.js';
 import { columns, formatTime, printable, quoted } from './_format.js';
+import { publishKeyPackages } from './_key-packages.js';
 import { EXIT } from './exit-status.js';
 
 /** An id this short would match too much by accident (ids are 22 characters). */
@@ -99,6 +100,7 @@ function joinLink(ctx: Context): Promise<number> {
       ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
     });
     ctx.username = account.username;
+    await publishKeyPackages(ctx, client);
     result(
       ctx,
       { account },

@@ -9,6 +9,7 @@ export const CLI_ERROR_CODES = [
   'USAGE',
   'PASSWORD_MISMATCH',
   'UNKNOWN_DEVICE',
+  'COMMIT_NOT_ALLOWED',
   'INTERRUPTED',
   'ERROR',
 ] as const;
@@ -85,9 +86,19 @@ export function hintFor(code: string, context: HintContext): string | undefined 
     case 'LINK_EXPIRED':
       return 'a code works once, for 10 minutes: run coffer devices link again on the other device';
     case 'NOT_FOUND':
-      return context.command.startsWith('devices')
-        ? 'coffer devices lists the devices of the account'
-        : undefined;
+      if (context.command.startsWith('devices'))
+        return 'coffer devices lists the devices of the account';
+      if (context.command.startsWith('groups') || context.command === 'send')
+        return 'coffer groups lists the conversations of this device; a user must have logged in once since conversations exist';
+      return undefined;
+    case 'COMMIT_NOT_ALLOWED':
+      return 'ask an admin of the conversation (the one who created it)';
+    case 'ATTACHMENT_CORRUPT':
+      return 'the file on the server is not the one the message names: nothing of it was kept';
+    case 'INVALID_ATTACHMENT':
+      return 'the message names its file in a form this coffer cannot read';
+    case 'QUOTA_EXCEEDED':
+      return "the account's stored files reached the server's quota";
     case 'UNKNOWN_DEVICE':
       return 'coffer devices lists the devices of the account';
     case 'TOO_MANY_DEVICES':

@@ -1,4 +1,4 @@
-import { COMMANDS, type CommandSpec } from './_commands.js';
+import { COMMANDS, type CommandOption, type CommandSpec } from './_commands.js';
 import { EXIT_STATUSES } from './exit-status.js';
 
 export const DEFAULT_SERVER = 'http://localhost:8080';
@@ -34,6 +34,10 @@ const OPTIONS = `Options (anywhere on the line; "--" ends them):
                        recover: RECOVERY-CODE then NEW
   --device-name NAME   this device's name on the account (signup, login, recover,
                        devices link CODE; default: the host name)
+  --group ID           send: to the group conversation ID instead of a user
+  --file PATH          send: attach the file PATH (encrypted, uploaded as it is read)
+  --follow             messages: keep fetching until Ctrl-C
+  --save-files DIR     messages: save received files in DIR (never overwriting)
   -h, --help           help (coffer COMMAND --help: that command's)
   --version            the version`;
 
@@ -46,6 +50,10 @@ ${commandList()}
 
 Adding a device: run "coffer devices link" on a device that is logged in; it prints a code.
 Then run "coffer devices link CODE" on the new device. See coffer help devices link.
+
+Messages are end-to-end encrypted: "coffer send bob hello" starts (or continues) the
+conversation with bob; "coffer messages" shows what arrived. Groups have an admin, who adds,
+removes and renames. See coffer help send, coffer help messages, coffer help groups.
 
 ${OPTIONS}
 
@@ -68,13 +76,26 @@ Examples:
   $ printf '%s\\n' "$PASSWORD" | coffer login alice --password-stdin --json
   $ coffer devices revoke 3q2-7wEj
   $ coffer recover alice
+  $ coffer send bob 'see you at 6'
+  $ coffer send bob --file report.pdf 'the report'
+  $ coffer messages --follow --save-files ~/Downloads/coffer
+  $ coffer groups create team bob carol
+  $ echo 'hello team' | coffer send --group 9x1TcV2kQk6f0bq3wYc0Aw
 `;
 }
+
+/** The value an option takes, as help shows it. */
+const OPTION_VALUES: Partial<Record<CommandOption, string>> = {
+  'device-name': ' NAME',
+  group: ' ID',
+  file: ' PATH',
+  'save-files': ' DIR',
+};
 
 /** The options line of a command's help: its own options, then the ones every command takes. */
 function optionsLine(c: CommandSpec): string {
   if (c.name === 'help') return '';
-  const own = c.options.map((o) => (o === 'device-name' ? '--device-name NAME' : `--${o}`));
+  const own = c.options.map((o) => `--${o}${OPTION_VALUES[o] ?? ''}`);
   return `\n\nOptions: ${[...own, '--server URL', '--home DIR', '--json'].join(', ')} (see coffer help).`;
 }
 

@@ -4,8 +4,18 @@ import { join, resolve } from 'node:path';
 import { SdkError } from '@coffer/sdk';
 import { login, logout, passwd, recover, signup, whoami } from './_account.js';
 import { parseCommandLine, wantsJson } from './_args.js';
-import { type CommandSpec, helpTopic, resolveCommand } from './_commands.js';
+import { COMMAND_OPTIONS, type CommandSpec, helpTopic, resolveCommand } from './_commands.js';
 import { type CliIo, type Context, note } from './_context.js';
+import {
+  groupsAdd,
+  groupsCreate,
+  groupsLeave,
+  groupsList,
+  groupsRemove,
+  groupsRename,
+  messages,
+  send,
+} from './_conversations.js';
 import { link, list, rename, revoke } from './_devices.js';
 import { CliError, type HintContext, hintFor, interrupted, usageError } from './_errors.js';
 import { printable } from './_format.js';
@@ -26,11 +36,33 @@ const RUN: Readonly<Record<string, (ctx: Context) => Promise<number>>> = {
   'devices link': link,
   'devices rename': rename,
   'devices revoke': revoke,
+  send,
+  messages,
+  'groups list': groupsList,
+  'groups create': groupsCreate,
+  'groups add': groupsAdd,
+  'groups remove': groupsRemove,
+  'groups leave': groupsLeave,
+  'groups rename': groupsRename,
+};
+
+/** What a COMMIT_NOT_ALLOWED refusal stopped, by command. */
+const ADMIN_ACTIONS: Readonly<Record<string, string>> = {
+  'groups add': 'add members',
+  'groups remove': 'remove members',
+  'groups rename': 'rename it',
 };
 
 /** The usage lines of a command, as a hint. */
 const usageHint = (spec: CommandSpec) =>
   `usage: ${spec.synopsis.map((s) => `coffer ${s}`).join(' | ')}`;
+
+/** The word of the synopsis an argument is missing for: "NAME", "USER...". */
+function missingWord(spec: CommandSpec, given: number): string {
+  if (spec.name === 'devices rename') return 'NAME';
+  const words = (spec.synopsis[0] ?? '').split(' ').filter((w) => /^[A-Z]/.test(w));
+  return words[given] ?? words.at(-1) ?? 'argument';
+}
 
 /** Hosts where plain http stays on this machine. */
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
@@ -117,7 +149,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       return EXIT.ok;
     }
 
-    for (const option of ['password-stdin', 'device-name'] as const) {
+    for (const option of COMMAND_OPTIONS) {
       if (line.given.has(option) && !spec.options.includes(option))
         throw usageError(`coffer ${spec.name} does not take --${option}`, usageHint(spec));
     }
@@ -127,10 +159,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         'coffer devices link CODE --device-name NAME',
       );
     if (args.length < spec.minArgs)
-      throw usageError(
-        `missing ${spec.name === 'devices rename' ? 'NAME' : spec.synopsis[0]!.split(' ').at(-1)}`,
-        usageHint(spec),
-      );
+      throw usageError(`missing ${missingWord(spec, args.length)}`, usageHint(spec));
     if (args.length > spec.maxArgs)
       throw usageError(`unexpected argument ${printable(args[spec.maxArgs]!)}`, usageHint(spec));
 
@@ -155,6 +184,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       home,
       deviceName: options.deviceName,
       passwordStdin: options.passwordStdin,
+      ...(options.group === undefined ? {} : { group: options.group }),
+      ...(options.file === undefined ? {} : { file: options.file }),
+      ...(options.saveFiles === undefined ? {} : { saveFiles: options.saveFiles }),
+      follow: options.follow,
     };
     const url = new URL(server);
     if (url.protocol === 'http:' && !LOOPBACK.test(url.hostname))
@@ -162,6 +195,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         ctx,
         `warning: ${server} is plain http: session tokens cross the network readable (use https)`,
       );
+    // messages --follow stops on the signal itself, and that is its normal end (status 0).
+    if (spec.name === 'messages' && ctx.follow) return await RUN[spec.name]!(ctx);
     return await untilAborted(RUN[spec.name]!(ctx), io.signal);
   } catch (err) {
     if (ctx?.username !== undefined) hints.username = ctx.username;
@@ -186,6 +221,11 @@ function report(err: unknown, io: CliIo, json: boolean, context: HintContext): n
       ? err.message.slice(err.operation.length + 2)
       : err.message;
     retryAfter = err.retryAfter;
+    if (err.detail === 'COMMIT_NOT_ALLOWED') {
+      // The conversation's rules refused our own change: not a matter of logging in again.
+      code = 'COMMIT_NOT_ALLOWED';
+      message = `only an admin of the conversation may ${ADMIN_ACTIONS[context.command] ?? 'change it'}`;
+    }
     hint = hintFor(code, { ...context, ...(retryAfter === undefined ? {} : { retryAfter }) });
   } else {
     // Our own messages and Node's (a file that cannot be read) hold no secrets.

@@ -13,8 +13,8 @@ export const EXIT_STATUSES = [
   },
   {
     status: 3,
-    meaning: 'authentication failed',
-    codes: ['INVALID_CREDENTIALS', 'REAUTH_REQUIRED'],
+    meaning: 'authentication failed, or not allowed',
+    codes: ['INVALID_CREDENTIALS', 'REAUTH_REQUIRED', 'COMMIT_NOT_ALLOWED'],
   },
   { status: 4, meaning: 'cannot reach the server', codes: ['NETWORK'] },
   {

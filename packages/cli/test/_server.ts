@@ -1,5 +1,5 @@
 // The real Coffer server for the CLI's end-to-end tests: the server package's own app over its
-// own storage (SQLite in a temporary directory), on a real socket on a free port.
+// own storage (SQLite and blobs in a temporary directory), on a real socket on a free port.
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -39,6 +39,7 @@ export async function startServer(): Promise<TestServer> {
     logger,
     metrics: createMetrics({ processMetrics: false }),
     events,
+    blobs: { dir: join(dir, 'blobs') },
   });
   const server = await new Promise<Server>((resolve) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () =>

@@ -1,0 +1,527 @@
+// coffer send, coffer messages, coffer groups …: end-to-end encrypted conversations through
+// client.conversations, and files through the SDK's attachments.
+import { createReadStream } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import {
+  type AccountInfo,
+  type AttachmentDescriptor,
+  type CofferClient,
+  type ConversationEvent,
+  type ConversationInfo,
+  type ConversationMessage,
+  decodeAttachmentDescriptor,
+  encodeAttachmentDescriptor,
+  encryptAndUpload,
+  SdkError,
+} from '@coffer/sdk';
+import { saveAttachment } from '@coffer/sdk/node';
+import { requireLogin } from './_account.js';
+import { type Context, note, result, withClient } from './_context.js';
+import { CliError, usageError } from './_errors.js';
+import { columns, formatSize, formatTime, printable, quoted } from './_format.js';
+import { claimFreePath, safeFileName } from './_safe-file-name.js';
+import { EXIT } from './exit-status.js';
+
+/** How often messages --follow asks the server for more. */
+const FOLLOW_INTERVAL_MS = 1000;
+/** A message read from stdin longer than this is a file piped by mistake (the SDK caps text at 64 KiB). */
+const MAX_STDIN_BYTES = 1024 * 1024;
+/** Uploads from this size on get a progress bar (on a terminal). */
+const PROGRESS_FROM_BYTES = 1024 * 1024;
+/** Redraws of the progress bar are at least this far apart. */
+const PROGRESS_EVERY_MS = 100;
+const BAR_WIDTH = 30;
+
+/**
+ * The session of the client, for the attachment functions, which talk to the server without
+ * the client. The client does not hand out its token, so a wrapper around its fetch notes the
+ * bearer token of its requests (kept in memory, never printed). See the report on an SDK method.
+ */
+interface Session {
+  readonly fetch: typeof globalThis.fetch;
+  /** The client's current token; throws NOT_LOGGED_IN before the client has used one. */
+  token(): string;
+}
+
+function session(ctx: Context): Session {
+  const base = ctx.io.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const origin = new URL(ctx.server).origin;
+  let token: string | undefined;
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : {}));
+    const auth = headers.get('authorization');
+    if (auth?.startsWith('Bearer ') && new URL(url).origin === origin) token = auth.slice(7);
+    return base(input, init);
+  };
+  return {
+    fetch,
+    token() {
+      if (token === undefined) throw new CliError('NOT_LOGGED_IN', 'not logged in');
+      return token;
+    },
+  };
+}
+
+/** Runs `fn` with the logged-in client and its session; NOT_LOGGED_IN before anything else. */
+function withChat<T>(
+  ctx: Context,
+  fn: (client: CofferClient, me: AccountInfo, s: Session) => Promise<T>,
+): Promise<T> {
+  const s = session(ctx);
+  return withClient(
+    ctx,
+    async (client) => {
+      const me = await requireLogin(ctx, client);
+      return fn(client, me, s);
+    },
+    s.fetch,
+  );
+}
+
+/** Where attachment requests go: this client's server and token, through the io's fetch. */
+function serverOptions(ctx: Context, s: Session) {
+  return {
+    server: ctx.server,
+    token: s.token(),
+    ...(ctx.io.fetch ? { fetch: ctx.io.fetch } : {}),
+    ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
+  };
+}
+
+// ---- send ------------------------------------------------------------------------------------
+
+/** All of stdin as text, one trailing newline removed. */
+async function readMessage(ctx: Context): Promise<string> {
+  const { stdin } = ctx.io;
+  if (ctx.io.stdinIsTTY ?? stdin.isTTY === true)
+    note(ctx, 'type the message, then Ctrl-D on a line of its own');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stdin) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
+    size += bytes.length;
+    if (size > MAX_STDIN_BYTES)
+      throw usageError(
+        `the message on stdin is over ${formatSize(MAX_STDIN_BYTES)}`,
+        'send a file with --file PATH',
+      );
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+/** A progress bar on a terminal; nothing otherwise (the caller prints a final line). */
+function progressBar(ctx: Context, total: number): ((done: number) => void) & { end(): void } {
+  const live = ctx.io.stderr.isTTY === true && !ctx.json && total >= PROGRESS_FROM_BYTES;
+  let last = 0;
+  let drawn = false;
+  const draw = (done: number) => {
+    const ratio = total === 0 ? 1 : Math.min(1, done / total);
+    const filled = Math.round(ratio * BAR_WIDTH);
+    ctx.io.stderr.write(
+      `\r[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${String(Math.floor(ratio * 100)).padStart(3)}% ${formatSize(done)} of ${formatSize(total)}`,
+    );
+    drawn = true;
+  };
+  const update = (done: number) => {
+    if (!live) return;
+    const now = Date.now();
+    if (now - last < PROGRESS_EVERY_MS && done < total) return;
+    last = now;
+    draw(done);
+  };
+  return Object.assign(update, {
+    end() {
+      if (drawn) ctx.io.stderr.write('\n');
+    },
+  });
+}
+
+/** Encrypts and uploads the file at `path`, read from disk as it goes. */
+async function uploadFile(ctx: Context, s: Session, path: string): Promise<AttachmentDescriptor> {
+  let size: number;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw usageError(`${printable(path)} is not a file`);
+    size = info.size;
+  } catch (err) {
+    if (CliError.is(err)) throw err;
+    const code = (err as { code?: unknown }).code;
+    throw usageError(
+      `cannot read ${printable(path)} (${typeof code === 'string' ? code : 'i/o error'})`,
+    );
+  }
+  const name = safeFileName(basename(path), 'file');
+  const progress = progressBar(ctx, size);
+  let descriptor: AttachmentDescriptor;
+  try {
+    descriptor = await encryptAndUpload({
+      ...serverOptions(ctx, s),
+      data: createReadStream(path),
+      name,
+      onProgress: (done) => progress(done),
+    });
+  } finally {
+    progress.end();
+  }
+  note(ctx, `encrypted and uploaded ${quoted(name)} (${formatSize(descriptor.size)})`);
+  return descriptor;
+}
+
+/** How a conversation is named in output: a group's name, the other account of a direct one. */
+function labelOf(info: ConversationInfo | undefined, id: string, me: AccountInfo): string {
+  if (!info) return id;
+  if (info.kind === 'direct') return info.admins.find((a) => a !== me.accountId) ?? id;
+  return info.name === '' ? id : printable(info.name);
+}
+
+export function send(ctx: Context): Promise<number> {
+  const byGroup = ctx.group !== undefined;
+  const [first, second] = ctx.args;
+  if (!byGroup && first === undefined)
+    throw usageError('missing USER (or --group ID)', 'usage: coffer send USER [TEXT]');
+  if (byGroup && second !== undefined)
+    throw usageError(
+      `unexpected argument ${printable(second)}`,
+      'usage: coffer send --group ID [TEXT] (quote a text with spaces)',
+    );
+  const user = byGroup ? undefined : first;
+  const text = byGroup ? first : second;
+  return withChat(ctx, async (client, me, s) => {
+    // The conversation first: an unknown user fails before a large upload.
+    const conversation =
+      user === undefined
+        ? await client.conversations.get(ctx.group!)
+        : await client.conversations.direct(user);
+    let message: ConversationMessage;
+    let descriptor: AttachmentDescriptor | undefined;
+    if (ctx.file !== undefined) {
+      if (text === '') throw usageError('the caption is empty', 'leave TEXT out, or write some');
+      descriptor = await uploadFile(ctx, s, ctx.file);
+      // The descriptor travels as its JSON object (encodeAttachmentDescriptor's form) inside the
+      // end-to-end encrypted message; it holds the file's key.
+      const attachment = JSON.parse(encodeAttachmentDescriptor(descriptor)) as Record<
+        string,
+        unknown
+      >;
+      message = await client.conversations.send(conversation.id, {
+        attachment,
+        ...(text === undefined ? {} : { text }),
+      });
+    } else {
+      const body = text ?? (await readMessage(ctx));
+      if (body === '') throw usageError('the message is empty', 'write TEXT, or pipe it on stdin');
+      message = await client.conversations.send(conversation.id, body);
+    }
+    const to =
+      conversation.kind === 'direct'
+        ? printable(user ?? labelOf(conversation, conversation.id, me))
+        : `the group ${quoted(conversation.name)} (${conversation.id})`;
+    result(
+      ctx,
+      {
+        sent: {
+          conversationId: conversation.id,
+          id: message.id,
+          sentAt: message.sentAt,
+          type: message.type,
+          ...(descriptor ? { attachment: fileSummary(descriptor) } : {}),
+        },
+      },
+      descriptor
+        ? `sent ${quoted(descriptor.name ?? 'file')} (${formatSize(descriptor.size)}) to ${to}`
+        : `sent to ${to}`,
+    );
+    return EXIT.ok;
+  });
+}
+
+/** What may be shown of a descriptor: never its key, blob id or hash. */
+function fileSummary(d: AttachmentDescriptor): { name?: string; size: number; mediaType?: string } {
+  return {
+    ...(d.name === undefined ? {} : { name: d.name }),
+    size: d.size,
+    ...(d.mediaType === undefined ? {} : { mediaType: d.mediaType }),
+  };
+}
+
+// ---- messages --------------------------------------------------------------------------------
+
+function errorLine(ctx: Context, conversationId: string, err: SdkError | CliError): void {
+  const detail = SdkError.is(err) ? err.detail : undefined;
+  const message =
+    SdkError.is(err) && err.message.startsWith(`${err.operation}: `)
+      ? err.message.slice(err.operation.length + 2)
+      : err.message;
+  if (ctx.json) {
+    ctx.io.stderr.write(
+      `${JSON.stringify({
+        type: 'error',
+        conversationId,
+        error: { code: err.code, ...(detail === undefined ? {} : { detail }), message },
+      })}\n`,
+    );
+  } else {
+    ctx.io.stderr.write(
+      `coffer: error: in conversation ${conversationId}: ${printable(message)} (${err.code}${detail === undefined ? '' : `, ${detail}`})\n`,
+    );
+  }
+}
+
+function membersOf(info: ConversationInfo): number {
+  return new Set(info.members.map((m) => m.accountId)).size;
+}
+
+function infoJson(info: ConversationInfo) {
+  return { ...info, memberCount: membersOf(info) };
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+export function messages(ctx: Context): Promise<number> {
+  const signal = ctx.io.signal;
+  return withChat(ctx, async (client, me, s) => {
+    const infos = new Map<string, ConversationInfo>();
+    let failures = 0;
+    if (ctx.saveFiles !== undefined) {
+      try {
+        await mkdir(ctx.saveFiles, { recursive: true, mode: 0o700 });
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        throw usageError(
+          `cannot make the directory ${printable(ctx.saveFiles)} (${typeof code === 'string' ? code : 'i/o error'})`,
+        );
+      }
+    }
+
+    const infoOf = async (id: string) => {
+      let info = infos.get(id);
+      if (!info) {
+        info = await client.conversations.get(id).catch(() => undefined);
+        if (info) infos.set(id, info);
+      }
+      return info;
+    };
+    const senderOf = (m: ConversationMessage) =>
+      m.own ? printable(me.username) : m.sender.accountId;
+
+    /** Downloads a message's file into --save-files; the path, or undefined when it failed. */
+    const save = async (m: ConversationMessage, d: AttachmentDescriptor) => {
+      const dir = ctx.saveFiles!;
+      const { path, release } = await claimFreePath(dir, safeFileName(d.name));
+      try {
+        await saveAttachment(d, path, serverOptions(ctx, s));
+      } catch (err) {
+        await release().catch(() => {});
+        failures += 1;
+        errorLine(
+          ctx,
+          m.conversationId,
+          SdkError.is(err)
+            ? err
+            : new CliError('ERROR', err instanceof Error ? err.message : String(err)),
+        );
+        return undefined;
+      }
+      note(ctx, `saved ${printable(path)}`);
+      return path;
+    };
+
+    const onMessage = async (m: ConversationMessage) => {
+      const label = labelOf(await infoOf(m.conversationId), m.conversationId, me);
+      let file: { name?: string; size: number; mediaType?: string; savedTo?: string } | undefined;
+      let fileText = '';
+      if (m.type === 'attachment') {
+        let d: AttachmentDescriptor | undefined;
+        try {
+          d = decodeAttachmentDescriptor(m.attachment ?? {});
+        } catch (err) {
+          failures += 1;
+          if (SdkError.is(err)) errorLine(ctx, m.conversationId, err);
+          else throw err;
+        }
+        if (d) {
+          file = fileSummary(d);
+          const savedTo = ctx.saveFiles !== undefined && !m.own ? await save(m, d) : undefined;
+          if (savedTo !== undefined) file = { ...file, savedTo };
+          fileText = `[file ${printable(d.name ?? '(no name)')} ${formatSize(d.size)}]`;
+        } else fileText = '[file that cannot be read]';
+      }
+      if (ctx.json) {
+        ctx.io.stdout.write(
+          `${JSON.stringify({
+            type: 'message',
+            conversation: label,
+            message: {
+              conversationId: m.conversationId,
+              id: m.id,
+              sender: m.sender,
+              own: m.own,
+              sentAt: m.sentAt,
+              receivedAt: m.receivedAt,
+              type: m.type,
+              ...(m.text === undefined ? {} : { text: m.text }),
+              ...(file === undefined ? {} : { attachment: file }),
+            },
+          })}\n`,
+        );
+        return;
+      }
+      const body = [fileText, m.text === undefined ? '' : printable(m.text)]
+        .filter((part) => part !== '')
+        .join(' ');
+      ctx.io.stdout.write(`${formatTime(m.sentAt)} ${label} ${senderOf(m)}: ${body}\n`);
+    };
+
+    const onEvent = async (event: ConversationEvent) => {
+      switch (event.type) {
+        case 'message':
+          return onMessage(event.message);
+        case 'joined':
+        case 'changed': {
+          const info = event.conversation;
+          infos.set(info.id, info);
+          const what =
+            info.kind === 'direct'
+              ? `the conversation with ${labelOf(info, info.id, me)} (${info.id})`
+              : `the group ${quoted(info.name)} (${info.id})`;
+          result(
+            ctx,
+            { type: event.type, conversation: infoJson(info) },
+            event.type === 'joined'
+              ? `joined ${what}, ${membersOf(info)} members`
+              : `${what} changed: ${membersOf(info)} members${info.active ? '' : ', this device is no longer in it'}`,
+          );
+          return;
+        }
+        case 'removed': {
+          const label = labelOf(infos.get(event.conversationId), event.conversationId, me);
+          result(
+            ctx,
+            { type: 'removed', conversationId: event.conversationId },
+            label === event.conversationId
+              ? `removed from the conversation ${label}`
+              : `removed from ${label} (${event.conversationId})`,
+          );
+          return;
+        }
+        case 'error':
+          errorLine(ctx, event.conversationId, event.error);
+          return;
+      }
+    };
+
+    for (;;) {
+      let events: ConversationEvent[];
+      try {
+        events = await client.conversations.sync();
+      } catch (err) {
+        // Following, a server that went away for a moment is waited for, not fatal.
+        if (!ctx.follow || !SdkError.is(err) || !err.retryable || signal?.aborted) throw err;
+        note(ctx, `warning: could not fetch messages (${err.code}); trying again`);
+        events = [];
+      }
+      for (const event of events) await onEvent(event);
+      if (!ctx.follow || signal?.aborted) break;
+      await sleep(FOLLOW_INTERVAL_MS, signal);
+      if (signal?.aborted) break;
+    }
+    return failures > 0 && !ctx.follow ? EXIT.error : EXIT.ok;
+  });
+}
+
+// ---- groups ----------------------------------------------------------------------------------
+
+function groupLine(info: ConversationInfo): string {
+  return `${quoted(info.name)} (${info.id}), ${membersOf(info)} members`;
+}
+
+export function groupsList(ctx: Context): Promise<number> {
+  return withChat(ctx, async (client, me) => {
+    const list = await client.conversations.list();
+    const rows = list.map((c) => [
+      c.id,
+      c.kind,
+      c.kind === 'direct' ? `(with ${labelOf(c, c.id, me)})` : printable(c.name),
+      String(membersOf(c)),
+      c.active ? 'yes' : 'no',
+    ]);
+    result(
+      ctx,
+      { conversations: list.map(infoJson) },
+      list.length === 0
+        ? 'no conversations yet (coffer groups create NAME, or coffer send USER)'
+        : columns([['ID', 'KIND', 'NAME', 'MEMBERS', 'ACTIVE'], ...rows]),
+    );
+    return EXIT.ok;
+  });
+}
+
+export function groupsCreate(ctx: Context): Promise<number> {
+  const [name, ...users] = ctx.args;
+  return withChat(ctx, async (client) => {
+    const info = await client.conversations.create({ name: name!, members: users });
+    result(ctx, { conversation: infoJson(info) }, `created the group ${groupLine(info)}`);
+    return EXIT.ok;
+  });
+}
+
+export function groupsAdd(ctx: Context): Promise<number> {
+  const [id, ...users] = ctx.args;
+  return withChat(ctx, async (client) => {
+    const info = await client.conversations.add(id!, users);
+    result(ctx, { conversation: infoJson(info) }, `added to the group ${groupLine(info)}`);
+    return EXIT.ok;
+  });
+}
+
+export function groupsRemove(ctx: Context): Promise<number> {
+  const [id, ...users] = ctx.args;
+  return withChat(ctx, async (client) => {
+    const info = await client.conversations.remove(id!, users);
+    result(ctx, { conversation: infoJson(info) }, `removed from the group ${groupLine(info)}`);
+    return EXIT.ok;
+  });
+}
+
+export function groupsRename(ctx: Context): Promise<number> {
+  const [id, name] = ctx.args;
+  return withChat(ctx, async (client) => {
+    const before = await client.conversations.get(id!);
+    const info = await client.conversations.rename(id!, name!);
+    result(
+      ctx,
+      { conversation: infoJson(info) },
+      `renamed the group ${info.id}: ${quoted(before.name)} -> ${quoted(info.name)}`,
+    );
+    return EXIT.ok;
+  });
+}
+
+export function groupsLeave(ctx: Context): Promise<number> {
+  const [id] = ctx.args;
+  return withChat(ctx, async (client) => {
+    const info = await client.conversations.get(id!);
+    await client.conversations.leave(id!);
+    result(
+      ctx,
+      { left: { conversationId: info.id } },
+      `asked to leave the group ${quoted(info.name)} (${info.id}); the others' devices carry it out`,
+    );
+    return EXIT.ok;
+  });
+}
