@@ -11,8 +11,6 @@ import {
   type ConversationInfo,
   type ConversationMessage,
   decodeAttachmentDescriptor,
-  encodeAttachmentDescriptor,
-  encryptAndUpload,
   SdkError,
 } from '@coffer/sdk';
 import { saveAttachment } from '@coffer/sdk/node';
@@ -33,61 +31,12 @@ const PROGRESS_FROM_BYTES = 1024 * 1024;
 const PROGRESS_EVERY_MS = 100;
 const BAR_WIDTH = 30;
 
-/**
- * The session of the client, for the attachment functions, which talk to the server without
- * the client. The client does not hand out its token, so a wrapper around its fetch notes the
- * bearer token of its requests (kept in memory, never printed). See the report on an SDK method.
- */
-interface Session {
-  readonly fetch: typeof globalThis.fetch;
-  /** The client's current token; throws NOT_LOGGED_IN before the client has used one. */
-  token(): string;
-}
-
-function session(ctx: Context): Session {
-  const base = ctx.io.fetch ?? ((input, init) => globalThis.fetch(input, init));
-  const origin = new URL(ctx.server).origin;
-  let token: string | undefined;
-  const fetch: typeof globalThis.fetch = (input, init) => {
-    const url = input instanceof Request ? input.url : String(input);
-    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : {}));
-    const auth = headers.get('authorization');
-    if (auth?.startsWith('Bearer ') && new URL(url).origin === origin) token = auth.slice(7);
-    return base(input, init);
-  };
-  return {
-    fetch,
-    token() {
-      if (token === undefined) throw new CliError('NOT_LOGGED_IN', 'not logged in');
-      return token;
-    },
-  };
-}
-
-/** Runs `fn` with the logged-in client and its session; NOT_LOGGED_IN before anything else. */
+/** Runs `fn` with the logged-in client; NOT_LOGGED_IN before anything else. */
 function withChat<T>(
   ctx: Context,
-  fn: (client: CofferClient, me: AccountInfo, s: Session) => Promise<T>,
+  fn: (client: CofferClient, me: AccountInfo) => Promise<T>,
 ): Promise<T> {
-  const s = session(ctx);
-  return withClient(
-    ctx,
-    async (client) => {
-      const me = await requireLogin(ctx, client);
-      return fn(client, me, s);
-    },
-    s.fetch,
-  );
-}
-
-/** Where attachment requests go: this client's server and token, through the io's fetch. */
-function serverOptions(ctx: Context, s: Session) {
-  return {
-    server: ctx.server,
-    token: s.token(),
-    ...(ctx.io.fetch ? { fetch: ctx.io.fetch } : {}),
-    ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
-  };
+  return withClient(ctx, async (client) => fn(client, await requireLogin(ctx, client)));
 }
 
 // ---- send ------------------------------------------------------------------------------------
@@ -141,8 +90,17 @@ function progressBar(ctx: Context, total: number): ((done: number) => void) & { 
   });
 }
 
-/** Encrypts and uploads the file at `path`, read from disk as it goes. */
-async function uploadFile(ctx: Context, s: Session, path: string): Promise<AttachmentDescriptor> {
+/**
+ * Encrypts the file at `path` (read from disk as it goes), uploads it, and sends its reference
+ * with the optional caption to the conversation.
+ */
+async function sendFile(
+  ctx: Context,
+  client: CofferClient,
+  conversationId: string,
+  path: string,
+  text: string | undefined,
+): Promise<{ message: ConversationMessage; descriptor: AttachmentDescriptor }> {
   let size: number;
   try {
     const info = await stat(path);
@@ -157,25 +115,28 @@ async function uploadFile(ctx: Context, s: Session, path: string): Promise<Attac
   }
   const name = safeFileName(basename(path), 'file');
   const progress = progressBar(ctx, size);
-  let descriptor: AttachmentDescriptor;
+  let message: ConversationMessage;
   try {
-    descriptor = await encryptAndUpload({
-      ...serverOptions(ctx, s),
-      data: createReadStream(path),
+    message = await client.conversations.sendFile(conversationId, createReadStream(path), {
       name,
       onProgress: (done) => progress(done),
+      ...(text === undefined ? {} : { text }),
     });
   } finally {
     progress.end();
   }
+  const descriptor = decodeAttachmentDescriptor(message.attachment ?? {});
   note(ctx, `encrypted and uploaded ${quoted(name)} (${formatSize(descriptor.size)})`);
-  return descriptor;
+  return { message, descriptor };
 }
 
 /** How a conversation is named in output: a group's name, the other account of a direct one. */
 function labelOf(info: ConversationInfo | undefined, id: string, me: AccountInfo): string {
   if (!info) return id;
-  if (info.kind === 'direct') return info.admins.find((a) => a !== me.accountId) ?? id;
+  if (info.kind === 'direct') {
+    const other = info.members.find((m) => m.accountId !== me.accountId);
+    return other ? printable(other.username ?? other.accountId) : id;
+  }
   return info.name === '' ? id : printable(info.name);
 }
 
@@ -191,7 +152,7 @@ export function send(ctx: Context): Promise<number> {
     );
   const user = byGroup ? undefined : first;
   const text = byGroup ? first : second;
-  return withChat(ctx, async (client, me, s) => {
+  return withChat(ctx, async (client, me) => {
     // The conversation first: an unknown user fails before a large upload.
     const conversation =
       user === undefined
@@ -201,17 +162,8 @@ export function send(ctx: Context): Promise<number> {
     let descriptor: AttachmentDescriptor | undefined;
     if (ctx.file !== undefined) {
       if (text === '') throw usageError('the caption is empty', 'leave TEXT out, or write some');
-      descriptor = await uploadFile(ctx, s, ctx.file);
-      // The descriptor travels as its JSON object (encodeAttachmentDescriptor's form) inside the
-      // end-to-end encrypted message; it holds the file's key.
-      const attachment = JSON.parse(encodeAttachmentDescriptor(descriptor)) as Record<
-        string,
-        unknown
-      >;
-      message = await client.conversations.send(conversation.id, {
-        attachment,
-        ...(text === undefined ? {} : { text }),
-      });
+      // The descriptor (it holds the file's key) travels inside the end-to-end encrypted message.
+      ({ message, descriptor } = await sendFile(ctx, client, conversation.id, ctx.file, text));
     } else {
       const body = text ?? (await readMessage(ctx));
       if (body === '') throw usageError('the message is empty', 'write TEXT, or pipe it on stdin');
@@ -294,7 +246,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 
 export function messages(ctx: Context): Promise<number> {
   const signal = ctx.io.signal;
-  return withChat(ctx, async (client, me, s) => {
+  return withChat(ctx, async (client, me) => {
     const infos = new Map<string, ConversationInfo>();
     let failures = 0;
     if (ctx.saveFiles !== undefined) {
@@ -317,14 +269,14 @@ export function messages(ctx: Context): Promise<number> {
       return info;
     };
     const senderOf = (m: ConversationMessage) =>
-      m.own ? printable(me.username) : m.sender.accountId;
+      m.own ? printable(me.username) : printable(m.sender.username ?? m.sender.accountId);
 
     /** Downloads a message's file into --save-files; the path, or undefined when it failed. */
     const save = async (m: ConversationMessage, d: AttachmentDescriptor) => {
       const dir = ctx.saveFiles!;
       const { path, release } = await claimFreePath(dir, safeFileName(d.name));
       try {
-        await saveAttachment(d, path, serverOptions(ctx, s));
+        await saveAttachment(await client.conversations.download(m), path);
       } catch (err) {
         await release().catch(() => {});
         failures += 1;

@@ -445,7 +445,13 @@ class Client implements CofferClient {
       {
         session: () => {
           const c = this.#requireLoggedIn();
-          return { accountId: c.accountId, deviceId: c.deviceId, device: c.device, token: c.token };
+          return {
+            accountId: c.accountId,
+            username: c.username,
+            deviceId: c.deviceId,
+            device: c.device,
+            token: c.token,
+          };
         },
         ownManifest: async (fresh) =>
           (fresh ? await this.#refresh() : this.#requireLoggedIn()).manifest.body,

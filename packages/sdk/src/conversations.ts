@@ -64,6 +64,8 @@ const MANIFEST_TTL_MS = 30_000;
 const SCAN_INTERVAL_MS = 60_000;
 /** Messages per conversation a history bundle carries to a new device. */
 const MAX_BUNDLE_MESSAGES = 1000;
+/** Usernames remembered per account (contacts looked up). */
+const MAX_KNOWN_NAMES = 10_000;
 /** Retries of a commit that lost the race for its epoch. */
 const MAX_EPOCH_RETRIES = 5;
 
@@ -88,6 +90,11 @@ export interface ConversationOptions {
 export interface ConversationMember {
   readonly accountId: string;
   readonly deviceId: string;
+  /**
+   * The account's username, when this device knows it: its own, or one it looked up. The
+   * server has no account-id-to-name directory; names are never taken from other members.
+   */
+  readonly username?: string;
 }
 
 /** What a client knows about one conversation. */
@@ -144,6 +151,7 @@ export interface ConversationHost {
   /** The logged-in device; throws NOT_LOGGED_IN. */
   session(): {
     accountId: string;
+    username: string;
     deviceId: string;
     device: Ed25519KeyPair;
     token: string;
@@ -218,6 +226,11 @@ export interface ConversationsApi {
     conversationId: string,
     message: string | { text?: string; attachment?: Record<string, unknown> },
   ): Promise<ConversationMessage>;
+  /**
+   * Makes this device reachable: keeps its key packages on the server (sync does it too), so
+   * that others can add it to conversations. Call it once after signup, login or linking.
+   */
+  prepare(): Promise<void>;
   /** Fetches the queue, processes, stores and acknowledges everything new. */
   sync(): Promise<ConversationEvent[]>;
   /**
@@ -311,6 +324,7 @@ export function createConversations(
       });
     },
     sync: () => run('conversations.sync', () => c.sync()),
+    prepare: () => run('conversations.prepare', () => c.prepare()),
     history: (id, o) => run('conversations.history', () => c.history(id, o?.limit ?? 100)),
     add: (id, users) => run('conversations.add', () => c.add(id, users)),
     remove: (id, users) => run('conversations.remove', () => c.remove(id, users)),
@@ -665,6 +679,43 @@ class Conversations {
     }
   }
 
+  #names: { accountId: string; map: Map<string, string> } | undefined;
+
+  /** Usernames this device knows (looked up, or its own), per logged-in account. */
+  async #knownNames(): Promise<Map<string, string>> {
+    const { accountId, username } = this.#host.session();
+    if (this.#names?.accountId !== accountId) {
+      const obj = await this.#host.readRecord(`names/${accountId}`);
+      const map = new Map<string, string>();
+      if (obj) {
+        this.#stored(`names/${accountId}`, () => {
+          for (const e of array(obj, 'names')) {
+            const o = asObject(e, 'name');
+            map.set(str(o, 'accountId'), str(o, 'username'));
+          }
+        });
+      }
+      map.set(accountId, username);
+      this.#names = { accountId, map };
+    }
+    return this.#names.map;
+  }
+
+  async #remember(accountId: string, username: string): Promise<void> {
+    const map = await this.#knownNames();
+    if (map.get(accountId) === username) return;
+    map.set(accountId, username);
+    if (map.size > MAX_KNOWN_NAMES) map.delete(map.keys().next().value as string);
+    await this.#host.writeRecord(`names/${this.#me().accountId}`, {
+      names: [...map].map(([a, u]) => ({ accountId: a, username: u })),
+    });
+  }
+
+  async #named(m: MemberId): Promise<ConversationMember> {
+    const username = (await this.#knownNames()).get(m.accountId);
+    return { accountId: m.accountId, deviceId: m.deviceId, ...(username ? { username } : {}) };
+  }
+
   async #resolve(user: string): Promise<string> {
     if (typeof user !== 'string' || user.length === 0) {
       throw new SdkError('INVALID_ARGUMENT', this.#op, '"user" expected a username or account id');
@@ -675,6 +726,7 @@ class Conversations {
     const res = await this.#request('GET', `/v1/users/${encodeURIComponent(username)}`);
     const accountId = this.#shape('user lookup', () => str(res, 'accountId'));
     if (!isId(accountId)) throw this.#violation('MALFORMED_RESPONSE', 'malformed account id');
+    await this.#remember(accountId, username);
     return accountId;
   }
 
@@ -800,7 +852,7 @@ class Conversations {
     const members: ConversationMember[] = [];
     for (const m of engine.members(group)) {
       const id = parseMemberIdentity(m.identity);
-      if (id) members.push(id);
+      if (id) members.push(await this.#named(id));
     }
     return {
       id: groupId,
@@ -1261,15 +1313,31 @@ class Conversations {
     this.#op = 'conversations.leave';
     checkGroupId(groupId);
     const engine = await this.#engineFor();
-    const { record, group } = await this.#load(groupId);
-    const out = await this.#guard(() => engine.proposeLeave(group));
-    await this.#post(groupId, {
-      epoch: Number(group.epoch),
-      kind: 'proposal',
-      message: out.message,
-      recipients: await this.#recipients(group),
-    });
-    await this.#writeGroup(groupId, { ...record, state: engine.exportState(out.group) });
+    for (let attempt = 0; ; attempt++) {
+      const { record, group } = await this.#load(groupId);
+      const out = await this.#guard(() => engine.proposeLeave(group));
+      // The proposal used a key of this device's ratchet: save before posting.
+      await this.#writeGroup(groupId, { ...record, state: engine.exportState(out.group) });
+      try {
+        await this.#post(groupId, {
+          epoch: Number(group.epoch),
+          kind: 'proposal',
+          message: out.message,
+          recipients: await this.#recipients(group),
+        });
+        return;
+      } catch (err) {
+        if (
+          SdkError.is(err) &&
+          err.serverCode === 'EPOCH_CONFLICT' &&
+          attempt < MAX_EPOCH_RETRIES
+        ) {
+          await this.#catchUp();
+          continue;
+        }
+        throw err;
+      }
+    }
   }
 
   async send(
@@ -1318,6 +1386,7 @@ class Conversations {
    * key; a refused or failed post takes the message out of the history again.
    */
   async #sendContent(groupId: string, content: MessageContent): Promise<ConversationMessage> {
+    await this.#knownNames();
     let plaintext: Uint8Array;
     try {
       plaintext = encodeContent(content);
@@ -1368,6 +1437,7 @@ class Conversations {
 
   async history(groupId: string, limit: number): Promise<ConversationMessage[]> {
     checkGroupId(groupId);
+    await this.#knownNames();
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
       throw new SdkError(
         'INVALID_ARGUMENT',
@@ -1403,7 +1473,11 @@ class Conversations {
     return {
       conversationId: groupId,
       id: m.id,
-      sender: { accountId: m.a, deviceId: m.d },
+      sender: {
+        accountId: m.a,
+        deviceId: m.d,
+        ...(this.#names?.map.has(m.a) ? { username: this.#names.map.get(m.a) as string } : {}),
+      },
       own: m.a === this.#me().accountId,
       sentAt: m.t,
       receivedAt: m.r,
@@ -1440,8 +1514,15 @@ class Conversations {
 
   // ---- receiving ---------------------------------------------------------------------------
 
+  async prepare(): Promise<void> {
+    this.#op = 'conversations.prepare';
+    this.#keyPackagesCheckedAt.delete(this.#me().accountId);
+    await this.#replenish();
+  }
+
   async sync(): Promise<ConversationEvent[]> {
     this.#op = 'conversations.sync';
+    await this.#knownNames();
     await this.#replenish();
     await this.#catchUp();
     await this.#reconcileOwnDevices();

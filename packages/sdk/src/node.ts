@@ -269,7 +269,8 @@ export interface SaveAttachmentOptions extends AttachmentServerOptions {
 }
 
 /**
- * Downloads and decrypts an attachment into the file `path`. The plaintext goes to
+ * Downloads and decrypts an attachment into the file `path` (or writes the verified plaintext
+ * stream of `client.conversations.download(message)` there). The plaintext goes to
  * `<path>.partial` (mode 0600) as it is verified, and is flushed and renamed to `path` only once
  * the whole stream has verified (length, SHA-256 and every chunk, the final one included); on
  * any failure the partial file is deleted and `path` is left as it was. So a file at `path` is
@@ -285,14 +286,18 @@ export interface SaveAttachmentOptions extends AttachmentServerOptions {
  * ```
  */
 export async function saveAttachment(
-  descriptor: AttachmentDescriptor,
+  source: AttachmentDescriptor | ReadableStream<Uint8Array>,
   path: string,
-  options: SaveAttachmentOptions,
+  options?: SaveAttachmentOptions,
 ): Promise<void> {
   const op = 'saveAttachment';
   if (typeof path !== 'string' || path.length === 0)
     throw new SdkError('INVALID_ARGUMENT', op, '"path" expected a file path');
-  const plaintext = await downloadAndDecrypt({ ...options, descriptor });
+  // A stream from `client.conversations.download(message)` is already being verified.
+  let plaintext: ReadableStream<Uint8Array>;
+  if (source instanceof ReadableStream) plaintext = source;
+  else if (options) plaintext = await downloadAndDecrypt({ ...options, descriptor: source });
+  else throw new SdkError('INVALID_ARGUMENT', op, '"options" expected the server and token');
   const partial = `${path}.partial`;
   const fileError = (err: unknown) => {
     const code = (err as { code?: unknown })?.code;
