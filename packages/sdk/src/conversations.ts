@@ -7,6 +7,7 @@ import {
   createTsMlsEngine,
   decodeContent,
   decodeConversationData,
+  decodeManifestBody,
   type Ed25519KeyPair,
   encodeContent,
   encodeConversationData,
@@ -607,9 +608,14 @@ class Conversations {
     });
     let body: ManifestBody;
     try {
+      // First sight of a contact: its identity key is pinned from this manifest (trust on first
+      // use, conversation-v1 §6), whatever its seq — other accounts' manifest histories are
+      // not served. From then on, only a manifest signed by that key and not older is taken.
+      const identityKey = pinned?.body.identityKey ?? firstSightIdentity(manifest);
       body = await verifyManifest(manifest, {
         accountId,
-        ...(pinned ? { identityKey: pinned.body.identityKey, trusted: pinned.manifest } : {}),
+        ...(identityKey ? { identityKey } : {}),
+        ...(pinned ? { trusted: pinned.manifest } : {}),
       });
     } catch (err) {
       // A rolled-back manifest (a revoked device brought back), another identity key, a fork.
@@ -658,7 +664,15 @@ class Conversations {
       body: bytes(obj, 'body'),
       signature: bytes(obj, 'signature'),
     }));
-    const body = await verifyManifest(manifest, { accountId });
+    let body: ManifestBody;
+    try {
+      const identityKey = firstSightIdentity(manifest);
+      body = await verifyManifest(manifest, { accountId, ...(identityKey ? { identityKey } : {}) });
+    } catch (err) {
+      throw new SdkError('STORE_CORRUPT', this.#op, `record contact/${accountId} is corrupt`, {
+        cause: err,
+      });
+    }
     const pin = { manifest, body, checkedAt: 0 };
     this.#contacts.set(accountId, pin);
     return pin;
@@ -893,13 +907,28 @@ class Conversations {
       removed?: readonly ConversationMember[];
     },
   ): Promise<number> {
-    const res = await this.#request('POST', `/v1/groups/${groupId}/messages`, {
-      epoch: body.epoch,
-      kind: body.kind,
-      message: toBase64url(body.message),
-      recipients: body.recipients,
-      ...(body.removed ? { removed: body.removed } : {}),
-    });
+    let res: JsonObject;
+    try {
+      res = await this.#request('POST', `/v1/groups/${groupId}/messages`, {
+        epoch: body.epoch,
+        kind: body.kind,
+        message: toBase64url(body.message),
+        recipients: body.recipients,
+        ...(body.removed ? { removed: body.removed } : {}),
+      });
+    } catch (err) {
+      if (!SdkError.is(err) || err.serverCode !== 'FORBIDDEN' || body.kind === 'welcome') throw err;
+      // The server stopped routing to a recipient: a device its account revoked (the server
+      // ends a revoked device's routes at once). Leave out the devices the members' newest
+      // manifests no longer list, and try once more; the MLS removal follows by the policy.
+      const kept: ConversationMember[] = [];
+      for (const r of body.recipients) {
+        const manifest = await this.#manifestOf(r.accountId, 'now').catch(() => undefined);
+        if (!manifest || manifest.devices.some((d) => d.id === r.deviceId)) kept.push(r);
+      }
+      if (kept.length === body.recipients.length) throw err;
+      return this.#post(groupId, { ...body, recipients: kept });
+    }
     return this.#shape('delivery', () => int(res, 'seq'));
   }
 
@@ -2015,6 +2044,15 @@ class Conversations {
         ...(cause === undefined ? {} : { cause }),
       }),
     };
+  }
+}
+
+/** The identity key a manifest names for itself (checked by verifyManifest right after). */
+function firstSightIdentity(manifest: SignedManifest): Uint8Array | undefined {
+  try {
+    return decodeManifestBody(manifest.body).identityKey;
+  } catch {
+    return undefined; // verifyManifest reports the malformed body
   }
 }
 

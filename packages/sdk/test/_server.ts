@@ -1,5 +1,7 @@
 // The real Coffer server for the SDK's integration tests: @coffer/server's app over SQLite in
 // memory (blobs in a fresh temporary directory), called in-process (the app's `request`) or over a real socket (`startServer`).
+// `database` puts the storage on a SQLite file or a fresh PostgreSQL schema instead (the server
+// tests' databases, test/_db.ts there), for suites that run on both or read the database's bytes.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +17,7 @@ import {
   type Storage,
   startServer,
 } from '@coffer/server';
+import { createTestDatabase, type TestDatabase, type TestDialect } from '../../server/test/_db.js';
 import {
   type ClientOptions,
   type CofferClient,
@@ -33,6 +36,8 @@ export const SERVER_URL = 'http://coffer.test';
 
 export interface TestServer {
   readonly storage: Storage;
+  /** The database under `storage` when `database` was given (its file, schema, raw view). */
+  readonly db?: TestDatabase;
   /** The blob directory. */
   readonly blobDir: string;
   /** In-process fetch into the app. */
@@ -42,12 +47,23 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** A fresh server with its own in-memory database. */
+/**
+ * A fresh server with its own database: SQLite in memory by default; `database: 'sqlite'` a
+ * SQLite file in a temporary directory, `'postgres'` a fresh PostgreSQL schema (dropped by
+ * `close`; check `testDialects()` of the server's test/_db.ts first).
+ */
 export async function testServer(
-  options: { now?: () => number; maxBlobBytes?: number } = {},
+  options: { now?: () => number; maxBlobBytes?: number; database?: TestDialect } = {},
 ): Promise<TestServer> {
-  const provider = await createLocalProvider({ kek1: generateAeadKey() });
-  const storage = await openStorage({ sqlitePath: ':memory:', provider, kekId: 'kek1' });
+  let db: TestDatabase | undefined;
+  let storage: Storage;
+  if (options.database) {
+    db = await createTestDatabase(options.database, 'sdk');
+    storage = await db.open();
+  } else {
+    const provider = await createLocalProvider({ kek1: generateAeadKey() });
+    storage = await openStorage({ sqlitePath: ':memory:', provider, kekId: 'kek1' });
+  }
   let requests = 0;
   const secrets = await loadServerSecrets(storage);
   const blobDir = mkdtempSync(join(tmpdir(), 'coffer-sdk-blobs-'));
@@ -69,6 +85,7 @@ export async function testServer(
   let running: RunningServer | undefined;
   return {
     storage,
+    ...(db ? { db } : {}),
     blobDir,
     fetch: (url, init) => app.request(url, init),
     async listen() {
@@ -77,7 +94,8 @@ export async function testServer(
     },
     async close() {
       await running?.close();
-      await storage.close();
+      if (db) await db.dispose();
+      else await storage.close();
       rmSync(blobDir, { recursive: true, force: true });
     },
   };
