@@ -123,6 +123,7 @@ export {
   type MlsMember,
   type ProcessedMessage,
   type TsMlsEngineOptions,
+  WELCOME_DATA_EXTENSION_TYPE,
 } from './mls/group-engine.js';
 export {
   generateRecoveryCode,

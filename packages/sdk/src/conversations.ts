@@ -1,4 +1,14 @@
-import { constantTimeEqual, fromBase64url, randomBytes, sha256, toBase64url } from '@coffer/crypto';
+import {
+  constantTimeEqual,
+  decrypt,
+  encrypt,
+  fromBase64url,
+  importAeadKey,
+  randomBytes,
+  sha256,
+  toBase64url,
+  utf8Encode,
+} from '@coffer/crypto';
 import {
   type ConversationData,
   type ConversationKind,
@@ -63,6 +73,8 @@ const QUEUE_PAGE = 100;
 const MANIFEST_TTL_MS = 30_000;
 /** How often sync() re-checks what rarely changes (key-package count, key age). */
 const SCAN_INTERVAL_MS = 60_000;
+/** Associated data of a sealed GroupInfo (with the group id). */
+const GROUP_INFO_CONTEXT = 'coffer/v1/group-info';
 /** Messages per conversation a history bundle carries to a new device. */
 const MAX_BUNDLE_MESSAGES = 1000;
 /** Usernames remembered per account (contacts looked up). */
@@ -138,6 +150,11 @@ export type ConversationEvent =
   | { readonly type: 'joined'; readonly conversation: ConversationInfo }
   | { readonly type: 'changed'; readonly conversation: ConversationInfo }
   | { readonly type: 'removed'; readonly conversationId: string }
+  /**
+   * This device had fallen behind (commits withheld or expired) and rejoined by an external
+   * commit: what it missed is unreadable (reported as `error` events), what follows is not.
+   */
+  | { readonly type: 'resynced'; readonly conversation: ConversationInfo }
   /** Older messages from another device of this account (a history bundle) were stored. */
   | { readonly type: 'history'; readonly conversationId: string; readonly count: number }
   | {
@@ -185,6 +202,11 @@ interface GroupRecord {
   seq: number;
   tail: StoredMessage[];
   chunks: number;
+  /**
+   * The conversation key (32 bytes): made by the creator, handed to every joiner inside the
+   * Welcome (encrypted to it), sealing the GroupInfo the server keeps for resync.
+   */
+  key?: Uint8Array;
   /** Messages this device sent since its last commit (post-compromise security policy). */
   sent?: number;
   /** When this device last committed fresh keys (or joined). */
@@ -517,6 +539,7 @@ class Conversations {
         chunks: int(obj, 'chunks'),
         tail: array(obj, 'tail') as StoredMessage[],
         ...(obj.sent === undefined ? {} : { sent: int(obj, 'sent') }),
+        ...(obj.key === undefined ? {} : { key: bytes(obj, 'key', 32) }),
         ...(obj.renewedAt === undefined ? {} : { renewedAt: int(obj, 'renewedAt') }),
         ...(obj.welcome ? { welcome: welcomeFrom(obj.welcome) } : {}),
         ...(pending
@@ -549,6 +572,7 @@ class Conversations {
       chunks,
       tail,
       ...(record.sent === undefined ? {} : { sent: record.sent }),
+      ...(record.key === undefined ? {} : { key: toBase64url(record.key) }),
       ...(record.renewedAt === undefined ? {} : { renewedAt: record.renewedAt }),
       ...(record.welcome ? { welcome: welcomeTo(record.welcome) } : {}),
       ...(record.pending
@@ -905,6 +929,7 @@ class Conversations {
       message: Uint8Array;
       recipients: readonly ConversationMember[];
       removed?: readonly ConversationMember[];
+      groupInfo?: Uint8Array;
     },
   ): Promise<number> {
     let res: JsonObject;
@@ -915,6 +940,7 @@ class Conversations {
         message: toBase64url(body.message),
         recipients: body.recipients,
         ...(body.removed ? { removed: body.removed } : {}),
+        ...(body.groupInfo ? { groupInfo: toBase64url(body.groupInfo) } : {}),
       });
     } catch (err) {
       if (!SdkError.is(err) || err.serverCode !== 'FORBIDDEN' || body.kind === 'welcome') throw err;
@@ -952,6 +978,7 @@ class Conversations {
     make: (
       engine: GroupEngine,
       group: MlsGroup,
+      record: GroupRecord,
     ) => Promise<{
       group: MlsGroup;
       commit: Uint8Array;
@@ -961,7 +988,8 @@ class Conversations {
     const engine = await this.#engineFor();
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
-      const out = await make(engine, group);
+      const out = await make(engine, group, record);
+      const groupInfo = await this.#sealGroupInfo(groupId, out.group, record.key);
       const before = new Set(
         (await this.#recipients(group)).map((m) => `${m.accountId}.${m.deviceId}`),
       );
@@ -990,6 +1018,7 @@ class Conversations {
           // Everyone in the old epoch that stays or goes; newcomers get the Welcome.
           recipients: await this.#recipients(group),
           ...(removed.length ? { removed } : {}),
+          ...(groupInfo ? { groupInfo } : {}),
         });
       } catch (err) {
         if (
@@ -1092,6 +1121,65 @@ class Conversations {
     await this.#writeGroup(groupId, next);
   }
 
+  /** The GroupInfo of `group`'s epoch, sealed under the conversation key (none without a key). */
+  async #sealGroupInfo(
+    groupId: string,
+    group: MlsGroup,
+    key: Uint8Array | undefined,
+  ): Promise<Uint8Array | undefined> {
+    if (!key) return undefined;
+    const info = await (await this.#engineFor()).groupInfo(group);
+    const aead = await importAeadKey(key, { id: 'conversation' });
+    return encrypt(aead, info, { context: utf8Encode(`${GROUP_INFO_CONTEXT}/${groupId}`) });
+  }
+
+  /**
+   * Rejoins a conversation this device fell out of step with (commits it never got: withheld,
+   * or past the server's retention): opens the sealed GroupInfo the server keeps, and rejoins
+   * in place of its old leaf by an external commit (RFC 9420 §12.4.3.2). What it missed stays
+   * unreadable (forward secrecy); from here on it reads and sends again.
+   */
+  async #resync(groupId: string, record: GroupRecord): Promise<MlsGroup | undefined> {
+    if (!record.key) return undefined;
+    const engine = await this.#engineFor();
+    const res = await this.#request('GET', `/v1/groups/${groupId}/info`);
+    const { epoch, sealed } = this.#shape('group info', () => ({
+      epoch: int(res, 'epoch'),
+      sealed: res.groupInfo === null ? undefined : bytes(res, 'groupInfo'),
+    }));
+    if (!sealed) return undefined;
+    let info: Uint8Array;
+    try {
+      const aead = await importAeadKey(record.key, { id: 'conversation' });
+      info = await decrypt(aead, sealed, {
+        context: utf8Encode(`${GROUP_INFO_CONTEXT}/${groupId}`),
+      });
+    } catch (err) {
+      throw this.#violation('INVALID_GROUP_INFO', 'the stored group info does not open', err);
+    }
+    const out = await engine.joinExternal(info, await this.#newKeyPackage(), { resync: true });
+    const data = decodeConversationData(engine.groupData(out.group) ?? new Uint8Array(0));
+    const verdict = checkJoinedConversation(data, engine.members(out.group), this.#me());
+    if (verdict !== true)
+      throw this.#violation('COMMIT_NOT_ALLOWED', `refused to rejoin: ${verdict}`);
+    const groupInfo = await this.#sealGroupInfo(groupId, out.group, record.key);
+    const seq = await this.#post(groupId, {
+      epoch,
+      kind: 'commit',
+      message: out.commit,
+      recipients: await this.#recipients(out.group),
+      ...(groupInfo ? { groupInfo } : {}),
+    });
+    await this.#writeGroup(groupId, {
+      ...record,
+      state: engine.exportState(out.group),
+      seq: Math.max(record.seq, seq),
+      sent: 0,
+      renewedAt: this.#host.now(),
+    });
+    return out.group;
+  }
+
   async #createGroup(data: ConversationData): Promise<{ groupId: string; group: MlsGroup }> {
     const engine = await this.#engineFor();
     const groupId = toBase64url(randomBytes(16));
@@ -1102,13 +1190,17 @@ class Conversations {
     );
     // Creation is the first commit (spec "Delivery"): an epoch-0 commit with no recipients.
     const out = await engine.selfUpdate(group);
+    const key = randomBytes(32);
+    const groupInfo = await this.#sealGroupInfo(groupId, out.group, key);
     await this.#post(groupId, {
       epoch: 0,
       kind: 'commit',
       message: out.commit,
       recipients: [],
+      ...(groupInfo ? { groupInfo } : {}),
     });
     await this.#writeGroup(groupId, {
+      key,
       state: engine.exportState(out.group),
       seq: 1,
       tail: [],
@@ -1128,7 +1220,7 @@ class Conversations {
     claimed?: Uint8Array[],
   ): Promise<MlsGroup> {
     let preclaimed = claimed;
-    return this.#commit(groupId, async (engine, group) => {
+    return this.#commit(groupId, async (engine, group, record) => {
       const present = new Set(
         engine.members(group).map((m) => {
           const id = parseMemberIdentity(m.identity);
@@ -1150,7 +1242,11 @@ class Conversations {
           'no device to add: every listed device is already a member or has no key package',
         );
       }
-      const out = await engine.addMembers(group, wanted);
+      const out = await engine.addMembers(
+        group,
+        wanted,
+        record.key ? { welcomeData: record.key } : {},
+      );
       return out;
     });
   }
@@ -1567,7 +1663,11 @@ class Conversations {
     this.#unreported.push(...(await this.#syncNow()));
   }
 
+  /** Conversations rejoined during the current sync (one attempt each). */
+  #resynced = new Set<string>();
+
   async #syncNow(): Promise<ConversationEvent[]> {
+    this.#resynced = new Set();
     const events: ConversationEvent[] = [];
     const index = await this.#index();
     const unsettled = new Map<string, number>();
@@ -1669,16 +1769,40 @@ class Conversations {
       // Nothing is kept: the state stays as it was. Past the seq, so a replay cannot loop.
       await this.#writeGroup(entry.groupId, { ...record, seq: entry.seq });
       const code = ProtocolError.is(err) ? err.code : 'MLS_MESSAGE_REJECTED';
-      const epochNote =
-        BigInt(entry.epoch) > group.epoch
-          ? ' (this device missed a commit: the conversation forked or a commit was withheld)'
-          : '';
-      return fail(
+      const behind = BigInt(entry.epoch) > group.epoch;
+      const events: ConversationEvent[] = fail(
         'PROTOCOL_VIOLATION',
         code,
-        `a message could not be authenticated or decrypted${epochNote}`,
+        `a message could not be authenticated or decrypted${
+          behind
+            ? ' (this device missed a commit: one was withheld, or the conversation forked)'
+            : ''
+        }`,
         err,
       );
+      // Behind: rejoin from the sealed GroupInfo, once per sync, and say so.
+      if (behind && !this.#resynced.has(entry.groupId)) {
+        this.#resynced.add(entry.groupId);
+        try {
+          const again = await this.#resync(entry.groupId, { ...record, seq: entry.seq });
+          if (again) {
+            events.push({
+              type: 'resynced',
+              conversation: await this.#infoOf(entry.groupId, again),
+            });
+          }
+        } catch (resyncError) {
+          events.push(
+            this.#errorEvent(
+              entry.groupId,
+              SdkError.is(resyncError) ? (resyncError.detail ?? resyncError.code) : 'RESYNC_FAILED',
+              'could not rejoin the conversation',
+              resyncError,
+            ),
+          );
+        }
+      }
+      return events;
     }
     const result = processed.result;
     if (result.kind === 'application') {
@@ -1801,11 +1925,14 @@ class Conversations {
     const packages = await this.#keyPackages();
     for (const [ref, p] of packages) {
       let group: MlsGroup;
+      let key: Uint8Array | undefined;
       try {
-        group = await engine.joinFromWelcome(entry.message, {
+        const joined = await engine.joinFromWelcomeWithData(entry.message, {
           publicKeyPackage: fromBase64url(p.pub),
           privateKeyPackage: fromBase64url(p.priv),
         });
+        group = joined.group;
+        key = joined.welcomeData?.length === 32 ? joined.welcomeData : undefined;
       } catch {
         continue;
       }
@@ -1829,6 +1956,7 @@ class Conversations {
         this.#keyPackagesCheckedAt.delete(this.#me().accountId); // maybe upload more
       }
       await this.#writeGroup(entry.groupId, {
+        ...(key ? { key } : {}),
         state: engine.exportState(group),
         seq: entry.seq,
         tail: [],
@@ -1885,10 +2013,10 @@ class Conversations {
         }
         if (missing.length > 0) {
           const want = new Set(missing);
-          const g = await this.#commit(groupId, async (e, gr) => {
+          const g = await this.#commit(groupId, async (e, gr, rec) => {
             const kps = await this.#claim(me.accountId, want);
             if (kps.length === 0) throw new SdkError('CONFLICT', this.#op, 'no key package');
-            return e.addMembers(gr, kps);
+            return e.addMembers(gr, kps, rec.key ? { welcomeData: rec.key } : {});
           });
           const info = await this.#infoOf(groupId, g);
           if (info.kind !== 'self') {

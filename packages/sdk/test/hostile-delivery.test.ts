@@ -191,4 +191,45 @@ describe('a hostile delivery service', () => {
     expect(events.map((e) => e.type)).toEqual(['joined', 'error']);
     expect(errors(events)).toEqual(['KEY_PACKAGE_USED']);
   });
+
+  test('a withheld commit is detected, and the device rejoins by itself', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const team = await alice.client.conversations.create({
+      name: 'T',
+      members: [bob.name, carol.name],
+    });
+    await bob.client.conversations.sync();
+    await carol.client.conversations.sync();
+    await alice.client.conversations.rename(team.id, 'T2');
+    await carol.client.conversations.sync();
+    // The server keeps the rename's commit from Bob, for good.
+    let withheld: number | undefined;
+    bob.rewrite.fn = (req, body) => {
+      if (req.method !== 'GET' || !req.path.startsWith('/v1/queue')) return undefined;
+      const page = body as { messages: QueueEntry[]; more: boolean };
+      const messages = page.messages.filter((m) => {
+        if (m.kind !== 'commit' || (withheld !== undefined && m.seq !== withheld)) return true;
+        withheld = m.seq;
+        return false;
+      });
+      return { ...page, messages };
+    };
+    expect(await bob.client.conversations.sync()).toEqual([]);
+    expect(withheld).toBeDefined();
+    await alice.client.conversations.send(team.id, 'in the new epoch');
+    const seen = await bob.client.conversations.sync();
+    expect(errors(seen)).toEqual(['MLS_MESSAGE_REJECTED']);
+    expect(seen.map((e) => e.type)).toEqual(['error', 'resynced']);
+    expect((await bob.client.conversations.get(team.id)).name).toBe('T2');
+    // The others take Bob's rejoin (an external commit) and the conversation goes on.
+    expect(errors(await alice.client.conversations.sync())).toEqual([]);
+    expect(errors(await carol.client.conversations.sync())).toEqual([]);
+    await carol.client.conversations.send(team.id, 'welcome back');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['welcome back']);
+    await bob.client.conversations.send(team.id, 'thanks');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['welcome back', 'thanks']);
+    expect((await alice.client.conversations.get(team.id)).members).toHaveLength(3);
+  });
 });

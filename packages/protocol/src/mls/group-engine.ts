@@ -27,8 +27,8 @@ import {
   type GroupContextExtension,
   generateKeyPackage,
   generateKeyPackageWithKey,
-  joinGroup,
   joinGroupExternal,
+  joinGroupWithExtensions,
   type KeyPackage,
   type MlsContext,
   type MlsMessage,
@@ -68,6 +68,12 @@ export const MAX_IDENTITY_LENGTH = 256;
  * only a commit changes it. Every key package advertises support for it.
  */
 export const GROUP_DATA_EXTENSION_TYPE = 0xf0c1;
+/**
+ * The GroupInfo extension (private use) that carries application data inside a Welcome, where
+ * only the joiners can read it (the Welcome's GroupInfo is encrypted to them): for Coffer, the
+ * conversation key that seals the GroupInfo the server keeps for resync.
+ */
+export const WELCOME_DATA_EXTENSION_TYPE = 0xf0c2;
 /** Largest group data: a name and a list of admins, not content. */
 export const MAX_GROUP_DATA_LENGTH = 16 * 1024;
 
@@ -161,9 +167,15 @@ export interface GroupEngine {
   addMembers(
     group: MlsGroup,
     publicKeyPackages: readonly Uint8Array[],
+    options?: { welcomeData?: Uint8Array },
   ): Promise<CommitResult & { welcome: Uint8Array }>;
   /** Joins from a Welcome sealed to `keyPackage`. */
   joinFromWelcome(welcome: Uint8Array, keyPackage: MlsKeyPackage): Promise<MlsGroup>;
+  /** Joins from a Welcome, and returns the `welcomeData` the adder put in it (if any). */
+  joinFromWelcomeWithData(
+    welcome: Uint8Array,
+    keyPackage: MlsKeyPackage,
+  ): Promise<{ group: MlsGroup; welcomeData: Uint8Array | undefined }>;
   /** Encrypts an application message to the group. */
   encrypt(
     group: MlsGroup,
@@ -368,6 +380,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     operation: string,
     state: ClientState,
     proposals: Proposal[],
+    welcomeData?: Uint8Array,
   ): Promise<{ state: ClientState; commit: Uint8Array; welcome?: Uint8Array }> {
     const pending: ProposalWithSender[] = [
       ...Object.values(state.unappliedProposals),
@@ -381,6 +394,16 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
         extraProposals: proposals,
         // The Welcome carries the tree, so joiners need nothing out of band.
         ratchetTreeExtension: true,
+        ...(welcomeData
+          ? {
+              groupInfoExtensions: [
+                makeCustomExtension({
+                  extensionType: WELCOME_DATA_EXTENSION_TYPE,
+                  extensionData: welcomeData.slice(),
+                }),
+              ],
+            }
+          : {}),
       });
     } catch (err) {
       // Proposals built from untrusted key packages are what fails validation here.
@@ -476,6 +499,9 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     const renewed: MlsMember[] = [];
     const leaves = Math.max(before.ratchetTree.length, after.ratchetTree.length);
     for (let node = 0; node < leaves; node += 2) {
+      // The same node object (or blank) in both trees compares equal in every respect below;
+      // ts-mls shares the nodes a commit leaves alone, so this skips all but the changed leaves.
+      if (before.ratchetTree[node] === after.ratchetTree[node]) continue;
       const leaf = node / 2;
       const was = memberIn(before.ratchetTree, leaf);
       const now = memberIn(after.ratchetTree, leaf);
@@ -498,6 +524,35 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       renewed,
       groupDataBefore: groupDataOf(before)?.slice(),
       groupDataAfter: groupDataOf(after)?.slice(),
+    };
+  }
+
+  async function join(
+    operation: string,
+    welcome: Uint8Array,
+    keyPackage: MlsKeyPackage,
+  ): Promise<{ group: MlsGroup; welcomeData: Uint8Array | undefined }> {
+    const { publicPackage, privatePackage } = decodeKeyPackage(operation, keyPackage);
+    const msg = decodeMessage(operation, welcome, 'welcome');
+    if (msg.wireformat !== wireformats.mls_welcome) throw rejected(operation, 'welcome');
+    let joined: Awaited<ReturnType<typeof joinGroupWithExtensions>>;
+    try {
+      joined = await joinGroupWithExtensions({
+        context,
+        welcome: msg.welcome,
+        keyPackage: publicPackage,
+        privateKeys: privatePackage,
+      });
+    } catch {
+      throw rejected(operation, 'welcome');
+    }
+    if (memberCount(joined.state) > MAX_GROUP_SIZE) throw rejected(operation, 'welcome');
+    const data = joined.groupInfoExtensions.find(
+      (e) => e.extensionType === WELCOME_DATA_EXTENSION_TYPE,
+    );
+    return {
+      group: handle(joined.state),
+      welcomeData: data ? (data.extensionData as Uint8Array).slice() : undefined,
     };
   }
 
@@ -621,7 +676,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       return handle(state);
     },
 
-    async addMembers(group, publicKeyPackages) {
+    async addMembers(group, publicKeyPackages, addOptions = {}) {
       const operation = 'mls.addMembers';
       const state = activeStateOf(operation, group);
       if (!Array.isArray(publicKeyPackages) || publicKeyPackages.length === 0) {
@@ -634,29 +689,20 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
         proposalType: defaultProposalTypes.add,
         add: { keyPackage: decodePublicKeyPackage(operation, bytes) },
       }));
-      const out = await commit(operation, state, proposals);
+      if (addOptions.welcomeData !== undefined) {
+        assertBytes(operation, 'welcomeData', addOptions.welcomeData, 1, MAX_GROUP_DATA_LENGTH);
+      }
+      const out = await commit(operation, state, proposals, addOptions.welcomeData);
       if (!out.welcome) throw new Error('ts-mls made no welcome for an add commit');
       return { group: handle(out.state), commit: out.commit, welcome: out.welcome };
     },
 
     async joinFromWelcome(welcome, keyPackage) {
-      const operation = 'mls.joinFromWelcome';
-      const { publicPackage, privatePackage } = decodeKeyPackage(operation, keyPackage);
-      const msg = decodeMessage(operation, welcome, 'welcome');
-      if (msg.wireformat !== wireformats.mls_welcome) throw rejected(operation, 'welcome');
-      let state: ClientState;
-      try {
-        state = await joinGroup({
-          context,
-          welcome: msg.welcome,
-          keyPackage: publicPackage,
-          privateKeys: privatePackage,
-        });
-      } catch {
-        throw rejected(operation, 'welcome');
-      }
-      if (memberCount(state) > MAX_GROUP_SIZE) throw rejected(operation, 'welcome');
-      return handle(state);
+      return (await join('mls.joinFromWelcome', welcome, keyPackage)).group;
+    },
+
+    joinFromWelcomeWithData(welcome, keyPackage) {
+      return join('mls.joinFromWelcomeWithData', welcome, keyPackage);
     },
 
     async encrypt(group, plaintext, authenticatedData = new Uint8Array(0)) {
@@ -848,7 +894,10 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       if (!('identity' in credential)) throw rejected(operation, 'key package');
       // Adding it to a throwaway view is what validates it fully; here the identity is only
       // read, and the add that follows runs every check (signature, credential, lifetime).
-      return { identity: credential.identity.slice(), signaturePublicKey: signaturePublicKey.slice() };
+      return {
+        identity: credential.identity.slice(),
+        signaturePublicKey: signaturePublicKey.slice(),
+      };
     },
 
     groupData(group) {
