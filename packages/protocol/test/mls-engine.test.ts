@@ -263,7 +263,7 @@ describe('mls engine', () => {
     await expectCode(() => engine.importState(new Uint8Array(0)), 'INVALID_ARGUMENT');
   });
 
-  test('importing never ties the state to the caller\'s bytes: the same saved bytes import twice', async () => {
+  test("importing never ties the state to the caller's bytes: the same saved bytes import twice", async () => {
     const [alice, bob] = await twoMembers();
     const saved = engine.exportState(bob.group!);
     const copy = saved.slice();
