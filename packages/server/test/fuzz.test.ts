@@ -19,11 +19,12 @@ interface Route {
 
 const routes: Route[] = Object.entries(OPENAPI_DOCUMENT.paths).flatMap(([path, item]) =>
   Object.entries(item).map(([method, op]) => {
+    // JSON bodies only: the blob upload's raw bytes have no fields to fuzz (blobs.test.ts).
     const schema = (
       op as {
-        requestBody?: { content: { 'application/json': { schema: { properties?: object } } } };
+        requestBody?: { content: { 'application/json'?: { schema: { properties?: object } } } };
       }
-    ).requestBody?.content['application/json'].schema;
+    ).requestBody?.content['application/json']?.schema;
     return { method: method.toUpperCase(), path, fields: Object.keys(schema?.properties ?? {}) };
   }),
 );
