@@ -142,6 +142,11 @@ export interface ConversationMessage {
   readonly text?: string;
   /** For attachments: the reference to pass to `downloadAndDecrypt` (see attachments). */
   readonly attachment?: Readonly<Record<string, unknown>>;
+  /**
+   * Only on this device's own messages whose send failed on the way (network, server error):
+   * it may or may not have reached the others. Refused sends are not kept at all.
+   */
+  readonly unconfirmed?: true;
 }
 
 /** What `sync` found. */
@@ -194,6 +199,8 @@ interface StoredMessage {
   k: 'text' | 'attachment';
   x?: string;
   f?: Record<string, unknown>;
+  /** 1: sent, but whether the server took it is unknown (the connection failed). */
+  u?: 1;
 }
 
 interface GroupRecord {
@@ -376,6 +383,7 @@ class Conversations {
   #keyPackagesCheckedAt = new Map<string, number>();
   #renewCheckedAt = new Map<string, number>();
   #reconciled = new Map<string, number>();
+  #contactsCheckedAt = new Map<string, number>();
 
   readonly #options: Required<ConversationOptions>;
 
@@ -1544,7 +1552,13 @@ class Conversations {
           recipients: await this.#recipients(group),
         });
       } catch (err) {
-        await this.#writeGroup(groupId, { ...next, tail: record.tail });
+        // Refused (4xx): it was not sent, out of the history. Unknown (network, 5xx): it may
+        // have arrived, so it stays, marked unconfirmed, and the error is thrown.
+        const refused = SdkError.is(err) && (err.status ?? 0) >= 400 && (err.status ?? 0) < 500;
+        await this.#writeGroup(groupId, {
+          ...next,
+          tail: refused || !keep ? record.tail : [...record.tail, { ...stored, u: 1 }],
+        });
         if (
           SdkError.is(err) &&
           err.serverCode === 'EPOCH_CONFLICT' &&
@@ -1609,6 +1623,7 @@ class Conversations {
       type: m.k,
       ...(m.x === undefined ? {} : { text: m.x }),
       ...(m.f === undefined ? {} : { attachment: m.f }),
+      ...(m.u === 1 ? { unconfirmed: true as const } : {}),
     };
   }
 
@@ -1651,6 +1666,7 @@ class Conversations {
     await this.#replenish();
     await this.#catchUp();
     await this.#reconcileOwnDevices();
+    await this.#removeRevokedContacts();
     await this.#renewStale();
     const events = this.#unreported;
     this.#unreported = [];
@@ -2032,6 +2048,49 @@ class Conversations {
     }
     if (caughtUp.length > 0) await this.#sendHistory(caughtUp);
     if (!failed) this.#reconciled.set(me.accountId, body.seq);
+  }
+
+  /**
+   * Takes devices that their accounts no longer list (revoked) out of every conversation, at
+   * most once per SCAN_INTERVAL_MS: any member may (the policy checks the manifest too). A
+   * revoked device left in a group would fail every later Welcome and rejoin.
+   */
+  async #removeRevokedContacts(): Promise<void> {
+    const me = this.#me();
+    const now = this.#host.now();
+    if (now - (this.#contactsCheckedAt.get(me.accountId) ?? -Infinity) < SCAN_INTERVAL_MS) return;
+    this.#contactsCheckedAt.set(me.accountId, now);
+    const engine = await this.#engineFor();
+    for (const groupId of (await this.#index()).groups) {
+      const { group } = await this.#load(groupId);
+      if (!group.active) continue;
+      const stale = new Set<string>();
+      for (const m of engine.members(group)) {
+        const id = parseMemberIdentity(m.identity);
+        if (!id || id.accountId === me.accountId) continue;
+        const manifest = await this.#manifestOf(id.accountId, true).catch(() => undefined);
+        if (manifest && !manifest.devices.some((d) => d.id === id.deviceId)) {
+          stale.add(`${id.accountId}.${id.deviceId}`);
+        }
+      }
+      if (stale.size === 0) continue;
+      try {
+        const g = await this.#commit(groupId, async (e, gr) => {
+          const still = e
+            .members(gr)
+            .filter((m) => {
+              const id = parseMemberIdentity(m.identity);
+              return id !== undefined && stale.has(`${id.accountId}.${id.deviceId}`);
+            })
+            .map((m) => m.leafIndex);
+          if (still.length === 0) throw new SdkError('CONFLICT', this.#op, 'removed already');
+          return e.removeMembers(gr, still);
+        });
+        this.#unreported.push({ type: 'changed', conversation: await this.#infoOf(groupId, g) });
+      } catch (err) {
+        if (!SdkError.is(err, 'CONFLICT')) throw err;
+      }
+    }
   }
 
   /** This account's own conversation (kind `self`), made when there is none. */

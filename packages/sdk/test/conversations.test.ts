@@ -249,4 +249,28 @@ describe('conversations', () => {
       testClient(server, { conversations: { selfUpdateAfterMessages: 0 } }),
     ).rejects.toSatisfy((e) => SdkError.is(e, 'INVALID_ARGUMENT'));
   });
+
+  test("a contact's revoked device is taken out by the other members too", async () => {
+    let clock = Date.now();
+    const alice = await signup('alice', server.fetch, { now: () => clock });
+    const bob = await signup('bob');
+    const chat = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    const bob2 = await secondDevice(bob);
+    await bob.client.conversations.sync(); // adds bob2
+    await bob2.client.conversations.sync();
+    await alice.client.conversations.sync();
+    expect((await alice.client.conversations.get(chat.id)).members).toHaveLength(3);
+    // Bob revokes the second device and goes offline before his next sync.
+    const phone = (await bob.client.devices.list()).find((d) => !d.current)!;
+    await bob.client.devices.revoke(phone.id);
+    clock += 61_000; // Alice's periodic check of her contacts' devices is due
+    const events = await alice.client.conversations.sync();
+    expect(events).toEqual([expect.objectContaining({ type: 'changed' })]);
+    const members = (await alice.client.conversations.get(chat.id)).members;
+    expect(members.map((m) => m.deviceId)).not.toContain(phone.id);
+    expect(members).toHaveLength(2);
+    await alice.client.conversations.send(chat.id, 'only you now');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['only you now']);
+  });
 });
