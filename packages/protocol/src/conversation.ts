@@ -231,6 +231,15 @@ export async function conversationPolicy(
   if (change.committer && !committer) return 'the committer has no coffer identity';
   const isAdmin = committer !== undefined && before.admins.includes(committer.accountId);
 
+  // Only what Coffer clients make: adds, updates, removes, the group data, and the
+  // ExternalInit of a rejoin. A PSK or ReInit (which would end the group for everyone) or a
+  // change to another GroupContext extension is refused, whoever commits it.
+  for (const type of change.proposalTypes) {
+    if (!ALLOWED_PROPOSALS.has(type) || (type === EXTERNAL_INIT && !change.external)) {
+      return `proposal type ${type} is not allowed in a conversation`;
+    }
+  }
+  if (change.otherExtensionsChanged) return 'only the conversation data may change';
   const dataChanged = !sameData(before, after);
   if (dataChanged) {
     if (after.kind !== before.kind) return 'the conversation kind cannot change';
@@ -244,19 +253,25 @@ export async function conversationPolicy(
     }
   }
   if (change.external) {
-    // A resync may put the joiner back at its old leaf: then it shows as renewed, not added.
+    // Only a rejoin: a device still in the conversation replaces its own old leaf (a resync
+    // may put it back at the same leaf: then it shows as renewed, not added). A device that
+    // was removed has no leaf to replace and cannot come back by itself.
     const joined = [...added, ...change.renewed.map(who)];
     if (joined.length !== 1 || !joined[0]) return 'an external commit adds exactly one member';
     const joiner = joined[0];
-    if (!beforeAccounts.has(joiner.accountId)) {
-      return 'only a device of an account already in the conversation may join by itself';
-    }
-    for (const { member } of change.removed) {
-      const id = who(member);
-      if (!id || id.deviceId !== joiner.deviceId || id.accountId !== joiner.accountId) {
-        return "an external commit may only replace the joiner's own old leaf";
-      }
-    }
+    const replaced = change.removed.map(({ member }) => who(member));
+    const rejoin =
+      replaced.length === 1 &&
+      replaced[0]?.accountId === joiner.accountId &&
+      replaced[0].deviceId === joiner.deviceId;
+    const inPlace =
+      added.length === 0 &&
+      replaced.length === 0 &&
+      change.before.some((m) => {
+        const id = who(m);
+        return id?.accountId === joiner.accountId && id.deviceId === joiner.deviceId;
+      });
+    if (!rejoin && !inPlace) return "an external commit may only replace the joiner's own leaf";
     return true;
   }
   if (!committer) return 'the commit has no committer';
@@ -306,6 +321,10 @@ export function checkJoinedConversation(
   }
   return found ? true : 'this device is not a member';
 }
+
+/** Add, Update, Remove, ExternalInit (external commits only), GroupContextExtensions. */
+const EXTERNAL_INIT = 6;
+const ALLOWED_PROPOSALS = new Set([1, 2, 3, EXTERNAL_INIT, 7]);
 
 function sameData(a: ConversationData, b: ConversationData): boolean {
   return (

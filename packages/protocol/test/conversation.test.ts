@@ -2,11 +2,20 @@
 // and the commit policy every client enforces — tried with honest clients and with a client
 // whose engine has no policy (what a hostile member or a server forging on its behalf could send).
 import { randomBytes, toBase64url, utf8Encode } from '@coffer/crypto';
+import {
+  clientStateDecoder,
+  createCommit,
+  decode,
+  defaultProposalTypes,
+  encode,
+  mlsMessageEncoder,
+} from 'ts-mls';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
   type ConversationData,
   checkJoinedConversation,
   conversationPolicy,
+  createCofferCryptoProvider,
   createTsMlsEngine,
   decodeContent,
   decodeConversationData,
@@ -17,6 +26,7 @@ import {
   generateKeyPair,
   MEMBER_IDENTITY_LENGTH,
   type MessageContent,
+  MLS_DEFAULT_CIPHERSUITE,
   type MlsGroup,
   type MlsKeyPackage,
   memberIdentity,
@@ -393,5 +403,48 @@ describe('commit policy', () => {
     const carolInfo = await alice.engine.groupInfo(alice.group);
     const join = await honest.joinExternal(carolInfo, carol.kp);
     await expectCode(() => alice.engine.process(alice.group!, join.commit), 'COMMIT_NOT_ALLOWED');
+  });
+
+  test('a removed device cannot come back by an external commit', async () => {
+    await team();
+    const out = await alice.engine.removeMembers(alice.group!, [bob.group!.ownLeafIndex]);
+    alice.group = out.group;
+    const later = await alice.engine.groupInfo(alice.group);
+    const join = await honest.joinExternal(later, bob.kp);
+    await expectCode(() => alice.engine.process(alice.group!, join.commit), 'COMMIT_NOT_ALLOWED');
+    // A resync needs a leaf to replace: refused at once (ts-mls rc.10 looped forever here;
+    // fixed in patches/ts-mls+2.0.0-rc.10.patch).
+    await expectCode(
+      () => honest.joinExternal(later, bob.kp, { resync: true }),
+      'MLS_MESSAGE_REJECTED',
+    );
+  });
+
+  test('a commit with a ReInit or a PSK proposal is refused, even from an admin', async () => {
+    await team();
+    const cs = await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
+    const state = decode(clientStateDecoder, alice.engine.exportState(alice.group!).slice(1))!;
+    const context = { cipherSuite: cs, authService: { validateCredential: async () => true } };
+    const reinit = await createCommit({
+      context,
+      state,
+      extraProposals: [
+        {
+          proposalType: defaultProposalTypes.reinit,
+          reinit: {
+            groupId: randomBytes(16),
+            version: 1,
+            cipherSuite: MLS_DEFAULT_CIPHERSUITE,
+            extensions: [],
+          },
+        },
+      ],
+    });
+    await expectCode(
+      () => bob.engine.process(bob.group!, encode(mlsMessageEncoder, reinit.commit)),
+      'COMMIT_NOT_ALLOWED',
+    );
+    // Bob is unharmed: the group goes on.
+    await roundTrip(alice, [bob]);
   });
 });

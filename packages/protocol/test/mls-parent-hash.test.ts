@@ -2,7 +2,9 @@
 // tree hashes between the per-leaf walks of ts-mls's verifyParentHashes (it was quadratic): on a
 // 300-member tree with parent nodes, unmerged leaves and a commit-sourced leaf, the patched check
 // accepts the real tree, rejects every tampered parent hash, key and unmerged list, and agrees
-// with a plain reference walk built on ts-mls's own unpatched calculateParentHash.
+// with a plain reference walk built on ts-mls's own calculateParentHash (which the patch changes
+// only by skipping removeLeaves when there are no unmerged leaves; tree hashes themselves are
+// checked against a from-scratch reference in mls-tree-hash.test.ts).
 import { utf8Encode } from '@coffer/crypto';
 import { type ClientState, clientStateDecoder, decode, type Hash, nodeTypes } from 'ts-mls';
 import { beforeAll, describe, expect, test } from 'vitest';

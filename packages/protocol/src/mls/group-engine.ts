@@ -145,6 +145,10 @@ export interface MlsCommitChange {
   readonly renewed: readonly MlsMember[];
   readonly groupDataBefore: Uint8Array | undefined;
   readonly groupDataAfter: Uint8Array | undefined;
+  /** The type of every proposal the commit carries (by value or reference), in order. */
+  readonly proposalTypes: readonly number[];
+  /** True when a GroupContext extension other than the group data changed. */
+  readonly otherExtensionsChanged: boolean;
 }
 
 /** What a commit produces: the committer's new state, the commit for the group, a Welcome for new members. */
@@ -474,6 +478,13 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     });
   }
 
+  function otherExtensions(state: ClientState): string {
+    return JSON.stringify(
+      state.groupContext.extensions.filter((e) => e.extensionType !== GROUP_DATA_EXTENSION_TYPE),
+      (_key, value) => (value instanceof Uint8Array ? toBase64url(value) : value),
+    );
+  }
+
   function hpkeKeyAt(state: ClientState, leaf: number): string | undefined {
     const node = state.ratchetTree[leaf * 2];
     return node?.nodeType === nodeTypes.leaf ? toBase64url(node.leaf.hpkePublicKey) : undefined;
@@ -524,6 +535,8 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       renewed,
       groupDataBefore: groupDataOf(before)?.slice(),
       groupDataAfter: groupDataOf(after)?.slice(),
+      proposalTypes: proposals.map((p) => p.proposal.proposalType),
+      otherExtensionsChanged: otherExtensions(before) !== otherExtensions(after),
     };
   }
 
