@@ -1068,8 +1068,8 @@ class Conversations {
    * did the server take it? Not if the group is still at its epoch. If the group moved on,
    * either ours was taken or another member's commit for that epoch was, and then that commit
    * is in this device's queue: #handle decides on the first entry of the group; the server
-   * never echoes a device's own commit. The GroupInfo is deliberately not uploaded: it shows
-   * the conversation data (name, admins) to the server.
+   * never echoes a device's own commit. (The sealed GroupInfo the server keeps cannot tell:
+   * the server cannot open it.)
    */
   async #checkPending(groupId: string, record: GroupRecord): Promise<number | undefined> {
     const pending = record.pending;
