@@ -66,9 +66,20 @@ export function wantsJson(argv: readonly string[]): boolean {
  * flag and an option given twice are usage errors (exit status 2).
  */
 export function parseCommandLine(argv: readonly string[]): CommandLine {
+  // Ids are b64url and 1 in 64 begins with "-": one the user pastes (a device or conversation
+  // id, 22 to 86 characters of the alphabet) is a word, not an unknown option.
+  const ids = new Map<string, string>();
+  const line = argv.map((arg) => {
+    if (!/^-[A-Za-z0-9_-]{21,85}$/.test(arg) || arg.startsWith('--')) return arg;
+    const stand = `\u0000id${ids.size}`;
+    ids.set(stand, arg);
+    return stand;
+  });
+  const back = <T extends string | undefined>(value: T): T =>
+    (value !== undefined && ids.has(value) ? ids.get(value) : value) as T;
   let parsed: ReturnType<typeof parse>;
   try {
-    parsed = parse(argv);
+    parsed = parse(line);
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     const message = err instanceof Error ? err.message : String(err);
@@ -103,13 +114,13 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     if (v[name] === '') throw usageError(`--${name} needs a value`);
   }
   return {
-    words: parsed.positionals,
+    words: parsed.positionals.map(back),
     given,
     options: {
       ...(v.server === undefined ? {} : { server: v.server }),
       ...(v.home === undefined ? {} : { home: v.home }),
       ...(v['device-name'] === undefined ? {} : { deviceName: v['device-name'] }),
-      ...(v.group === undefined ? {} : { group: v.group }),
+      ...(v.group === undefined ? {} : { group: back(v.group) }),
       ...(v.file === undefined ? {} : { file: v.file }),
       ...(v['save-files'] === undefined ? {} : { saveFiles: v['save-files'] }),
       follow: v.follow === true,

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { parseCommandLine } from '../src/_args.js';
 import { usageText } from '../src/_usage.js';
 import { cli, json } from './_cli.js';
 
@@ -338,4 +339,13 @@ describe('not logged in', () => {
       loggedOut: false,
     });
   });
+});
+
+test('an id that begins with "-" is a word, not an unknown option', () => {
+  const id = '-AbCdEfGhIjKlMnOpQrStUv';
+  expect(parseCommandLine(['devices', 'revoke', id]).words).toEqual(['devices', 'revoke', id]);
+  const group = parseCommandLine(['send', '--group', `${id}_more`, 'hi']);
+  expect(group.options.group).toBe(`${id}_more`);
+  expect(group.words).toEqual(['send', 'hi']);
+  expect(() => parseCommandLine(['whoami', '-x'])).toThrow('unknown option -x');
 });
