@@ -28,6 +28,7 @@ import {
   type ConversationOptions,
   type ConversationsApi,
   createConversations,
+  type WebSocketConstructor,
 } from './conversations.js';
 import { SdkError } from './errors.js';
 import { type AccountRecord, type LocalState, openLocalState } from './local-state.js';
@@ -92,6 +93,11 @@ export interface ClientOptions {
   readonly opaque?: { readonly keyStretching?: KeyStretching };
   /** The conversations' post-compromise-security policy (defaults: 100 messages, 7 days). */
   readonly conversations?: ConversationOptions;
+  /**
+   * A WebSocket constructor for push in `conversations.follow` (default: the global one, in
+   * browsers and Node 22+; on Node 20 pass the `ws` package's). Without one, follow polls.
+   */
+  readonly webSocket?: WebSocketConstructor;
 }
 
 /**
@@ -366,6 +372,14 @@ export function createClient(options: ClientOptions): CofferClient {
       throw new SdkError('INVALID_ARGUMENT', op, `"conversations.${field}" expected 1 to ${max}`);
     }
   }
+  const webSocket =
+    options.webSocket ??
+    ((globalThis as { WebSocket?: WebSocketConstructor }).WebSocket as
+      | WebSocketConstructor
+      | undefined);
+  if (webSocket !== undefined && typeof webSocket !== 'function') {
+    throw new SdkError('INVALID_ARGUMENT', op, '"webSocket" expected a WebSocket constructor');
+  }
   const transport = createTransport({
     server: options.server,
     ...(options.fetch ? { fetch: options.fetch } : {}),
@@ -381,6 +395,7 @@ export function createClient(options: ClientOptions): CofferClient {
     now: options.now ?? Date.now,
     keyStretching,
     conversations: policy,
+    ...(webSocket ? { webSocket } : {}),
   });
 }
 
@@ -414,6 +429,7 @@ interface ClientParts {
   readonly now: () => number;
   readonly keyStretching: KeyStretching;
   readonly conversations: ConversationOptions;
+  readonly webSocket?: WebSocketConstructor;
 }
 
 class Client implements CofferClient {
@@ -456,6 +472,7 @@ class Client implements CofferClient {
         ownManifest: async (fresh) =>
           (fresh ? await this.#refresh() : this.#requireLoggedIn()).manifest.body,
         transport: parts.transport,
+        ...(parts.webSocket ? { webSocket: parts.webSocket } : {}),
         blobs: () => ({
           server: parts.server,
           token: this.#requireLoggedIn().token,

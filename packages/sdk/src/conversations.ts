@@ -79,6 +79,104 @@ const GROUP_INFO_CONTEXT = 'coffer/v1/group-info';
 const MAX_BUNDLE_MESSAGES = 1000;
 /** Usernames remembered per account (contacts looked up). */
 const MAX_KNOWN_NAMES = 10_000;
+/** A WebSocket as the SDK uses it: the browser's, Node 22's, or the `ws` package's. */
+export interface WebSocketLike {
+  send(data: string): void;
+  close(): void;
+  addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
+  addEventListener(type: 'close' | 'error' | 'open', listener: () => void): void;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/**
+ * The server's event socket for `follow`: authenticated with the session token in the first
+ * message (never in the URL), it wakes the loop on `{"type":"queue"}`. Any failure just leaves
+ * the loop on its interval; the socket is opened again on the next wait.
+ */
+class PushChannel {
+  #socket: WebSocketLike | undefined;
+  #ready = false;
+  #wake: (() => void) | undefined;
+  #pending = false;
+  readonly #host: ConversationHost;
+  readonly #signal: AbortSignal | undefined;
+
+  constructor(host: ConversationHost, signal: AbortSignal | undefined) {
+    this.#host = host;
+    this.#signal = signal;
+  }
+
+  #open(): void {
+    const Socket = this.#host.webSocket;
+    if (!Socket || this.#socket) return;
+    let socket: WebSocketLike;
+    try {
+      const { server, token } = this.#host.blobs();
+      const url = new URL('v1/events', server.endsWith('/') ? server : `${server}/`);
+      url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+      socket = new Socket(url.toString());
+      socket.addEventListener('open', () => socket.send(JSON.stringify({ type: 'auth', token })));
+    } catch {
+      return;
+    }
+    this.#socket = socket;
+    socket.addEventListener('message', (event) => {
+      let type: unknown;
+      try {
+        type = (JSON.parse(String(event.data)) as { type?: unknown }).type;
+      } catch {
+        return;
+      }
+      if (type === 'ready') this.#ready = true;
+      if (type === 'queue' || type === 'manifest') this.#poke();
+    });
+    const dropped = () => {
+      if (this.#socket === socket) this.#socket = undefined;
+      this.#ready = false;
+    };
+    socket.addEventListener('close', dropped);
+    socket.addEventListener('error', dropped);
+  }
+
+  #poke(): void {
+    if (this.#wake) this.#wake();
+    else this.#pending = true;
+  }
+
+  /** Resolves on a push, after `interval` (longer while the socket is up), or on abort. */
+  wait(interval: number): Promise<void> {
+    if (this.#signal?.aborted) return Promise.resolve();
+    this.#open();
+    if (this.#pending) {
+      this.#pending = false;
+      return Promise.resolve();
+    }
+    const ms = this.#ready ? Math.max(interval, PUSH_FALLBACK_MS) : interval;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#signal?.removeEventListener('abort', done);
+        this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+      this.#signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  close(): void {
+    try {
+      this.#socket?.close();
+    } catch {
+      // closing is best effort
+    }
+    this.#socket = undefined;
+  }
+}
+
+/** With the event socket up, `follow` still syncs this often (a push could be lost). */
+const PUSH_FALLBACK_MS = 30_000;
 /** Retries of a commit that lost the race for its epoch. */
 const MAX_EPOCH_RETRIES = 5;
 
@@ -184,6 +282,8 @@ export interface ConversationHost {
   readonly transport: Transport;
   /** Where and as whom to upload and download encrypted files. */
   blobs(): AttachmentServerOptions;
+  /** A WebSocket constructor for the server's event socket (push), when the platform has one. */
+  readonly webSocket?: WebSocketConstructor;
   readRecord(name: string): Promise<JsonObject | undefined>;
   writeRecord(name: string, fields: Record<string, unknown>): Promise<void>;
   deleteRecord(name: string): Promise<void>;
@@ -497,17 +597,16 @@ class Conversations {
       );
     }
     const signal = options.signal;
-    while (!signal?.aborted) {
-      for (const event of await sync()) yield event;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, interval);
-        function done() {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', done);
-          resolve();
-        }
-        signal?.addEventListener('abort', done, { once: true });
-      });
+    const push = new PushChannel(this.#host, signal);
+    try {
+      while (!signal?.aborted) {
+        for (const event of await sync()) yield event;
+        // Woken by the server's push ({"type":"queue"}) when the event socket is up, else by the
+        // interval; a socket that drops is opened again on the next round (catch-up is the sync).
+        await push.wait(interval);
+      }
+    } finally {
+      push.close();
     }
   }
 

@@ -41,6 +41,8 @@ export {
   DEFAULT_SELF_UPDATE_MS,
   HISTORY_CHUNK,
   KEY_PACKAGE_TARGET,
+  type WebSocketConstructor,
+  type WebSocketLike,
 } from './conversations.js';
 export { SDK_ERROR_CODES, SdkError, type SdkErrorCode, type SdkErrorOptions } from './errors.js';
 export { type LocalStore, MAX_RECORD_NAME_LENGTH, memoryStore } from './local-store.js';

@@ -2,6 +2,7 @@
 // of every member, the admin rules, leaving, renaming, and that the server only ever carries
 // ciphertext.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { WebSocket } from 'ws';
 import type { CofferClient, ConversationEvent } from '../src/index.js';
 import { SdkError } from '../src/index.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
@@ -272,5 +273,31 @@ describe('conversations', () => {
     expect(members).toHaveLength(2);
     await alice.client.conversations.send(chat.id, 'only you now');
     expect(texts(await bob.client.conversations.sync())).toEqual(['only you now']);
+  });
+
+  test("follow wakes on the server's push over the event socket, not only on its interval", async () => {
+    const url = await server.listen();
+    const real = { fetch: (u: string, init: RequestInit) => fetch(u, init) };
+    const alice = await signup('alice', real.fetch, { server: url });
+    const bob = await signup('bob', real.fetch, { server: url, webSocket: WebSocket });
+    const chat = await alice.client.conversations.direct(bob.name);
+    const stop = new AbortController();
+    const seen: ConversationEvent[] = [];
+    const started = Date.now();
+    const following = (async () => {
+      // An interval far longer than the test: only a push can wake the loop in time.
+      for await (const event of bob.client.conversations.follow({
+        signal: stop.signal,
+        intervalMs: 60_000,
+      })) {
+        seen.push(event);
+        if (event.type === 'message') stop.abort();
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 500)); // bob joined, the socket is up
+    await alice.client.conversations.send(chat.id, 'pushed');
+    await following;
+    expect(texts(seen)).toEqual(['pushed']);
+    expect(Date.now() - started).toBeLessThan(20_000);
   });
 });
