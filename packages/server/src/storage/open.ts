@@ -201,7 +201,12 @@ async function migrate(
   }
 }
 
-/** Duplicate objects (23505, 42P07, 42P06, 42710); a schema or table dropped mid-look (3F000, 42P01). */
+/**
+ * Duplicate objects (23505, 42P07, 42P06, 42710); a schema, table or column another client
+ * drops or is still creating while Kysely reads every schema's catalog (3F000, 42P01, 42703 —
+ * seen in CI as "column version of relation backups does not exist" from getTables while
+ * another tenant's schema was being migrated).
+ */
 function isRetryableMigrationError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return (
@@ -210,6 +215,7 @@ function isRetryableMigrationError(err: unknown): boolean {
     code === '42P06' ||
     code === '42710' ||
     code === '3F000' ||
-    code === '42P01'
+    code === '42P01' ||
+    code === '42703'
   );
 }
