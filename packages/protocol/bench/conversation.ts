@@ -23,7 +23,8 @@ const SECONDS = 0.5;
 const PREFIX = 'conversation-1to1/1KiB';
 
 interface Pair {
-  send(plaintext: Uint8Array): Promise<Uint8Array>;
+  /** A sends to B (or, `back`, B sends to A); returns what the receiver read. */
+  send(plaintext: Uint8Array, back?: boolean): Promise<Uint8Array>;
 }
 
 /** A two-member MLS group on `engine`; send() = A encrypts, B processes. */
@@ -35,11 +36,13 @@ async function mlsPair(engine: GroupEngine): Promise<Pair> {
   groupA = added.group;
   let groupB = await engine.joinFromWelcome(added.welcome, b);
   return {
-    async send(plaintext) {
-      const out = await engine.encrypt(groupA, plaintext);
-      groupA = out.group;
-      const r = await engine.process(groupB, out.message);
-      groupB = r.group;
+    async send(plaintext, back = false) {
+      const out = await engine.encrypt(back ? groupB : groupA, plaintext);
+      if (back) groupB = out.group;
+      else groupA = out.group;
+      const r = await engine.process(back ? groupA : groupB, out.message);
+      if (back) groupA = r.group;
+      else groupB = r.group;
       if (r.result.kind !== 'application') throw new Error('expected an application message');
       return r.result.plaintext;
     },
@@ -51,13 +54,15 @@ const accept = { validateCredential: async () => true };
 async function checkPair(what: string, pair: Pair): Promise<void> {
   for (let i = 0; i < 50; i++) {
     const m = filler(MESSAGE, i);
-    assertSameBytes(`${what}: message ${i} arrives intact`, await pair.send(m), m);
+    assertSameBytes(`${what}: message ${i} arrives intact`, await pair.send(m, i % 3 === 2), m);
   }
 }
 
-function side(label: string, pair: Pair): Side {
+/** One op = one message; `alternating`: the direction flips every message (a chat's turns). */
+function side(label: string, pair: Pair, alternating = false): Side {
   const message = filler(MESSAGE);
-  return { label, op: () => pair.send(message) };
+  let n = 0;
+  return { label, op: () => pair.send(message, alternating && n++ % 2 === 1) };
 }
 
 // --- libsignal ---------------------------------------------------------------------------------
@@ -235,22 +240,24 @@ async function signalPair(signal: Signal): Promise<Pair> {
     alice.identity,
   );
   return {
-    async send(plaintext) {
+    async send(plaintext, back = false) {
+      const [from, to] = back ? [bob, alice] : [alice, bob];
+      const [fromAddr, toAddr] = back ? [bobAddr, aliceAddr] : [aliceAddr, bobAddr];
       const ct = await signal.signalEncrypt(
         plaintext as Bytes,
-        bobAddr,
-        aliceAddr,
-        alice.session,
-        alice.identity,
+        toAddr,
+        fromAddr,
+        from.session,
+        from.identity,
       );
       // Sent and received as bytes, as over a network.
       const wire = ct.serialize();
       return signal.signalDecrypt(
         signal.SignalMessage.deserialize(wire),
-        aliceAddr,
-        bobAddr,
-        bob.session,
-        bob.identity,
+        fromAddr,
+        toAddr,
+        to.session,
+        to.identity,
       );
     },
   };
@@ -272,6 +279,27 @@ export function conversationCases(): CaseFactory[] {
           unit: 'messages/s',
           ours: side(oursLabel, ours),
           baseline: side('libsignal-client signalEncrypt+signalDecrypt (Double Ratchet)', theirs),
+          seconds: SECONDS,
+          async check() {
+            await checkPair('ours', ours);
+            await checkPair('libsignal', theirs);
+          },
+        };
+      },
+    },
+    {
+      name: `${PREFIX}-alternating/libsignal-double-ratchet`,
+      async build(): Promise<Case | undefined> {
+        const name = `${PREFIX}-alternating/libsignal-double-ratchet`;
+        const signal = await loadPeer<Signal>('@signalapp/libsignal-client', name, import.meta.url);
+        if (!signal) return undefined;
+        const ours = await mlsPair(await createTsMlsEngine(accept));
+        const theirs = await signalPair(signal);
+        return {
+          name,
+          unit: 'messages/s',
+          ours: side(`${oursLabel}, direction flips every message`, ours, true),
+          baseline: side('libsignal-client, direction flips every message', theirs, true),
           seconds: SECONDS,
           async check() {
             await checkPair('ours', ours);
