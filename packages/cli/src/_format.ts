@@ -1,5 +1,5 @@
 /** C0 and C1 controls, line and paragraph separators, and bidirectional overrides. */
-function unsafe(c: number): boolean {
+export function unsafe(c: number): boolean {
   return (
     c < 0x20 ||
     (c >= 0x7f && c <= 0x9f) ||

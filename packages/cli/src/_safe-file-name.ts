@@ -3,6 +3,7 @@
 // name that is already taken.
 import { lstat, open, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
+import { unsafe as unsafeToShow } from './_format.js';
 
 /** Longest name we create, in UTF-8 bytes (file systems allow 255; room for a " (n)" suffix). */
 export const MAX_SAFE_NAME_BYTES = 200;
@@ -11,16 +12,11 @@ const MAX_SUFFIX = 1000;
 /** Names Windows reserves whatever the extension. */
 const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
 
-/** Control characters, separators, bidirectional controls and characters Windows refuses. */
+/** What terminals must not see (see _format), plus zero-width marks and what Windows refuses. */
 function unsafe(c: number): boolean {
   return (
-    c < 0x20 ||
-    (c >= 0x7f && c <= 0x9f) ||
-    c === 0x2028 ||
-    c === 0x2029 ||
+    unsafeToShow(c) ||
     (c >= 0x200b && c <= 0x200f) ||
-    (c >= 0x202a && c <= 0x202e) ||
-    (c >= 0x2066 && c <= 0x2069) ||
     c === 0xfeff ||
     '/\\:*?"<>|'.includes(String.fromCodePoint(c))
   );

@@ -7,6 +7,7 @@ import {
   HkdfSha256,
   type SenderContextParams,
 } from '@hpke/core';
+import { concatBytes } from './encoding.js';
 import { assertBytes, CryptoError, decryptionFailed } from './errors.js';
 import { hkdfExpand, hkdfExtract } from './hkdf.js';
 import { importKeyAgreementKey, x25519 } from './key-agreement.js';
@@ -233,18 +234,6 @@ const AEAD_OF: Record<
   3: { name: 'ChaCha20-Poly1305', nk: 32 },
 };
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
-
 const ascii = (label: string) => new TextEncoder().encode(label);
 
 /** §4: LabeledExtract(salt, label, ikm) = Extract(salt, "HPKE-v1" || suite_id || label || ikm). */
@@ -254,7 +243,7 @@ function labeledExtract(
   label: string,
   ikm: Uint8Array,
 ): Promise<Uint8Array> {
-  return hkdfExtract('SHA-256', salt, concat(HPKE_V1, suiteId, ascii(label), ikm));
+  return hkdfExtract('SHA-256', salt, concatBytes(HPKE_V1, suiteId, ascii(label), ikm));
 }
 
 /** §4: LabeledExpand(prk, label, info, L) = Expand(prk, I2OSP(L, 2) || "HPKE-v1" || suite_id || label || info, L). */
@@ -266,7 +255,12 @@ function labeledExpand(
   length: number,
 ): Promise<Uint8Array> {
   const prefix = Uint8Array.of(length >> 8, length & 0xff);
-  return hkdfExpand('SHA-256', prk, concat(prefix, HPKE_V1, suiteId, ascii(label), info), length);
+  return hkdfExpand(
+    'SHA-256',
+    prk,
+    concatBytes(prefix, HPKE_V1, suiteId, ascii(label), info),
+    length,
+  );
 }
 
 /** §5.1.1 SetupBaseR: Decap (§4.1) and KeyScheduleR with mode_base, empty psk and psk_id. */
@@ -285,7 +279,7 @@ async function setupBaseR(
   const dh = await x25519(key, enc);
   const eaePrk = await labeledExtract(KEM_SUITE_ID, new Uint8Array(0), 'eae_prk', dh);
   dh.fill(0);
-  const kemContext = concat(enc, key.publicKey);
+  const kemContext = concatBytes(enc, key.publicKey);
   const sharedSecret = await labeledExpand(KEM_SUITE_ID, eaePrk, 'shared_secret', kemContext, NH);
   eaePrk.fill(0);
   // KeySchedule: suite_id = "HPKE" || I2OSP(kem_id, 2) || I2OSP(kdf_id, 2) || I2OSP(aead_id, 2).
@@ -293,7 +287,7 @@ async function setupBaseR(
   const empty = new Uint8Array(0);
   const pskIdHash = await labeledExtract(suiteId, empty, 'psk_id_hash', empty);
   const infoHash = await labeledExtract(suiteId, empty, 'info_hash', info);
-  const keyScheduleContext = concat(Uint8Array.of(0), pskIdHash, infoHash);
+  const keyScheduleContext = concatBytes(Uint8Array.of(0), pskIdHash, infoHash);
   const secret = await labeledExtract(suiteId, sharedSecret, 'secret', empty);
   sharedSecret.fill(0);
   const aeadKey = await labeledExpand(suiteId, secret, 'key', keyScheduleContext, aeadParams.nk);

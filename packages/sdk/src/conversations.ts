@@ -1078,7 +1078,7 @@ class Conversations {
 
   /**
    * Makes and sends one commit, saving it as pending first so that a crash between sending and
-   * the answer is recovered (see #recoverPending). On EPOCH_CONFLICT, catches up and retries.
+   * the answer is recovered (see #checkPending). On EPOCH_CONFLICT, catches up and retries.
    */
   async #commit(
     groupId: string,
@@ -1128,16 +1128,12 @@ class Conversations {
           ...(groupInfo ? { groupInfo } : {}),
         });
       } catch (err) {
-        if (
-          SdkError.is(err) &&
-          err.serverCode === 'EPOCH_CONFLICT' &&
-          attempt < MAX_EPOCH_RETRIES
-        ) {
+        if (lostEpochRace(err, attempt)) {
           await this.#writeGroup(groupId, { ...record });
           await this.#catchUp();
           continue;
         }
-        if (SdkError.is(err) && (err.status ?? 0) >= 400 && (err.status ?? 0) < 500) {
+        if (refusedByServer(err)) {
           await this.#writeGroup(groupId, { ...record }); // refused: nothing happened
         } else {
           this.#scanFor = undefined; // outcome unknown: the next sync settles it
@@ -1559,11 +1555,7 @@ class Conversations {
         });
         return;
       } catch (err) {
-        if (
-          SdkError.is(err) &&
-          err.serverCode === 'EPOCH_CONFLICT' &&
-          attempt < MAX_EPOCH_RETRIES
-        ) {
+        if (lostEpochRace(err, attempt)) {
           await this.#catchUp();
           continue;
         }
@@ -1653,16 +1645,12 @@ class Conversations {
       } catch (err) {
         // Refused (4xx): it was not sent, out of the history. Unknown (network, 5xx): it may
         // have arrived, so it stays, marked unconfirmed, and the error is thrown.
-        const refused = SdkError.is(err) && (err.status ?? 0) >= 400 && (err.status ?? 0) < 500;
+        const refused = refusedByServer(err);
         await this.#writeGroup(groupId, {
           ...next,
           tail: refused || !keep ? record.tail : [...record.tail, { ...stored, u: 1 }],
         });
-        if (
-          SdkError.is(err) &&
-          err.serverCode === 'EPOCH_CONFLICT' &&
-          attempt < MAX_EPOCH_RETRIES
-        ) {
+        if (lostEpochRace(err, attempt)) {
           await this.#catchUp();
           continue;
         }
@@ -2340,6 +2328,16 @@ function firstSightIdentity(manifest: SignedManifest): Uint8Array | undefined {
   } catch {
     return undefined; // verifyManifest reports the malformed body
   }
+}
+
+/** A post that lost the race for its epoch, worth catching up and trying again. */
+function lostEpochRace(err: unknown, attempt: number): boolean {
+  return SdkError.is(err) && err.serverCode === 'EPOCH_CONFLICT' && attempt < MAX_EPOCH_RETRIES;
+}
+
+/** The server refused the request (4xx): it did nothing, unlike a failure of unknown outcome. */
+function refusedByServer(err: unknown): boolean {
+  return SdkError.is(err) && (err.status ?? 0) >= 400 && (err.status ?? 0) < 500;
 }
 
 function checkGroupId(groupId: unknown): asserts groupId is string {
