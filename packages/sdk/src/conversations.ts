@@ -1242,24 +1242,50 @@ class Conversations {
    * in place of its old leaf by an external commit (RFC 9420 §12.4.3.2). What it missed stays
    * unreadable (forward secrecy); from here on it reads and sends again.
    */
-  async #resync(groupId: string, record: GroupRecord): Promise<MlsGroup | undefined> {
+  /** The server's current epoch and the GroupInfo it keeps, opened (none without a key). */
+  async #serverGroupInfo(
+    groupId: string,
+    record: GroupRecord,
+  ): Promise<{ epoch: number; info: Uint8Array } | undefined> {
     if (!record.key) return undefined;
-    const engine = await this.#engineFor();
     const res = await this.#request('GET', `/v1/groups/${groupId}/info`);
     const { epoch, sealed } = this.#shape('group info', () => ({
       epoch: int(res, 'epoch'),
       sealed: res.groupInfo === null ? undefined : bytes(res, 'groupInfo'),
     }));
     if (!sealed) return undefined;
-    let info: Uint8Array;
     try {
       const aead = await importAeadKey(record.key, { id: 'conversation' });
-      info = await decrypt(aead, sealed, {
+      const info = await decrypt(aead, sealed, {
         context: utf8Encode(`${GROUP_INFO_CONTEXT}/${groupId}`),
       });
+      return { epoch, info };
     } catch (err) {
       throw this.#violation('INVALID_GROUP_INFO', 'the stored group info does not open', err);
     }
+  }
+
+  /**
+   * Whether this device is on another branch than the group's (a fork: the server gave members
+   * different commits for one epoch): the server's GroupInfo is at this device's epoch with
+   * another transcript hash.
+   */
+  async #forked(groupId: string, record: GroupRecord, group: MlsGroup): Promise<boolean> {
+    const server = await this.#serverGroupInfo(groupId, record).catch(() => undefined);
+    if (!server) return false;
+    const engine = await this.#engineFor();
+    const theirs = engine.epochOfGroupInfo(server.info);
+    const ours = engine.epochOf(group);
+    return (
+      theirs.epoch === ours.epoch && !constantTimeEqual(theirs.transcriptHash, ours.transcriptHash)
+    );
+  }
+
+  async #resync(groupId: string, record: GroupRecord): Promise<MlsGroup | undefined> {
+    const engine = await this.#engineFor();
+    const server = await this.#serverGroupInfo(groupId, record);
+    if (!server) return undefined;
+    const { epoch, info } = server;
     const out = await engine.joinExternal(info, await this.#newKeyPackage(), { resync: true });
     const data = decodeConversationData(engine.groupData(out.group) ?? new Uint8Array(0));
     const verdict = checkJoinedConversation(data, engine.members(out.group), this.#me());
@@ -1873,6 +1899,11 @@ class Conversations {
       await this.#writeGroup(entry.groupId, { ...record, seq: entry.seq });
       const code = ProtocolError.is(err) ? err.code : 'MLS_MESSAGE_REJECTED';
       const behind = BigInt(entry.epoch) > group.epoch;
+      const forked =
+        !behind &&
+        BigInt(entry.epoch) === group.epoch &&
+        !this.#resynced.has(entry.groupId) &&
+        (await this.#forked(entry.groupId, record, group));
       const events: ConversationEvent[] = fail(
         'PROTOCOL_VIOLATION',
         code,
@@ -1883,8 +1914,17 @@ class Conversations {
         }`,
         err,
       );
-      // Behind: rejoin from the sealed GroupInfo, once per sync, and say so.
-      if (behind && !this.#resynced.has(entry.groupId)) {
+      if (forked) {
+        events.push(
+          this.#errorEvent(
+            entry.groupId,
+            'FORK_DETECTED',
+            'this device is on another branch of the conversation than the server says the group is: it was given a different commit than the others',
+          ),
+        );
+      }
+      // Behind, or on a fork: rejoin from the sealed GroupInfo, once per sync, and say so.
+      if ((behind || forked) && !this.#resynced.has(entry.groupId)) {
         this.#resynced.add(entry.groupId);
         try {
           const again = await this.#resync(entry.groupId, { ...record, seq: entry.seq });

@@ -232,4 +232,52 @@ describe('a hostile delivery service', () => {
     expect(texts(await alice.client.conversations.sync())).toEqual(['welcome back', 'thanks']);
     expect((await alice.client.conversations.get(team.id)).members).toHaveLength(3);
   });
+
+  test('a fork (different commits for one epoch to different members) is detected and left', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    // Carol's client renews its keys after every message she sends; the server keeps her
+    // first renewal (a commit) to itself and tells her the connection failed.
+    let kept: string | undefined;
+    const carolFetch: typeof server.fetch = async (url, init) => {
+      const body = typeof init.body === 'string' ? init.body : '';
+      if (kept === undefined && url.includes('/messages') && body.includes('"commit"')) {
+        kept = (JSON.parse(body) as { message: string }).message;
+        throw new TypeError('connection reset');
+      }
+      return server.fetch(url, init);
+    };
+    const carolName = username('carol');
+    const carol = await testClient(
+      { fetch: carolFetch },
+      { conversations: { selfUpdateAfterMessages: 1 } },
+    );
+    await carol.signup(carolName, `pw-${carolName}-long enough`);
+    await carol.conversations.sync();
+    const team = await alice.client.conversations.create({
+      name: 'T',
+      members: [bob.name, carolName],
+    });
+    await bob.client.conversations.sync();
+    await carol.conversations.sync();
+    await carol.conversations.send(team.id, 'hi all');
+    expect(kept).toBeDefined();
+    // Alice's rename is the commit the server takes for this epoch; Bob is given Carol's.
+    await alice.client.conversations.rename(team.id, 'T2');
+    onQueue(bob, (messages) =>
+      messages.map((m) => (m.kind === 'commit' ? { ...m, message: kept as string } : m)),
+    );
+    const forked = await bob.client.conversations.sync();
+    expect(texts(forked)).toEqual(['hi all']);
+    expect((await bob.client.conversations.get(team.id)).name).toBe('T'); // Carol's branch
+    await alice.client.conversations.send(team.id, 'on the real branch');
+    const seen = await bob.client.conversations.sync();
+    expect(errors(seen)).toEqual(['MLS_MESSAGE_REJECTED', 'FORK_DETECTED']);
+    expect(seen.at(-1)?.type).toBe('resynced');
+    expect((await bob.client.conversations.get(team.id)).name).toBe('T2');
+    await alice.client.conversations.sync();
+    await carol.conversations.sync();
+    await carol.conversations.send(team.id, 'all together again');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['all together again']);
+  });
 });

@@ -212,6 +212,13 @@ export interface GroupEngine {
   /** The group data of the current epoch, or undefined when the group has none. */
   groupData(group: MlsGroup): Uint8Array | undefined;
   /**
+   * The epoch and confirmed transcript hash a group state is at, and those a GroupInfo names:
+   * two members (or a member and the GroupInfo) at one epoch with different transcript hashes
+   * are on different branches — a fork.
+   */
+  epochOf(group: MlsGroup): { epoch: bigint; transcriptHash: Uint8Array };
+  epochOfGroupInfo(groupInfo: Uint8Array): { epoch: bigint; transcriptHash: Uint8Array };
+  /**
    * The current epoch's GroupInfo (MLSMessage, with the external public key and the ratchet
    * tree), for the server to keep so that a member that lost its state can rejoin.
    */
@@ -915,6 +922,19 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
 
     groupData(group) {
       return groupDataOf(stateOf('mls.groupData', group))?.slice();
+    },
+
+    epochOf(group) {
+      const { epoch, confirmedTranscriptHash } = stateOf('mls.epochOf', group).groupContext;
+      return { epoch, transcriptHash: confirmedTranscriptHash.slice() };
+    },
+
+    epochOfGroupInfo(groupInfo) {
+      const operation = 'mls.epochOfGroupInfo';
+      const msg = decodeMessage(operation, groupInfo, 'group info');
+      if (msg.wireformat !== wireformats.mls_group_info) throw rejected(operation, 'group info');
+      const { epoch, confirmedTranscriptHash } = msg.groupInfo.groupContext;
+      return { epoch, transcriptHash: confirmedTranscriptHash.slice() };
     },
 
     async groupInfo(group) {
