@@ -354,6 +354,12 @@ export type MessageContent = MessageBody & {
   readonly id: string;
   /** The sender's clock in ms since the Unix epoch; informational, never trusted for order. */
   readonly sentAt: number;
+  /**
+   * How many application messages the sending device has sent to this conversation, this one
+   * included (1, 2, …). Inside the encryption, so the server cannot change it: a receiver that
+   * sees a jump knows messages of that sender were dropped on the way.
+   */
+  readonly n?: number;
 };
 
 const PAD_MARK = 0x80;
@@ -426,6 +432,9 @@ function checkContent(op: string, c: MessageContent): void {
   if (typeof c !== 'object' || c === null) throw bad('content expected an object');
   if (typeof c.id !== 'string' || !isId(c.id)) throw bad('"id" expected 16 bytes of b64url');
   if (!Number.isSafeInteger(c.sentAt) || c.sentAt < 0) throw bad('"sentAt" expected a time');
+  if (c.n !== undefined && (!Number.isSafeInteger(c.n) || c.n < 1)) {
+    throw bad('"n" expected a positive integer');
+  }
   const text = (value: unknown, required: boolean) => {
     if (value === undefined && !required) return;
     if (typeof value !== 'string' || utf8Encode(value).length > MAX_TEXT_LENGTH) {
@@ -438,9 +447,9 @@ function checkContent(op: string, c: MessageContent): void {
     }
   };
   const allowed: Record<string, string[]> = {
-    text: ['type', 'id', 'sentAt', 'text'],
-    attachment: ['type', 'id', 'sentAt', 'attachment', 'text'],
-    history: ['type', 'id', 'sentAt', 'attachment'],
+    text: ['type', 'id', 'sentAt', 'n', 'text'],
+    attachment: ['type', 'id', 'sentAt', 'n', 'attachment', 'text'],
+    history: ['type', 'id', 'sentAt', 'n', 'attachment'],
   };
   const keys = allowed[c.type as string];
   if (!keys) throw bad('unknown content type');

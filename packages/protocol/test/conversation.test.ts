@@ -218,6 +218,9 @@ describe('message content', () => {
       () => decodeContent(json({ ...content, v: 1, url: 'https://x' })),
       'INVALID_CONTENT',
     );
+    expect(decodeContent(encodeContent({ ...content, n: 7 })).n).toBe(7);
+    await expectCode(() => encodeContent({ ...content, n: 0 }), 'INVALID_CONTENT');
+    await expectCode(() => decodeContent(json({ ...content, v: 1, n: 1.5 })), 'INVALID_CONTENT');
     await expectCode(
       () => decodeContent(json({ ...content, v: 1, id: 'short' })),
       'INVALID_CONTENT',

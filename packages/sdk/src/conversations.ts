@@ -316,6 +316,10 @@ interface GroupRecord {
   key?: Uint8Array;
   /** Messages this device sent since its last commit (post-compromise security policy). */
   sent?: number;
+  /** Application messages this device has sent here in all (the `n` of its next one - 1). */
+  out?: number;
+  /** The highest `n` seen per sender device (`accountId.deviceId`). */
+  peers?: Record<string, number>;
   /** When this device last committed fresh keys (or joined). */
   renewedAt?: number;
   /** A commit sent and not yet confirmed, with the state it leads to. */
@@ -646,6 +650,8 @@ class Conversations {
         chunks: int(obj, 'chunks'),
         tail: array(obj, 'tail') as StoredMessage[],
         ...(obj.sent === undefined ? {} : { sent: int(obj, 'sent') }),
+        ...(obj.out === undefined ? {} : { out: int(obj, 'out') }),
+        ...(obj.peers === undefined ? {} : { peers: counters(obj.peers) }),
         ...(obj.key === undefined ? {} : { key: bytes(obj, 'key', 32) }),
         ...(obj.renewedAt === undefined ? {} : { renewedAt: int(obj, 'renewedAt') }),
         ...(obj.welcome ? { welcome: welcomeFrom(obj.welcome) } : {}),
@@ -679,6 +685,8 @@ class Conversations {
       chunks,
       tail,
       ...(record.sent === undefined ? {} : { sent: record.sent }),
+      ...(record.out === undefined ? {} : { out: record.out }),
+      ...(record.peers === undefined ? {} : { peers: record.peers }),
       ...(record.key === undefined ? {} : { key: toBase64url(record.key) }),
       ...(record.renewedAt === undefined ? {} : { renewedAt: record.renewedAt }),
       ...(record.welcome ? { welcome: welcomeTo(record.welcome) } : {}),
@@ -1637,14 +1645,16 @@ class Conversations {
    */
   async #sendContent(groupId: string, content: MessageContent): Promise<ConversationMessage> {
     await this.#knownNames();
-    let plaintext: Uint8Array;
-    try {
-      plaintext = encodeContent(content);
-    } catch (err) {
-      throw new SdkError('INVALID_ARGUMENT', this.#op, 'the message is too long or malformed', {
-        cause: err,
-      });
-    }
+    const encoded = (n: number): Uint8Array => {
+      try {
+        return encodeContent({ ...content, n });
+      } catch (err) {
+        throw new SdkError('INVALID_ARGUMENT', this.#op, 'the message is too long or malformed', {
+          cause: err,
+        });
+      }
+    };
+    encoded(1); // refuse a malformed message before anything moves
     const engine = await this.#engineFor();
     const stored = this.#storedMessage(content, this.#me());
     const keep = content.type !== 'history';
@@ -1652,13 +1662,15 @@ class Conversations {
       const { record, group } = await this.#load(groupId);
       if (!group.active)
         throw new SdkError('NOT_FOUND', this.#op, 'this device is no longer in the conversation');
-      const out = await engine.encrypt(group, plaintext);
+      const n = (record.out ?? 0) + 1;
+      const out = await engine.encrypt(group, encoded(n));
       const sent = (record.sent ?? 0) + 1;
       const next: GroupRecord = {
         ...record,
         state: engine.exportState(out.group),
         tail: keep ? [...record.tail, stored] : record.tail,
         sent,
+        out: n,
       };
       await this.#writeGroup(groupId, next);
       try {
@@ -1675,6 +1687,8 @@ class Conversations {
         await this.#writeGroup(groupId, {
           ...next,
           tail: refused || !keep ? record.tail : [...record.tail, { ...stored, u: 1 }],
+          // A refused message was never sent: its number is used again, so no gap shows.
+          out: refused ? (record.out ?? 0) : n,
         });
         if (lostEpochRace(err, attempt)) {
           await this.#catchUp();
@@ -1974,18 +1988,37 @@ class Conversations {
           err,
         );
       }
+      // Dropped messages: each device numbers what it sends to the conversation (inside the
+      // encryption); a jump means the server kept some of this sender's messages back.
+      const peer = `${sender.accountId}.${sender.deviceId}`;
+      const last = record.peers?.[peer];
+      const gap: ConversationEvent[] =
+        content.n !== undefined && last !== undefined && content.n > last + 1
+          ? [
+              this.#errorEvent(
+                entry.groupId,
+                'MESSAGES_MISSING',
+                `${content.n - last - 1} message(s) of this sender never arrived`,
+              ),
+            ]
+          : [];
+      const withPeers: GroupRecord =
+        content.n === undefined
+          ? record
+          : { ...record, peers: { ...record.peers, [peer]: Math.max(last ?? 0, content.n) } };
       if (content.type === 'history' || record.tail.some((m) => m.id === content.id)) {
         await this.#writeGroup(entry.groupId, {
-          ...record,
+          ...withPeers,
           state: engine.exportState(processed.group),
           seq: entry.seq,
         });
-        if (content.type !== 'history') return [];
+        if (content.type !== 'history') return gap;
         // Only this account's own devices may hand it history, and only in its own
         // conversation: anything else claiming to be a bundle is refused, never merged.
         const kind = (await this.#infoOf(entry.groupId, processed.group)).kind;
         if (kind !== 'self' || sender.accountId !== me.accountId) {
           return [
+            ...gap,
             this.#errorEvent(
               entry.groupId,
               'HISTORY_NOT_OWN',
@@ -1993,18 +2026,25 @@ class Conversations {
             ),
           ];
         }
-        return this.#receiveHistory(entry.groupId, content.attachment as Record<string, unknown>);
+        return [
+          ...gap,
+          ...(await this.#receiveHistory(
+            entry.groupId,
+            content.attachment as Record<string, unknown>,
+          )),
+        ];
       }
       if (content.type === 'attachment') {
         try {
           decodeAttachmentDescriptor(content.attachment);
         } catch (err) {
           await this.#writeGroup(entry.groupId, {
-            ...record,
+            ...withPeers,
             state: engine.exportState(processed.group),
             seq: entry.seq,
           });
           return [
+            ...gap,
             this.#errorEvent(
               entry.groupId,
               'INVALID_ATTACHMENT',
@@ -2016,12 +2056,12 @@ class Conversations {
       }
       const stored = this.#storedMessage(content, sender);
       await this.#writeGroup(entry.groupId, {
-        ...record,
+        ...withPeers,
         state: engine.exportState(processed.group),
         seq: entry.seq,
         tail: [...record.tail, stored],
       });
-      return [{ type: 'message', message: this.#message(entry.groupId, stored) }];
+      return [...gap, { type: 'message', message: this.#message(entry.groupId, stored) }];
     }
     await this.#writeGroup(entry.groupId, {
       ...record,
@@ -2375,9 +2415,20 @@ function lostEpochRace(err: unknown, attempt: number): boolean {
   return SdkError.is(err) && err.serverCode === 'EPOCH_CONFLICT' && attempt < MAX_EPOCH_RETRIES;
 }
 
-/** The server refused the request (4xx): it did nothing, unlike a failure of unknown outcome. */
+/**
+ * The request certainly had no effect: the server refused it (4xx), or the connection was
+ * refused before a byte was sent (the server is down). Anything else may have arrived.
+ */
 function refusedByServer(err: unknown): boolean {
-  return SdkError.is(err) && (err.status ?? 0) >= 400 && (err.status ?? 0) < 500;
+  if (!SdkError.is(err)) return false;
+  if ((err.status ?? 0) >= 400 && (err.status ?? 0) < 500) return true;
+  let cause: unknown = err.cause;
+  for (let depth = 0; depth < 4 && typeof cause === 'object' && cause !== null; depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (code === 'ECONNREFUSED') return true;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 function checkGroupId(groupId: unknown): asserts groupId is string {
@@ -2388,6 +2439,16 @@ function checkGroupId(groupId: unknown): asserts groupId is string {
       '"conversationId" expected a conversation id',
     );
   }
+}
+
+function counters(value: unknown): Record<string, number> {
+  const o = asObject(value, 'peers');
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (!Number.isSafeInteger(v) || (v as number) < 0) throw new Error('peers');
+    out[k] = v as number;
+  }
+  return out;
 }
 
 function welcomeTo(w: Welcome): Record<string, unknown> {

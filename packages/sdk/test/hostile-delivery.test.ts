@@ -280,4 +280,30 @@ describe('a hostile delivery service', () => {
     await carol.conversations.send(team.id, 'all together again');
     expect(texts(await bob.client.conversations.sync())).toEqual(['all together again']);
   });
+
+  test('messages the server drops are noticed at the next one from that sender', async () => {
+    const { alice, bob, id } = await pair();
+    await alice.client.conversations.send(id, 'one');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['one']);
+    await alice.client.conversations.send(id, 'two');
+    await alice.client.conversations.send(id, 'three');
+    // The server keeps 'two' from Bob for good.
+    let dropped: number | undefined;
+    bob.rewrite.fn = (req, body) => {
+      if (req.method !== 'GET' || !req.path.startsWith('/v1/queue')) return undefined;
+      const page = body as { messages: QueueEntry[]; more: boolean };
+      const messages = page.messages.filter((m) => {
+        if (m.kind !== 'application' || (dropped !== undefined && m.seq !== dropped)) return true;
+        dropped = m.seq;
+        return false;
+      });
+      return { ...page, messages };
+    };
+    await alice.client.conversations.send(id, 'four');
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual(['MESSAGES_MISSING']);
+    expect(texts(events)).toEqual(['three', 'four']);
+    // Duplicates and replays are not counted as missing.
+    expect(errors(await bob.client.conversations.sync())).toEqual([]);
+  });
 });
