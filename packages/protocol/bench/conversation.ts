@@ -263,51 +263,41 @@ async function signalPair(signal: Signal): Promise<Pair> {
   };
 }
 
+/** Ours against libsignal's Double Ratchet, one way or with the direction flipping each message. */
+function libsignalCase(oursLabel: string, alternating: boolean): CaseFactory {
+  const name = `${PREFIX}${alternating ? '-alternating' : ''}/libsignal-double-ratchet`;
+  const how = alternating ? ', direction flips every message' : '';
+  return {
+    name,
+    async build(): Promise<Case | undefined> {
+      const signal = await loadPeer<Signal>('@signalapp/libsignal-client', name, import.meta.url);
+      if (!signal) return undefined;
+      const ours = await mlsPair(await createTsMlsEngine(accept));
+      const theirs = await signalPair(signal);
+      return {
+        name,
+        unit: 'messages/s',
+        ours: side(`${oursLabel}${how}`, ours, alternating),
+        baseline: side(
+          `libsignal-client signalEncrypt+signalDecrypt (Double Ratchet)${how}`,
+          theirs,
+          alternating,
+        ),
+        seconds: SECONDS,
+        async check() {
+          await checkPair('ours', ours);
+          await checkPair('libsignal', theirs);
+        },
+      };
+    },
+  };
+}
+
 export function conversationCases(): CaseFactory[] {
   const oursLabel = 'GroupEngine encrypt+process (ts-mls, Coffer provider), 2-member group';
   return [
-    {
-      name: `${PREFIX}/libsignal-double-ratchet`,
-      async build(): Promise<Case | undefined> {
-        const name = `${PREFIX}/libsignal-double-ratchet`;
-        const signal = await loadPeer<Signal>('@signalapp/libsignal-client', name, import.meta.url);
-        if (!signal) return undefined;
-        const ours = await mlsPair(await createTsMlsEngine(accept));
-        const theirs = await signalPair(signal);
-        return {
-          name,
-          unit: 'messages/s',
-          ours: side(oursLabel, ours),
-          baseline: side('libsignal-client signalEncrypt+signalDecrypt (Double Ratchet)', theirs),
-          seconds: SECONDS,
-          async check() {
-            await checkPair('ours', ours);
-            await checkPair('libsignal', theirs);
-          },
-        };
-      },
-    },
-    {
-      name: `${PREFIX}-alternating/libsignal-double-ratchet`,
-      async build(): Promise<Case | undefined> {
-        const name = `${PREFIX}-alternating/libsignal-double-ratchet`;
-        const signal = await loadPeer<Signal>('@signalapp/libsignal-client', name, import.meta.url);
-        if (!signal) return undefined;
-        const ours = await mlsPair(await createTsMlsEngine(accept));
-        const theirs = await signalPair(signal);
-        return {
-          name,
-          unit: 'messages/s',
-          ours: side(`${oursLabel}, direction flips every message`, ours, true),
-          baseline: side('libsignal-client, direction flips every message', theirs, true),
-          seconds: SECONDS,
-          async check() {
-            await checkPair('ours', ours);
-            await checkPair('libsignal', theirs);
-          },
-        };
-      },
-    },
+    libsignalCase(oursLabel, false),
+    libsignalCase(oursLabel, true),
     {
       name: `${PREFIX}/ts-mls-default-provider`,
       async build(): Promise<Case> {

@@ -1,55 +1,29 @@
-// Parent-hash verification (RFC 9420 §7.9.2) after patches/ts-mls+2.0.0-rc.10.patch, which shares
-// tree hashes between the per-leaf walks of ts-mls's verifyParentHashes (it was quadratic): on a
-// 300-member tree with parent nodes, unmerged leaves and a commit-sourced leaf, the patched check
-// accepts the real tree, rejects every tampered parent hash, key and unmerged list, and agrees
-// with a plain reference walk built on ts-mls's own calculateParentHash (which the patch changes
-// only by skipping removeLeaves when there are no unmerged leaves; tree hashes themselves are
-// checked against a from-scratch reference in mls-tree-hash.test.ts).
-import { utf8Encode } from '@coffer/crypto';
-import { type ClientState, clientStateDecoder, decode, type Hash, nodeTypes } from 'ts-mls';
+import { type Hash, nodeTypes } from 'ts-mls';
 import { beforeAll, describe, expect, test } from 'vitest';
 // Not exported by ts-mls; imported by path to test the patched function itself.
 import {
   calculateParentHash,
   verifyParentHashes,
 } from '../../../node_modules/ts-mls/dist/src/parentHash.js';
-import {
-  createCofferCryptoProvider,
-  createTsMlsEngine,
-  MLS_DEFAULT_CIPHERSUITE,
-} from '../src/index.js';
-
-type Tree = ClientState['ratchetTree'];
+import { grownGroup, type Tree, treeOf } from './_mls-trees.js';
 
 const MEMBERS = 300;
 let tree: Tree;
 let hash: Hash;
 
 beforeAll(async () => {
-  const engine = await createTsMlsEngine({ validateCredential: async () => true });
-  hash = (await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE)).hash;
-  const kps = [];
-  for (let i = 0; i < MEMBERS; i++) {
-    kps.push(await engine.createKeyPackage({ identity: utf8Encode(`m${i}`) }));
-  }
-  const first = await engine.createGroup(utf8Encode('parent-hash'), kps[0]!);
-  const added = await engine.addMembers(
-    first,
-    kps.slice(1, MEMBERS - 1).map((k) => k.publicKeyPackage),
-  );
-  // Two self-updates fill two direct paths with parent nodes; a last add without an UpdatePath
-  // leaves its leaf unmerged at the non-blank parents above it.
-  let creator = added.group;
-  const first1 = await engine.selfUpdate(await engine.joinFromWelcome(added.welcome, kps[1]!));
+  const g = await grownGroup(MEMBERS, 'm');
+  const { engine, kps } = g;
+  hash = g.hash;
+  let creator = g.creator;
+  const first1 = await engine.selfUpdate(await engine.joinFromWelcome(g.welcome, kps[1]!));
   creator = (await engine.process(creator, first1.commit)).group;
-  let m200 = await engine.joinFromWelcome(added.welcome, kps[200]!);
+  let m200 = await engine.joinFromWelcome(g.welcome, kps[200]!);
   m200 = (await engine.process(m200, first1.commit)).group;
   const second = await engine.selfUpdate(m200);
   creator = (await engine.process(creator, second.commit)).group;
   creator = (await engine.addMembers(creator, [kps[MEMBERS - 1]!.publicKeyPackage])).group;
-  const state = decode(clientStateDecoder, engine.exportState(creator).subarray(1));
-  if (!state) throw new Error('state did not decode');
-  tree = state.ratchetTree;
+  tree = treeOf(engine, creator);
 }, 120_000);
 
 /** RFC 9420 §7.9.2 by the letter: walk up from every leaf; each parent must be reached once. */

@@ -3,18 +3,13 @@
 // a commit hashes only the nodes it changed: on a 120-member tree and on trees derived from it the
 // way commits derive them (a copied array, new node objects where nodes change, the rest shared),
 // every subtree's hash equals a from-scratch reference, whatever was hashed before.
-import { sha256, utf8Encode } from '@coffer/crypto';
-import { type ClientState, clientStateDecoder, decode, encode, type Hash, nodeTypes } from 'ts-mls';
+import { sha256 } from '@coffer/crypto';
+import { encode, type Hash, nodeTypes } from 'ts-mls';
 import { beforeAll, describe, expect, test } from 'vitest';
 // Not exported by ts-mls; imported by path to test the patched function itself.
 import { treeHash, treeHashInputEncoder } from '../../../node_modules/ts-mls/dist/src/treeHash.js';
-import {
-  createCofferCryptoProvider,
-  createTsMlsEngine,
-  MLS_DEFAULT_CIPHERSUITE,
-} from '../src/index.js';
+import { grownGroup, type Tree, treeOf } from './_mls-trees.js';
 
-type Tree = ClientState['ratchetTree'];
 type Node = Tree[number];
 type NodeIndex = Parameters<typeof treeHash>[1];
 
@@ -23,25 +18,14 @@ let tree: Tree;
 let hash: Hash;
 
 beforeAll(async () => {
-  const engine = await createTsMlsEngine({ validateCredential: async () => true });
-  hash = (await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE)).hash;
-  const kps = [];
-  for (let i = 0; i < MEMBERS; i++) {
-    kps.push(await engine.createKeyPackage({ identity: utf8Encode(`t${i}`) }));
-  }
-  const first = await engine.createGroup(utf8Encode('tree-hash'), kps[0]!);
-  const added = await engine.addMembers(
-    first,
-    kps.slice(1, MEMBERS - 1).map((k) => k.publicKeyPackage),
-  );
-  // A self-update puts parent nodes on a direct path; a last add leaves its leaf unmerged there.
-  let creator = added.group;
-  const update = await engine.selfUpdate(await engine.joinFromWelcome(added.welcome, kps[7]!));
+  const g = await grownGroup(MEMBERS, 't');
+  const { engine, kps } = g;
+  hash = g.hash;
+  let creator = g.creator;
+  const update = await engine.selfUpdate(await engine.joinFromWelcome(g.welcome, kps[7]!));
   creator = (await engine.process(creator, update.commit)).group;
   creator = (await engine.addMembers(creator, [kps[MEMBERS - 1]!.publicKeyPackage])).group;
-  const state = decode(clientStateDecoder, engine.exportState(creator).subarray(1));
-  if (!state) throw new Error('state did not decode');
-  tree = state.ratchetTree;
+  tree = treeOf(engine, creator);
 }, 120_000);
 
 function level(index: number): number {

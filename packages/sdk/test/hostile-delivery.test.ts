@@ -57,6 +57,39 @@ function onQueue(user: User, change: (messages: QueueEntry[]) => QueueEntry[]): 
   };
 }
 
+/**
+ * From now on, the server keeps the first queue entry of `kind` it would give `user` (and
+ * every later delivery of it) to itself, for good. Returns that entry's seq once seen.
+ */
+function withholdFirst(user: User, kind: string): () => number | undefined {
+  let withheld: number | undefined;
+  user.rewrite.fn = (req, body) => {
+    if (req.method !== 'GET' || !req.path.startsWith('/v1/queue')) return undefined;
+    const page = body as { messages: QueueEntry[]; more: boolean };
+    const messages = page.messages.filter((m) => {
+      if (m.kind !== kind || (withheld !== undefined && m.seq !== withheld)) return true;
+      withheld = m.seq;
+      return false;
+    });
+    return { ...page, messages };
+  };
+  return () => withheld;
+}
+
+/** Alice creates a group with Bob and Carol, who both join. */
+async function team3(): Promise<{ alice: User; bob: User; carol: User; id: string }> {
+  const alice = await signup('alice');
+  const bob = await signup('bob');
+  const carol = await signup('carol');
+  const { id } = await alice.client.conversations.create({
+    name: 'T',
+    members: [bob.name, carol.name],
+  });
+  await bob.client.conversations.sync();
+  await carol.client.conversations.sync();
+  return { alice, bob, carol, id };
+}
+
 const errors = (events: ConversationEvent[]) =>
   events.flatMap((e) => (e.type === 'error' ? [e.error.detail] : []));
 const texts = (events: ConversationEvent[]) =>
@@ -119,16 +152,8 @@ describe('a hostile delivery service', () => {
   });
 
   test('a message attributed to another sender than its MLS signature says is refused', async () => {
-    const alice = await signup('alice');
-    const bob = await signup('bob');
-    const carol = await signup('carol');
-    const team = await alice.client.conversations.create({
-      name: 'T',
-      members: [bob.name, carol.name],
-    });
-    await bob.client.conversations.sync();
-    await carol.client.conversations.sync();
-    await alice.client.conversations.send(team.id, 'from alice');
+    const { alice, bob, carol, id } = await team3();
+    await alice.client.conversations.send(id, 'from alice');
     onQueue(bob, (messages) =>
       messages.map((m) => ({
         ...m,
@@ -193,44 +218,26 @@ describe('a hostile delivery service', () => {
   });
 
   test('a withheld commit is detected, and the device rejoins by itself', async () => {
-    const alice = await signup('alice');
-    const bob = await signup('bob');
-    const carol = await signup('carol');
-    const team = await alice.client.conversations.create({
-      name: 'T',
-      members: [bob.name, carol.name],
-    });
-    await bob.client.conversations.sync();
-    await carol.client.conversations.sync();
-    await alice.client.conversations.rename(team.id, 'T2');
+    const { alice, bob, carol, id } = await team3();
+    await alice.client.conversations.rename(id, 'T2');
     await carol.client.conversations.sync();
     // The server keeps the rename's commit from Bob, for good.
-    let withheld: number | undefined;
-    bob.rewrite.fn = (req, body) => {
-      if (req.method !== 'GET' || !req.path.startsWith('/v1/queue')) return undefined;
-      const page = body as { messages: QueueEntry[]; more: boolean };
-      const messages = page.messages.filter((m) => {
-        if (m.kind !== 'commit' || (withheld !== undefined && m.seq !== withheld)) return true;
-        withheld = m.seq;
-        return false;
-      });
-      return { ...page, messages };
-    };
+    const withheld = withholdFirst(bob, 'commit');
     expect(await bob.client.conversations.sync()).toEqual([]);
-    expect(withheld).toBeDefined();
-    await alice.client.conversations.send(team.id, 'in the new epoch');
+    expect(withheld()).toBeDefined();
+    await alice.client.conversations.send(id, 'in the new epoch');
     const seen = await bob.client.conversations.sync();
     expect(errors(seen)).toEqual(['MLS_MESSAGE_REJECTED']);
     expect(seen.map((e) => e.type)).toEqual(['error', 'resynced']);
-    expect((await bob.client.conversations.get(team.id)).name).toBe('T2');
+    expect((await bob.client.conversations.get(id)).name).toBe('T2');
     // The others take Bob's rejoin (an external commit) and the conversation goes on.
     expect(errors(await alice.client.conversations.sync())).toEqual([]);
     expect(errors(await carol.client.conversations.sync())).toEqual([]);
-    await carol.client.conversations.send(team.id, 'welcome back');
+    await carol.client.conversations.send(id, 'welcome back');
     expect(texts(await bob.client.conversations.sync())).toEqual(['welcome back']);
-    await bob.client.conversations.send(team.id, 'thanks');
+    await bob.client.conversations.send(id, 'thanks');
     expect(texts(await alice.client.conversations.sync())).toEqual(['welcome back', 'thanks']);
-    expect((await alice.client.conversations.get(team.id)).members).toHaveLength(3);
+    expect((await alice.client.conversations.get(id)).members).toHaveLength(3);
   });
 
   test('a fork (different commits for one epoch to different members) is detected and left', async () => {
@@ -288,17 +295,7 @@ describe('a hostile delivery service', () => {
     await alice.client.conversations.send(id, 'two');
     await alice.client.conversations.send(id, 'three');
     // The server keeps 'two' from Bob for good.
-    let dropped: number | undefined;
-    bob.rewrite.fn = (req, body) => {
-      if (req.method !== 'GET' || !req.path.startsWith('/v1/queue')) return undefined;
-      const page = body as { messages: QueueEntry[]; more: boolean };
-      const messages = page.messages.filter((m) => {
-        if (m.kind !== 'application' || (dropped !== undefined && m.seq !== dropped)) return true;
-        dropped = m.seq;
-        return false;
-      });
-      return { ...page, messages };
-    };
+    withholdFirst(bob, 'application');
     await alice.client.conversations.send(id, 'four');
     const events = await bob.client.conversations.sync();
     expect(errors(events)).toEqual(['MESSAGES_MISSING']);

@@ -183,17 +183,21 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     expect(again.json.error.epoch).toBe(2);
   });
 
-  it('accepts exactly one of concurrent commits for an epoch (two storage instances)', async () => {
-    const second = await h.db.open();
+  /** A second server instance over the same database (another process, as far as it knows). */
+  async function secondInstance(): Promise<Fetcher> {
     const other = createApp({
-      storage: second,
+      storage: await h.db.open(),
       ...h.secrets,
       logger: createLogger({ level: 'silent' }),
       metrics: createMetrics({ processMetrics: false }),
       events: createEventHub(),
       now: () => h.clock.now,
     });
-    const otherFetch: Fetcher = async (path, init) => other.request(path, init);
+    return async (path, init) => other.request(path, init);
+  }
+
+  it('accepts exactly one of concurrent commits for an epoch (two storage instances)', async () => {
+    const otherFetch = await secondInstance();
     const members = [await fresh(), await fresh(), await fresh(), await fresh()];
     const a = members[0]!;
     const rest = members.slice(1);
@@ -264,16 +268,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
   });
 
   it('queues concurrent messages of two groups with shared recipients in order, no deadlock', async () => {
-    const second = await h.db.open();
-    const other = createApp({
-      storage: second,
-      ...h.secrets,
-      logger: createLogger({ level: 'silent' }),
-      metrics: createMetrics({ processMetrics: false }),
-      events: createEventHub(),
-      now: () => h.clock.now,
-    });
-    const otherFetch: Fetcher = async (path, init) => other.request(path, init);
+    const otherFetch = await secondInstance();
     const members = [await fresh(), await fresh(), await fresh()];
     const a = members[0]!;
     const rest = members.slice(1);
