@@ -873,8 +873,20 @@ class Conversations {
     if (typeof user !== 'string' || user.length === 0) {
       throw new SdkError('INVALID_ARGUMENT', this.#op, '"user" expected a username or account id');
     }
-    if (isId(user)) return user;
     const username = normalizeUsername(user);
+    if (isId(user)) {
+      // A 22-character username of base64url characters can also read as an account id (one in
+      // about 18 such names does). Account ids are made by the server, so nobody can pick one
+      // to match a username: an existing account with that id wins, and only when there is
+      // none is the text a username.
+      if (username !== user) return user;
+      try {
+        await this.#manifestOf(user);
+        return user;
+      } catch (err) {
+        if (!SdkError.is(err, 'NOT_FOUND')) throw err;
+      }
+    }
     if (username === null) throw new SdkError('INVALID_USERNAME', this.#op, 'not a valid username');
     const res = await this.#request('GET', `/v1/users/${encodeURIComponent(username)}`);
     const accountId = this.#shape('user lookup', () => str(res, 'accountId'));

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
 import type { CofferClient, ConversationEvent } from '../src/index.js';
+import { isId } from '@coffer/protocol';
 import { SdkError } from '../src/index.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
 
@@ -75,6 +76,22 @@ describe('conversations', () => {
     // Opening the 1:1 again finds the same conversation, from either side.
     expect((await alice.client.conversations.direct(bob.name)).id).toBe(chat.id);
     expect((await bob.client.conversations.direct(alice.accountId)).id).toBe(chat.id);
+  });
+
+  test('a username that also reads as an account id is found as the username', async () => {
+    // 22 characters of base64url ending in "g": the very shape of an account id.
+    const name = `id-shaped-${Math.random().toString(36).slice(2, 13).padEnd(11, '0')}g`;
+    expect(isId(name)).toBe(true);
+    const client = await testClient(server);
+    const { account } = await client.signup(name, `pw-${name}-long enough`);
+    await client.conversations.sync();
+    const alice = await signup('alice');
+    const chat = await alice.client.conversations.direct(name);
+    expect(chat.admins).toContain(account.accountId);
+    const group = await alice.client.conversations.create({ name: 'ids', members: [name] });
+    expect(group.members.map((m) => m.accountId)).toContain(account.accountId);
+    // An account id still goes straight to its account.
+    expect((await client.conversations.direct(alice.accountId)).id).toBe(chat.id);
   });
 
   test('a group: admins add, rename and remove; members cannot; a member leaves', async () => {
