@@ -1,11 +1,10 @@
 // Conversations end to end over the real server (SQLite in memory): 1:1 and groups, every device
 // of every member, the admin rules, leaving, renaming, and that the server only ever carries
 // ciphertext.
+import { isId } from '@coffer/protocol';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
-import type { CofferClient, ConversationEvent } from '../src/index.js';
-import { isId } from '@coffer/protocol';
-import { SdkError } from '../src/index.js';
+import { type CofferClient, type ConversationEvent, SdkError } from '../src/index.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
 
 let server: TestServer;
