@@ -1,5 +1,5 @@
 // Coffer's benchmark harness, shared by every package's bench/: each case pits "ours" against a
-// baseline doing the same job, measured in the same process, alternating sides round by round so
+// baseline doing the same job, measured in the same process, alternating sides in short slices so
 // that machine noise (frequency changes, GC, other load) falls on both alike. A case's value is
 // the median of its rounds; values are throughputs, so a higher ratio (ours / baseline) is better.
 import { createRequire } from 'node:module';
@@ -62,8 +62,14 @@ export interface RunOptions {
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
-/** Runs `op` for about `ms` milliseconds and at least `minOps` times; returns ops per second. */
-async function timed(op: Op, ms: number, minOps: number): Promise<number> {
+/** Ops run and milliseconds spent by one side of a round, summed over its slices. */
+interface Tally {
+  ops: number;
+  ms: number;
+}
+
+/** Runs `op` for about `ms` milliseconds and at least `minOps` times, adding to `tally`. */
+async function timed(op: Op, ms: number, minOps: number, tally: Tally): Promise<void> {
   let ops = 0;
   let batch = 1;
   const start = nowMs();
@@ -78,8 +84,17 @@ async function timed(op: Op, ms: number, minOps: number): Promise<number> {
     // Grow batches while they are short, so reading the clock costs nothing measurable.
     if (elapsed * 50 < ms) batch *= 2;
   }
-  return (ops * 1000) / elapsed;
+  tally.ops += ops;
+  tally.ms += elapsed;
 }
+
+/**
+ * Milliseconds of one slice: a round runs the two sides in alternating slices of about this
+ * long, so that load that comes and goes on a shared machine (a neighbour's burst lasts seconds)
+ * falls on both sides alike instead of on whichever had the round's first half. Long enough that
+ * the garbage one side leaves and the next side's slice collects is a small share of it.
+ */
+const SLICE_MS = 100;
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -101,19 +116,31 @@ export async function runCase(c: Case, options: RunOptions): Promise<Result> {
   await c.check();
   const ms = c.seconds * 1000 * options.timeScale;
   const minOps = c.minOps ?? 1;
-  await timed(c.baseline.op, ms / 2, 1);
-  await timed(c.ours.op, ms / 2, 1);
+  const warmBase: Tally = { ops: 0, ms: 0 };
+  const warmOurs: Tally = { ops: 0, ms: 0 };
+  await timed(c.baseline.op, ms / 2, 1, warmBase);
+  await timed(c.ours.op, ms / 2, 1, warmOurs);
+  // Slices of at least one op each: a slow op (a 200 ms join) gets fewer, longer slices.
+  const opMs = Math.max(warmBase.ms / warmBase.ops, warmOurs.ms / warmOurs.ops);
+  const slices = Math.max(1, Math.min(Math.round(ms / SLICE_MS), Math.floor(ms / opMs)));
   const ours: number[] = [];
   const base: number[] = [];
   for (let r = 0; r < options.rounds; r++) {
-    // Alternate which side goes first, so that neither always does.
-    if (r % 2 === 0) {
-      base.push(await timed(c.baseline.op, ms, minOps));
-      ours.push(await timed(c.ours.op, ms, minOps));
-    } else {
-      ours.push(await timed(c.ours.op, ms, minOps));
-      base.push(await timed(c.baseline.op, ms, minOps));
+    const o: Tally = { ops: 0, ms: 0 };
+    const b: Tally = { ops: 0, ms: 0 };
+    for (let i = 0; i < slices; i++) {
+      // Alternate which side goes first, so that neither always does.
+      const minOpsNow = i === slices - 1 ? minOps : 1;
+      if ((r + i) % 2 === 0) {
+        await timed(c.baseline.op, ms / slices, minOpsNow, b);
+        await timed(c.ours.op, ms / slices, minOpsNow, o);
+      } else {
+        await timed(c.ours.op, ms / slices, minOpsNow, o);
+        await timed(c.baseline.op, ms / slices, minOpsNow, b);
+      }
     }
+    ours.push((o.ops * 1000) / o.ms);
+    base.push((b.ops * 1000) / b.ms);
   }
   const scale = c.unit === 'MiB/s' ? (c.bytesPerOp ?? 0) / 2 ** 20 : 1;
   if (options.verbose) {

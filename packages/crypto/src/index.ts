@@ -57,6 +57,7 @@ export {
   type KeyAgreementKey,
   x25519,
 } from './key-agreement.js';
+export { createKeyedHmacSha256, type KeyedHmacSha256 } from './keyed-hmac.js';
 export { randomBytes } from './random.js';
 export {
   createRawAead,

@@ -11,6 +11,7 @@ import { CryptoError } from '../src/errors.js';
 import { HASH_LENGTH, hmac, hmacVerify } from '../src/hash.js';
 import { hkdfExpand, hkdfExtract, hkdfRaw } from '../src/hkdf.js';
 import { importKeyAgreementKey, x25519 } from '../src/key-agreement.js';
+import { createKeyedHmacSha256 } from '../src/keyed-hmac.js';
 import { importSigningKey, sign, verify } from '../src/signature.js';
 import { hex, loadVectors, vectorsAvailable } from './_vectors.js';
 
@@ -339,6 +340,7 @@ describe.skipIf(!vectorsAvailable)(`wycheproof (${backend.name} back end, ${PROJ
       const failures: string[] = [];
       let run = 0;
       let verifyChecks = 0;
+      let keyedChecks = 0;
       for (const group of data.testGroups) {
         const tagLength = group.tagSize / 8;
         const fullLength = tagLength === HASH_LENGTH[hash];
@@ -353,6 +355,12 @@ describe.skipIf(!vectorsAvailable)(`wycheproof (${backend.name} back end, ${PROJ
             const full =
               key.length === 0 ? await backend.hmac(hash, key, msg) : await hmac(hash, key, msg);
             const prefix = toHex(full.subarray(0, tagLength));
+            // The fixed-key form must agree with the one-shot HMAC on every case.
+            if (hash === 'SHA-256' && key.length > 0) {
+              keyedChecks++;
+              if (toHex(createKeyedHmacSha256(key).mac(msg)) !== toHex(full))
+                failures.push(`tcId ${t.tcId}: createKeyedHmacSha256 differs`);
+            }
             // A MAC is rejected when the tag computed (truncated to tagSize) differs from it.
             if (t.result === 'valid' && prefix !== given)
               failures.push(`tcId ${t.tcId}: tag differs`);
@@ -377,6 +385,7 @@ describe.skipIf(!vectorsAvailable)(`wycheproof (${backend.name} back end, ${PROJ
       casesRun.set(file, run);
       expect(failures).toEqual([]);
       expect(verifyChecks).toBeGreaterThan(0);
+      if (hash === 'SHA-256') expect(keyedChecks).toBe(verifyChecks);
       expect(run).toBe(data.numberOfTests);
     });
   }

@@ -1,4 +1,4 @@
-import { hkdf, hmac, toHex } from '@coffer/crypto';
+import { createKeyedHmacSha256, hkdf, type KeyedHmacSha256, toHex } from '@coffer/crypto';
 import { concat, nameLp } from './_bytes.js';
 import { FieldsError } from './errors.js';
 import type { FieldCipher } from './field-cipher.js';
@@ -40,36 +40,136 @@ const NORMALIZERS: Record<Normalizer, (s: string) => string> = {
  * const emailIdx = await index.compute('Alice@Example.com', { table: 'users', column: 'email', name: 'email_eq', normalize: ['trim', 'casefold'] });
  */
 export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
-  const keys = new Map<string, Promise<Uint8Array>>();
+  /** Index keys by [version, table, column, name], as HMACs keyed once (their pads pre-hashed). */
+  const keys = new Map<string, Promise<KeyedHmacSha256>>();
+  const ready = new Map<string, KeyedHmacSha256>();
   const newest = () => primaryVersion(keyring, 'index');
+  // Scratch space for one computation at a time (it is synchronous), wiped after each.
+  let scratch = Buffer.alloc(256);
+  const tag = new Uint8Array(32);
+  /** The last spec's resolved parts: a loop over one column pays for them once. */
   let last:
     | {
         table: string;
         column: string;
         name: string;
         tenant: string | undefined;
-        specVersion: number | undefined;
-        key: Promise<Uint8Array>;
+        version: number;
+        id: string;
         tenantPart: Uint8Array;
       }
     | undefined;
 
-  function indexKey(op: string, spec: BlindIndexSpec, version: number): Promise<Uint8Array> {
-    const id = JSON.stringify([version, spec.table, spec.column, spec.name]);
-    let p = keys.get(id);
+  function partsOf(op: string, spec: BlindIndexSpec) {
+    const version = spec.version ?? newest();
+    const memo = last;
+    if (
+      memo &&
+      memo.table === spec.table &&
+      memo.column === spec.column &&
+      memo.name === spec.name &&
+      memo.tenant === spec.tenant &&
+      memo.version === version
+    )
+      return memo;
+    const context = concat(
+      nameLp(op, 'table', spec.table),
+      nameLp(op, 'column', spec.column),
+      nameLp(op, 'name', spec.name),
+    );
+    last = {
+      table: spec.table,
+      column: spec.column,
+      name: spec.name,
+      tenant: spec.tenant,
+      version,
+      id: `${version}\0${toHex(context)}`,
+      tenantPart:
+        spec.tenant === undefined
+          ? Uint8Array.of(0)
+          : concat(Uint8Array.of(1), nameLp(op, 'tenant', spec.tenant)),
+    };
+    return last;
+  }
+
+  function indexKey(spec: BlindIndexSpec, parts: { id: string; version: number }) {
+    let p = keys.get(parts.id);
     if (!p) {
       const context = concat(
-        nameLp(op, 'table', spec.table),
-        nameLp(op, 'column', spec.column),
-        nameLp(op, 'name', spec.name),
+        nameLp('fields.blindIndex', 'table', spec.table),
+        nameLp('fields.blindIndex', 'column', spec.column),
+        nameLp('fields.blindIndex', 'name', spec.name),
       );
       p = fields
-        .keyBytes('index', version)
-        .then((root) => hkdf(root, { label: LABEL, length: 32, context }));
-      keys.set(id, p);
-      p.catch(() => keys.delete(id));
+        .keyBytes('index', parts.version)
+        .then((root) => hkdf(root, { label: LABEL, length: 32, context }))
+        .then((key) => {
+          const mac = createKeyedHmacSha256(key);
+          key.fill(0);
+          ready.set(parts.id, mac);
+          return mac;
+        });
+      keys.set(parts.id, p);
+      // A failed key (provider down) is not kept: the next call tries again.
+      p.catch(() => keys.delete(parts.id));
     }
     return p;
+  }
+
+  function checkBits(op: string, spec: BlindIndexSpec): number {
+    const bits = spec.bits ?? DEFAULT_INDEX_BITS;
+    if (!Number.isInteger(bits) || bits < 8 || bits > 256) {
+      throw new FieldsError('INVALID_ARGUMENT', op, '"bits" expected an integer from 8 to 256');
+    }
+    return bits;
+  }
+
+  /** spec §6: the framed message, HMAC under the index key, truncated to `bits`, as hex. */
+  function indexWith(
+    op: string,
+    mac: KeyedHmacSha256,
+    tenantPart: Uint8Array,
+    value: FieldValue | readonly FieldValue[],
+    spec: BlindIndexSpec,
+    bits: number,
+  ): string {
+    let message: Uint8Array;
+    if (typeof value === 'string') {
+      // One value, a string: the whole message written into the indexer's scratch buffer.
+      let v = value;
+      for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v);
+      const tp = tenantPart;
+      const size = tp.length + 6 + Buffer.byteLength(v, 'utf8');
+      if (scratch.length < size) scratch = Buffer.alloc(Math.max(size, 2 * scratch.length));
+      scratch.set(tp, 0);
+      scratch.writeUInt32BE(size - tp.length - 4, tp.length);
+      scratch[tp.length + 4] = 0x01;
+      scratch[tp.length + 5] = 0;
+      scratch.write(v, tp.length + 6, 'utf8');
+      message = scratch.subarray(0, size);
+    } else {
+      const values = Array.isArray(value)
+        ? (value as readonly FieldValue[])
+        : [value as FieldValue];
+      const parts: Uint8Array[] = [tenantPart];
+      for (let v of values) {
+        if (typeof v === 'string')
+          for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v as string);
+        const encoded = encodeValue(op, v);
+        const len = new Uint8Array(4);
+        new DataView(len.buffer).setUint32(0, encoded.length);
+        parts.push(len, encoded);
+      }
+      message = concat(...parts);
+    }
+    mac.mac(message, tag);
+    // The message holds the (normalised) value: do not leave it in memory.
+    message.fill(0);
+    const length = Math.ceil(bits / 8);
+    if (bits % 8 !== 0) tag[length - 1]! &= (0xff << (8 - (bits % 8))) & 0xff;
+    const hex = toHex(tag.subarray(0, length));
+    tag.fill(0);
+    return hex;
   }
 
   return {
@@ -83,77 +183,42 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
       spec: BlindIndexSpec,
     ): Promise<string> {
       const op = 'fields.blindIndex';
-      const bits = spec.bits ?? DEFAULT_INDEX_BITS;
-      if (!Number.isInteger(bits) || bits < 8 || bits > 256) {
-        throw new FieldsError('INVALID_ARGUMENT', op, '"bits" expected an integer from 8 to 256');
-      }
-      let memo = last;
-      if (
-        !memo ||
-        !(
-          memo.table === spec.table &&
-          memo.column === spec.column &&
-          memo.name === spec.name &&
-          memo.tenant === spec.tenant &&
-          memo.specVersion === spec.version
-        )
-      ) {
-        const version = spec.version ?? newest();
-        memo = {
-          table: spec.table,
-          column: spec.column,
-          name: spec.name,
-          tenant: spec.tenant,
-          specVersion: spec.version,
-          key: indexKey(op, spec, version),
-          tenantPart:
-            spec.tenant === undefined
-              ? Uint8Array.of(0)
-              : concat(Uint8Array.of(1), nameLp(op, 'tenant', spec.tenant)),
-        };
-        last = memo;
-        // A failed key (provider down) is not kept: the next call tries again.
-        const failed = memo;
-        failed.key.catch(() => {
-          if (last === failed) last = undefined;
-        });
-      }
-      const key = await memo.key;
-      let message: Uint8Array;
-      if (typeof value === 'string') {
-        // One value, a string: the whole message written into one pooled buffer.
-        let v = value;
-        for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v);
-        const tp = memo.tenantPart;
-        const length = Buffer.byteLength(v, 'utf8');
-        const buf = Buffer.allocUnsafe(tp.length + 6 + length);
-        buf.set(tp, 0);
-        buf.writeUInt32BE(2 + length, tp.length);
-        buf[tp.length + 4] = 0x01;
-        buf[tp.length + 5] = 0;
-        buf.write(v, tp.length + 6, 'utf8');
-        message = buf;
-      } else {
-        const values = Array.isArray(value)
-          ? (value as readonly FieldValue[])
-          : [value as FieldValue];
-        const parts: Uint8Array[] = [memo.tenantPart];
-        for (let v of values) {
-          if (typeof v === 'string')
-            for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v as string);
-          const encoded = encodeValue(op, v);
-          const len = new Uint8Array(4);
-          new DataView(len.buffer).setUint32(0, encoded.length);
-          parts.push(len, encoded);
-        }
-        message = concat(...parts);
-      }
-      const mac = await hmac('SHA-256', key, message);
-      // The message holds the (normalised) value: do not leave it in the Buffer pool.
-      message.fill(0);
-      const out = mac.subarray(0, Math.ceil(bits / 8));
-      if (bits % 8 !== 0) out[out.length - 1]! &= (0xff << (8 - (bits % 8))) & 0xff;
-      return toHex(out);
+      const bits = checkBits(op, spec);
+      const parts = partsOf(op, spec);
+      const mac = ready.get(parts.id) ?? (await indexKey(spec, parts));
+      return indexWith(op, mac, parts.tenantPart, value, spec, bits);
+    },
+
+    /**
+     * {@link compute} without a promise, for synchronous hooks and hot loops: the index key must
+     * have been loaded by {@link preload} (or an earlier `compute` of the same index).
+     *
+     * @throws {FieldsError} as `compute`; `UNSUPPORTED_OPERATION` when the key is not loaded.
+     * @example await index.preload([spec]); const idx = index.computeSync('a@example.com', spec);
+     */
+    computeSync(value: FieldValue | readonly FieldValue[], spec: BlindIndexSpec): string {
+      const op = 'fields.blindIndexSync';
+      const bits = checkBits(op, spec);
+      const parts = partsOf(op, spec);
+      const mac = ready.get(parts.id);
+      if (!mac)
+        throw new FieldsError(
+          'UNSUPPORTED_OPERATION',
+          op,
+          `the index key of ${spec.table}.${spec.column} ${spec.name} (version ${parts.version}) is not loaded; await preload([spec]) first`,
+        );
+      return indexWith(op, mac, parts.tenantPart, value, spec, bits);
+    },
+
+    /**
+     * Derives and keeps the keys of these indexes (the newest version, or the spec's), so that
+     * {@link computeSync} can serve them.
+     *
+     * @throws {FieldsError} provider codes when the index key cannot be unwrapped.
+     */
+    async preload(specs: readonly BlindIndexSpec[]): Promise<void> {
+      const op = 'fields.blindIndexPreload';
+      await Promise.all(specs.map((spec) => indexKey(spec, partsOf(op, spec))));
     },
   };
 }

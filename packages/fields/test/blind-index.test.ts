@@ -59,6 +59,24 @@ describe('blind indexes', () => {
       expect(await codeOf(index.compute('x', { ...spec, bits }))).toBe('INVALID_ARGUMENT');
   });
 
+  test('computeSync serves preloaded indexes with the same values, and refuses others', async () => {
+    const { keyring, fields } = await setup();
+    const index = createBlindIndexer(keyring, fields);
+    expect(() => index.computeSync('x', spec)).toThrow(/not loaded; await preload/);
+    await index.preload([spec, { ...spec, name: 'other', tenant: 'acme' }]);
+    for (const value of ['  Alice@Example.COM ', 'x'.repeat(1000), '', 'caf\u00e9']) {
+      expect(index.computeSync(value, spec)).toBe(await index.compute(value, spec));
+    }
+    const other = { ...spec, name: 'other', tenant: 'acme' };
+    expect(index.computeSync(['a', 7], other)).toBe(await index.compute(['a', 7], other));
+    // Interleaved specs and a long value (the scratch buffer grows) do not leak into each other.
+    const short = index.computeSync('y', spec);
+    index.computeSync('z'.repeat(5000), other);
+    expect(index.computeSync('y', spec)).toBe(short);
+    expect(() => index.computeSync('x', { ...spec, column: 'phone' })).toThrow(/not loaded/);
+    expect(() => index.computeSync('x', { ...spec, bits: 7 })).toThrow(/bits/);
+  });
+
   test('the index key is not the encryption key, and rotates independently (shadow column)', async () => {
     const { keyring, provider, fields } = await setup();
     const index = createBlindIndexer(keyring, fields);
