@@ -27,6 +27,8 @@ export interface VerifyingKey {
 }
 
 const handles = new WeakMap<SigningKey | VerifyingKey, KeyHandle>();
+/** Verifications under way in {@link verify} (for its thread-pool choice). */
+let started = 0;
 
 /**
  * Generates an Ed25519 key pair. Store `secretKey` (the 32-byte RFC 8032 seed) encrypted.
@@ -117,7 +119,19 @@ export async function verify(
   if (!handle || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
   if (!scalarIsCanonical(signature.subarray(32)) || !pointIsAcceptable(signature.subarray(0, 32)))
     return false;
-  return backend.ed25519Verify(handle, message, signature);
+  if (!backend.ed25519VerifyInPool) return backend.ed25519Verify(handle, message, signature);
+  // Verifications started together (a ratchet tree's thousand leaf signatures, launched without
+  // awaiting each other) have all counted themselves here by the time the first resumes, so they
+  // go to the thread pool and use every core; a lone one runs inline as it always did.
+  started++;
+  try {
+    await undefined;
+    return started > 1
+      ? await backend.ed25519VerifyInPool(handle, message, signature)
+      : backend.ed25519Verify(handle, message, signature);
+  } finally {
+    started--;
+  }
 }
 
 async function verifyingHandle(publicKey: Uint8Array): Promise<KeyHandle | undefined> {

@@ -60,6 +60,27 @@ describe('ed25519', () => {
     );
   });
 
+  test('verifications started together (on Node: the thread pool) give the same verdicts', async () => {
+    const pair = await generateSigningKeyPair();
+    const key = await importSigningKey(pair.secretKey);
+    const peer = await importVerifyingKey(pair.publicKey);
+    const cases = await Promise.all(
+      Array.from({ length: 64 }, async (_, i) => {
+        const message = utf8Encode(`message ${i}`);
+        const signature = await sign(key, message);
+        // Every third: a bit flipped in the signature; every fifth: another message.
+        if (i % 3 === 0) signature[i % 64]! ^= 1;
+        const checked = i % 5 === 0 ? utf8Encode(`other ${i}`) : message;
+        return { checked, signature, valid: i % 3 !== 0 && i % 5 !== 0 };
+      }),
+    );
+    const together = await Promise.all(cases.map((c) => verify(peer, c.checked, c.signature)));
+    expect(together).toEqual(cases.map((c) => c.valid));
+    const alone: boolean[] = [];
+    for (const c of cases) alone.push(await verify(peer, c.checked, c.signature));
+    expect(alone).toEqual(together);
+  });
+
   test('signatures agree with @noble/curves (deterministic RFC 8032)', async () => {
     const { secretKey, publicKey } = await generateSigningKeyPair();
     const message = utf8Encode('cross-implementation');

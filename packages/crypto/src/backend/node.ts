@@ -217,6 +217,18 @@ export const backend: Backend = {
     }
   },
 
+  ed25519VerifyInPool(publicKey, message, signature) {
+    return new Promise((resolve) => {
+      try {
+        nc.verify(null, message, publicKey as unknown as nc.KeyObject, signature, (err, ok) =>
+          resolve(!err && ok),
+        );
+      } catch {
+        resolve(false);
+      }
+    });
+  },
+
   x25519PrivateKey(secret) {
     return privateKey('X25519', secret);
   },

@@ -74,6 +74,15 @@ export interface Backend {
     message: Uint8Array,
     signature: Uint8Array,
   ): Awaitable<boolean>;
+  /**
+   * The same check on a worker thread (Node: libuv's pool), for verifications started together;
+   * absent where the platform has no such pool to offer.
+   */
+  ed25519VerifyInPool?(
+    publicKey: KeyHandle,
+    message: Uint8Array,
+    signature: Uint8Array,
+  ): Promise<boolean>;
 
   /** X25519 private key from its 32 bytes (RFC 7748; clamped by the primitive), with its public key. */
   x25519PrivateKey(secret: Uint8Array): Awaitable<PrivateKey>;
