@@ -26,7 +26,8 @@ beforeAll(async () => {
   cs = await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
 }, 60_000);
 
-const accept = { validateCredential: async () => true };
+type Auth = { validateCredential(credential: unknown, key: Uint8Array): Promise<boolean> };
+const accept: Auth = { validateCredential: async () => true };
 const config = { maximumTotalLifetime: 2n ** 62n, validateLifetimeOnReceive: false };
 
 type Leaf = Extract<ClientState['ratchetTree'][number], { nodeType: 1 }>['leaf'];
@@ -55,7 +56,7 @@ function watched(bad: readonly Uint8Array[] = [], thrown: readonly Uint8Array[] 
   return { suite: { ...cs, signature }, most: () => most };
 }
 
-function validate(tree: ClientState['ratchetTree'], suite: typeof cs, auth = accept) {
+function validate(tree: ClientState['ratchetTree'], suite: typeof cs, auth: Auth = accept) {
   return validateRatchetTree(
     tree,
     state.groupContext,

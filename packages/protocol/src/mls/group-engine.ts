@@ -347,10 +347,13 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     return encode(mlsMessageEncoder, message);
   }
 
+  /** The version byte, then `body` (a state or private key package: secrets), which is wiped. */
   function versioned(body: Uint8Array): Uint8Array {
     const out = new Uint8Array(body.length + 1);
     out[0] = MLS_STATE_VERSION;
     out.set(body, 1);
+    // ts-mls (patched) may carve small encodings from a shared slab: leave no copy there.
+    wipe(body);
     return out;
   }
 
