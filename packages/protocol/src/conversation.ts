@@ -275,6 +275,10 @@ export async function conversationPolicy(
     return true;
   }
   if (!committer) return 'the commit has no committer';
+  // The conversation key changes with every removal (spec §4.6), and joiners get it from their
+  // adder: a commit that removed and added at once would hand them the key it retires.
+  if (change.added.length > 0 && change.removed.length > 0)
+    return 'a commit may not both add and remove members';
   for (const id of added) {
     const allowed =
       isAdmin || id.accountId === committer.accountId || beforeAccounts.has(id.accountId);

@@ -8,7 +8,9 @@ import {
   decode,
   defaultProposalTypes,
   encode,
+  mlsMessageDecoder,
   mlsMessageEncoder,
+  wireformats,
 } from 'ts-mls';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -421,6 +423,36 @@ describe('commit policy', () => {
       () => honest.joinExternal(later, bob.kp, { resync: true }),
       'MLS_MESSAGE_REJECTED',
     );
+  });
+
+  test('a commit that both removes and adds members is refused, even from an admin', async () => {
+    // The conversation key changes with a removal (spec §4.6) and a joiner gets its adder's key:
+    // in one commit the joiner would get the key the removal retires.
+    await team();
+    await add(alice, [alice2], [bob]);
+    const cs = await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
+    const state = decode(clientStateDecoder, alice.engine.exportState(alice.group!).slice(1))!;
+    const context = { cipherSuite: cs, authService: { validateCredential: async () => true } };
+    const carolPackage = decode(mlsMessageDecoder, carol.kp.publicKeyPackage);
+    if (carolPackage?.wireformat !== wireformats.mls_key_package) throw new Error('no package');
+    const mixed = await createCommit({
+      context,
+      state,
+      extraProposals: [
+        { proposalType: defaultProposalTypes.remove, remove: { removed: bob.group!.ownLeafIndex } },
+        { proposalType: defaultProposalTypes.add, add: { keyPackage: carolPackage.keyPackage } },
+      ],
+    });
+    const before = alice2.group!;
+    const refused = alice2.engine.process(alice2.group!, encode(mlsMessageEncoder, mixed.commit));
+    await expectCode(() => refused, 'COMMIT_NOT_ALLOWED');
+    expect(alice2.group).toBe(before);
+    // Each on its own is fine.
+    const removal = await alice.engine.removeMembers(alice.group!, [bob.group!.ownLeafIndex]);
+    alice.group = removal.group;
+    alice2.group = (await alice2.engine.process(alice2.group!, removal.commit)).group;
+    await add(alice, [carol], [alice2]);
+    await roundTrip(carol, [alice, alice2]);
   });
 
   test('a commit with a ReInit or a PSK proposal is refused, even from an admin', async () => {

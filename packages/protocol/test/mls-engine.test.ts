@@ -78,6 +78,30 @@ describe('mls engine', () => {
     await send(bob, [alice], 'caught up');
   });
 
+  test('exportSecret: members of an epoch agree, and it changes with epoch, label and context', async () => {
+    const [alice, bob] = await twoMembers();
+    const ctx = text('group-1');
+    const a = await engine.exportSecret(alice.group!, 'coffer/test', ctx, 32);
+    expect(a).toHaveLength(32);
+    expect(await engine.exportSecret(bob.group!, 'coffer/test', ctx, 32)).toEqual(a);
+    expect(await engine.exportSecret(bob.group!, 'coffer/other', ctx, 32)).not.toEqual(a);
+    expect(await engine.exportSecret(bob.group!, 'coffer/test', text('group-2'), 32)).not.toEqual(
+      a,
+    );
+    const update = await engine.selfUpdate(bob.group!);
+    bob.group = update.group;
+    await deliverCommit(update.commit, [alice]);
+    const next = await engine.exportSecret(alice.group!, 'coffer/test', ctx, 32);
+    expect(next).not.toEqual(a);
+    expect(await engine.exportSecret(bob.group!, 'coffer/test', ctx, 32)).toEqual(next);
+    for (const bad of [
+      () => engine.exportSecret(alice.group!, '', ctx, 32),
+      () => engine.exportSecret(alice.group!, 'x', ctx, 0),
+      () => engine.exportSecret(alice.group!, 'x', 'ctx' as unknown as Uint8Array, 32),
+    ])
+      await expectCode(bad, 'INVALID_ARGUMENT');
+  });
+
   test('messages out of order open once each, with their sender', async () => {
     const [alice, bob] = await twoMembers();
     const m1 = await engine.encrypt(alice.group!, text('one'));

@@ -75,6 +75,8 @@ const MANIFEST_TTL_MS = 30_000;
 const SCAN_INTERVAL_MS = 60_000;
 /** Associated data of a sealed GroupInfo (with the group id). */
 const GROUP_INFO_CONTEXT = 'coffer/v1/group-info';
+/** MLS-Exporter label of the conversation key after a removal (spec §4.6). */
+const CONVERSATION_KEY_LABEL = 'coffer/v1/conversation-key';
 /** Messages per conversation a history bundle carries to a new device. */
 const MAX_BUNDLE_MESSAGES = 1000;
 /** Usernames remembered per account (contacts looked up). */
@@ -311,7 +313,8 @@ interface GroupRecord {
   chunks: number;
   /**
    * The conversation key (32 bytes): made by the creator, handed to every joiner inside the
-   * Welcome (encrypted to it), sealing the GroupInfo the server keeps for resync.
+   * Welcome (encrypted to it), sealing the GroupInfo the server keeps for resync; replaced by
+   * an MLS exporter secret of the epoch at every commit that removes a member (spec §4.6).
    */
   key?: Uint8Array;
   /** Messages this device sent since its last commit (post-compromise security policy). */
@@ -323,7 +326,7 @@ interface GroupRecord {
   /** When this device last committed fresh keys (or joined). */
   renewedAt?: number;
   /** A commit sent and not yet confirmed, with the state it leads to. */
-  pending?: { state: Uint8Array; epoch: number; welcome?: Welcome };
+  pending?: { state: Uint8Array; epoch: number; key?: Uint8Array; welcome?: Welcome };
   /** A Welcome to post once its commit is in: sent, then cleared (a duplicate is harmless). */
   welcome?: Welcome;
 }
@@ -660,6 +663,7 @@ class Conversations {
               pending: {
                 state: bytes(pending, 'state'),
                 epoch: int(pending, 'epoch'),
+                ...(pending.key === undefined ? {} : { key: bytes(pending, 'key', 32) }),
                 ...(pending.welcome ? { welcome: welcomeFrom(pending.welcome) } : {}),
               },
             }
@@ -695,6 +699,7 @@ class Conversations {
             pending: {
               state: toBase64url(record.pending.state),
               epoch: record.pending.epoch,
+              ...(record.pending.key ? { key: toBase64url(record.pending.key) } : {}),
               ...(record.pending.welcome ? { welcome: welcomeTo(record.pending.welcome) } : {}),
             },
           }
@@ -1116,7 +1121,8 @@ class Conversations {
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
       const out = await make(engine, group, record);
-      const groupInfo = await this.#sealGroupInfo(groupId, out.group, record.key);
+      const key = await this.#keyAfter(groupId, engine, group, out.group, record.key);
+      const groupInfo = await this.#sealGroupInfo(groupId, out.group, key);
       const before = new Set(
         (await this.#recipients(group)).map((m) => `${m.accountId}.${m.deviceId}`),
       );
@@ -1133,6 +1139,7 @@ class Conversations {
       const pending = {
         state: engine.exportState(out.group),
         epoch: Number(group.epoch),
+        ...(key ? { key } : {}),
         ...(welcome ? { welcome } : {}),
       };
       await this.#writeGroup(groupId, { ...record, pending });
@@ -1163,6 +1170,7 @@ class Conversations {
       const next: GroupRecord = {
         ...record,
         state: pending.state,
+        ...(key ? { key } : {}),
         seq: Math.max(record.seq, seq),
         sent: 0,
         renewedAt: this.#host.now(),
@@ -1220,6 +1228,7 @@ class Conversations {
       : {
           ...record,
           state: pending.state,
+          ...(pending.key ? { key: pending.key } : {}),
           ...(pending.welcome ? { welcome: pending.welcome } : {}),
         };
     delete next.pending;
@@ -1242,6 +1251,26 @@ class Conversations {
     const next = { ...latest };
     delete next.welcome;
     await this.#writeGroup(groupId, next);
+  }
+
+  /**
+   * The conversation key after a commit from `before` to `after`: when the commit took a member
+   * out (an account, a device, one who left), a secret of the new epoch (MLS-Exporter
+   * "coffer/v1/conversation-key", context the group id) that everyone still in derives alike
+   * and the removed cannot; otherwise `key` as it was (spec §4.6).
+   */
+  async #keyAfter(
+    groupId: string,
+    engine: GroupEngine,
+    before: MlsGroup,
+    after: MlsGroup,
+    key: Uint8Array | undefined,
+  ): Promise<Uint8Array | undefined> {
+    if (!after.active) return key;
+    const text = (m: { identity: Uint8Array }) => toBase64url(m.identity);
+    const staying = new Set(engine.members(after).map(text));
+    if (engine.members(before).every((m) => staying.has(text(m)))) return key;
+    return engine.exportSecret(after, CONVERSATION_KEY_LABEL, fromBase64url(groupId), 32);
   }
 
   /** The GroupInfo of `group`'s epoch, sealed under the conversation key (none without a key). */
@@ -2075,8 +2104,13 @@ class Conversations {
       });
       return [...gap, { type: 'message', message: this.#message(entry.groupId, stored) }];
     }
+    const key =
+      result.kind === 'commit'
+        ? await this.#keyAfter(entry.groupId, engine, group, processed.group, record.key)
+        : record.key;
     await this.#writeGroup(entry.groupId, {
       ...record,
+      ...(key ? { key } : {}),
       state: engine.exportState(processed.group),
       seq: entry.seq,
     });

@@ -33,6 +33,7 @@ import {
   type MlsContext,
   type MlsMessage,
   makeCustomExtension,
+  mlsExporter,
   mlsMessageDecoder,
   mlsMessageEncoder,
   nodeTypes,
@@ -217,6 +218,16 @@ export interface GroupEngine {
    * are on different branches — a fork.
    */
   epochOf(group: MlsGroup): { epoch: bigint; transcriptHash: Uint8Array };
+  /**
+   * MLS-Exporter(label, context, length) of the group's current epoch (RFC 9420 §8.5): a secret
+   * every member of this epoch derives alike and nobody outside it can.
+   */
+  exportSecret(
+    group: MlsGroup,
+    label: string,
+    context: Uint8Array,
+    length: number,
+  ): Promise<Uint8Array>;
   epochOfGroupInfo(groupInfo: Uint8Array): { epoch: bigint; transcriptHash: Uint8Array };
   /**
    * The current epoch's GroupInfo (MLSMessage, with the external public key and the ratchet
@@ -930,6 +941,17 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     epochOf(group) {
       const { epoch, confirmedTranscriptHash } = stateOf('mls.epochOf', group).groupContext;
       return { epoch, transcriptHash: confirmedTranscriptHash.slice() };
+    },
+
+    exportSecret(group, label, context, length) {
+      const operation = 'mls.exportSecret';
+      const state = stateOf(operation, group);
+      if (typeof label !== 'string' || label.length === 0 || label.length > 255)
+        throw invalidArgument(operation, '"label" expected 1 to 255 characters');
+      assertBytes(operation, 'context', context, 0, 64 * 1024);
+      if (!Number.isSafeInteger(length) || length < 1 || length > 255)
+        throw invalidArgument(operation, '"length" expected 1 to 255 bytes');
+      return mlsExporter(state.keySchedule.exporterSecret, label, context, length, cs);
     },
 
     epochOfGroupInfo(groupInfo) {
