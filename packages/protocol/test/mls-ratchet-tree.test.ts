@@ -5,7 +5,10 @@
 import { type ClientState, CryptoVerificationError, clientStateDecoder, decode } from 'ts-mls';
 import { beforeAll, describe, expect, test } from 'vitest';
 // Not exported by ts-mls; imported by path to test the patched function itself.
-import { validateRatchetTree } from '../../../node_modules/ts-mls/dist/src/clientState.js';
+import {
+  validateLeafNodeCredentialAndKeyUniqueness,
+  validateRatchetTree,
+} from '../../../node_modules/ts-mls/dist/src/clientState.js';
 import {
   createCofferCryptoProvider,
   MLS_DEFAULT_CIPHERSUITE,
@@ -113,5 +116,35 @@ describe('validateRatchetTree (patched: leaves checked concurrently)', () => {
     );
     expect(String(await validate(tree, w.suite))).toMatch(/hpke keys not unique/);
     await new Promise((resolve) => setTimeout(resolve, 50));
+  });
+
+  test('key uniqueness (patched to compare Latin-1 keys): duplicates found, near misses not', async () => {
+    const unique = validateLeafNodeCredentialAndKeyUniqueness;
+    const leaf = leaves()[1]!;
+    expect(await unique(state.ratchetTree, leaf, 1)).toBeUndefined();
+    const withLeaf = (index: number, change: Partial<Leaf>) => {
+      const tree = [...state.ratchetTree];
+      const node = tree[index * 2] as { leaf: Leaf };
+      tree[index * 2] = { nodeType: 1, leaf: { ...node.leaf, ...change } } as (typeof tree)[number];
+      return tree;
+    };
+    const other = leaves()[4]!;
+    const dupHpke = withLeaf(9, { hpkePublicKey: other.hpkePublicKey });
+    expect(String(await unique(dupHpke, leaf, 1))).toMatch(/hpke keys not unique/);
+    const dupSig = withLeaf(9, { signaturePublicKey: other.signaturePublicKey });
+    expect(String(await unique(dupSig, leaf, 1))).toMatch(/signature keys not unique/);
+    // The same keys with their last byte changed (past 0x7f too) are different keys.
+    for (const delta of [1, 0x80]) {
+      const near = (k: Uint8Array) => {
+        const c = k.slice();
+        c[31] = (c[31]! + delta) & 0xff;
+        return c;
+      };
+      const tree = withLeaf(9, {
+        hpkePublicKey: near(other.hpkePublicKey),
+        signaturePublicKey: near(other.signaturePublicKey),
+      });
+      expect(await unique(tree, leaf, 1)).toBeUndefined();
+    }
   });
 });
