@@ -184,7 +184,9 @@ CONVERSATION is a group's name, or the other account of a one-to-one conversatio
 show as their ids. Messages that could not be used (forged, undecryptable, out of order) are
 reported on stderr with their error code, never skipped silently.
 
---follow keeps fetching every second until Ctrl-C (or SIGTERM), then exits with status 0.
+--follow keeps going until Ctrl-C (or SIGTERM), then exits with status 0: the server's event
+socket wakes it as soon as something arrives, and it also asks every second while that socket
+is down.
 --save-files DIR downloads the files of received messages into DIR, verified before they
 appear under their final name; a name already taken gets a suffix (" (1)"), and names are made
 safe first (no directories, no "..", no control characters), whatever the sender wrote.

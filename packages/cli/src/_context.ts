@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { type CofferClient, createClient } from '@coffer/sdk';
+import { type ClientOptions, type CofferClient, createClient } from '@coffer/sdk';
 import { openNodeHome } from '@coffer/sdk/node';
 import { CliError, usageError } from './_errors.js';
 import {
@@ -144,11 +144,18 @@ export async function withClient<T>(
   fetch: typeof globalThis.fetch | undefined = ctx.io.fetch,
 ): Promise<T> {
   const { store, storeKey } = await openNodeHome(ctx.home);
+  // Following, the server's event socket wakes the client at once; Node 20 has no global
+  // WebSocket, so the `ws` package provides one (loaded only then).
+  const webSocket =
+    ctx.follow && (globalThis as { WebSocket?: unknown }).WebSocket === undefined
+      ? ((await import('ws')).WebSocket as unknown as ClientOptions['webSocket'])
+      : undefined;
   const client = createClient({
     server: ctx.server,
     store,
     storeKey,
     ...(fetch ? { fetch } : {}),
+    ...(webSocket ? { webSocket } : {}),
   });
   await client.open();
   let value: T;

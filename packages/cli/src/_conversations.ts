@@ -21,7 +21,7 @@ import { columns, formatSize, formatTime, printable, quoted } from './_format.js
 import { claimFreePath, safeFileName } from './_safe-file-name.js';
 import { EXIT } from './exit-status.js';
 
-/** How often messages --follow asks the server for more. */
+/** How often messages --follow asks the server for more when no push wakes it. */
 const FOLLOW_INTERVAL_MS = 1000;
 /** A message read from stdin longer than this is a file piped by mistake (the SDK caps text at 64 KiB). */
 const MAX_STDIN_BYTES = 1024 * 1024;
@@ -377,22 +377,26 @@ export function messages(ctx: Context): Promise<number> {
       }
     };
 
-    for (;;) {
-      let events: ConversationEvent[];
-      try {
-        events = await client.conversations.sync();
-      } catch (err) {
-        // Following, a server that went away for a moment is waited for, not fatal.
-        if (!ctx.follow || !SdkError.is(err) || !err.retryable || signal?.aborted) throw err;
-        note(ctx, `warning: could not fetch messages (${err.code}); trying again`);
-        events = [];
-      }
-      for (const event of events) await onEvent(event);
-      if (!ctx.follow || signal?.aborted) break;
-      await sleep(FOLLOW_INTERVAL_MS, signal);
-      if (signal?.aborted) break;
+    if (!ctx.follow) {
+      for (const event of await client.conversations.sync()) await onEvent(event);
+      return failures > 0 ? EXIT.error : EXIT.ok;
     }
-    return failures > 0 && !ctx.follow ? EXIT.error : EXIT.ok;
+    // Following: woken by the server's push over its event socket, with the interval as the
+    // fallback; a server that went away for a moment is waited for, not fatal.
+    while (!signal?.aborted) {
+      try {
+        const events = client.conversations.follow({
+          intervalMs: FOLLOW_INTERVAL_MS,
+          ...(signal ? { signal } : {}),
+        });
+        for await (const event of events) await onEvent(event);
+      } catch (err) {
+        if (!SdkError.is(err) || !err.retryable || signal?.aborted) throw err;
+        note(ctx, `warning: could not fetch messages (${err.code}); trying again`);
+        await sleep(FOLLOW_INTERVAL_MS, signal);
+      }
+    }
+    return EXIT.ok;
   });
 }
 

@@ -19,6 +19,8 @@ import { openStorage } from '../../server/src/storage/open.js';
 export interface TestServer {
   /** http://127.0.0.1:PORT */
   readonly url: string;
+  /** Clients subscribed to the event socket (authenticated) right now. */
+  subscribers(): number;
   close(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ export async function startServer(): Promise<TestServer> {
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    subscribers: () => events.size,
     async close() {
       socket.close();
       server.closeAllConnections();

@@ -267,7 +267,7 @@ describe('conversations from the command line', { timeout: 60_000 }, () => {
     expect(got.stdout).toContain('[file ../../etc/x ');
   });
 
-  test('messages --follow (the real launcher) receives while it runs and ends 0 on SIGTERM', async () => {
+  test('messages --follow (the real launcher) listens for pushes, receives while it runs and ends 0 on SIGTERM', async () => {
     const bin = fileURLToPath(new URL('../bin/coffer.mjs', import.meta.url));
     const child = spawn(
       process.execPath,
@@ -290,8 +290,12 @@ describe('conversations from the command line', { timeout: 60_000 }, () => {
         exited.then(() => reject(new Error(`follow ended early: ${stderr}`)));
       });
     const arrived = seen('while you follow');
-    // Give it time to start and do its first sync, then send.
-    await new Promise((r) => setTimeout(r, 1500));
+    // It does its first sync, then listens on the server's event socket (push), not only on its
+    // one-second interval: wait until it is subscribed, then send.
+    const start = Date.now();
+    while (server.subscribers() === 0 && Date.now() - start < 20_000)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(server.subscribers()).toBeGreaterThanOrEqual(1);
     expect((await coffer('alice', ['send', 'bob', 'while you follow'])).code).toBe(0);
     await arrived;
     child.kill('SIGTERM');
