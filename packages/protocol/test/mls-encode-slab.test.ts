@@ -1,11 +1,14 @@
 // The patched ts-mls `encode` carves small encodings from shared slabs: every encoding must come
 // out exactly as if it had its own buffer, however many are made and kept, and none may overlap
-// another or see bytes written for another.
-import { randomBytes } from '@coffer/crypto';
+// another or see bytes written for another. And the patched `expandWithLabel` (encoder built
+// once, label bytes kept up to a bound) still computes RFC 9420 §8's ExpandWithLabel exactly.
+import { hkdfExpand, randomBytes } from '@coffer/crypto';
 import { describe, expect, test } from 'vitest';
 // Not exported by ts-mls; imported by path to test the patched function itself.
 import { encode } from '../../../node_modules/ts-mls/dist/src/codec/tlsEncoder.js';
 import { varLenDataEncoder } from '../../../node_modules/ts-mls/dist/src/codec/variableLength.js';
+import { expandWithLabel } from '../../../node_modules/ts-mls/dist/src/crypto/kdf.js';
+import { createCofferCryptoProvider, MLS_DEFAULT_CIPHERSUITE } from '../src/index.js';
 
 /** The TLS variable-length vector by hand (RFC 9420 §2.1.2): a QUIC-style length, then the data. */
 function byHand(data: Uint8Array): Uint8Array {
@@ -52,5 +55,31 @@ describe('encode (patched: small encodings share slabs)', () => {
     const b = encode(varLenDataEncoder, Uint8Array.of(4, 5, 6));
     a.fill(0);
     expect([...b]).toEqual([3, 4, 5, 6]);
+  });
+});
+
+describe('expandWithLabel (patched: one encoder, label bytes kept)', () => {
+  test('equals HKDF-Expand(secret, KDFLabel) by hand for more labels than are kept', async () => {
+    const cs = await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
+    const secret = randomBytes(32);
+    for (let i = 0; i < 300; i++) {
+      const label = `label ${i} ${'é'.repeat(i % 3)}`;
+      const context = randomBytes(i % 70);
+      const length = 1 + (i % 32);
+      const full = new TextEncoder().encode(`MLS 1.0 ${label}`);
+      // struct { uint16 length; opaque label<V>; opaque context<V>; } (RFC 9420 §8, §2.1.2)
+      const info = Uint8Array.from([
+        length >> 8,
+        length & 0xff,
+        ...byHand(full),
+        ...byHand(context),
+      ]);
+      const want = await hkdfExpand('SHA-256', secret, info, length);
+      // Twice: the second call takes the kept label bytes (for the first 256 labels).
+      for (let round = 0; round < 2; round++) {
+        const got = await expandWithLabel(secret, label, context, length, cs.kdf);
+        expect(Buffer.from(got).toString('hex'), `${i}`).toBe(Buffer.from(want).toString('hex'));
+      }
+    }
   });
 });
