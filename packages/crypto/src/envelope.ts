@@ -28,6 +28,14 @@ export interface SealOptions extends EnvelopeOptions {
    * must be into `context`. Saves copying the envelope into a framed buffer. Default none.
    */
   frame?: Uint8Array;
+  /**
+   * {@link encryptSync} only: an array to seal into, for a caller that turns each envelope into
+   * something else at once (a text form) and passes the same array every time. When it is large
+   * enough (and the platform seals synchronously), the result is a subarray of it — valid only
+   * until the next call with that array — and no array is allocated; otherwise a new one is
+   * returned, as without it. It holds only what the envelope holds (no plaintext).
+   */
+  into?: Uint8Array;
 }
 
 /** What an envelope says about itself before it is opened (unauthenticated until then). */
@@ -69,7 +77,8 @@ export function encryptSync(
 ): Uint8Array {
   const op = 'envelope.encryptSync';
   requireSync(op);
-  return seal(op, key, plaintext, options) as Uint8Array;
+  if (options.into !== undefined) assertBytes(op, 'into', options.into);
+  return seal(op, key, plaintext, options, options.into) as Uint8Array;
 }
 
 /**
@@ -134,6 +143,7 @@ function seal(
   key: AeadKey,
   plaintext: Uint8Array,
   options: SealOptions,
+  into?: Uint8Array,
 ): Uint8Array | Promise<Uint8Array> {
   const m = keyMaterial(op, key);
   const context = options.context ?? EMPTY;
@@ -160,6 +170,7 @@ function seal(
     plaintext,
     aad,
     start + headerLength + nonce.length,
+    into,
   );
   const finish = (out: Uint8Array): Uint8Array => {
     if (start > 0) out.set(frame, 0);

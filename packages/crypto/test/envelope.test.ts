@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
+import { backend } from '#backend';
 import {
   type AeadSuite,
   aeadIsSynchronous,
@@ -156,6 +157,30 @@ describe('synchronous envelopes', () => {
       'UNSUPPORTED_VERSION',
     );
     expect(fail(() => encryptSync(key, 'text' as unknown as Uint8Array))).toBe('INVALID_ARGUMENT');
+  });
+
+  test('encryptSync into a reused array: the same envelopes, every one opening', async () => {
+    if (!aeadIsSynchronous()) return;
+    const key = await importAeadKey(generateAeadKey(), { id: 'k1' });
+    const context = utf8Encode('users/7/notes');
+    const into = new Uint8Array(256).fill(0xaa);
+    const seen = new Set<string>();
+    for (const length of [0, 1, 100, 200, 256, 1000]) {
+      const plaintext = utf8Encode('n'.repeat(length));
+      const sealed = encryptSync(key, plaintext, { context, into });
+      // Large enough: a view of `into` (Node); too small, or another back end: its own array.
+      const inPlace = sealed.buffer === into.buffer;
+      if (inPlace) expect(sealed.byteOffset).toBe(0);
+      if (sealed.length > into.length) expect(inPlace).toBe(false);
+      else if (backend.name === 'node') expect(inPlace).toBe(true);
+      expect(decryptSync(key, sealed, { context })).toEqual(plaintext);
+      expect(await decrypt(key, sealed.slice(), { context })).toEqual(plaintext);
+      seen.add(toHex(sealed));
+    }
+    expect(seen.size).toBe(6);
+    expect(() =>
+      encryptSync(key, utf8Encode('x'), { into: 'no' as unknown as Uint8Array }),
+    ).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 });
 

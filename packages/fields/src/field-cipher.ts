@@ -239,6 +239,8 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
 
   /** spec §2: 0x01 || tenant_flag || [lp(tenant)] || lp(table) || lp(column) || lp(row_id) */
   let last: { tenant?: string; table: string; column: string; prefix: Uint8Array } | undefined;
+  /** Where text-form values are sealed before their base64url is taken (ciphertext only). */
+  const sealed = new Uint8Array(4096);
 
   function bindingContext(op: string, ctx: FieldContext): Uint8Array {
     if (typeof ctx !== 'object' || ctx === null)
@@ -340,7 +342,10 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
   ) {
     if (format === 'binary')
       return encryptSync(key, plaintext, { context: aad, frame: BINARY_FRAME });
-    return TEXT_PREFIX + bytesToBase64url(encryptSync(key, plaintext, { context: aad }));
+    // The text form is the envelope's base64url, made at once: seal into one reused buffer.
+    return (
+      TEXT_PREFIX + bytesToBase64url(encryptSync(key, plaintext, { context: aad, into: sealed }))
+    );
   }
 
   async function sealAsync(

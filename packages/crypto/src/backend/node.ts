@@ -142,7 +142,7 @@ export const backend: Backend = {
     return asHandle<AeadKey>({ algorithm, cipher, key: nc.createSecretKey(key) });
   },
 
-  aeadSeal(handle, nonce, plaintext, aad, prefix = 0) {
+  aeadSeal(handle, nonce, plaintext, aad, prefix = 0, into) {
     const k = handle as unknown as AeadKey;
     if (k.algorithm === 'XChaCha20-Poly1305') {
       return nobleSealInto(
@@ -158,7 +158,8 @@ export const backend: Backend = {
     // plaintextLength is only required by CCM; GCM and ChaCha20-Poly1305 do without it.
     if (aad.length > 0) c.setAAD(aad);
     const length = plaintext.length;
-    const out = new Uint8Array(prefix + length + TAG);
+    const size = prefix + length + TAG;
+    const out = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
     let written = prefix;
     for (let offset = 0; offset < length; offset += SEAL_PIECE) {
       const piece = c.update(plaintext.subarray(offset, offset + SEAL_PIECE));

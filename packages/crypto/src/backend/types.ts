@@ -47,7 +47,9 @@ export interface Backend {
   aeadKey(algorithm: AeadAlgorithm, key: Uint8Array): Awaitable<KeyHandle>;
   /**
    * Returns `prefix` zero bytes || ciphertext || 16-byte tag: the free prefix lets a caller
-   * write its header in front without copying the ciphertext again.
+   * write its header in front without copying the ciphertext again. With `into` large enough, a
+   * back end may write there and return a subarray of it (the prefix then holds stale bytes the
+   * caller overwrites); one that ignores it allocates as without.
    */
   aeadSeal(
     key: KeyHandle,
@@ -55,6 +57,7 @@ export interface Backend {
     plaintext: Uint8Array,
     aad: Uint8Array,
     prefix?: number,
+    into?: Uint8Array,
   ): Awaitable<Uint8Array>;
   /** Returns the plaintext, or undefined when the tag does not verify. */
   aeadOpen(
