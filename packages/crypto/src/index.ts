@@ -58,7 +58,7 @@ export {
   x25519,
 } from './key-agreement.js';
 export { createKeyedHmacSha256, type KeyedHmacSha256 } from './keyed-hmac.js';
-export { randomBytes } from './random.js';
+export { randomBytes, randomPublicBytes } from './random.js';
 export {
   createRawAead,
   RAW_AEAD_NONCE_LENGTH,

@@ -74,6 +74,19 @@ describe('coffer mls crypto provider', () => {
     await expect(cs.hpke.importPublicKey(new Uint8Array(31))).rejects.toThrow();
   });
 
+  test('rng: 4-byte reuse guards and 32-byte secrets, every one different', () => {
+    // 500 four-byte values: a chance collision is about 1 in 34,000 runs.
+    const seen = new Set<string>();
+    for (let i = 0; i < 500; i++) {
+      for (const length of [4, 32]) {
+        const bytes = cs.rng.randomBytes(length);
+        expect(bytes).toHaveLength(length);
+        seen.add(toHex(bytes));
+      }
+    }
+    expect(seen.size).toBe(1000);
+  });
+
   test('signatures: keygen, sign, verify; a bad key or signature verifies false', async () => {
     const { signKey, publicKey } = await cs.signature.keygen();
     expect(signKey.length).toBe(32);

@@ -15,7 +15,7 @@
 //   hpke.deriveKeyPair               → RFC 9180 §7.1.3 DeriveKeyPair for X25519, composed from
 //                                      hkdfExtract/hkdfExpand; public key from importKeyAgreementKey
 //   hpke.encryptAead / decryptAead   → createRawAead(key, 'AES-128-GCM'): MLS fixes its own nonces
-//   rng                              → randomBytes
+//   rng                              → randomBytes (the 4-byte reuse guard: randomPublicBytes)
 import {
   concatBytes,
   createHpkeRecipient,
@@ -31,6 +31,7 @@ import {
   importSigningKey,
   importVerifyingKey,
   randomBytes,
+  randomPublicBytes,
   type SigningKey,
   sha256,
   sign,
@@ -149,9 +150,21 @@ function makeSuite1(): CiphersuiteImpl {
       },
     },
     hpke: makeHpke(),
-    rng: { randomBytes },
+    rng: { randomBytes: mlsRandomBytes },
   };
 }
+
+/**
+ * ts-mls's random bytes. It asks for 32-byte secrets (path and epoch secrets, RFC 9420 §7.4,
+ * §12.4.3.2), 32-byte PSK nonces, and, once per application or handshake message it sends, the
+ * 4-byte reuse guard (§6.3.2), a public value XORed into the nonce. Only that 4-byte request is
+ * served from the pool of public randomness (no generator call per message); every longer one is
+ * drawn fresh.
+ */
+function mlsRandomBytes(length: number): Uint8Array {
+  return length === REUSE_GUARD_LENGTH ? randomPublicBytes(length) : randomBytes(length);
+}
+const REUSE_GUARD_LENGTH = 4;
 
 const SHA256_LENGTH = 32;
 
