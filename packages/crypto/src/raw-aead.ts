@@ -64,7 +64,8 @@ export async function createRawAead(
     );
   }
   assertBytes(op, 'key', key, params.keyLength);
-  const handle: KeyHandle = await backend.aeadKey(params.backend, key.slice());
+  // Raw AEAD keys (MLS message keys, HPKE contexts) seal or open once or a few times.
+  const handle: KeyHandle = await backend.aeadKey(params.backend, key.slice(), true);
   return Object.freeze({
     algorithm,
     async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array = EMPTY) {

@@ -107,3 +107,22 @@ describe('createRawAead: arguments', () => {
     );
   });
 });
+
+describe('createRawAead: the key it keeps', () => {
+  test("is its own copy: changing or wiping the caller's key afterwards changes nothing", async () => {
+    for (const algorithm of ['AES-128-GCM', 'AES-256-GCM', 'ChaCha20-Poly1305'] as const) {
+      const length = algorithm === 'AES-128-GCM' ? 16 : 32;
+      const key = new Uint8Array(length).fill(9);
+      const nonce = new Uint8Array(12).fill(1);
+      const aead = await createRawAead(key, algorithm);
+      const sealed = await aead.seal(nonce, new Uint8Array([1, 2, 3]));
+      key.fill(0);
+      expect(toHex(await aead.open(nonce, sealed))).toBe('010203');
+      const again = await createRawAead(new Uint8Array(length).fill(9), algorithm);
+      expect(toHex(await again.seal(nonce, new Uint8Array([1, 2, 3])))).toBe(toHex(sealed));
+      await expect(
+        (await createRawAead(key, algorithm)).open(nonce, sealed),
+      ).rejects.toBeInstanceOf(CryptoError);
+    }
+  });
+});

@@ -135,11 +135,18 @@ export const backend: Backend = {
     return u8(nc.hkdfSync(HASH[hash], ikm, salt, info, length));
   },
 
-  aeadKey(algorithm, key) {
+  aeadKey(algorithm, key, shortLived = false) {
     if (algorithm === 'XChaCha20-Poly1305')
       return asHandle<AeadKey>({ algorithm, cipher: '', key: key.slice() });
     const cipher = algorithm === 'AES-GCM' ? `aes-${key.length * 8}-gcm` : 'chacha20-poly1305';
-    return asHandle<AeadKey>({ algorithm, cipher, key: nc.createSecretKey(key) });
+    // A KeyObject keeps a long-lived key out of the JavaScript heap; for a key used once (an MLS
+    // message key, already in the heap where it was derived) making one cost more than the
+    // sealing itself (measured 1.15–1.27× on the 1:1 message loop), so its bytes are kept.
+    return asHandle<AeadKey>({
+      algorithm,
+      cipher,
+      key: shortLived ? key.slice() : nc.createSecretKey(key),
+    });
   },
 
   aeadSeal(handle, nonce, plaintext, aad, prefix = 0, into) {

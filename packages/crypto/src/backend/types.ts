@@ -43,8 +43,12 @@ export interface Backend {
     length: number,
   ): Awaitable<Uint8Array>;
 
-  /** Prepares an AEAD key (16, 24 or 32 bytes for AES-GCM; 32 for the ChaCha family). */
-  aeadKey(algorithm: AeadAlgorithm, key: Uint8Array): Awaitable<KeyHandle>;
+  /**
+   * Prepares an AEAD key (16, 24 or 32 bytes for AES-GCM; 32 for the ChaCha family). `shortLived`:
+   * the key seals or opens once or a few times (a raw protocol key), so a back end may keep the
+   * bytes it is given rather than build a key object that costs more than the sealing.
+   */
+  aeadKey(algorithm: AeadAlgorithm, key: Uint8Array, shortLived?: boolean): Awaitable<KeyHandle>;
   /**
    * Returns `prefix` zero bytes || ciphertext || 16-byte tag: the free prefix lets a caller
    * write its header in front without copying the ciphertext again. With `into` large enough, a
