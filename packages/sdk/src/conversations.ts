@@ -1852,6 +1852,7 @@ class Conversations {
 
   async #syncNow(): Promise<ConversationEvent[]> {
     this.#resynced = new Set();
+    this.#serverManifestSeq = undefined;
     const events: ConversationEvent[] = [];
     const index = await this.#index();
     const unsettled = new Map<string, number>();
@@ -1868,6 +1869,7 @@ class Conversations {
     for (;;) {
       const res = await this.#request('GET', `/v1/queue?after=${index.cursor}&limit=${QUEUE_PAGE}`);
       const page = this.#shape('queue', () => ({
+        manifestSeq: res.manifestSeq === undefined ? undefined : int(res, 'manifestSeq'),
         more: res.more === true,
         messages: array(res, 'messages').map((e) => {
           const o = asObject(e, 'entry');
@@ -1883,6 +1885,7 @@ class Conversations {
           };
         }),
       }));
+      this.#serverManifestSeq = page.manifestSeq;
       if (page.messages.length === 0) break;
       for (const entry of page.messages) {
         if (entry.cursor <= index.cursor) {
@@ -2211,10 +2214,18 @@ class Conversations {
    * Multi-device: adds this account's newly listed devices to every conversation this device
    * is in, and removes devices the account no longer lists.
    */
+  /** The account's newest manifest seq as the last queue page gave it (a hint), if it did. */
+  #serverManifestSeq: number | undefined;
+
   async #reconcileOwnDevices(): Promise<void> {
     const events = this.#unreported;
     const me = this.#me();
-    const body = await this.#host.ownManifest(true);
+    // The manifest is fetched (and verified) again only when the server says it moved: one
+    // request less per sync. A server that hides a newer manifest could as well serve the old one.
+    const known = await this.#host.ownManifest(false);
+    const hint = this.#serverManifestSeq;
+    const body =
+      hint !== undefined && hint === known.seq ? known : await this.#host.ownManifest(true);
     if (this.#reconciled.get(me.accountId) === body.seq) return;
     const listed = new Set(body.devices.map((d) => d.id));
     const engine = await this.#engineFor();

@@ -5,7 +5,7 @@ import { isId } from '@coffer/protocol';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
 import { type CofferClient, type ConversationEvent, SdkError } from '../src/index.js';
-import { type TestServer, testClient, testServer, username } from './_server.js';
+import { type TestServer, tap, testClient, testServer, username } from './_server.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -91,6 +91,22 @@ describe('conversations', () => {
     expect(group.members.map((m) => m.accountId)).toContain(account.accountId);
     // An account id still goes straight to its account.
     expect((await client.conversations.direct(alice.accountId)).id).toBe(chat.id);
+  });
+
+  test('a sync fetches its own manifest only when the server says it moved', async () => {
+    const { fetch, seen } = tap(server.fetch);
+    const alice = await signup('alice', fetch);
+    const fetched = () =>
+      seen.filter((r) => r.method === 'GET' && r.path === '/v1/manifest').length;
+    await alice.client.conversations.sync();
+    const before = fetched();
+    await alice.client.conversations.sync();
+    await alice.client.conversations.sync();
+    expect(fetched()).toBe(before);
+    // Another device (a newer manifest): the next sync fetches it.
+    await secondDevice(alice);
+    await alice.client.conversations.sync();
+    expect(fetched()).toBe(before + 1);
   });
 
   test('a group: admins add, rename and remove; members cannot; a member leaves', async () => {

@@ -589,6 +589,7 @@ export const OPENAPI_DOCUMENT = {
                 }),
               },
               more: { type: 'boolean', description: 'more entries follow the last one' },
+              manifestSeq: int("seq of the account's newest device manifest"),
             }),
           ),
           ...errors('BAD_REQUEST'),

@@ -122,6 +122,8 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     for (const m of [b, c]) {
       const r = await queue(m);
       expect(r.json.more).toBe(false);
+      // The account's newest manifest seq rides along (its first manifest here).
+      expect(r.json.manifestSeq).toBe(1);
       expect(r.json.messages.map((x: { message: string }) => x.message)).toEqual(bodies);
       expect(r.json.messages[0]).toMatchObject({
         groupId,

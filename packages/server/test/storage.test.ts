@@ -261,6 +261,8 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
         expect(await storage.accounts.recoveryVerifier(newId())).toBeUndefined();
         expect(await storage.accounts.get(newId())).toBeUndefined();
         expect(await storage.manifests.latest(a.accountId)).toEqual(a.manifest);
+        expect(await storage.manifests.latestSeq(a.accountId)).toBe(a.manifest.seq);
+        expect(await storage.manifests.latestSeq(newId())).toBeUndefined();
         expect(await storage.backups.get(a.accountId)).toEqual(a.backup);
         expect(await storage.sessions.get(a.session.tokenHash)).toEqual(a.session);
       });
@@ -414,6 +416,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           change.opaqueRecord,
         );
         expect(await storage.manifests.latest(a.accountId)).toEqual(change.manifest);
+        expect(await storage.manifests.latestSeq(a.accountId)).toBe(2);
         expect(await storage.backups.get(a.accountId)).toEqual(change.backup);
         // The session is kept (a password change with a session keeps the token).
         expect(await storage.sessions.get(a.session.tokenHash)).toEqual(a.session);
@@ -429,6 +432,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           change.opaqueRecord,
         );
         expect(await storage.manifests.latest(a.accountId)).toEqual(change.manifest);
+        expect(await storage.manifests.latestSeq(a.accountId)).toBe(2);
         expect(await storage.backups.get(a.accountId)).toEqual(change.backup);
       });
 

@@ -168,10 +168,10 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
     const limit =
       limitText === undefined ? MAX_QUEUE_PAGE : parseCount(limitText, 'limit', op, MAX_QUEUE_PAGE);
     if (limit === 0) throw bad(op, 'limit', `an integer from 1 to ${MAX_QUEUE_PAGE}`);
-    const page = await storage.delivery.queue(route, after, {
-      limit,
-      maxBytes: MAX_QUEUE_PAGE_BYTES,
-    });
+    const [page, manifestSeq] = await Promise.all([
+      storage.delivery.queue(route, after, { limit, maxBytes: MAX_QUEUE_PAGE_BYTES }),
+      storage.manifests.latestSeq(route.accountId),
+    ]);
     return c.json({
       messages: page.messages.map((m) => ({
         cursor: m.cursor,
@@ -183,6 +183,8 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
         message: toBase64url(m.message),
       })),
       more: page.more,
+      // The account's newest manifest seq: a client fetches its manifest only when it moved.
+      ...(manifestSeq === undefined ? {} : { manifestSeq }),
     });
   });
 

@@ -105,6 +105,15 @@ export function createManifestStore(ctx: StoreContext): ManifestStore {
       return row && open(accountId, row);
     },
 
+    async latestSeq(accountId) {
+      const row = await db
+        .selectFrom('manifests')
+        .select((eb) => eb.fn.max('seq').as('seq'))
+        .where('account_id', '=', accountId)
+        .executeTakeFirst();
+      return row?.seq == null ? undefined : num(row.seq);
+    },
+
     async history(accountId, after, limit) {
       if (!Number.isSafeInteger(limit) || limit < 0)
         throw new Error('"limit" expected a non-negative integer');

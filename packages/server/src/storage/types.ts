@@ -120,6 +120,8 @@ export interface AccountStore {
 
 export interface ManifestStore {
   latest(accountId: string): Promise<StoredManifest | undefined>;
+  /** The latest manifest's seq (nothing opened), or undefined for an unknown account. */
+  latestSeq(accountId: string): Promise<number | undefined>;
   /** Manifests with seq > after, ascending, at most `limit`. */
   history(accountId: string, after: number, limit: number): Promise<StoredManifest[]>;
   /**
