@@ -55,6 +55,8 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
         name: string;
         tenant: string | undefined;
         version: number;
+        /** The index key's HKDF context (spec §6): lp(table) || lp(column) || lp(name). */
+        context: Uint8Array;
         id: string;
         tenantPart: Uint8Array;
       }
@@ -83,6 +85,7 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
       name: spec.name,
       tenant: spec.tenant,
       version,
+      context,
       id: `${version}\0${toHex(context)}`,
       tenantPart:
         spec.tenant === undefined
@@ -92,17 +95,12 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
     return last;
   }
 
-  function indexKey(spec: BlindIndexSpec, parts: { id: string; version: number }) {
+  function indexKey(parts: { id: string; version: number; context: Uint8Array }) {
     let p = keys.get(parts.id);
     if (!p) {
-      const context = concat(
-        nameLp('fields.blindIndex', 'table', spec.table),
-        nameLp('fields.blindIndex', 'column', spec.column),
-        nameLp('fields.blindIndex', 'name', spec.name),
-      );
       p = fields
         .keyBytes('index', parts.version)
-        .then((root) => hkdf(root, { label: LABEL, length: 32, context }))
+        .then((root) => hkdf(root, { label: LABEL, length: 32, context: parts.context }))
         .then((key) => {
           const mac = createKeyedHmacSha256(key);
           key.fill(0);
@@ -185,7 +183,7 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
       const op = 'fields.blindIndex';
       const bits = checkBits(op, spec);
       const parts = partsOf(op, spec);
-      const mac = ready.get(parts.id) ?? (await indexKey(spec, parts));
+      const mac = ready.get(parts.id) ?? (await indexKey(parts));
       return indexWith(op, mac, parts.tenantPart, value, spec, bits);
     },
 
@@ -218,7 +216,7 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
      */
     async preload(specs: readonly BlindIndexSpec[]): Promise<void> {
       const op = 'fields.blindIndexPreload';
-      await Promise.all(specs.map((spec) => indexKey(spec, partsOf(op, spec))));
+      await Promise.all(specs.map((spec) => indexKey(partsOf(op, spec))));
     },
   };
 }
