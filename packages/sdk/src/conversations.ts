@@ -1285,12 +1285,6 @@ class Conversations {
     return encrypt(aead, info, { context: utf8Encode(`${GROUP_INFO_CONTEXT}/${groupId}`) });
   }
 
-  /**
-   * Rejoins a conversation this device fell out of step with (commits it never got: withheld,
-   * or past the server's retention): opens the sealed GroupInfo the server keeps, and rejoins
-   * in place of its old leaf by an external commit (RFC 9420 §12.4.3.2). What it missed stays
-   * unreadable (forward secrecy); from here on it reads and sends again.
-   */
   /** The server's current epoch and the GroupInfo it keeps, opened (none without a key). */
   async #serverGroupInfo(
     groupId: string,
@@ -1330,6 +1324,12 @@ class Conversations {
     );
   }
 
+  /**
+   * Rejoins a conversation this device fell out of step with (commits it never got: withheld,
+   * or past the server's retention): opens the sealed GroupInfo the server keeps, and rejoins
+   * in place of its old leaf by an external commit (RFC 9420 §12.4.3.2). What it missed stays
+   * unreadable (forward secrecy); from here on it reads and sends again.
+   */
   async #resync(groupId: string, record: GroupRecord): Promise<MlsGroup | undefined> {
     const engine = await this.#engineFor();
     const server = await this.#serverGroupInfo(groupId, record);
