@@ -56,7 +56,7 @@ import type { Transport } from './transport.js';
 // Local state, one encrypted record each (names under MAX_RECORD_NAME_LENGTH):
 //   conv/<accountId>        the queue cursor, the conversation ids, pinned contact manifests
 //   kps/<accountId>         this device's unused private key packages
-//   group/<groupId>         the MLS state, the conversation's last seq, recent history, and the
+//   group/<groupId>         the MLS state, the queue cursor of its last entry, recent history, and the
 //                           outgoing commit not yet confirmed — one record, so an MLS state
 //                           change, the messages it yielded and the deletion of consumed secrets
 //                           are saved in one atomic put
@@ -307,8 +307,14 @@ interface StoredMessage {
 
 interface GroupRecord {
   state: Uint8Array;
-  /** Highest delivery seq processed (duplicates at or below it are dropped). */
-  seq: number;
+  /**
+   * The queue cursor of the last entry of this group this device handled (processed, or
+   * reported and skipped). Delivery is at least once: an entry comes again until acknowledged,
+   * with the same cursor, so one at or below it was handled already (a crash before the ack).
+   * Never a group seq: this device's own posts take seqs in the group's order but never enter
+   * its queue, and a seq is whatever the server says, so neither may hide an earlier entry.
+   */
+  cursor: number;
   tail: StoredMessage[];
   chunks: number;
   /**
@@ -649,7 +655,9 @@ class Conversations {
       const pending = obj.pending === undefined ? undefined : asObject(obj.pending, 'pending');
       return {
         state: bytes(obj, 'state'),
-        seq: int(obj, 'seq'),
+        // Records from before the cursor kept no cursor (only a group seq, which is not
+        // comparable): 0, so a replayed entry is processed again and MLS rejects it.
+        cursor: obj.cursor === undefined ? 0 : int(obj, 'cursor'),
         chunks: int(obj, 'chunks'),
         tail: array(obj, 'tail') as StoredMessage[],
         ...(obj.sent === undefined ? {} : { sent: int(obj, 'sent') }),
@@ -685,7 +693,7 @@ class Conversations {
     }
     await this.#host.writeRecord(`group/${groupId}`, {
       state: toBase64url(record.state),
-      seq: record.seq,
+      cursor: record.cursor,
       chunks,
       tail,
       ...(record.sent === undefined ? {} : { sent: record.sent }),
@@ -1120,17 +1128,18 @@ class Conversations {
     const engine = await this.#engineFor();
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
+      // What the commit needs of the old epoch is read before `make` moves past it: the engine
+      // refuses a handle an operation has replaced.
+      const epoch = Number(group.epoch);
+      const beforeList = await this.#recipients(group);
+      const beforeIdentities = engine.members(group).map((m) => toBase64url(m.identity));
       const out = await make(engine, group, record);
-      const key = await this.#keyAfter(groupId, engine, group, out.group, record.key);
+      const key = await this.#keyAfter(groupId, engine, beforeIdentities, out.group, record.key);
       const groupInfo = await this.#sealGroupInfo(groupId, out.group, key);
-      const before = new Set(
-        (await this.#recipients(group)).map((m) => `${m.accountId}.${m.deviceId}`),
-      );
+      const before = new Set(beforeList.map((m) => `${m.accountId}.${m.deviceId}`));
       const afterList = await this.#recipients(out.group);
       const after = new Set(afterList.map((m) => `${m.accountId}.${m.deviceId}`));
-      const removed = (await this.#recipients(group)).filter(
-        (m) => !after.has(`${m.accountId}.${m.deviceId}`),
-      );
+      const removed = beforeList.filter((m) => !after.has(`${m.accountId}.${m.deviceId}`));
       const newcomers = afterList.filter((m) => !before.has(`${m.accountId}.${m.deviceId}`));
       const welcome: Welcome | undefined =
         out.welcome && newcomers.length > 0
@@ -1138,19 +1147,18 @@ class Conversations {
           : undefined;
       const pending = {
         state: engine.exportState(out.group),
-        epoch: Number(group.epoch),
+        epoch,
         ...(key ? { key } : {}),
         ...(welcome ? { welcome } : {}),
       };
       await this.#writeGroup(groupId, { ...record, pending });
-      let seq: number;
       try {
-        seq = await this.#post(groupId, {
-          epoch: Number(group.epoch),
+        await this.#post(groupId, {
+          epoch,
           kind: 'commit',
           message: out.commit,
           // Everyone in the old epoch that stays or goes; newcomers get the Welcome.
-          recipients: await this.#recipients(group),
+          recipients: beforeList,
           ...(removed.length ? { removed } : {}),
           ...(groupInfo ? { groupInfo } : {}),
         });
@@ -1167,11 +1175,12 @@ class Conversations {
         }
         throw err;
       }
+      // The record's cursor stays: entries of this group queued before the commit are still to
+      // be processed (the engine keeps past epochs' keys for late messages).
       const next: GroupRecord = {
         ...record,
         state: pending.state,
         ...(key ? { key } : {}),
-        seq: Math.max(record.seq, seq),
         sent: 0,
         renewedAt: this.#host.now(),
         ...(welcome ? { welcome } : {}),
@@ -1254,22 +1263,22 @@ class Conversations {
   }
 
   /**
-   * The conversation key after a commit from `before` to `after`: when the commit took a member
-   * out (an account, a device, one who left), a secret of the new epoch (MLS-Exporter
-   * "coffer/v1/conversation-key", context the group id) that everyone still in derives alike
-   * and the removed cannot; otherwise `key` as it was (spec §4.6).
+   * The conversation key after a commit from `before` (its members' identities, b64url) to
+   * `after`: when the commit took a member out (an account, a device, one who left), a secret
+   * of the new epoch (MLS-Exporter "coffer/v1/conversation-key", context the group id) that
+   * everyone still in derives alike and the removed cannot; otherwise `key` as it was (spec
+   * §4.6).
    */
   async #keyAfter(
     groupId: string,
     engine: GroupEngine,
-    before: MlsGroup,
+    before: readonly string[],
     after: MlsGroup,
     key: Uint8Array | undefined,
   ): Promise<Uint8Array | undefined> {
     if (!after.active) return key;
-    const text = (m: { identity: Uint8Array }) => toBase64url(m.identity);
-    const staying = new Set(engine.members(after).map(text));
-    if (engine.members(before).every((m) => staying.has(text(m)))) return key;
+    const staying = new Set(engine.members(after).map((m) => toBase64url(m.identity)));
+    if (before.every((m) => staying.has(m))) return key;
     return engine.exportSecret(after, CONVERSATION_KEY_LABEL, fromBase64url(groupId), 32);
   }
 
@@ -1341,7 +1350,7 @@ class Conversations {
     if (verdict !== true)
       throw this.#violation('COMMIT_NOT_ALLOWED', `refused to rejoin: ${verdict}`);
     const groupInfo = await this.#sealGroupInfo(groupId, out.group, record.key);
-    const seq = await this.#post(groupId, {
+    await this.#post(groupId, {
       epoch,
       kind: 'commit',
       message: out.commit,
@@ -1351,7 +1360,6 @@ class Conversations {
     await this.#writeGroup(groupId, {
       ...record,
       state: engine.exportState(out.group),
-      seq: Math.max(record.seq, seq),
       sent: 0,
       renewedAt: this.#host.now(),
     });
@@ -1380,7 +1388,7 @@ class Conversations {
     await this.#writeGroup(groupId, {
       key,
       state: engine.exportState(out.group),
-      seq: 1,
+      cursor: 0,
       tail: [],
       chunks: 0,
       sent: 0,
@@ -1618,16 +1626,13 @@ class Conversations {
     const engine = await this.#engineFor();
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
+      const epoch = Number(group.epoch);
+      const recipients = await this.#recipients(group);
       const out = await this.#guard(() => engine.proposeLeave(group));
       // The proposal used a key of this device's ratchet: save before posting.
       await this.#writeGroup(groupId, { ...record, state: engine.exportState(out.group) });
       try {
-        await this.#post(groupId, {
-          epoch: Number(group.epoch),
-          kind: 'proposal',
-          message: out.message,
-          recipients: await this.#recipients(group),
-        });
+        await this.#post(groupId, { epoch, kind: 'proposal', message: out.message, recipients });
         return;
       } catch (err) {
         if (lostEpochRace(err, attempt)) {
@@ -1704,6 +1709,8 @@ class Conversations {
       if (!group.active)
         throw new SdkError('NOT_FOUND', this.#op, 'this device is no longer in the conversation');
       const n = (record.out ?? 0) + 1;
+      const epoch = Number(group.epoch);
+      const recipients = await this.#recipients(group);
       const out = await engine.encrypt(group, encoded(n));
       const sent = (record.sent ?? 0) + 1;
       const next: GroupRecord = {
@@ -1715,12 +1722,7 @@ class Conversations {
       };
       await this.#writeGroup(groupId, next);
       try {
-        await this.#post(groupId, {
-          epoch: Number(group.epoch),
-          kind: 'application',
-          message: out.message,
-          recipients: await this.#recipients(group),
-        });
+        await this.#post(groupId, { epoch, kind: 'application', message: out.message, recipients });
       } catch (err) {
         // Refused (4xx): it was not sent, out of the history. Unknown (network, 5xx): it may
         // have arrived, so it stays, marked unconfirmed, and the error is thrown.
@@ -1910,7 +1912,7 @@ class Conversations {
   async #handle(
     entry: {
       groupId: string;
-      seq: number;
+      cursor: number;
       epoch: number;
       kind: string;
       sender: MemberId;
@@ -1945,16 +1947,19 @@ class Conversations {
         'a message for a conversation this device is not in',
       );
     }
-    if (entry.seq <= record.seq) return []; // delivered before (at-least-once): already stored
+    // Delivered before (at least once, spec http-api-v1 "Delivery"), handled and not yet
+    // acknowledged: already stored.
+    if (entry.cursor <= record.cursor) return [];
     const engine = await this.#engineFor();
     const group = engine.importState(record.state);
     if (!group.active) return [];
+    const before = engine.members(group).map((m) => toBase64url(m.identity));
     let processed: Awaited<ReturnType<GroupEngine['process']>>;
     try {
       processed = await engine.process(group, entry.message);
     } catch (err) {
-      // Nothing is kept: the state stays as it was. Past the seq, so a replay cannot loop.
-      await this.#writeGroup(entry.groupId, { ...record, seq: entry.seq });
+      // Nothing is kept: the state stays as it was. Past the entry, so a replay cannot loop.
+      await this.#writeGroup(entry.groupId, { ...record, cursor: entry.cursor });
       const code = ProtocolError.is(err) ? err.code : 'MLS_MESSAGE_REJECTED';
       const behind = BigInt(entry.epoch) > group.epoch;
       const forked =
@@ -1985,7 +1990,7 @@ class Conversations {
       if ((behind || forked) && !this.#resynced.has(entry.groupId)) {
         this.#resynced.add(entry.groupId);
         try {
-          const again = await this.#resync(entry.groupId, { ...record, seq: entry.seq });
+          const again = await this.#resync(entry.groupId, { ...record, cursor: entry.cursor });
           if (again) {
             events.push({
               type: 'resynced',
@@ -2013,7 +2018,7 @@ class Conversations {
         sender.accountId !== entry.sender.accountId ||
         sender.deviceId !== entry.sender.deviceId
       ) {
-        await this.#writeGroup(entry.groupId, { ...record, seq: entry.seq });
+        await this.#writeGroup(entry.groupId, { ...record, cursor: entry.cursor });
         return fail('PROTOCOL_VIOLATION', 'SENDER_MISMATCH', 'the server misattributed a message');
       }
       let content: MessageContent;
@@ -2023,7 +2028,7 @@ class Conversations {
         await this.#writeGroup(entry.groupId, {
           ...record,
           state: engine.exportState(processed.group),
-          seq: entry.seq,
+          cursor: entry.cursor,
         });
         return fail(
           'PROTOCOL_VIOLATION',
@@ -2054,7 +2059,7 @@ class Conversations {
         await this.#writeGroup(entry.groupId, {
           ...withPeers,
           state: engine.exportState(processed.group),
-          seq: entry.seq,
+          cursor: entry.cursor,
         });
         if (content.type !== 'history') return gap;
         // Only this account's own devices may hand it history, and only in its own
@@ -2085,7 +2090,7 @@ class Conversations {
           await this.#writeGroup(entry.groupId, {
             ...withPeers,
             state: engine.exportState(processed.group),
-            seq: entry.seq,
+            cursor: entry.cursor,
           });
           return [
             ...gap,
@@ -2102,20 +2107,20 @@ class Conversations {
       await this.#writeGroup(entry.groupId, {
         ...withPeers,
         state: engine.exportState(processed.group),
-        seq: entry.seq,
+        cursor: entry.cursor,
         tail: [...record.tail, stored],
       });
       return [...gap, { type: 'message', message: this.#message(entry.groupId, stored) }];
     }
     const key =
       result.kind === 'commit'
-        ? await this.#keyAfter(entry.groupId, engine, group, processed.group, record.key)
+        ? await this.#keyAfter(entry.groupId, engine, before, processed.group, record.key)
         : record.key;
     await this.#writeGroup(entry.groupId, {
       ...record,
       ...(key ? { key } : {}),
       state: engine.exportState(processed.group),
-      seq: entry.seq,
+      cursor: entry.cursor,
     });
     if (result.kind === 'commit') {
       if (result.removed) return [{ type: 'removed', conversationId: entry.groupId }];
@@ -2136,7 +2141,7 @@ class Conversations {
   }
 
   async #join(
-    entry: { groupId: string; seq: number; message: Uint8Array },
+    entry: { groupId: string; cursor: number; message: Uint8Array },
     index: { cursor: number; groups: string[] },
   ): Promise<ConversationEvent[]> {
     const engine = await this.#engineFor();
@@ -2190,7 +2195,7 @@ class Conversations {
       await this.#writeGroup(entry.groupId, {
         ...(key ? { key } : {}),
         state: engine.exportState(group),
-        seq: entry.seq,
+        cursor: entry.cursor,
         tail: [],
         chunks: 0,
         sent: 0,

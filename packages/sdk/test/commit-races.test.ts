@@ -1,0 +1,120 @@
+// A device's own commits interleaved with what others sent meanwhile, over the real server
+// (SQLite in memory): nothing another member posted before a commit is lost, a commit made while
+// a sync runs does not overwrite what the sync stored, and a commit whose answer was lost is
+// settled by what the group authenticated, not by the server's routing data.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { CofferClient, ConversationEvent } from '../src/index.js';
+import { type Seen, type TestServer, tap, testClient, testServer, username } from './_server.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await testServer();
+});
+afterAll(async () => {
+  await server.close();
+});
+
+type Rewrite = (req: Seen, body: unknown) => unknown | undefined;
+
+interface User {
+  name: string;
+  client: CofferClient;
+  accountId: string;
+  /** Replace to play the hostile server for this user's requests. */
+  rewrite: { fn: Rewrite | undefined };
+  /** Set to make this user's next commit post fail on the way (the request never arrives). */
+  dropNextCommit: { on: boolean };
+}
+
+async function signup(
+  prefix: string,
+  overrides: Parameters<typeof testClient>[1] = {},
+): Promise<User> {
+  const name = username(prefix);
+  const rewrite: { fn: Rewrite | undefined } = { fn: undefined };
+  const dropNextCommit = { on: false };
+  const tapped = tap(server.fetch, (req, body) => rewrite.fn?.(req, body));
+  const fetch: typeof server.fetch = async (url, init) => {
+    const isCommit =
+      init.method === 'POST' && url.includes('/messages') && String(init.body).includes('"commit"');
+    if (dropNextCommit.on && isCommit) {
+      dropNextCommit.on = false;
+      throw new TypeError('connection reset');
+    }
+    return tapped.fetch(url, init);
+  };
+  const client = await testClient({ fetch }, overrides);
+  const { account } = await client.signup(name, `pw-${name}-long enough`);
+  await client.conversations.sync();
+  return { name, client, accountId: account.accountId, rewrite, dropNextCommit };
+}
+
+const errors = (events: ConversationEvent[]) =>
+  events.flatMap((e) => (e.type === 'error' ? [e.error.detail ?? e.error.code] : []));
+const texts = (events: ConversationEvent[]) =>
+  events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []));
+
+async function team(...members: User[]): Promise<string> {
+  const [admin, ...others] = members as [User, ...User[]];
+  const { id } = await admin.client.conversations.create({
+    name: 'T',
+    members: others.map((u) => u.name),
+  });
+  for (const u of others) await u.client.conversations.sync();
+  return id;
+}
+
+describe('own commits and what others sent before them', () => {
+  test("a commit made without syncing first loses none of the others' earlier messages", async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const id = await team(alice, bob);
+    await bob.client.conversations.send(id, 'x');
+    // Alice changes the group before she has seen 'x': her commit's seq is past it.
+    await alice.client.conversations.rename(id, 'T2');
+    const events = await alice.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
+    expect(texts(events)).toEqual(['x']);
+    expect((await alice.client.conversations.history(id)).map((m) => m.text)).toEqual(['x']);
+    // And Bob follows the rename, and both go on.
+    await bob.client.conversations.sync();
+    expect((await bob.client.conversations.get(id)).name).toBe('T2');
+    await bob.client.conversations.send(id, 'y');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['y']);
+  });
+
+  test('an automatic key renewal after a send loses none of the messages queued before it', async () => {
+    const alice = await signup('alice', { conversations: { selfUpdateAfterMessages: 1 } });
+    const bob = await signup('bob');
+    const id = await team(alice, bob);
+    await bob.client.conversations.send(id, 'one');
+    await bob.client.conversations.send(id, 'two');
+    await alice.client.conversations.send(id, 'mine'); // and a renewal commit right after
+    const events = await alice.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
+    expect(texts(events)).toEqual(['one', 'two']);
+    expect(texts(await bob.client.conversations.sync())).toEqual(['mine']);
+  });
+
+  test('an unprocessable entry with a made-up seq does not silence the conversation', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const id = await team(alice, bob);
+    await alice.client.conversations.send(id, 'lost');
+    await alice.client.conversations.send(id, 'kept');
+    // The server replaces the first entry with garbage under a huge seq.
+    bob.rewrite.fn = (req, body) => {
+      if (req.method !== 'GET' || !req.path.startsWith('/v1/queue')) return undefined;
+      const page = body as { messages: { seq: number; message: string }[] };
+      if (page.messages.length === 0) return undefined;
+      bob.rewrite.fn = undefined;
+      const [first, ...rest] = page.messages as [(typeof page.messages)[number]];
+      return { ...page, messages: [{ ...first, seq: 2 ** 40, message: 'AAAA' }, ...rest] };
+    };
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual(['MLS_MESSAGE_REJECTED']);
+    expect(texts(events)).toEqual(['kept']);
+    await alice.client.conversations.send(id, 'after');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['after']);
+  });
+});
