@@ -23,6 +23,7 @@ export const PROTOCOL_ERROR_CODES = [
   'COMMIT_NOT_ALLOWED',
   'INVALID_CONVERSATION',
   'INVALID_CONTENT',
+  'PROPOSALS_PENDING',
 ] as const;
 
 /** A stable string naming what went wrong; see {@link PROTOCOL_ERROR_CODES} and the README. */

@@ -29,7 +29,7 @@ describe('error codes', () => {
     const all: Record<ProtocolErrorCode, true> = Object.fromEntries(
       PROTOCOL_ERROR_CODES.map((c) => [c, true]),
     ) as Record<ProtocolErrorCode, true>;
-    expect(Object.keys(all)).toHaveLength(20);
+    expect(Object.keys(all)).toHaveLength(21);
   });
 
   test('ProtocolError is a real Error with code, operation and is()', () => {

@@ -179,6 +179,8 @@ describe('mls engine', () => {
     const removed = await engine.removeMembers(carol.group!, [1]);
     carol.group = removed.group;
     await deliverCommit(removed.commit, [alice]);
+    // What bob had before: a removed member may keep it and try to read on.
+    const bobBefore = engine.exportState(bob.group!);
     const bobSees = await engine.process(bob.group!, removed.commit);
     expect(bobSees.result).toEqual({ kind: 'commit', epoch: bobSees.group.epoch, removed: true });
     expect(bobSees.group.active).toBe(false);
@@ -189,7 +191,13 @@ describe('mls engine', () => {
     ]);
     const secret = await engine.encrypt(alice.group!, text('bob must not read this'));
     alice.group = secret.group;
-    await expectCode(() => engine.process(bob.group!, secret.message), 'MLS_MESSAGE_REJECTED');
+    await expectCode(
+      () => engine.process(engine.importState(bobBefore), secret.message),
+      'MLS_MESSAGE_REJECTED',
+    );
+    await expectCode(() => engine.process(bobSees.group, secret.message), 'GROUP_INACTIVE');
+    // The handle the removal replaced is spent.
+    await expectCode(() => engine.process(bob.group!, secret.message), 'INVALID_ARGUMENT');
     const r = await engine.process(carol.group!, secret.message);
     expect(r.result.kind).toBe('application');
   });
@@ -233,7 +241,7 @@ describe('mls engine', () => {
     // A key package with a flipped bit in its signature.
     const kp = carol.kp.publicKeyPackage;
     await expectCode(
-      () => engine.addMembers(alice.group!, [flipBit(kp, (kp.length - 1) * 8)]),
+      () => engine.addMembers(added.group, [flipBit(kp, (kp.length - 1) * 8)]),
       'MLS_MESSAGE_REJECTED',
     );
   });

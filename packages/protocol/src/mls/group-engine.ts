@@ -206,8 +206,9 @@ export interface GroupEngine {
   pendingRemovals(group: MlsGroup): number[];
   members(group: MlsGroup): MlsMember[];
   /**
-   * The credential identity and signature key a public key package carries (its signature
-   * checked), so that a caller can match it to the device it was claimed for.
+   * The credential identity and signature key a public key package carries, so that a caller
+   * can match it to the device it was claimed for. Nothing is verified here: adding the same
+   * bytes (addMembers) checks the package's signature, credential and lifetime.
    */
   inspectKeyPackage(publicKeyPackage: Uint8Array): Promise<Omit<MlsMember, 'leafIndex'>>;
   /** The group data of the current epoch, or undefined when the group has none. */
@@ -304,6 +305,8 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
   };
 
   const states = new WeakMap<MlsGroup, ClientState>();
+  // Handles an operation replaced: their states' consumed secrets may be wiped.
+  const spent = new WeakSet<MlsGroup>();
 
   function handle(state: ClientState): MlsGroup {
     const group: MlsGroup = Object.freeze({
@@ -318,8 +321,42 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
 
   function stateOf(operation: string, group: MlsGroup): ClientState {
     const state = typeof group === 'object' && group !== null ? states.get(group) : undefined;
-    if (!state) throw invalidArgument(operation, '"group" expected a group of this engine');
-    return state;
+    if (state) return state;
+    if (typeof group === 'object' && group !== null && spent.has(group)) {
+      throw invalidArgument(
+        operation,
+        '"group" was replaced by the group an operation on it returned: continue from that one, or import the saved state',
+      );
+    }
+    throw invalidArgument(operation, '"group" expected a group of this engine');
+  }
+
+  /**
+   * Runs an operation that replaces a group's state. The handle is spent as the operation
+   * starts, so no second operation (concurrent or later) can derive from the secrets this one
+   * consumes and wipes; it is given back if the operation fails. `run` must end in `settle`.
+   */
+  async function replacing<T>(
+    operation: string,
+    group: MlsGroup,
+    run: (state: ClientState) => Promise<T>,
+  ): Promise<T> {
+    const state = activeStateOf(operation, group);
+    states.delete(group);
+    spent.add(group);
+    try {
+      return await run(state);
+    } catch (err) {
+      spent.delete(group);
+      states.set(group, state);
+      throw err;
+    }
+  }
+
+  /** An operation's last step, after every check: wipes what it consumed, returns the new handle. */
+  function settle(consumed: readonly Uint8Array[], next: ClientState): MlsGroup {
+    wipeConsumed(consumed, next);
+    return handle(next);
   }
 
   function activeStateOf(operation: string, group: MlsGroup): ClientState {
@@ -338,7 +375,9 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     assertBytes(operation, what, bytes, 1, MAX_MLS_MESSAGE_LENGTH);
     let msg: MlsMessage | undefined;
     try {
-      msg = decode(mlsMessageDecoder, bytes, MAX_MLS_MESSAGE_LENGTH);
+      // A copy: decoded fields are views of the bytes, and the state must not change when the
+      // caller reuses its buffer.
+      msg = decode(mlsMessageDecoder, bytes.slice(), MAX_MLS_MESSAGE_LENGTH);
     } catch {
       msg = undefined;
     }
@@ -354,8 +393,14 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     return n;
   }
 
+  /**
+   * An outgoing message in its own buffer: ts-mls (patched) carves small encodings from shared
+   * slabs that also hold other encodings (the plaintext content before encryption among them),
+   * and a caller may hand `.buffer` on whole.
+   */
   function encodeMessage(message: MlsMessage): Uint8Array {
-    return encode(mlsMessageEncoder, message);
+    const out = encode(mlsMessageEncoder, message);
+    return out.byteOffset === 0 && out.byteLength === out.buffer.byteLength ? out : out.slice();
   }
 
   /** The version byte, then `body` (a state or private key package: secrets), which is wiped. */
@@ -385,7 +430,12 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
         `private key package version ${priv[0]}`,
       );
     }
-    const privatePackage = decode(privateKeyPackageDecoder, priv.slice(1));
+    let privatePackage: PrivateKeyPackage | undefined;
+    try {
+      privatePackage = decode(privateKeyPackageDecoder, priv.slice(1));
+    } catch {
+      privatePackage = undefined;
+    }
     if (!privatePackage) {
       throw invalidArgument(operation, '"privateKeyPackage" is not a private key package');
     }
@@ -406,7 +456,12 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     state: ClientState,
     proposals: Proposal[],
     welcomeData?: Uint8Array,
-  ): Promise<{ state: ClientState; commit: Uint8Array; welcome?: Uint8Array }> {
+  ): Promise<{
+    state: ClientState;
+    consumed: readonly Uint8Array[];
+    commit: Uint8Array;
+    welcome?: Uint8Array;
+  }> {
     const pending: ProposalWithSender[] = [
       ...Object.values(state.unappliedProposals),
       ...proposals.map((proposal) => ({ proposal, senderLeafIndex: state.privatePath.leafIndex })),
@@ -439,9 +494,9 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       operation,
       commitChange(state, result.newState, state.privatePath.leafIndex, pending, false),
     );
-    wipeConsumed(result.consumed, result.newState);
     return {
       state: result.newState,
+      consumed: result.consumed,
       commit: encodeMessage(result.commit),
       ...(result.welcome ? { welcome: encodeMessage(result.welcome) } : {}),
     };
@@ -537,7 +592,14 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       const leaf = node / 2;
       const was = memberIn(before.ratchetTree, leaf);
       const now = memberIn(after.ratchetTree, leaf);
-      const same = was && now && constantTimeEqual(was.identity, now.identity);
+      // A member commit's Remove always removes, even when an Add in the same commit puts the
+      // same identity back on that leaf (that would hide a removal as a re-key). Only an
+      // external commit replaces its own old leaf in place (a resync).
+      const same =
+        was &&
+        now &&
+        (external || !proposer.has(leaf)) &&
+        constantTimeEqual(was.identity, now.identity);
       if (was && !same) removed.push({ member: was, proposedBy: proposer.get(leaf) });
       if (now && !same) added.push(now);
       if (same && !constantTimeEqual(was.signaturePublicKey, now.signaturePublicKey)) {
@@ -710,25 +772,26 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       return handle(state);
     },
 
-    async addMembers(group, publicKeyPackages, addOptions = {}) {
+    addMembers(group, publicKeyPackages, addOptions = {}) {
       const operation = 'mls.addMembers';
-      const state = activeStateOf(operation, group);
-      if (!Array.isArray(publicKeyPackages) || publicKeyPackages.length === 0) {
-        throw invalidArgument(operation, '"publicKeyPackages" expected at least one key package');
-      }
-      if (memberCount(state) + publicKeyPackages.length > MAX_GROUP_SIZE) {
-        throw invalidArgument(operation, `a group holds at most ${MAX_GROUP_SIZE} members`);
-      }
-      const proposals: Proposal[] = publicKeyPackages.map((bytes) => ({
-        proposalType: defaultProposalTypes.add,
-        add: { keyPackage: decodePublicKeyPackage(operation, bytes) },
-      }));
-      if (addOptions.welcomeData !== undefined) {
-        assertBytes(operation, 'welcomeData', addOptions.welcomeData, 1, MAX_GROUP_DATA_LENGTH);
-      }
-      const out = await commit(operation, state, proposals, addOptions.welcomeData);
-      if (!out.welcome) throw new Error('ts-mls made no welcome for an add commit');
-      return { group: handle(out.state), commit: out.commit, welcome: out.welcome };
+      return replacing(operation, group, async (state) => {
+        if (!Array.isArray(publicKeyPackages) || publicKeyPackages.length === 0) {
+          throw invalidArgument(operation, '"publicKeyPackages" expected at least one key package');
+        }
+        if (memberCount(state) + publicKeyPackages.length > MAX_GROUP_SIZE) {
+          throw invalidArgument(operation, `a group holds at most ${MAX_GROUP_SIZE} members`);
+        }
+        const proposals: Proposal[] = publicKeyPackages.map((bytes) => ({
+          proposalType: defaultProposalTypes.add,
+          add: { keyPackage: decodePublicKeyPackage(operation, bytes) },
+        }));
+        if (addOptions.welcomeData !== undefined) {
+          assertBytes(operation, 'welcomeData', addOptions.welcomeData, 1, MAX_GROUP_DATA_LENGTH);
+        }
+        const out = await commit(operation, state, proposals, addOptions.welcomeData);
+        if (!out.welcome) throw new Error('ts-mls made no welcome for an add commit');
+        return { group: settle(out.consumed, out.state), commit: out.commit, welcome: out.welcome };
+      });
     },
 
     async joinFromWelcome(welcome, keyPackage) {
@@ -739,171 +802,191 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       return join('mls.joinFromWelcomeWithData', welcome, keyPackage);
     },
 
-    async encrypt(group, plaintext, authenticatedData = new Uint8Array(0)) {
+    encrypt(group, plaintext, authenticatedData = new Uint8Array(0)) {
       const operation = 'mls.encrypt';
-      const state = activeStateOf(operation, group);
-      assertBytes(operation, 'plaintext', plaintext, 0, MAX_MLS_MESSAGE_LENGTH - 1024);
-      assertBytes(operation, 'authenticatedData', authenticatedData, 0, 64 * 1024);
-      const result = await createApplicationMessage({
-        context,
-        state,
-        message: plaintext,
-        authenticatedData,
-      });
-      wipeConsumed(result.consumed, result.newState);
-      return { group: handle(result.newState), message: encodeMessage(result.message) };
-    },
-
-    async process(group, message) {
-      const operation = 'mls.process';
-      const state = activeStateOf(operation, group);
-      const msg = decodeMessage(operation, message, 'message');
-      if (
-        msg.wireformat !== wireformats.mls_private_message &&
-        msg.wireformat !== wireformats.mls_public_message
-      ) {
-        throw rejected(operation);
-      }
-      const contentType =
-        msg.wireformat === wireformats.mls_private_message
-          ? msg.privateMessage.contentType
-          : msg.publicMessage.content.contentType;
-      let result: Awaited<ReturnType<typeof processMessage>>;
-      let committer: number | undefined;
-      let committed: ProposalWithSender[] = [];
-      let proposalRefused = false;
-      try {
-        result = await processMessage({
-          context,
-          state,
-          message: msg,
-          callback: (incoming) => {
-            if (incoming.kind === 'commit') {
-              committer = incoming.senderLeafIndex;
-              committed = incoming.proposals;
-              return 'accept';
-            }
-            // Coffer members propose only their own removal (leaving); everything else is
-            // done by commits, which authorizeCommit sees whole.
-            const { proposal, senderLeafIndex } = incoming.proposal;
-            const ownRemoval =
-              proposal.proposalType === defaultProposalTypes.remove &&
-              'remove' in proposal &&
-              senderLeafIndex !== undefined &&
-              proposal.remove.removed === senderLeafIndex;
-            if (ownRemoval) return 'accept';
-            proposalRefused = true;
-            return 'reject';
-          },
-        });
-      } catch {
-        // Tampered, replayed, from another group or epoch, or from a non-member: one answer.
-        throw rejected(operation);
-      }
-      if (result.kind === 'newState' && result.actionTaken !== 'accept') {
-        if (proposalRefused) {
+      return replacing(operation, group, async (state) => {
+        assertBytes(operation, 'plaintext', plaintext, 0, MAX_MLS_MESSAGE_LENGTH - 1024);
+        assertBytes(operation, 'authenticatedData', authenticatedData, 0, 64 * 1024);
+        if (Object.keys(state.unappliedProposals).length > 0) {
+          // RFC 9420 §12.2: proposals of an epoch are committed before messages are sent in it.
           throw new ProtocolError(
-            'COMMIT_NOT_ALLOWED',
+            'PROPOSALS_PENDING',
             operation,
-            'a member may only propose its own removal',
+            'a member asked to leave: commit that (selfUpdate) before sending',
           );
         }
-        throw rejected(operation);
-      }
-      if (result.kind === 'newState' && contentType === contentTypes.commit) {
-        // Only an external commit (a new member's) has no sender leaf.
-        await checkCommit(
-          operation,
-          commitChange(state, result.newState, committer, committed, committer === undefined),
-        );
-      }
-      wipeConsumed(result.consumed, result.newState);
-      // An application message leaves the ratchet tree as it was; only commits change membership.
-      if (result.kind !== 'applicationMessage' && memberCount(result.newState) > MAX_GROUP_SIZE) {
-        throw rejected(operation);
-      }
-      const next = handle(result.newState);
-      if (result.kind === 'applicationMessage') {
-        const from = applicationSender(state, result.newState);
-        const sender = from && memberIn(from.tree, from.leafIndex);
-        if (!sender) throw new Error('ts-mls accepted an application message of no member');
-        return {
-          group: next,
-          result: {
-            kind: 'application',
-            plaintext: result.message,
-            authenticatedData: result.aad,
-            sender,
-          },
-        };
-      }
-      if (contentType === contentTypes.commit) {
-        return {
-          group: next,
-          result: { kind: 'commit', epoch: next.epoch, removed: !next.active },
-        };
-      }
-      return { group: next, result: { kind: 'proposal' } };
-    },
-
-    async selfUpdate(group) {
-      const operation = 'mls.selfUpdate';
-      const out = await commit(operation, activeStateOf(operation, group), []);
-      return { group: handle(out.state), commit: out.commit };
-    },
-
-    async removeMembers(group, leafIndices) {
-      const operation = 'mls.removeMembers';
-      const state = activeStateOf(operation, group);
-      if (!Array.isArray(leafIndices) || leafIndices.length === 0) {
-        throw invalidArgument(operation, '"leafIndices" expected at least one leaf index');
-      }
-      const present = new Set(membersOf(state).map((m) => m.leafIndex));
-      for (const index of leafIndices) {
-        if (!Number.isSafeInteger(index) || !present.has(index)) {
-          throw invalidArgument(operation, `"leafIndices" names no member at ${String(index)}`);
-        }
-        if (index === state.privatePath.leafIndex) {
-          throw invalidArgument(operation, '"leafIndices" cannot remove this member itself');
-        }
-      }
-      const proposals: Proposal[] = [...new Set(leafIndices)].map((removed) => ({
-        proposalType: defaultProposalTypes.remove,
-        remove: { removed },
-      }));
-      const out = await commit(operation, state, proposals);
-      return { group: handle(out.state), commit: out.commit };
-    },
-
-    async updateGroupData(group, groupData) {
-      const operation = 'mls.updateGroupData';
-      const state = activeStateOf(operation, group);
-      const extension = groupDataExtension(operation, groupData);
-      const others = state.groupContext.extensions.filter(
-        (e) => e.extensionType !== GROUP_DATA_EXTENSION_TYPE,
-      );
-      const out = await commit(operation, state, [
-        {
-          proposalType: defaultProposalTypes.group_context_extensions,
-          groupContextExtensions: { extensions: [...others, extension] },
-        },
-      ]);
-      return { group: handle(out.state), commit: out.commit };
-    },
-
-    async proposeLeave(group) {
-      const operation = 'mls.proposeLeave';
-      const state = activeStateOf(operation, group);
-      const result = await createProposal({
-        context,
-        state,
-        proposal: {
-          proposalType: defaultProposalTypes.remove,
-          remove: { removed: state.privatePath.leafIndex },
-        },
+        const result = await createApplicationMessage({
+          context,
+          state,
+          message: plaintext,
+          authenticatedData,
+        });
+        const message = encodeMessage(result.message);
+        return { group: settle(result.consumed, result.newState), message };
       });
-      wipeConsumed(result.consumed, result.newState);
-      return { group: handle(result.newState), message: encodeMessage(result.message) };
+    },
+
+    process(group, message) {
+      const operation = 'mls.process';
+      return replacing(operation, group, async (state) => {
+        const msg = decodeMessage(operation, message, 'message');
+        if (
+          msg.wireformat !== wireformats.mls_private_message &&
+          msg.wireformat !== wireformats.mls_public_message
+        ) {
+          throw rejected(operation);
+        }
+        const contentType =
+          msg.wireformat === wireformats.mls_private_message
+            ? msg.privateMessage.contentType
+            : msg.publicMessage.content.contentType;
+        let result: Awaited<ReturnType<typeof processMessage>>;
+        let committer: number | undefined;
+        let committed: ProposalWithSender[] = [];
+        let proposalRefused = false;
+        try {
+          result = await processMessage({
+            context,
+            state,
+            message: msg,
+            callback: (incoming) => {
+              if (incoming.kind === 'commit') {
+                committer = incoming.senderLeafIndex;
+                committed = incoming.proposals;
+                return 'accept';
+              }
+              // Coffer members propose only their own removal (leaving); everything else is
+              // done by commits, which authorizeCommit sees whole.
+              const { proposal, senderLeafIndex } = incoming.proposal;
+              const ownRemoval =
+                proposal.proposalType === defaultProposalTypes.remove &&
+                'remove' in proposal &&
+                senderLeafIndex !== undefined &&
+                proposal.remove.removed === senderLeafIndex;
+              if (ownRemoval) return 'accept';
+              proposalRefused = true;
+              return 'reject';
+            },
+          });
+        } catch {
+          // Tampered, replayed, from another group or epoch, or from a non-member: one answer.
+          throw rejected(operation);
+        }
+        if (result.kind === 'newState' && result.actionTaken !== 'accept') {
+          if (proposalRefused) {
+            throw new ProtocolError(
+              'COMMIT_NOT_ALLOWED',
+              operation,
+              'a member may only propose its own removal',
+            );
+          }
+          throw rejected(operation);
+        }
+        if (result.kind === 'newState' && contentType === contentTypes.commit) {
+          // Only an external commit (a new member's) has no sender leaf.
+          await checkCommit(
+            operation,
+            commitChange(state, result.newState, committer, committed, committer === undefined),
+          );
+        }
+        // An application message leaves the ratchet tree as it was; only commits change membership.
+        if (result.kind !== 'applicationMessage' && memberCount(result.newState) > MAX_GROUP_SIZE) {
+          throw rejected(operation);
+        }
+        if (result.kind === 'applicationMessage') {
+          const from = applicationSender(state, result.newState);
+          const sender = from && memberIn(from.tree, from.leafIndex);
+          if (!sender) throw new Error('ts-mls accepted an application message of no member');
+          const next = settle(result.consumed, result.newState);
+          return {
+            group: next,
+            result: {
+              kind: 'application',
+              plaintext: result.message,
+              authenticatedData: result.aad,
+              sender,
+            },
+          };
+        }
+        const next = settle(result.consumed, result.newState);
+        if (contentType === contentTypes.commit) {
+          return {
+            group: next,
+            result: { kind: 'commit', epoch: next.epoch, removed: !next.active },
+          };
+        }
+        return { group: next, result: { kind: 'proposal' } };
+      });
+    },
+
+    selfUpdate(group) {
+      const operation = 'mls.selfUpdate';
+      return replacing(operation, group, async (state) => {
+        const out = await commit(operation, state, []);
+        return { group: settle(out.consumed, out.state), commit: out.commit };
+      });
+    },
+
+    removeMembers(group, leafIndices) {
+      const operation = 'mls.removeMembers';
+      return replacing(operation, group, async (state) => {
+        if (!Array.isArray(leafIndices) || leafIndices.length === 0) {
+          throw invalidArgument(operation, '"leafIndices" expected at least one leaf index');
+        }
+        const present = new Set(membersOf(state).map((m) => m.leafIndex));
+        for (const index of leafIndices) {
+          if (!Number.isSafeInteger(index) || !present.has(index)) {
+            throw invalidArgument(operation, `"leafIndices" names no member at ${String(index)}`);
+          }
+          if (index === state.privatePath.leafIndex) {
+            throw invalidArgument(operation, '"leafIndices" cannot remove this member itself');
+          }
+        }
+        const proposals: Proposal[] = [...new Set(leafIndices)].map((removed) => ({
+          proposalType: defaultProposalTypes.remove,
+          remove: { removed },
+        }));
+        const out = await commit(operation, state, proposals);
+        return { group: settle(out.consumed, out.state), commit: out.commit };
+      });
+    },
+
+    updateGroupData(group, groupData) {
+      const operation = 'mls.updateGroupData';
+      return replacing(operation, group, async (state) => {
+        const extension = groupDataExtension(operation, groupData);
+        const others = state.groupContext.extensions.filter(
+          (e) => e.extensionType !== GROUP_DATA_EXTENSION_TYPE,
+        );
+        const out = await commit(operation, state, [
+          {
+            proposalType: defaultProposalTypes.group_context_extensions,
+            groupContextExtensions: { extensions: [...others, extension] },
+          },
+        ]);
+        return { group: settle(out.consumed, out.state), commit: out.commit };
+      });
+    },
+
+    proposeLeave(group) {
+      const operation = 'mls.proposeLeave';
+      return replacing(operation, group, async (state) => {
+        let result: Awaited<ReturnType<typeof createProposal>>;
+        try {
+          result = await createProposal({
+            context,
+            state,
+            proposal: {
+              proposalType: defaultProposalTypes.remove,
+              remove: { removed: state.privatePath.leafIndex },
+            },
+          });
+        } catch {
+          throw rejected(operation, 'leave proposal');
+        }
+        const message = encodeMessage(result.message);
+        return { group: settle(result.consumed, result.newState), message };
+      });
     },
 
     pendingRemovals(group) {
@@ -945,7 +1028,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
 
     exportSecret(group, label, context, length) {
       const operation = 'mls.exportSecret';
-      const state = stateOf(operation, group);
+      const state = activeStateOf(operation, group);
       if (typeof label !== 'string' || label.length === 0 || label.length > 255)
         throw invalidArgument(operation, '"label" expected 1 to 255 characters');
       assertBytes(operation, 'context', context, 0, 64 * 1024);
