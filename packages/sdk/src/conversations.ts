@@ -1844,9 +1844,38 @@ class Conversations {
     return events;
   }
 
-  /** Processes the queue; what it finds is reported by the next sync(). */
+  /**
+   * Processes the queue, then makes the commits it called for; what it finds is reported by
+   * the next sync(). Nothing inside #syncNow may start another catch-up (see #handle).
+   */
   async #catchUp(): Promise<void> {
     this.#unreported.push(...(await this.#syncNow()));
+    await this.#commitLeaveRequests();
+  }
+
+  /** Conversations where a member asked to leave during the last queue pass. */
+  readonly #leaveRequests = new Set<string>();
+
+  /** Commits the leave requests the queue brought (any member may: spec §4.3). */
+  async #commitLeaveRequests(): Promise<void> {
+    const ids = [...this.#leaveRequests];
+    this.#leaveRequests.clear();
+    for (const id of ids) {
+      try {
+        const g = await this.#commit(id, async (e, gr) => {
+          // After a lost race and a catch-up, another member may have committed it already.
+          if (!gr.active || e.pendingRemovals(gr).length === 0) {
+            throw new SdkError('CONFLICT', this.#op, 'committed already');
+          }
+          return e.selfUpdate(gr);
+        });
+        this.#unreported.push({ type: 'changed', conversation: await this.#infoOf(id, g) });
+      } catch (err) {
+        if (SdkError.is(err, 'STORE_CORRUPT')) throw err;
+        // Someone else committed it first (their commit arrives in the queue), or the network
+        // failed: this device's next commit includes the request anyway.
+      }
+    }
   }
 
   /** Conversations rejoined during the current sync (one attempt each). */
@@ -2128,14 +2157,12 @@ class Conversations {
         { type: 'changed', conversation: await this.#infoOf(entry.groupId, processed.group) },
       ];
     }
-    // A member asked to leave: commit it (any member may) so that it is out at once.
+    // A member asked to leave: commit it (any member may) so that it is out at once — once this
+    // sync is over. Not from here: a commit that loses its epoch's race catches up, and a sync
+    // inside this one would store an index (conversations joined, cursor) the outer sync then
+    // overwrites with its own.
     if (processed.group.active && engine.pendingRemovals(processed.group).length > 0) {
-      try {
-        const g = await this.#commit(entry.groupId, (e, gr) => e.selfUpdate(gr));
-        return [{ type: 'changed', conversation: await this.#infoOf(entry.groupId, g) }];
-      } catch {
-        // Someone else committed it first: their commit arrives in the queue.
-      }
+      this.#leaveRequests.add(entry.groupId);
     }
     return [];
   }

@@ -118,3 +118,28 @@ describe('own commits and what others sent before them', () => {
     expect(texts(await bob.client.conversations.sync())).toEqual(['after']);
   });
 });
+
+describe('commits made while a sync runs', () => {
+  test('committing a leave request inside a sync keeps the conversations that sync joined', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const g = await team(alice, bob, carol);
+    await bob.client.conversations.leave(g);
+    await alice.client.conversations.sync(); // commits Bob's removal
+    const { id: h } = await alice.client.conversations.create({ name: 'H', members: [carol.name] });
+    // Carol sees Bob's request first: her commit of it loses the race to Alice's, and she
+    // catches up while her sync is still going.
+    const events = await carol.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
+    expect(events.filter((e) => e.type === 'joined').map((e) => e.type)).toEqual(['joined']);
+    expect((await carol.client.conversations.list()).map((c) => c.id).sort()).toEqual(
+      [g, h].sort(),
+    );
+    expect((await carol.client.conversations.get(g)).members).toHaveLength(2);
+    await alice.client.conversations.send(h, 'to H');
+    const later = await carol.client.conversations.sync();
+    expect(errors(later)).toEqual([]);
+    expect(texts(later)).toEqual(['to H']);
+  });
+});
