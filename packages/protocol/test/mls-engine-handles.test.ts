@@ -132,6 +132,20 @@ describe('buffers', () => {
 });
 
 describe('typed errors', () => {
+  test('bytes after a message or a saved state are refused, not ignored', async () => {
+    const { groups } = await group(['alice', 'bob']);
+    const out = await engine.encrypt(groups[0]!, text('exact'));
+    const longer = new Uint8Array(out.message.length + 1);
+    longer.set(out.message);
+    await expectCode(() => engine.process(groups[1]!, longer), 'MLS_MESSAGE_REJECTED');
+    const saved = engine.exportState(out.group);
+    const padded = new Uint8Array(saved.length + 1);
+    padded.set(saved);
+    await expectCode(() => engine.importState(padded), 'INVALID_GROUP_STATE');
+    const r = await engine.process(groups[1]!, out.message);
+    expect(r.result.kind).toBe('application');
+  });
+
   test('a private key package that does not decode is INVALID_ARGUMENT', async () => {
     const alice = await engine.createKeyPackage({ identity: text('alice') });
     const broken = { ...alice, privateKeyPackage: alice.privateKeyPackage.subarray(0, 10) };

@@ -19,7 +19,6 @@ import {
   createCommit,
   createGroupInfoWithExternalPubAndRatchetTree,
   createProposal,
-  decode,
   defaultCapabilities,
   defaultCredentialTypes,
   defaultProposalTypes,
@@ -377,12 +376,21 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     try {
       // A copy: decoded fields are views of the bytes, and the state must not change when the
       // caller reuses its buffer.
-      msg = decode(mlsMessageDecoder, bytes.slice(), MAX_MLS_MESSAGE_LENGTH);
+      msg = decodeWhole(mlsMessageDecoder, bytes.slice());
     } catch {
       msg = undefined;
     }
     if (!msg) throw rejected(operation, what);
     return msg;
+  }
+
+  /** The value `bytes` encode, or undefined when they do not, or hold anything after it. */
+  function decodeWhole<T>(
+    decoder: (b: Uint8Array, offset: number) => [T, number] | undefined,
+    bytes: Uint8Array,
+  ): T | undefined {
+    const out = decoder(bytes, 0);
+    return out && out[1] === bytes.length ? out[0] : undefined;
   }
 
   function memberCount(state: ClientState): number {
@@ -432,7 +440,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     }
     let privatePackage: PrivateKeyPackage | undefined;
     try {
-      privatePackage = decode(privateKeyPackageDecoder, priv.slice(1));
+      privatePackage = decodeWhole(privateKeyPackageDecoder, priv.slice(1));
     } catch {
       privatePackage = undefined;
     }
@@ -1099,7 +1107,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       }
       let state: ClientState | undefined;
       try {
-        state = decode(clientStateDecoder, bytes.slice(1), MAX_GROUP_STATE_LENGTH);
+        state = decodeWhole(clientStateDecoder, bytes.slice(1));
       } catch {
         state = undefined;
       }
