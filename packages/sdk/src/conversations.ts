@@ -1185,6 +1185,7 @@ class Conversations {
         renewedAt: this.#host.now(),
         ...(welcome ? { welcome } : {}),
       };
+      delete next.pending; // taken; an older one left unsettled lost to it (same epoch)
       await this.#writeGroup(groupId, next);
       try {
         await this.#sendWelcome(groupId, next);
@@ -1196,12 +1197,12 @@ class Conversations {
   }
 
   /**
-   * A commit saved as pending and never confirmed (a crash between sending and the answer):
-   * did the server take it? Not if the group is still at its epoch. If the group moved on,
-   * either ours was taken or another member's commit for that epoch was, and then that commit
-   * is in this device's queue: #handle decides on the first entry of the group; the server
-   * never echoes a device's own commit. (The sealed GroupInfo the server keeps cannot tell:
-   * the server cannot open it.)
+   * A commit saved as pending and never confirmed (a crash, or a connection lost, between
+   * sending and the answer): did the server take it? Not if the group is still at its epoch.
+   * If the group moved on, the queue decides by what MLS authenticates (#handle): an entry
+   * that only the pending state can process means ours was taken; another member's commit
+   * that the state before ours processes means theirs was. What the server says about an
+   * entry (its kind, its epoch) decides nothing. Returns the server's epoch when it moved.
    */
   async #checkPending(groupId: string, record: GroupRecord): Promise<number | undefined> {
     const pending = record.pending;
@@ -1215,35 +1216,75 @@ class Conversations {
       epoch = pending.epoch; // no longer a member: nothing of ours was taken
     }
     if (epoch === pending.epoch) {
-      const next = { ...record };
-      delete next.pending;
-      await this.#writeGroup(groupId, next);
+      await this.#writeGroup(groupId, withoutPending(record));
       return undefined;
     }
     return epoch;
   }
 
-  /** Settles a pending commit by the first queue entry of its group (see #checkPending). */
-  async #settlePending(
-    groupId: string,
-    record: GroupRecord,
-    entry: { kind: string; epoch: number },
-  ): Promise<GroupRecord> {
+  /**
+   * Our pending commit was taken: its state becomes the group's, and its Welcome is posted
+   * (a Welcome that fails now is posted again by the next sync).
+   */
+  async #adoptPending(groupId: string, record: GroupRecord): Promise<GroupRecord> {
     const pending = record.pending;
     if (!pending) return record;
-    const theirs = entry.kind === 'commit' && entry.epoch === pending.epoch;
-    const next: GroupRecord = theirs
-      ? { ...record }
-      : {
-          ...record,
-          state: pending.state,
-          ...(pending.key ? { key: pending.key } : {}),
-          ...(pending.welcome ? { welcome: pending.welcome } : {}),
-        };
-    delete next.pending;
+    const next: GroupRecord = {
+      ...withoutPending(record),
+      state: pending.state,
+      ...(pending.key ? { key: pending.key } : {}),
+      ...(pending.welcome ? { welcome: pending.welcome } : {}),
+      sent: 0,
+      renewedAt: this.#host.now(),
+    };
     await this.#writeGroup(groupId, next);
-    await this.#sendWelcome(groupId, next);
+    try {
+      await this.#sendWelcome(groupId, next);
+    } catch (err) {
+      if (SdkError.is(err, 'STORE_CORRUPT')) throw err;
+      this.#scanFor = undefined;
+    }
     return (await this.#readGroup(groupId)) ?? next;
+  }
+
+  /**
+   * A pending commit the queue did not settle though the group moved on: the server's sealed
+   * GroupInfo (which only members can have sealed) decides. At the pending commit's epoch with
+   * its transcript hash: ours was taken. At that epoch with another one: another member's
+   * commit took the epoch and never reached this device (the next entry of a later epoch makes
+   * it rejoin). Otherwise (no key, no GroupInfo, one that does not open, or of another epoch)
+   * ours is kept, as no other commit for its epoch reached this device.
+   */
+  async #settleByGroupInfo(groupId: string, record: GroupRecord): Promise<void> {
+    const pending = record.pending;
+    if (!pending) return;
+    const engine = await this.#engineFor();
+    const ours = engine.epochOf(engine.importState(pending.state));
+    const key = pending.key ?? record.key;
+    let server: { epoch: number; info: Uint8Array } | undefined;
+    try {
+      server = key ? await this.#serverGroupInfo(groupId, { ...record, key }) : undefined;
+    } catch (err) {
+      if (!SdkError.is(err, 'PROTOCOL_VIOLATION')) {
+        this.#scanFor = undefined; // try again on the next sync
+        throw err;
+      }
+    }
+    let theirs: { epoch: bigint; transcriptHash: Uint8Array } | undefined;
+    try {
+      theirs = server ? engine.epochOfGroupInfo(server.info) : undefined;
+    } catch {
+      theirs = undefined;
+    }
+    if (
+      theirs &&
+      theirs.epoch === ours.epoch &&
+      !constantTimeEqual(theirs.transcriptHash, ours.transcriptHash)
+    ) {
+      await this.#writeGroup(groupId, withoutPending(record));
+    } else {
+      await this.#adoptPending(groupId, record);
+    }
   }
 
   /** Posts a Welcome left in the record (after its commit was taken), then clears it. */
@@ -1358,7 +1399,7 @@ class Conversations {
       ...(groupInfo ? { groupInfo } : {}),
     });
     await this.#writeGroup(groupId, {
-      ...record,
+      ...withoutPending(record), // a commit of ours left unsettled is moot after a rejoin
       state: engine.exportState(out.group),
       sent: 0,
       renewedAt: this.#host.now(),
@@ -1930,10 +1971,10 @@ class Conversations {
       await this.#request('POST', '/v1/queue/ack', { upTo: index.cursor });
       if (!page.more) break;
     }
-    // A pending commit whose group moved on, with no other commit for its epoch queued: ours.
+    // A pending commit whose group moved on and that no queue entry settled.
     for (const id of unsettled.keys()) {
       const record = await this.#readGroup(id);
-      if (record?.pending) await this.#settlePending(id, record, { kind: '', epoch: -1 });
+      if (record?.pending) await this.#settleByGroupInfo(id, record);
     }
     return events;
   }
@@ -1965,10 +2006,7 @@ class Conversations {
       );
     }
     if (entry.kind === 'welcome') return this.#join(entry, index);
-    const stored = await this.#readGroup(entry.groupId);
-    const record = stored?.pending
-      ? await this.#settlePending(entry.groupId, stored, entry)
-      : stored;
+    let record = await this.#readGroup(entry.groupId);
     if (!record || !index.groups.includes(entry.groupId)) {
       return fail(
         'PROTOCOL_VIOLATION',
@@ -1982,11 +2020,39 @@ class Conversations {
     const engine = await this.#engineFor();
     const group = engine.importState(record.state);
     if (!group.active) return [];
-    const before = engine.members(group).map((m) => toBase64url(m.identity));
-    let processed: Awaited<ReturnType<GroupEngine['process']>>;
+    const identities = (g: MlsGroup) => engine.members(g).map((m) => toBase64url(m.identity));
+    let before = identities(group);
+    let processed: Awaited<ReturnType<GroupEngine['process']>> | undefined;
+    let failure: unknown;
     try {
       processed = await engine.process(group, entry.message);
     } catch (err) {
+      failure = err;
+    }
+    // A commit of ours whose answer was lost (see #checkPending) is settled by what MLS
+    // authenticates, never by the server's word on an entry's kind or epoch.
+    if (processed && record.pending && processed.result.kind === 'commit') {
+      // Another member's commit that the state before ours accepts: it took the epoch (the
+      // server takes one commit per epoch, and never echoes our own), so ours is void.
+      record = withoutPending(record);
+    } else if (!processed && record.pending) {
+      // Maybe ours took the epoch and this entry follows it: then only its state reads it.
+      const candidate = engine.importState(record.pending.state);
+      const candidateBefore = identities(candidate);
+      let taken: Awaited<ReturnType<GroupEngine['process']>> | undefined;
+      try {
+        taken = await engine.process(candidate, entry.message);
+      } catch {
+        taken = undefined; // neither reads it: a failure of the state before ours, below
+      }
+      if (taken) {
+        processed = taken;
+        before = candidateBefore;
+        record = await this.#adoptPending(entry.groupId, record);
+      }
+    }
+    if (!processed) {
+      const err = failure;
       // Nothing is kept: the state stays as it was. Past the entry, so a replay cannot loop.
       await this.#writeGroup(entry.groupId, { ...record, cursor: entry.cursor });
       const code = ProtocolError.is(err) ? err.code : 'MLS_MESSAGE_REJECTED';
@@ -2518,6 +2584,13 @@ function refusedByServer(err: unknown): boolean {
     cause = (cause as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/** The record without its pending commit (settled one way or the other). */
+function withoutPending(record: GroupRecord): GroupRecord {
+  const next = { ...record };
+  delete next.pending;
+  return next;
 }
 
 function checkGroupId(groupId: unknown): asserts groupId is string {

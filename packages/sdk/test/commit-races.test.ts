@@ -4,6 +4,7 @@
 // settled by what the group authenticated, not by the server's routing data.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { CofferClient, ConversationEvent } from '../src/index.js';
+import { SdkError } from '../src/index.js';
 import { type Seen, type TestServer, tap, testClient, testServer, username } from './_server.js';
 
 let server: TestServer;
@@ -141,5 +142,81 @@ describe('commits made while a sync runs', () => {
     const later = await carol.client.conversations.sync();
     expect(errors(later)).toEqual([]);
     expect(texts(later)).toEqual(['to H']);
+  });
+});
+
+describe('a commit whose answer was lost', () => {
+  test("is not adopted because another member's earlier message came first", async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob', { conversations: { selfUpdateAfterMessages: 1 } });
+    const id = await team(alice, bob);
+    // Bob sends (and renews his keys: a commit that takes the epoch).
+    await bob.client.conversations.send(id, 'hi');
+    // Alice renames at the old epoch; the request never arrives.
+    alice.dropNextCommit.on = true;
+    const lost = await alice.client.conversations.rename(id, 'T2').catch((e) => e);
+    expect(SdkError.is(lost, 'NETWORK')).toBe(true);
+    const events = await alice.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
+    expect(texts(events)).toEqual(['hi']);
+    expect((await alice.client.conversations.get(id)).name).toBe('T');
+    expect((await bob.client.conversations.get(id)).name).toBe('T');
+    await alice.client.conversations.send(id, 'in step');
+    const bobs = await bob.client.conversations.sync();
+    expect(errors(bobs)).toEqual([]);
+    expect(texts(bobs)).toEqual(['in step']);
+  });
+
+  test('is adopted when it was taken, even after messages of the old epoch', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const id = await team(alice, bob);
+    await bob.client.conversations.send(id, 'old epoch');
+    // The server takes Alice's rename, but the answer is lost.
+    let lose = true;
+    alice.rewrite.fn = (req) => {
+      if (lose && req.method === 'POST' && req.path.endsWith('/messages')) {
+        lose = false;
+        throw new TypeError('connection reset');
+      }
+      return undefined;
+    };
+    const lost = await alice.client.conversations.rename(id, 'T2').catch((e) => e);
+    expect(SdkError.is(lost, 'NETWORK')).toBe(true);
+    alice.rewrite.fn = undefined;
+    const events = await alice.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
+    expect(texts(events)).toEqual(['old epoch']);
+    expect((await alice.client.conversations.get(id)).name).toBe('T2');
+    await bob.client.conversations.sync();
+    expect((await bob.client.conversations.get(id)).name).toBe('T2');
+    await alice.client.conversations.send(id, 'in step');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['in step']);
+  });
+
+  test("is dropped when the sealed GroupInfo shows another member's commit took its epoch", async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const id = await team(alice, bob);
+    await alice.client.conversations.setAdmin(id, [bob.name], true);
+    await bob.client.conversations.sync();
+    // Bob renames; the server keeps his commit from Alice, for good.
+    alice.rewrite.fn = (req, body) => {
+      if (req.method !== 'GET' || !req.path.startsWith('/v1/queue')) return undefined;
+      const page = body as { messages: { kind: string }[] };
+      return { ...page, messages: page.messages.filter((m) => m.kind !== 'commit') };
+    };
+    await bob.client.conversations.rename(id, 'by bob');
+    alice.dropNextCommit.on = true;
+    const lost = await alice.client.conversations.rename(id, 'by alice').catch((e) => e);
+    expect(SdkError.is(lost, 'NETWORK')).toBe(true);
+    expect(await alice.client.conversations.sync()).toEqual([]);
+    expect((await alice.client.conversations.get(id)).name).toBe('T'); // not her lost rename
+    // Bob's next message shows Alice she is behind: she rejoins onto Bob's epoch.
+    await bob.client.conversations.send(id, 'after');
+    const events = await alice.client.conversations.sync();
+    expect(errors(events)).toEqual(['MLS_MESSAGE_REJECTED']);
+    expect(events.at(-1)?.type).toBe('resynced');
+    expect((await alice.client.conversations.get(id)).name).toBe('by bob');
   });
 });
