@@ -358,7 +358,12 @@ interface ContactPin {
  * for (const event of await client.conversations.sync()) console.log(event);
  */
 export interface ConversationsApi {
-  /** The 1:1 conversation with `user` (a username or account id), created when there is none. */
+  /**
+   * The 1:1 conversation with `user` (a username or account id), created when there is none.
+   *
+   * @throws {SdkError} `CONFLICT` when none of that account's devices can be added yet (none
+   * has a key package on the server): nothing is created; try again once it has synced.
+   */
   direct(user: string): Promise<ConversationInfo>;
   /** A new group with this account as its admin and `members` (usernames or account ids). */
   create(options: { name: string; members?: readonly string[] }): Promise<ConversationInfo>;
@@ -1521,20 +1526,57 @@ class Conversations {
     await this.#catchUp();
     for (const id of (await this.#index()).groups) {
       const info = await this.info(id);
-      if (info.kind === 'direct' && info.active && info.admins.includes(other)) return info;
+      // One the other account is not in (its add failed) reaches nobody: never reused.
+      if (
+        info.kind === 'direct' &&
+        info.active &&
+        info.admins.includes(other) &&
+        info.members.some((m) => m.accountId === other)
+      ) {
+        return info;
+      }
     }
     await this.#manifestOf(other, true);
     const accounts =
       (await this.#host.ownManifest(false)).devices.length > 1 ? [other, me.accountId] : [other];
     // Claimed and checked before the group exists, so a refusal leaves nothing behind.
     const claimed = await this.#claimAll(accounts);
+    if (claimed.length === 0 || !(await this.#anyOf(claimed, other))) {
+      throw new SdkError(
+        'CONFLICT',
+        this.#op,
+        'the other account has no device to add yet (no key package): try again once it has synced',
+      );
+    }
     const { groupId } = await this.#createGroup({
       kind: 'direct',
       name: '',
       admins: [me.accountId, other],
     });
-    const group = await this.#addAccounts(groupId, accounts, claimed);
-    return this.#infoOf(groupId, group);
+    try {
+      return this.#infoOf(groupId, await this.#addAccounts(groupId, accounts, claimed));
+    } catch (err) {
+      // Certainly not added (nothing left in flight): a conversation of this device alone is
+      // not kept. One whose commit's outcome is unknown stays, for the next sync to settle.
+      if (!(await this.#readGroup(groupId))?.pending) await this.#forget(groupId);
+      throw err;
+    }
+  }
+
+  /** Whether one of `packages` is of a device of `accountId`. */
+  async #anyOf(packages: readonly Uint8Array[], accountId: string): Promise<boolean> {
+    for (const kp of packages) {
+      if ((await this.#identityOfPackage(kp))?.accountId === accountId) return true;
+    }
+    return false;
+  }
+
+  /** Drops a conversation from this device (its record and its place in the index). */
+  async #forget(groupId: string): Promise<void> {
+    const index = await this.#index();
+    index.groups = index.groups.filter((g) => g !== groupId);
+    await this.#writeIndex(index);
+    await this.#host.deleteRecord(`group/${groupId}`);
   }
 
   async create(options: { name: string; members?: readonly string[] }): Promise<ConversationInfo> {

@@ -77,6 +77,24 @@ describe('conversations', () => {
     expect((await bob.client.conversations.direct(alice.accountId)).id).toBe(chat.id);
   });
 
+  test('a direct conversation with a contact that cannot be added yet is not kept or reused', async () => {
+    const alice = await signup('alice');
+    // Bob has signed up but not synced: no key package on the server, nothing to add.
+    const bobName = username('bob');
+    const bob = await testClient(server);
+    await bob.signup(bobName, `pw-${bobName}-long enough`);
+    const failed = await alice.client.conversations.direct(bobName).catch((e) => e);
+    expect(SdkError.is(failed, 'CONFLICT')).toBe(true);
+    expect(await alice.client.conversations.list()).toEqual([]);
+    // Once Bob's device is reachable, the conversation holds him and what is sent arrives.
+    await bob.conversations.sync();
+    const chat = await alice.client.conversations.direct(bobName);
+    expect(chat.members.map((m) => m.username).sort()).toEqual([alice.name, bobName].sort());
+    await alice.client.conversations.send(chat.id, 'hello');
+    expect(texts(await bob.conversations.sync())).toEqual(['hello']);
+    expect((await alice.client.conversations.list()).map((c) => c.id)).toEqual([chat.id]);
+  });
+
   test('a username that also reads as an account id is found as the username', async () => {
     // 22 characters of base64url ending in "g": the very shape of an account id.
     const name = `id-shaped-${Math.random().toString(36).slice(2, 13).padEnd(11, '0')}g`;
