@@ -2290,10 +2290,10 @@ class Conversations {
         }),
       },
     ];
-    if (index.groups.includes(entry.groupId)) {
-      const existing = await this.#readGroup(entry.groupId);
-      if (existing && engine.importState(existing.state).active) return []; // a duplicate
-    }
+    const existing = index.groups.includes(entry.groupId)
+      ? await this.#readGroup(entry.groupId)
+      : undefined;
+    if (existing && engine.importState(existing.state).active) return []; // a duplicate
     const packages = await this.#keyPackages();
     for (const [ref, p] of packages) {
       let group: MlsGroup;
@@ -2327,12 +2327,16 @@ class Conversations {
         packages.delete(ref); // one-time: its private half goes now
         this.#keyPackagesCheckedAt.delete(this.#me().accountId); // maybe upload more
       }
+      // Added again after a removal: the history stored here stays, and so does this device's
+      // message count (receivers keep the highest `n` they saw from it); what others sent
+      // meanwhile was never meant for it, so their counts start afresh.
       await this.#writeGroup(entry.groupId, {
         ...(key ? { key } : {}),
         state: engine.exportState(group),
         cursor: entry.cursor,
-        tail: [],
-        chunks: 0,
+        tail: existing?.tail ?? [],
+        chunks: existing?.chunks ?? 0,
+        ...(existing?.out === undefined ? {} : { out: existing.out }),
         sent: 0,
         renewedAt: this.#host.now(),
       });

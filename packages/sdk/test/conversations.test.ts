@@ -192,6 +192,36 @@ describe('conversations', () => {
     expect((await alice.client.conversations.get(team.id)).members).toHaveLength(2);
   });
 
+  test('a member removed and added again keeps its history', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const { id } = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+    await alice.client.conversations.send(id, 'before');
+    await bob.client.conversations.sync();
+    await bob.client.conversations.send(id, 'mine');
+    await alice.client.conversations.sync();
+    await alice.client.conversations.remove(id, [bob.name]);
+    await bob.client.conversations.sync();
+    await alice.client.conversations.send(id, 'while out');
+    await alice.client.conversations.add(id, [bob.name]);
+    const events = await bob.client.conversations.sync();
+    expect(events.filter((e) => e.type === 'error')).toEqual([]);
+    expect(events.map((e) => e.type)).toContain('joined');
+    await alice.client.conversations.send(id, 'after');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['after']);
+    expect((await bob.client.conversations.history(id)).map((m) => m.text)).toEqual([
+      'before',
+      'mine',
+      'after',
+    ]);
+    // Bob's own count goes on: Alice sees no gap.
+    await bob.client.conversations.send(id, 'back');
+    const seen = await alice.client.conversations.sync();
+    expect(seen.filter((e) => e.type === 'error')).toEqual([]);
+    expect(texts(seen)).toEqual(['back']);
+  });
+
   test('every device of every member: a new device joins the conversations by itself', async () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
