@@ -22,21 +22,15 @@ export interface ThrottleKeys {
 export interface Throttle {
   keys(normalizedUsername: string, address: string): Promise<ThrottleKeys>;
   /**
-   * Returns the account's failures in a row (0 when clean).
+   * Admits an attempt and counts it as a failure before its outcome is known, in one atomic
+   * step, so attempts sent together cannot all pass one check. OPAQUE lets a client learn that
+   * a password is wrong without ever finishing the login; {@link Throttle.confirm} takes the
+   * count back when the attempt succeeds.
    *
-   * @throws {ServerError} `RATE_LIMITED` (with retryAfter) while either key must wait.
+   * @throws {ServerError} `RATE_LIMITED` (with retryAfter), counting nothing, while either key
+   *   must wait.
    */
-  check(keys: ThrottleKeys, op: string): Promise<number>;
-  /** Counts a failure against both keys. */
-  fail(keys: ThrottleKeys): Promise<void>;
-  /** Clears the account's counter (not the address's: one good account must not launder an address). */
-  succeed(keys: ThrottleKeys): Promise<void>;
-  /**
-   * Counts an attempt as a failure before its outcome is known. OPAQUE lets a client learn
-   * that a password is wrong without ever finishing the login, so a failure is counted when the
-   * attempt starts, and taken back by {@link Throttle.confirm} when it succeeds.
-   */
-  attempt(keys: ThrottleKeys): Promise<void>;
+  admit(keys: ThrottleKeys, op: string): Promise<void>;
   /** A started attempt succeeded: clears the account's counter and takes back the address's count. */
   confirm(keys: ThrottleKeys): Promise<void>;
 }
@@ -76,25 +70,20 @@ export function createThrottle(
       ]);
       return { account, address: addr };
     },
-    async check(keys, op) {
-      const [a, b] = await Promise.all([store.get(keys.account), store.get(keys.address)]);
-      const until = Math.max(a?.notBefore ?? 0, b?.notBefore ?? 0);
+    async admit(keys, op) {
       const t = now();
-      if (until > t) {
-        throw new ServerError('RATE_LIMITED', op, undefined, {
-          retryAfter: Math.max(1, Math.ceil((until - t) / 1000)),
-        });
-      }
-      return a?.failures ?? 0;
-    },
-    async fail(keys) {
-      await store.update([keys.account, keys.address], bumped);
-    },
-    async succeed(keys) {
-      await store.clear(keys.account);
-    },
-    async attempt(keys) {
-      await store.update([keys.account, keys.address], bumped);
+      let until = 0;
+      // One transaction over both keys, the address last: its throw rolls back the account
+      // key's count too, and the wait reported is the longer of the two.
+      await store.update([keys.account, keys.address], (current, i) => {
+        until = Math.max(until, current?.notBefore ?? 0);
+        if (i === 1 && until > t) {
+          throw new ServerError('RATE_LIMITED', op, undefined, {
+            retryAfter: Math.max(1, Math.ceil((until - t) / 1000)),
+          });
+        }
+        return bumped(current, i);
+      });
     },
     async confirm(keys) {
       await store.update([keys.account, keys.address], (current, i) => {

@@ -179,6 +179,27 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
     expect(metrics).toMatch(/coffer_logins_total\{outcome="throttled"\} [1-9]/);
   });
 
+  it('admits at most five guesses sent together: the check and the count are one step', async () => {
+    await signup(h.fetch, 'ivy', 'pw-ivy');
+    h.address.value = '198.51.100.30';
+    try {
+      await opaque.ready;
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          call(h.fetch, 'POST', '/v1/login/start', {
+            username: 'ivy',
+            startLoginRequest: opaque.client.startLogin({ password: 'guess' }).startLoginRequest,
+          }),
+        ),
+      );
+      const statuses = answers.map((a) => a.status);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(5);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(15);
+    } finally {
+      h.address.value = '192.0.2.1';
+    }
+  });
+
   it('counts a guess the client abandons after learning it is wrong, and never a success', async () => {
     // OPAQUE tells the client a password is wrong before login/finish; an attacker simply never
     // calls it. The attempt is counted at login/start.

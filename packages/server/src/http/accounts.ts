@@ -135,8 +135,9 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
       exact: OPAQUE_SIZES.startLoginRequest,
     });
     const keys = await deps.throttle.keys(username.normalized, deps.clientAddress(c));
+    // Counted now: a client that learns the password is wrong never calls login/finish.
     try {
-      await deps.throttle.check(keys, op);
+      await deps.throttle.admit(keys, op);
     } catch (err) {
       deps.metrics.rateLimited.inc();
       deps.metrics.logins.inc({ outcome: 'throttled' });
@@ -150,8 +151,6 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
       : await fakeIdentifier(deps.throttleKey, username.normalized);
     const record = found ? toBase64url(found.opaqueRecord) : null;
     const started = await startLogin(deps.opaqueSetup, identifier, record, request, op);
-    // Counted now: a client that learns the password is wrong never calls login/finish.
-    await deps.throttle.attempt(keys);
     const loginId = toBase64url(randomBytes(16));
     await storage.logins.put(loginId, {
       accountId: found?.accountId ?? null,

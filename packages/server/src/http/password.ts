@@ -32,7 +32,7 @@ export function passwordRoutes(deps: RouteDeps): Hono<AppEnv> {
     const proof = bytesField(body, 'proof', op, { exact: LIMITS.hash });
     const keys = await deps.throttle.keys(username.normalized, deps.clientAddress(c));
     try {
-      await deps.throttle.check(keys, op);
+      await deps.throttle.admit(keys, op);
     } catch (err) {
       deps.metrics.rateLimited.inc();
       throw err;
@@ -40,10 +40,7 @@ export function passwordRoutes(deps: RouteDeps): Hono<AppEnv> {
     const found = await storage.accounts.findByUsername(username.normalized);
     const verifier = found ? await storage.accounts.recoveryVerifier(found.accountId) : undefined;
     const match = constantTimeEqual(await sha256(proof), verifier ?? NO_VERIFIER);
-    if (!found || !verifier || !match) {
-      await deps.throttle.fail(keys);
-      throw new ServerError('INVALID_CREDENTIALS', op);
-    }
+    if (!found || !verifier || !match) throw new ServerError('INVALID_CREDENTIALS', op);
     const [manifest, backup] = await Promise.all([
       storage.manifests.latest(found.accountId),
       storage.backups.get(found.accountId),
@@ -61,7 +58,7 @@ export function passwordRoutes(deps: RouteDeps): Hono<AppEnv> {
       expiresAt,
       authAt: t,
     });
-    await deps.throttle.succeed(keys);
+    await deps.throttle.confirm(keys);
     return c.json({
       accountId: found.accountId,
       recoveryToken: token,
