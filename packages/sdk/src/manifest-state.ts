@@ -1,6 +1,7 @@
 import { constantTimeEqual } from '@coffer/crypto';
 import {
   decodeManifestBody,
+  MAX_MANIFEST_CHAIN,
   type ManifestBody,
   ProtocolError,
   type SignedManifest,
@@ -96,8 +97,20 @@ export async function acceptChain(
       });
       return { manifest: state.trusted, body };
     }
-    const body = await verifyManifestChain(chain, expectation(state));
-    return { manifest: chain[chain.length - 1]!, body };
+    // verifyManifestChain takes at most MAX_MANIFEST_CHAIN at a time: page through longer
+    // histories, each page trusting the last manifest of the one before.
+    let expected = expectation(state);
+    let body: ManifestBody | undefined;
+    for (let start = 0; start < chain.length; start += MAX_MANIFEST_CHAIN) {
+      const page = chain.slice(start, start + MAX_MANIFEST_CHAIN);
+      body = await verifyManifestChain(page, expected);
+      expected = {
+        accountId: state.accountId,
+        identityKey: body.identityKey,
+        trusted: page[page.length - 1]!,
+      };
+    }
+    return { manifest: chain[chain.length - 1]!, body: body! };
   } catch (err) {
     throw violation(operation, err);
   }

@@ -5,6 +5,7 @@ import { randomBytes, toBase64url } from '@coffer/crypto';
 import {
   type Ed25519KeyPair,
   generateKeyPair,
+  MAX_MANIFEST_CHAIN,
   type ManifestBody,
   manifestToJson,
   newAccountId,
@@ -242,6 +243,23 @@ describe('manifest-state core', () => {
       SdkError.is(e, 'PROTOCOL_VIOLATION'),
     );
   });
+
+  it('acceptChain pages through a history longer than one verifyManifestChain call takes', async () => {
+    const chain = [...alice.chain];
+    while (chain.length < MAX_MANIFEST_CHAIN + 2) {
+      const devices = (await acceptChain({ accountId: alice.accountId }, alice.chain, 'op')).body
+        .devices;
+      chain.push(await next(alice.identity, chain.at(-1)!, [...devices], 3000 + chain.length));
+    }
+    const v = await acceptChain({ accountId: alice.accountId }, chain, 'op');
+    expect(v.body.seq).toBe(MAX_MANIFEST_CHAIN + 2);
+    // A break past the first page is still found.
+    const broken = [...chain];
+    broken[MAX_MANIFEST_CHAIN + 1] = chain[MAX_MANIFEST_CHAIN - 1]!;
+    await expect(acceptChain({ accountId: alice.accountId }, broken, 'op')).rejects.toSatisfy((e) =>
+      SdkError.is(e, 'PROTOCOL_VIOLATION'),
+    );
+  }, 60_000);
 
   it('requireInChain finds rollbacks and forks', async () => {
     const all = await Promise.all(
