@@ -2378,27 +2378,40 @@ class Conversations {
     const newcomers = new Set<string>();
     const caughtUp: string[] = [];
     let failed = false;
+    // This account's devices in a group: which the manifest no longer lists (their leaves) and
+    // which it lists that are not in. Computed again inside each commit's `make`: a retry after
+    // a lost race must act on the group as it is then (another device of this account may have
+    // done it, and a freed leaf may hold a newly added device by then).
+    const own = (g: MlsGroup) => {
+      const mine = engine
+        .members(g)
+        .map((m) => ({ leaf: m.leafIndex, id: parseMemberIdentity(m.identity) }))
+        .filter((x) => x.id?.accountId === me.accountId);
+      const present = new Set(mine.map((x) => x.id?.deviceId));
+      return {
+        stale: mine.filter((x) => x.id && !listed.has(x.id.deviceId)).map((x) => x.leaf),
+        missing: new Set([...listed].filter((d) => !present.has(d))),
+      };
+    };
     for (const groupId of (await this.#index()).groups) {
       const { group } = await this.#load(groupId);
       if (!group.active) continue;
-      const mine = engine
-        .members(group)
-        .map((m) => ({ m, id: parseMemberIdentity(m.identity) }))
-        .filter((x) => x.id?.accountId === me.accountId);
-      const present = new Set(mine.map((x) => x.id?.deviceId));
-      const stale = mine
-        .filter((x) => x.id && !listed.has(x.id.deviceId))
-        .map((x) => x.m.leafIndex);
-      const missing = [...listed].filter((d) => !present.has(d));
+      const { stale, missing } = own(group);
       try {
         if (stale.length > 0) {
-          const g = await this.#commit(groupId, (e, gr) => e.removeMembers(gr, stale));
+          const g = await this.#commit(groupId, (e, gr) => {
+            const leaves = own(gr).stale;
+            if (leaves.length === 0) throw new SdkError('CONFLICT', this.#op, 'removed already');
+            return e.removeMembers(gr, leaves);
+          });
           events.push({ type: 'changed', conversation: await this.#infoOf(groupId, g) });
         }
-        if (missing.length > 0) {
-          const want = new Set(missing);
+        if (missing.size > 0) {
+          let added: Set<string> = missing;
           const g = await this.#commit(groupId, async (e, gr, rec) => {
-            const kps = await this.#claim(me.accountId, want);
+            added = own(gr).missing;
+            if (added.size === 0) throw new SdkError('CONFLICT', this.#op, 'added already');
+            const kps = await this.#claim(me.accountId, added);
             if (kps.length === 0) throw new SdkError('CONFLICT', this.#op, 'no key package');
             return e.addMembers(gr, kps, rec.key ? { welcomeData: rec.key } : {});
           });
@@ -2407,7 +2420,7 @@ class Conversations {
             events.push({ type: 'changed', conversation: info });
             caughtUp.push(groupId);
           }
-          for (const d of missing) newcomers.add(d);
+          for (const d of added) newcomers.add(d);
         }
       } catch (err) {
         if (!SdkError.is(err, 'CONFLICT')) throw err;

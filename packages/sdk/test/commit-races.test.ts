@@ -1,7 +1,8 @@
 // A device's own commits interleaved with what others sent meanwhile, over the real server
 // (SQLite in memory): nothing another member posted before a commit is lost, a commit made while
-// a sync runs does not overwrite what the sync stored, and a commit whose answer was lost is
-// settled by what the group authenticated, not by the server's routing data.
+// a sync runs does not overwrite what the sync stored, a commit whose answer was lost is settled
+// by what the group authenticated, not by the server's routing data, and a commit retried after
+// a lost race acts on the group as it is then.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { CofferClient, ConversationEvent } from '../src/index.js';
 import { SdkError } from '../src/index.js';
@@ -25,6 +26,8 @@ interface User {
   rewrite: { fn: Rewrite | undefined };
   /** Set to make this user's next commit post fail on the way (the request never arrives). */
   dropNextCommit: { on: boolean };
+  /** Run (once) just before this user's next commit post is sent. */
+  beforeNextCommit: { fn: (() => Promise<void>) | undefined };
 }
 
 async function signup(
@@ -34,6 +37,7 @@ async function signup(
   const name = username(prefix);
   const rewrite: { fn: Rewrite | undefined } = { fn: undefined };
   const dropNextCommit = { on: false };
+  const beforeNextCommit: User['beforeNextCommit'] = { fn: undefined };
   const tapped = tap(server.fetch, (req, body) => rewrite.fn?.(req, body));
   const fetch: typeof server.fetch = async (url, init) => {
     const isCommit =
@@ -42,12 +46,26 @@ async function signup(
       dropNextCommit.on = false;
       throw new TypeError('connection reset');
     }
-    return tapped.fetch(url, init);
+    const before = isCommit ? beforeNextCommit.fn : undefined;
+    if (before) {
+      beforeNextCommit.fn = undefined;
+      await before();
+    }
+    // (tap reads every answer as JSON while rewriting: blobs pass by it when nothing is.)
+    return rewrite.fn ? tapped.fetch(url, init) : server.fetch(url, init);
   };
   const client = await testClient({ fetch }, overrides);
   const { account } = await client.signup(name, `pw-${name}-long enough`);
   await client.conversations.sync();
-  return { name, client, accountId: account.accountId, rewrite, dropNextCommit };
+  return { name, client, accountId: account.accountId, rewrite, dropNextCommit, beforeNextCommit };
+}
+
+/** Another device of `user`: a login on a fresh home, then a sync (its key packages). */
+async function login(user: User): Promise<{ client: CofferClient; deviceId: string }> {
+  const client = await testClient(server);
+  const account = await client.login(user.name, `pw-${user.name}-long enough`);
+  await client.conversations.sync();
+  return { client, deviceId: account.deviceId };
 }
 
 const errors = (events: ConversationEvent[]) =>
@@ -218,5 +236,40 @@ describe('a commit whose answer was lost', () => {
     expect(errors(events)).toEqual(['MLS_MESSAGE_REJECTED']);
     expect(events.at(-1)?.type).toBe('resynced');
     expect((await alice.client.conversations.get(id)).name).toBe('by bob');
+  });
+});
+
+describe("reconciling this account's devices", () => {
+  test('a retry after a lost race acts on the group as it is then, not on stale leaves', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const id = await team(alice, bob);
+    const a2 = await login(alice);
+    const a3 = await login(alice);
+    // Alice's first device adds the other two; everyone catches up.
+    await alice.client.conversations.sync();
+    for (const c of [a2.client, a3.client, bob.client]) await c.conversations.sync();
+    const devices = async (client: CofferClient) =>
+      (await client.conversations.get(id)).members.map((m) => m.deviceId).sort();
+    expect(await devices(bob.client)).toHaveLength(4);
+    // a3 revokes a2 and a fourth device is linked: both of Alice's remaining old devices will
+    // take a2 out and add a4. a3 gets there first, while Alice's own commit is on its way: a4
+    // then sits in the leaf a2 left.
+    await a3.client.devices.revoke(a2.deviceId);
+    const a4 = await login(alice);
+    alice.beforeNextCommit.fn = async () => {
+      await a3.client.conversations.sync();
+    };
+    const events = await alice.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
+    expect(alice.beforeNextCommit.fn).toBeUndefined(); // the race happened
+    for (const c of [alice.client, a3.client, bob.client]) await c.conversations.sync();
+    const a4Events = await a4.client.conversations.sync();
+    expect(a4Events.filter((e) => e.type === 'removed')).toEqual([]);
+    const members = await devices(bob.client);
+    expect(members).toHaveLength(4); // Alice's first device, a3, a4, and Bob's
+    expect(members).toContain(a4.deviceId);
+    expect(members).not.toContain(a2.deviceId);
+    expect(await devices(a4.client)).toEqual(members);
   });
 });
