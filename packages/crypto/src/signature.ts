@@ -26,7 +26,11 @@ export interface VerifyingKey {
   readonly publicKey: Uint8Array;
 }
 
-const handles = new WeakMap<SigningKey | VerifyingKey, KeyHandle>();
+// One map per kind: the two interfaces have the same shape, so only the map a key is in says
+// what it is. A verifying key passed to sign (or the other way round) is INVALID_ARGUMENT on
+// every back end, instead of a back end signing with the public key as seed.
+const signingHandles = new WeakMap<SigningKey, KeyHandle>();
+const verifyingHandles = new WeakMap<VerifyingKey, KeyHandle>();
 /** Verifications under way in {@link verify} (for its thread-pool choice). */
 let started = 0;
 
@@ -54,7 +58,7 @@ export async function importSigningKey(secretKey: Uint8Array): Promise<SigningKe
   assertBytes('signature.importSigningKey', 'secretKey', secretKey, ED25519_SECRET_KEY_LENGTH);
   const { handle, publicKey } = await backend.ed25519PrivateKey(secretKey);
   const key: SigningKey = Object.freeze({ publicKey });
-  handles.set(key, handle);
+  signingHandles.set(key, handle);
   return key;
 }
 
@@ -67,8 +71,8 @@ export async function importSigningKey(secretKey: Uint8Array): Promise<SigningKe
 export async function sign(key: SigningKey, message: Uint8Array): Promise<Uint8Array> {
   const op = 'signature.sign';
   assertBytes(op, 'message', message);
-  const handle = typeof key === 'object' && key !== null ? handles.get(key) : undefined;
-  if (!handle || !('publicKey' in key))
+  const handle = typeof key === 'object' && key !== null ? signingHandles.get(key) : undefined;
+  if (!handle)
     throw new CryptoError('INVALID_ARGUMENT', op, '"key" expected a key from importSigningKey');
   return backend.ed25519Sign(handle, message);
 }
@@ -86,7 +90,7 @@ export async function importVerifyingKey(publicKey: Uint8Array): Promise<Verifyi
   const handle = await verifyingHandle(publicKey);
   if (!handle) throw new CryptoError('INVALID_KEY', op, 'not a valid ed25519 public key');
   const key: VerifyingKey = Object.freeze({ publicKey: publicKey.slice() });
-  handles.set(key, handle);
+  verifyingHandles.set(key, handle);
   return key;
 }
 
@@ -108,7 +112,7 @@ export async function verify(
   let handle: KeyHandle | undefined;
   if (key instanceof Uint8Array) handle = await verifyingHandle(key);
   else {
-    handle = typeof key === 'object' && key !== null ? handles.get(key) : undefined;
+    handle = typeof key === 'object' && key !== null ? verifyingHandles.get(key) : undefined;
     if (!handle)
       throw new CryptoError(
         'INVALID_ARGUMENT',

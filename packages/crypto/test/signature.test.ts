@@ -142,4 +142,18 @@ describe('ed25519', () => {
       await codeOf(verify(new Uint8Array(32), 'm' as unknown as Uint8Array, new Uint8Array(64))),
     ).toBe('INVALID_ARGUMENT');
   });
+
+  test('a key of the other kind is INVALID_ARGUMENT on every back end', async () => {
+    // The two key types have one shape. Before, the noble back end signed with a verifying key
+    // (its public key taken as the seed: a signature anyone could forge) and Node's verify
+    // accepted a signing key.
+    const { secretKey, publicKey } = await generateSigningKeyPair();
+    const signing = await importSigningKey(secretKey);
+    const verifying = await importVerifyingKey(publicKey);
+    const message = utf8Encode('kinds');
+    expect(await codeOf(sign(verifying, message))).toBe('INVALID_ARGUMENT');
+    const signature = await sign(signing, message);
+    expect(await codeOf(verify(signing, message, signature))).toBe('INVALID_ARGUMENT');
+    expect(await verify(verifying, message, signature)).toBe(true);
+  });
 });
