@@ -4,6 +4,7 @@ import { createBlobFiles } from './blob-files.js';
 import { socketAddress } from './client-address.js';
 import { errorResponse, ServerError } from './errors.js';
 import { createEventHub, type EventHub } from './event-hub.js';
+import { createDeviceDirectory } from './http/_devices.js';
 import type { AppContext, AppEnv, RouteDeps } from './http/_env.js';
 import { routeLabel } from './http/_route.js';
 import { accountRoutes } from './http/accounts.js';
@@ -125,6 +126,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     events: deps.events ?? createEventHub(),
     throttle: deps.throttle ?? createThrottle(deps.storage.throttle, deps.throttleKey, now),
     blobs: blobService(deps.blobs),
+    devices: createDeviceDirectory(deps.storage.manifests),
   };
   const { logger } = deps;
   const app = new Hono<AppEnv>();

@@ -50,6 +50,7 @@ export {
   MAX_GROUP_INFO_LENGTH,
   MAX_MESSAGE_LENGTH,
   MAX_QUEUE_ENTRIES,
+  MAX_QUEUED_WELCOMES,
   MAX_RECIPIENTS,
 } from './http/delivery.js';
 export {

@@ -16,7 +16,7 @@ import {
   MAX_BLOB_BYTES,
   sweepBlobs,
 } from '../src/http/blobs.js';
-import { type Account, call, login, signup } from './_client.js';
+import { type Account, addDevice, call, login, makeDevice, signup } from './_client.js';
 import { testDialects } from './_db.js';
 import { foundIn, foundInDirectory } from './_dump-search.js';
 import { createHarness, type Fetcher, type Harness } from './_harness.js';
@@ -330,5 +330,85 @@ describe.each(dialects)('blobs (%s)', (dialect) => {
       `${up.json.blobId}.blob: ${c.username} (utf-8)`,
     );
     expect(foundIn(Buffer.from(marked), [c.username])).toHaveLength(1);
+  });
+  it('answers a blob past retention 404 before the sweep has run', async () => {
+    const c = await fresh();
+    const id = (await upload(h.fetch, c.token, bytes(100))).json.blobId;
+    h.clock.now += BLOB_RETENTION_MS - 1;
+    const viewer = await fresh();
+    expect((await download(h.fetch, viewer.token, id)).res.status).toBe(200);
+    h.clock.now += 1;
+    const late = await fresh();
+    const r = await download(h.fetch, late.token, id);
+    expect(r.res.status).toBe(404);
+    // The row and file are still there: only the sweep removes them.
+    expect((await rows(c.accountId)).map((x) => x.blob_id)).toContain(id);
+  });
+
+  it('reserves quota for uploads in progress: concurrent uploads never write past it', async () => {
+    const c = await fresh();
+    // Three uploads of 3 MiB each with no content-length, their bodies held open after the
+    // last byte: each may write up to the room the others have not reserved (4, 2, 0 MiB of
+    // the 6 MiB quota), so two are refused while still streaming.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const held = (data: Uint8Array) => {
+      let offset = 0;
+      return new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (offset >= data.length) {
+            await gate;
+            return controller.close();
+          }
+          controller.enqueue(data.slice(offset, offset + 256 * 1024));
+          offset += 256 * 1024;
+        },
+      });
+    };
+    const settled: number[] = [];
+    const uploads = [0, 1, 2].map(async () => {
+      const res = await h.fetch('/v1/blobs', {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${c.token}` },
+        body: held(bytes(3 * MiB)),
+        duplex: 'half',
+      } as RequestInit);
+      settled.push(res.status);
+      return { status: res.status, json: await res.json() };
+    });
+    const deadline = Date.now() + 5000;
+    while (settled.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toEqual([413, 413]);
+    open();
+    const results = await Promise.all(uploads);
+    expect(results.map((r) => r.status).sort()).toEqual([201, 413, 413]);
+    for (const r of results.filter((x) => x.status === 413))
+      expect(r.json.error.code).toBe('QUOTA_EXCEEDED');
+    // Nothing stays reserved: the room left is the quota less what is stored.
+    expect((await upload(h.fetch, c.token, bytes(QUOTA - 3 * MiB))).status).toBe(201);
+    expect((await upload(h.fetch, c.token, bytes(1))).json.error.code).toBe('QUOTA_EXCEEDED');
+  });
+
+  it("refuses a session whose device the account's manifest does not list (409)", async () => {
+    const c = await fresh();
+    const id = (await upload(h.fetch, c.token, bytes(10))).json.blobId;
+    const unlisted = await makeDevice('never added');
+    const token = (await login(h.fetch, c.username, c.password, unlisted.id)).finish!.json
+      .token as string;
+    const answers = [
+      await upload(h.fetch, token, bytes(10)),
+      await upload(h.fetch, token, bytes(10), { stream: true }),
+      await (async () => {
+        const r = (await download(h.fetch, token, id)).res;
+        return { status: r.status };
+      })(),
+      await call(h.fetch, 'DELETE', `/v1/blobs/${id}`, undefined, token),
+    ];
+    expect(answers.map((r) => r.status)).toEqual([409, 409, 409, 409]);
+    expect((await rows(c.accountId)).map((x) => x.blob_id)).toEqual([id]);
+    expect((await addDevice(h.fetch, c, unlisted)).status).toBe(200);
+    expect((await download(h.fetch, token, id)).res.status).toBe(200);
   });
 });

@@ -4,13 +4,22 @@
 // push over a real socket, on every database.
 import { randomBytes } from 'node:crypto';
 import { toBase64url } from '@coffer/crypto';
+import { type KyselyPlugin, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createApp } from '../src/app.js';
 import { createEventHub } from '../src/event-hub.js';
-import { DELIVERY_RETENTION_MS, MAX_MESSAGE_LENGTH, MAX_RECIPIENTS } from '../src/http/delivery.js';
+import {
+  DELIVERY_RETENTION_MS,
+  MAX_MESSAGE_LENGTH,
+  MAX_QUEUED_WELCOMES,
+  MAX_RECIPIENTS,
+} from '../src/http/delivery.js';
 import { createLogger } from '../src/logger.js';
 import { createMetrics } from '../src/metrics.js';
+import { transactionRunner } from '../src/storage/_context.js';
+import { createDeliveryStore } from '../src/storage/_delivery-store.js';
+import type { Sealer } from '../src/storage/_sealer.js';
 import {
   type Account,
   addDevice,
@@ -560,7 +569,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
           message: new Uint8Array([i]),
           recipients: [route(b)],
         },
-        { now: h.clock.now, cap },
+        { now: h.clock.now, cap, welcomeCap: 100 },
       );
       expect(r.ok).toBe(true);
     }
@@ -573,7 +582,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
         message: new Uint8Array([9]),
         recipients: [route(a), route(b)],
       },
-      { now: h.clock.now, cap },
+      { now: h.clock.now, cap, welcomeCap: 100 },
     );
     expect(full).toEqual({ ok: false, reason: 'queueFull', route: route(b) });
     // Nothing of the refused message stayed, in either queue; the seq was not used.
@@ -591,7 +600,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
         message: new Uint8Array([10]),
         recipients: [route(b)],
       },
-      { now: h.clock.now, cap },
+      { now: h.clock.now, cap, welcomeCap: 100 },
     );
     expect(next).toEqual({ ok: true, seq: held[cap - 1].seq + 1, epoch: 1 });
 
@@ -609,7 +618,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
         message: new Uint8Array([11]),
         recipients: [route(b)],
       },
-      { now: start + DELIVERY_RETENTION_MS, cap: cap + 1 },
+      { now: start + DELIVERY_RETENTION_MS, cap: cap + 1, welcomeCap: 100 },
     );
     expect(late.ok).toBe(true);
     await h.storage.delivery.deleteOlderThan(start + DELIVERY_RETENTION_MS - DELIVERY_RETENTION_MS);
@@ -726,4 +735,332 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     again.ws.close();
     sa.ws.close();
   });
+  /** Rows of `table` for one device (the attacker's view of the database). */
+  const deviceRows = async (
+    table: 'delivery_queue' | 'delivery_members',
+    r: { accountId: string; deviceId: string },
+  ) =>
+    Number(
+      (
+        await h.db
+          .raw()
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .where('account_id', '=', r.accountId)
+          .where('device_id', '=', r.deviceId)
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
+
+  it("takes welcomes only for listed devices, capped apart from the queue's cap", async () => {
+    const victim = await fresh();
+    const friend = await fresh();
+    const stranger = await fresh();
+    const real = await group(friend, [victim]);
+    const own = await group(stranger, []);
+    const welcome = (recipients: unknown[]) =>
+      send(stranger, own, { epoch: 1, kind: 'welcome', message: mls(), recipients });
+    // A made-up device of a real account, a real device id under an unknown account, and a
+    // real device beside a made-up one: refused as a whole, nothing queued anywhere.
+    const madeUp = { accountId: victim.accountId, deviceId: newGroupId() };
+    const noAccount = { accountId: newGroupId(), deviceId: victim.deviceId };
+    for (const recipients of [[madeUp], [noAccount], [route(victim), madeUp]]) {
+      const r = await welcome(recipients);
+      expect(r.status, JSON.stringify(recipients)).toBe(403);
+      expect(r.json.error.code).toBe('FORBIDDEN');
+    }
+    expect(await deviceRows('delivery_queue', madeUp)).toBe(0);
+    expect(await deviceRows('delivery_members', madeUp)).toBe(0);
+    expect((await queue(victim)).json.messages).toEqual([]);
+
+    // The victim's real device takes at most MAX_QUEUED_WELCOMES unacknowledged welcomes.
+    for (let i = 0; i < MAX_QUEUED_WELCOMES; i++)
+      expect((await welcome([route(victim)])).status).toBe(201);
+    const over = await welcome([route(victim)]);
+    expect(over.status).toBe(409);
+    expect(over.json.error.code).toBe('QUEUE_FULL');
+    // They do not count toward the cap that guards the victim's real groups (3 here).
+    const appendReal = () =>
+      h.storage.delivery.append(
+        {
+          groupId: real,
+          sender: route(friend),
+          epoch: 1,
+          kind: 'application',
+          message: new Uint8Array([1]),
+          recipients: [route(victim)],
+        },
+        { now: h.clock.now, cap: 3, welcomeCap: MAX_QUEUED_WELCOMES },
+      );
+    for (let i = 0; i < 3; i++) expect((await appendReal()).ok).toBe(true);
+    expect(await appendReal()).toMatchObject({ ok: false, reason: 'queueFull' });
+    // Acknowledging makes room for welcomes again.
+    await drain(victim);
+    expect((await welcome([route(victim)])).status).toBe(201);
+  });
+
+  it('refuses a creating commit that names recipients (400, no group made)', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const groupId = newGroupId();
+    for (const recipients of [[route(a)], [route(b)], [route(a), route(b)]]) {
+      const r = await send(a, groupId, { epoch: 0, kind: 'commit', message: mls(), recipients });
+      expect(r.status).toBe(400);
+      expect(r.json.error.code).toBe('BAD_REQUEST');
+    }
+    expect((await queue(a)).json.messages).toEqual([]);
+    expect((await queue(b)).json.messages).toEqual([]);
+    const rows = await h.db
+      .raw()
+      .selectFrom('delivery_groups')
+      .select('group_id')
+      .where('group_id', '=', groupId)
+      .execute();
+    expect(rows).toEqual([]);
+    const ok = await send(a, groupId, { epoch: 0, kind: 'commit', message: mls(), recipients: [] });
+    expect(ok.status).toBe(201);
+  });
+
+  it('sweeps groups nobody is routed to once their last message is past retention', async () => {
+    const a = await fresh();
+    const groupIds = { empty: newGroupId(), kept: newGroupId(), recent: newGroupId() };
+    const t = h.clock.now;
+    const append = (groupId: string, epoch: number, now: number, removed: boolean) =>
+      h.storage.delivery.append(
+        {
+          groupId,
+          sender: route(a),
+          epoch,
+          kind: 'commit',
+          message: new Uint8Array([epoch]),
+          recipients: [],
+          groupInfo: new Uint8Array(1024).fill(7),
+          ...(removed ? { removed: [route(a)] } : {}),
+        },
+        { now, cap: 10, welcomeCap: 10 },
+      );
+    // Created, then left by its only device (the routing set is empty).
+    expect((await append(groupIds.empty, 0, t, false)).ok).toBe(true);
+    expect((await append(groupIds.empty, 1, t, true)).ok).toBe(true);
+    // Still routed.
+    expect((await append(groupIds.kept, 0, t, false)).ok).toBe(true);
+    // Empty, but its last message is recent.
+    expect((await append(groupIds.recent, 0, t, false)).ok).toBe(true);
+    expect((await append(groupIds.recent, 1, t + 10, true)).ok).toBe(true);
+    const groups = async () =>
+      (
+        await h.db
+          .raw()
+          .selectFrom('delivery_groups')
+          .select(['group_id', 'group_info'])
+          .where('group_id', 'in', Object.values(groupIds))
+          .execute()
+      )
+        .map((r) => {
+          expect(r.group_info).not.toBeNull();
+          return r.group_id;
+        })
+        .sort();
+    expect(await groups()).toEqual(Object.values(groupIds).sort());
+    await h.storage.delivery.deleteOlderThan(t + 5);
+    expect(await groups()).toEqual([groupIds.kept, groupIds.recent].sort());
+    await h.storage.delivery.deleteOlderThan(t + 10);
+    expect(await groups()).toEqual([groupIds.kept]);
+    // Gone means unknown: a commit at epoch 0 may create it again, as any new group.
+    expect((await append(groupIds.empty, 0, t + 20, false)).ok).toBe(true);
+  });
+
+  it('reads only the bodies that fit a queue page', async () => {
+    // The store over the same database, with a plugin counting the bytes of every row value
+    // read. Its sealer passes bytes through (a stand-in: sealing is tested above), so that a
+    // body's stored size is its length.
+    let loaded = 0;
+    const counter: KyselyPlugin = {
+      transformQuery: (args) => args.node,
+      async transformResult(args) {
+        for (const row of args.result.rows)
+          for (const v of Object.values(row as Record<string, unknown>))
+            if (v instanceof Uint8Array) loaded += v.byteLength;
+        return args.result;
+      },
+    };
+    const db = h.db.raw().withPlugin(counter);
+    const plain = (_c: unknown, _r: unknown, v: Uint8Array) => Promise.resolve(v);
+    const store = createDeliveryStore({
+      db,
+      dialect: dialect,
+      sealer: { seal: plain, open: plain } as unknown as Sealer,
+      now: () => h.clock.now,
+      transaction: transactionRunner(db, dialect),
+    });
+    const me = { accountId: newGroupId(), deviceId: newGroupId() };
+    const groupId = newGroupId();
+    const MiB = 1024 * 1024;
+    const base = { groupId, sender: me, message: new Uint8Array(MiB) };
+    const limits = { now: h.clock.now, cap: 100, welcomeCap: 10 };
+    expect(
+      (await store.append({ ...base, epoch: 0, kind: 'commit', recipients: [] }, limits)).ok,
+    ).toBe(true);
+    for (let i = 0; i < 6; i++) {
+      const r = await store.append(
+        { ...base, epoch: 1, kind: 'application', recipients: [me] },
+        limits,
+      );
+      expect(r.ok).toBe(true);
+    }
+    loaded = 0;
+    const page = await store.queue(me, 0, { limit: 100, maxBytes: 2 * MiB });
+    expect(page.messages.map((m) => m.seq)).toEqual([2, 3]);
+    expect(page.messages.every((m) => m.message.length === MiB)).toBe(true);
+    expect(page.more).toBe(true);
+    // Two bodies, not six.
+    expect(loaded).toBe(2 * MiB);
+    const rest = await store.queue(me, page.messages[1]!.cursor, { limit: 2, maxBytes: 8 * MiB });
+    expect(rest.messages.map((m) => m.seq)).toEqual([4, 5]);
+    expect(rest.more).toBe(true);
+  });
+
+  it("refuses a session whose device the account's manifest does not list (409)", async () => {
+    const a = await fresh();
+    const groupId = await group(a, []);
+    const unlisted = await makeDevice('never added');
+    const r = await login(h.fetch, a.account.username, 'pw', unlisted.id);
+    const token = r.finish?.json.token as string;
+    expect(typeof token).toBe('string');
+    const ghost: Member = { accountId: a.accountId, deviceId: unlisted.id, token };
+    const answers = [
+      await send(ghost, groupId, { epoch: 1, kind: 'application', message: mls(), recipients: [] }),
+      await queue(ghost),
+      await ack(ghost, 1),
+      await call(h.fetch, 'GET', `/v1/groups/${groupId}/info`, undefined, token),
+    ];
+    for (const x of answers) {
+      expect(x.status).toBe(409);
+      expect(x.json.error.code).toBe('CONFLICT');
+    }
+    // Once the device is added, the same session works.
+    const phone = { ...unlisted };
+    expect((await addDevice(h.fetch, a.account, phone)).status).toBe(200);
+    expect((await queue(ghost)).status).toBe(200);
+  });
+
+  it.each(['message', 'revocation'] as const)(
+    'never leaves a revoked device a queue entry or route when its revocation races a message (%s first)',
+    async (first) => {
+      const a = await fresh();
+      const b = await fresh();
+      const phone = await makeDevice('phone');
+      expect((await addDevice(h.fetch, b.account, phone)).status).toBe(200);
+      const phoneRoute = { accountId: b.accountId, deviceId: phone.id };
+      const groupId = await group(a, [b]);
+      const welcomed = await send(a, groupId, {
+        epoch: 1,
+        kind: 'welcome',
+        message: mls(),
+        recipients: [phoneRoute],
+      });
+      expect(welcomed.status).toBe(201);
+      const seqBefore = (await h.storage.manifests.latestSeq(b.accountId))!;
+      const next = await successor(b.account, {
+        devices: b.account.body.devices.filter((d) => d.id !== phone.id),
+      });
+      const revoke = () =>
+        call(h.fetch, 'PUT', '/v1/manifest', { manifest: wire(next.manifest) }, b.token);
+      const message = () =>
+        send(a, groupId, {
+          epoch: 1,
+          kind: 'application',
+          message: mls(),
+          recipients: [route(b), phoneRoute],
+        });
+      if (dialect === 'postgres') {
+        // Hold the phone's queue lock, start the two in the order under test, each until it
+        // waits for that lock (a message waits there after its membership check), then let
+        // go. Without the revocation taking that lock, it commits under the message, which
+        // then queues for a device that no longer exists; without the message checking again
+        // once it has the lock, it queues for a device revoked just before.
+        const raw = h.db.raw();
+        let release!: () => void;
+        const released = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        let holding!: (pid: number) => void;
+        const held = new Promise<number>((resolve) => {
+          holding = resolve;
+        });
+        const holder = raw.transaction().execute(async (tx) => {
+          const me = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx);
+          await sql`select 1 from delivery_devices where account_id = ${b.accountId}
+            and device_id = ${phone.id} for update`.execute(tx);
+          holding(me.rows[0]!.pid);
+          await released;
+        });
+        const pid = await held;
+        /** Backends waiting on the holder, directly or behind another waiter. */
+        const waiting = async () =>
+          Number(
+            (
+              await sql<{ n: string }>`select count(*) as n from pg_stat_activity a
+                where ${pid} = any(pg_blocking_pids(a.pid)) or exists (select 1 from
+                unnest(pg_blocking_pids(a.pid)) w where ${pid} = any(pg_blocking_pids(w)))`.execute(
+                raw,
+              )
+            ).rows[0]!.n,
+          );
+        let done = 0;
+        const track = <T>(p: Promise<T>) =>
+          p.then((v) => {
+            done++;
+            return v;
+          });
+        const until = async (n: number) => {
+          const deadline = Date.now() + 3000;
+          while (done + (await waiting()) < n && Date.now() < deadline)
+            await new Promise((r) => setTimeout(r, 20));
+        };
+        const one = track(first === 'message' ? message() : revoke());
+        await until(1);
+        const two = track(first === 'message' ? revoke() : message());
+        await until(2);
+        release();
+        await holder;
+        const [s, r] =
+          first === 'message' ? await Promise.all([one, two]) : await Promise.all([two, one]);
+        expect(r.status).toBe(200);
+        // A message that finds the phone revoked is refused as a whole (the client retries
+        // without it); one that was first is queued, and its entry goes with the revocation.
+        expect(s.status).toBe(first === 'message' ? 201 : 403);
+      } else {
+        const [s, r] = await Promise.all([message(), revoke()]);
+        expect(r.status).toBe(200);
+        expect([201, 403]).toContain(s.status);
+      }
+      expect(await deviceRows('delivery_queue', phoneRoute)).toBe(0);
+      expect(await deviceRows('delivery_members', phoneRoute)).toBe(0);
+      // A welcome checked against the manifest before the revocation is refused in the store,
+      // and over HTTP the revoked device is no longer a welcome recipient.
+      const late = await h.storage.delivery.append(
+        {
+          groupId,
+          sender: route(a),
+          epoch: 1,
+          kind: 'welcome',
+          message: new Uint8Array([1]),
+          recipients: [phoneRoute],
+          manifestSeqs: new Map([[b.accountId, seqBefore]]),
+        },
+        { now: h.clock.now, cap: 10, welcomeCap: 10 },
+      );
+      expect(late).toEqual({ ok: false, reason: 'manifestChanged' });
+      const again = await send(a, groupId, {
+        epoch: 1,
+        kind: 'welcome',
+        message: mls(),
+        recipients: [phoneRoute],
+      });
+      expect(again.status).toBe(403);
+      expect(await deviceRows('delivery_queue', phoneRoute)).toBe(0);
+      expect(await deviceRows('delivery_members', phoneRoute)).toBe(0);
+    },
+  );
 });

@@ -119,6 +119,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           '0002_key_packages',
           '0003_delivery',
           '0004_blobs',
+          '0005_delivery_limits',
         ]);
         const keyrings = await tdb.raw().selectFrom('coffer_keyring').selectAll().execute();
         expect(keyrings).toHaveLength(1);

@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Storage } from '../storage/types.js';
 import type { Throttle } from '../throttle.js';
+import type { DeviceDirectory } from './_devices.js';
 import type { BlobService } from './blobs.js';
 
 /** The session a bearer token stands for, after the auth middleware checked it. */
@@ -44,4 +45,6 @@ export interface RouteDeps {
   readonly throttle: Throttle;
   /** The blob directory and its limits; undefined when the server keeps no blobs. */
   readonly blobs: BlobService | undefined;
+  /** Accounts' current devices, shared by the routes that check a device is listed. */
+  readonly devices: DeviceDirectory;
 }

@@ -8,7 +8,8 @@ import type { BlobFiles } from '../blob-files.js';
 import { ServerError } from '../errors.js';
 import { requireAuth } from '../middleware/auth.js';
 import type { Storage } from '../storage/types.js';
-import type { AppEnv, AuthSession, RouteDeps } from './_env.js';
+import { listedDevice } from './_devices.js';
+import type { AppEnv, RouteDeps } from './_env.js';
 import { idParam } from './validate.js';
 
 /** Largest blob: a large video, while an upload still fits comfortably on one disk. */
@@ -36,12 +37,6 @@ export interface BlobService {
 
 const OCTET_STREAM = /^application\/octet-stream\s*(;.*)?$/i;
 
-function withDevice(session: AuthSession, op: string): AuthSession {
-  if (session.deviceId === null)
-    throw new ServerError('FORBIDDEN', op, 'the session names no device');
-  return session;
-}
-
 /**
  * Upload, download and delete of blobs. Without a blob directory (`deps.blobs` undefined) every
  * blob route answers `503 UNAVAILABLE`.
@@ -49,9 +44,20 @@ function withDevice(session: AuthSession, op: string): AuthSession {
  * @example app.route('/', blobRoutes(deps));
  */
 export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
-  const { storage, now } = deps;
+  const { storage, now, devices } = deps;
   const app = new Hono<AppEnv>();
   const auth = requireAuth({ storage, now });
+  // Bytes of uploads in progress, per account. In-process only: each server process reserves
+  // for its own uploads, so N processes sharing a database may together have up to N × the
+  // quota on disk at once; the row check in `BlobStore.add` still keeps what is stored within it.
+  const inFlight = new Map<string, number>();
+  const reserve = (accountId: string, bytes: number) =>
+    inFlight.set(accountId, (inFlight.get(accountId) ?? 0) + bytes);
+  const release = (accountId: string, bytes: number) => {
+    const left = (inFlight.get(accountId) ?? 0) - bytes;
+    if (left > 0) inFlight.set(accountId, left);
+    else inFlight.delete(accountId);
+  };
   const service = (op: string): BlobService => {
     if (!deps.blobs) throw new ServerError('UNAVAILABLE', op, 'blob storage is not configured');
     return deps.blobs;
@@ -59,13 +65,13 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
 
   app.post(BLOB_UPLOAD_PATH, auth, async (c) => {
     const op = 'blobs.upload';
-    const { accountId } = withDevice(c.get('session'), op);
-    const { files, maxBytes, quotaBytes } = service(op);
     const body = c.req.raw.body;
-    const refuse = async (err: ServerError): Promise<never> => {
+    const refuse = async (err: unknown): Promise<never> => {
       await body?.cancel().catch(() => {});
       throw err;
     };
+    const { accountId } = await listedDevice(devices, c.get('session'), op).catch(refuse);
+    const { files, maxBytes, quotaBytes } = service(op);
     const type = c.req.header('content-type');
     if (type === undefined || !OCTET_STREAM.test(type.trim())) {
       await refuse(
@@ -82,45 +88,57 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (declared !== undefined && !(declared <= maxBytes))
       await refuse(new ServerError('PAYLOAD_TOO_LARGE', op));
     // Checked before reading, so a full account is told at once; checked again, atomically,
-    // when the row is written (concurrent uploads).
-    const room = Math.max(0, quotaBytes - (await storage.blobs.usage(accountId)));
+    // when the row is written. Uploads in progress hold the room they may still fill (their
+    // declared length, else all they are allowed), so that concurrent uploads cannot together
+    // write more than the quota to disk before their rows are refused.
+    const usage = await storage.blobs.usage(accountId);
+    const room = Math.max(0, quotaBytes - usage - (inFlight.get(accountId) ?? 0));
     if (declared !== undefined && declared > room)
       await refuse(new ServerError('QUOTA_EXCEEDED', op));
-
-    const blobId = toBase64url(randomBytes(16));
-    const written = await files.write(blobId, body, Math.min(maxBytes, room));
-    if (!written.ok) {
-      if (written.reason === 'unreadable')
-        throw new ServerError('BAD_REQUEST', op, 'request body could not be read');
-      throw new ServerError(room < maxBytes ? 'QUOTA_EXCEEDED' : 'PAYLOAD_TOO_LARGE', op);
-    }
+    const limit = Math.min(maxBytes, room, declared ?? maxBytes);
+    reserve(accountId, limit);
     try {
-      if (written.size === 0) throw new ServerError('BAD_REQUEST', op, 'expected a body');
-      const added = await storage.blobs.add(
-        { blobId, accountId, size: written.size, createdAt: now() },
-        { quota: quotaBytes },
-      );
-      if (!added.ok) {
-        throw added.reason === 'quota'
-          ? new ServerError('QUOTA_EXCEEDED', op)
-          : new ServerError('UNAUTHENTICATED', op);
+      const blobId = toBase64url(randomBytes(16));
+      const written = await files.write(blobId, body, limit);
+      if (!written.ok) {
+        if (written.reason === 'unreadable')
+          throw new ServerError('BAD_REQUEST', op, 'request body could not be read');
+        // Past the room left (rather than past the size limit, or a declared length).
+        const quota = limit === room && room < maxBytes;
+        throw new ServerError(quota ? 'QUOTA_EXCEEDED' : 'PAYLOAD_TOO_LARGE', op);
       }
-    } catch (err) {
-      await files.remove([blobId]).catch(() => {});
-      throw err;
+      try {
+        if (written.size === 0) throw new ServerError('BAD_REQUEST', op, 'expected a body');
+        const added = await storage.blobs.add(
+          { blobId, accountId, size: written.size, createdAt: now() },
+          { quota: quotaBytes },
+        );
+        if (!added.ok) {
+          throw added.reason === 'quota'
+            ? new ServerError('QUOTA_EXCEEDED', op)
+            : new ServerError('UNAUTHENTICATED', op);
+        }
+      } catch (err) {
+        await files.remove([blobId]).catch(() => {});
+        throw err;
+      }
+      return c.json({ blobId, size: written.size }, 201);
+    } finally {
+      release(accountId, limit);
     }
-    return c.json({ blobId, size: written.size }, 201);
   });
 
   app.get('/v1/blobs/:blobId', auth, async (c) => {
     const op = 'blobs.get';
-    withDevice(c.get('session'), op);
+    await listedDevice(devices, c.get('session'), op);
     const { files } = service(op);
     const blobId = idParam(c.req.param('blobId'), 'blobId', op);
     // Any session that knows the id may read: the id is a 128-bit capability, carried inside
     // end-to-end encrypted messages; the bytes are ciphertext under a key the server never sees.
     const record = await storage.blobs.get(blobId);
-    const opened = record ? await files.open(blobId) : undefined;
+    // Past retention a blob is gone (spec), whether or not the sweep has run yet.
+    const live = record !== undefined && record.createdAt > now() - BLOB_RETENTION_MS;
+    const opened = live ? await files.open(blobId) : undefined;
     if (!opened) throw new ServerError('NOT_FOUND', op);
     return new Response(opened.stream, {
       status: 200,
@@ -133,7 +151,7 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
 
   app.delete('/v1/blobs/:blobId', auth, async (c) => {
     const op = 'blobs.delete';
-    const { accountId } = withDevice(c.get('session'), op);
+    const { accountId } = await listedDevice(devices, c.get('session'), op);
     const { files } = service(op);
     const blobId = idParam(c.req.param('blobId'), 'blobId', op);
     // Another account's blob answers like an unknown one: no oracle for which ids exist.

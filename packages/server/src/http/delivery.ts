@@ -7,6 +7,7 @@ import { Hono } from 'hono';
 import { ServerError } from '../errors.js';
 import { requireAuth } from '../middleware/auth.js';
 import type { DeliveryKind, DeviceRoute } from '../storage/types.js';
+import { type DeviceDirectory, listedDevice } from './_devices.js';
 import type { AppEnv, AuthSession, RouteDeps } from './_env.js';
 import { readJson } from './_json.js';
 import { decodeB64url, type JsonObject, parseCount } from './validate.js';
@@ -22,6 +23,14 @@ export const MIN_GROUP_ID_LENGTH = 16;
 export const MAX_GROUP_ID_LENGTH = 64;
 /** Entries one device's queue may hold: a device offline this long resyncs from GroupInfo. */
 export const MAX_QUEUE_ENTRIES = 10_000;
+/**
+ * Unacknowledged welcomes one device's queue may hold, apart from {@link MAX_QUEUE_ENTRIES}: a
+ * welcome comes from outside the device's groups, so this is all a stranger can make it hold,
+ * and a device is added to far fewer groups between two syncs.
+ */
+export const MAX_QUEUED_WELCOMES = 100;
+/** Tries of a welcome whose recipients' manifests change under it (each time checked again). */
+const WELCOME_ATTEMPTS = 3;
 /** Messages are kept this long, acknowledged or not (see `deleteOlderThan`). */
 export const DELIVERY_RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
 /** Entries per queue page, and the bytes of message a page holds beyond its first entry. */
@@ -79,11 +88,43 @@ function routesField(obj: JsonObject, name: string, op: string): DeviceRoute[] {
   });
 }
 
-/** The session's device route; a session that names no device cannot take part in groups. */
-function deviceRoute(session: AuthSession, op: string): DeviceRoute {
-  if (session.deviceId === null)
-    throw new ServerError('FORBIDDEN', op, 'the session names no device');
-  return { accountId: session.accountId, deviceId: session.deviceId };
+/**
+ * The session's device route: a session that names no device cannot take part in groups, nor
+ * one whose device its account's current manifest does not list.
+ */
+async function deviceRoute(devices: DeviceDirectory, session: AuthSession, op: string) {
+  const { accountId, deviceId, seq } = await listedDevice(devices, session, op);
+  return { route: { accountId, deviceId } satisfies DeviceRoute, manifestSeq: seq };
+}
+
+/**
+ * A welcome's recipients must be devices their accounts' current manifests list (a made-up
+ * route would let anyone fill queues nobody reads); returns the seq of each manifest checked.
+ */
+async function listedRecipients(
+  devices: DeviceDirectory,
+  recipients: readonly DeviceRoute[],
+  op: string,
+): Promise<Map<string, number>> {
+  const byAccount = new Map<string, string[]>();
+  for (const r of recipients)
+    byAccount.set(r.accountId, [...(byAccount.get(r.accountId) ?? []), r.deviceId]);
+  const seqs = new Map<string, number>();
+  await Promise.all(
+    [...byAccount].map(async ([accountId, deviceIds]) => {
+      const current = await devices.current(accountId);
+      const missing = deviceIds.find((id) => !current?.ids.includes(id));
+      if (!current || missing !== undefined) {
+        throw new ServerError(
+          'FORBIDDEN',
+          op,
+          `the current manifest of account ${accountId} does not list device ${missing}`,
+        );
+      }
+      seqs.set(accountId, current.seq);
+    }),
+  );
+  return seqs;
 }
 
 const notMember = (op: string) =>
@@ -95,7 +136,7 @@ const notMember = (op: string) =>
  * @example app.route('/', deliveryRoutes(deps));
  */
 export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
-  const { storage, now, events } = deps;
+  const { storage, now, events, devices } = deps;
   const app = new Hono<AppEnv>();
   const auth = requireAuth({ storage, now });
 
@@ -122,21 +163,34 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (kind !== 'commit' && groupInfo) throw bad(op, 'groupInfo', 'to come with a commit only');
     if (kind !== 'commit' && removed.length > 0)
       throw bad(op, 'removed', 'to come with a commit only');
-    const sender = deviceRoute(c.get('session'), op);
+    // A group is at epoch 0 only before its creating commit (which moves it to 1), so a commit
+    // at epoch 0 creates one, and a new group has no member besides its creator (spec).
+    if (kind === 'commit' && epoch === 0 && recipients.length > 0)
+      throw bad(op, 'recipients', 'to be empty in a commit at epoch 0 (it creates the group)');
+    const { route: sender } = await deviceRoute(devices, c.get('session'), op);
 
-    const result = await storage.delivery.append(
-      {
-        groupId,
-        sender,
-        epoch,
-        kind: kind as DeliveryKind,
-        message,
-        recipients,
-        removed,
-        ...(groupInfo ? { groupInfo } : {}),
-      },
-      { now: now(), cap: MAX_QUEUE_ENTRIES },
-    );
+    const append = async () =>
+      storage.delivery.append(
+        {
+          groupId,
+          sender,
+          epoch,
+          kind: kind as DeliveryKind,
+          message,
+          recipients,
+          removed,
+          ...(groupInfo ? { groupInfo } : {}),
+          ...(kind === 'welcome'
+            ? { manifestSeqs: await listedRecipients(devices, recipients, op) }
+            : {}),
+        },
+        { now: now(), cap: MAX_QUEUE_ENTRIES, welcomeCap: MAX_QUEUED_WELCOMES },
+      );
+    let result = await append();
+    // A recipient's account changed its manifest between the check and the queue locks: check
+    // again against the new one.
+    for (let i = 1; i < WELCOME_ATTEMPTS && !result.ok && result.reason === 'manifestChanged'; i++)
+      result = await append();
     if (!result.ok) {
       switch (result.reason) {
         case 'epoch':
@@ -147,6 +201,14 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
             op,
             `the queue of device ${result.route.deviceId} of account ${result.route.accountId} is full`,
           );
+        case 'welcomesFull':
+          throw new ServerError(
+            'QUEUE_FULL',
+            op,
+            `device ${result.route.deviceId} of account ${result.route.accountId} holds ${MAX_QUEUED_WELCOMES} unacknowledged welcomes`,
+          );
+        case 'manifestChanged':
+          throw new ServerError('CONFLICT', op, "a recipient account's manifest changed; retry");
         default:
           // An unknown group answers like a known one the device is not in: no existence oracle.
           throw notMember(op);
@@ -160,7 +222,7 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
 
   app.get('/v1/queue', auth, async (c) => {
     const op = 'delivery.queue';
-    const route = deviceRoute(c.get('session'), op);
+    const session = c.get('session');
     const afterText = c.req.query('after');
     const limitText = c.req.query('limit');
     const after =
@@ -168,9 +230,14 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
     const limit =
       limitText === undefined ? MAX_QUEUE_PAGE : parseCount(limitText, 'limit', op, MAX_QUEUE_PAGE);
     if (limit === 0) throw bad(op, 'limit', `an integer from 1 to ${MAX_QUEUE_PAGE}`);
-    const [page, manifestSeq] = await Promise.all([
+    if (session.deviceId === null)
+      throw new ServerError('FORBIDDEN', op, 'the session names no device');
+    const route = { accountId: session.accountId, deviceId: session.deviceId };
+    // Side by side: the listing check also yields the manifest seq the page carries, and a page
+    // read for a device that turns out unlisted is dropped unseen.
+    const [page, { manifestSeq }] = await Promise.all([
       storage.delivery.queue(route, after, { limit, maxBytes: MAX_QUEUE_PAGE_BYTES }),
-      storage.manifests.latestSeq(route.accountId),
+      deviceRoute(devices, session, op),
     ]);
     return c.json({
       messages: page.messages.map((m) => ({
@@ -184,7 +251,7 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
       })),
       more: page.more,
       // The account's newest manifest seq: a client fetches its manifest only when it moved.
-      ...(manifestSeq === undefined ? {} : { manifestSeq }),
+      manifestSeq,
     });
   });
 
@@ -192,7 +259,7 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
     const op = 'delivery.ack';
     const body = readJson(c, op);
     const upTo = counterField(body, 'upTo', op);
-    const route = deviceRoute(c.get('session'), op);
+    const { route } = await deviceRoute(devices, c.get('session'), op);
     await storage.delivery.ack(route, upTo);
     return c.body(null, 204);
   });
@@ -200,7 +267,7 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
   app.get('/v1/groups/:groupId/info', auth, async (c) => {
     const op = 'delivery.groupInfo';
     const groupId = groupIdParam(c.req.param('groupId'), op);
-    const route = deviceRoute(c.get('session'), op);
+    const { route } = await deviceRoute(devices, c.get('session'), op);
     const info = await storage.delivery.groupInfo(groupId, route);
     if (!info) throw notMember(op);
     return c.json({

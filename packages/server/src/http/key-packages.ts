@@ -1,13 +1,13 @@
 // spec/http-api-v1.md "KeyPackages": upload, count and claim-once. KeyPackages are opaque to the
 // server (size only); clients verify what they claim against the target's manifest.
 import { toBase64url } from '@coffer/crypto';
-import { decodeManifestBody } from '@coffer/protocol';
 import { Hono } from 'hono';
 import { createClaimLimiter } from '../claim-limiter.js';
 import { ServerError } from '../errors.js';
 import { requireAuth } from '../middleware/auth.js';
-import { type Storage, StorageConflictError } from '../storage/types.js';
-import type { AppEnv, AuthSession, RouteDeps } from './_env.js';
+import { StorageConflictError } from '../storage/types.js';
+import { listedDevice } from './_devices.js';
+import type { AppEnv, RouteDeps } from './_env.js';
 import { readJson } from './_json.js';
 import { decodeB64url, idParam } from './validate.js';
 
@@ -18,31 +18,13 @@ export const MAX_KEY_PACKAGES_PER_UPLOAD = 100;
 /** One-time KeyPackages one device may hold: bounds what one device makes the server store. */
 export const MAX_KEY_PACKAGES_PER_DEVICE = 500;
 
-/** The session's device, which must be listed in the account's current manifest (of `seq`). */
-async function listedDevice(storage: Storage, session: AuthSession, op: string) {
-  const deviceId = session.deviceId;
-  if (deviceId === null) throw new ServerError('FORBIDDEN', op, 'the session names no device');
-  const current = await currentDevices(storage, session.accountId);
-  if (!current) throw new ServerError('NOT_FOUND', op, 'account not found');
-  if (!current.ids.includes(deviceId))
-    throw new ServerError('CONFLICT', op, 'the current manifest does not list this device');
-  return { deviceId, seq: current.seq };
-}
-
-/** The seq and device ids of the account's current manifest (stored only after it verified). */
-async function currentDevices(storage: Storage, accountId: string) {
-  const latest = await storage.manifests.latest(accountId);
-  if (!latest) return undefined;
-  return { seq: latest.seq, ids: decodeManifestBody(latest.body).devices.map((d) => d.id) };
-}
-
 /**
  * The KeyPackage directory.
  *
  * @example app.route('/', keyPackageRoutes(deps));
  */
 export function keyPackageRoutes(deps: RouteDeps): Hono<AppEnv> {
-  const { storage, now } = deps;
+  const { storage, now, devices } = deps;
   const app = new Hono<AppEnv>();
   const auth = requireAuth({ storage, now });
   const limiter = createClaimLimiter(storage.throttle, deps.throttleKey, now);
@@ -66,7 +48,7 @@ export function keyPackageRoutes(deps: RouteDeps): Hono<AppEnv> {
         ? undefined
         : decodeB64url(lastResortValue, 'lastResort', op, limits);
     const session = c.get('session');
-    const { deviceId, seq } = await listedDevice(storage, session, op);
+    const { deviceId, seq } = await listedDevice(devices, session, op);
     let available: number;
     try {
       available = await storage.keyPackages.add(
@@ -109,7 +91,7 @@ export function keyPackageRoutes(deps: RouteDeps): Hono<AppEnv> {
       if (ServerError.is(err, 'RATE_LIMITED')) deps.metrics.rateLimited.inc();
       throw err;
     }
-    const ids = (await currentDevices(storage, target))?.ids;
+    const ids = (await devices.current(target))?.ids;
     if (!ids) throw new ServerError('NOT_FOUND', op, 'account not found');
     // One's own device needs no KeyPackage of its own; handing it out would only waste it.
     const wanted = target === session.accountId ? ids.filter((id) => id !== session.deviceId) : ids;

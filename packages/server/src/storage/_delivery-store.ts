@@ -37,6 +37,29 @@ function byRoute(a: DeviceRoute, b: DeviceRoute): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/**
+ * PostgreSQL, inside a transaction: locks the queue counters of `routes` (making the missing
+ * ones) in the order {@link DeliveryStore.append} takes them, so that a revocation holding them
+ * and a message to those devices are serialised: the message re-checks its recipients after
+ * taking these locks.
+ */
+export async function lockQueues(
+  tx: Kysely<StorageDb>,
+  routes: readonly DeviceRoute[],
+): Promise<void> {
+  for (const route of [...routes].sort(byRoute)) {
+    await tx
+      .insertInto('delivery_devices')
+      .values({ account_id: route.accountId, device_id: route.deviceId, next_cursor: 1 })
+      .onConflict((oc) =>
+        oc
+          .columns(['account_id', 'device_id'])
+          .doUpdateSet({ next_cursor: sql`delivery_devices.next_cursor` }),
+      )
+      .execute();
+  }
+}
+
 /** The DeliveryStore over the shared context (see types.ts for the contract). */
 export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
   const { db, sealer } = ctx;
@@ -56,6 +79,18 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
     return num(row.next_cursor) - 1;
   }
 
+  /** Unacknowledged welcomes in the device's queue (an index range of at most the welcome cap). */
+  async function welcomeCount(tx: Kysely<StorageDb>, route: DeviceRoute): Promise<number> {
+    const row = await tx
+      .selectFrom('delivery_queue')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('account_id', '=', route.accountId)
+      .where('device_id', '=', route.deviceId)
+      .where('welcome', '=', 1)
+      .executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
   async function oldestCursor(tx: Kysely<StorageDb>, route: DeviceRoute) {
     const row = await tx
       .selectFrom('delivery_queue')
@@ -66,8 +101,37 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
     return row?.c == null ? undefined : num(row.c);
   }
 
+  /** The group's routing set, as route keys. */
+  async function routed(tx: Kysely<StorageDb>, groupId: string): Promise<Set<string>> {
+    const rows = await tx
+      .selectFrom('delivery_members')
+      .select(['account_id', 'device_id'])
+      .where('group_id', '=', groupId)
+      .execute();
+    return new Set(rows.map((r) => `${r.account_id}:${r.device_id}`));
+  }
+
+  /** A welcome's recipient accounts still have the manifests the caller checked them against. */
+  async function checkManifests(
+    tx: Kysely<StorageDb>,
+    expected: ReadonlyMap<string, number> | undefined,
+  ): Promise<void> {
+    if (!expected || expected.size === 0) return;
+    const rows = await tx
+      .selectFrom('manifests')
+      .select(['account_id', (eb) => eb.fn.max('seq').as('seq')])
+      .where('account_id', 'in', [...expected.keys()])
+      .groupBy('account_id')
+      .execute();
+    const now = new Map(rows.map((r) => [r.account_id, r.seq == null ? -1 : num(r.seq)]));
+    for (const [accountId, seq] of expected) {
+      if (now.get(accountId) !== seq) throw new Refused({ ok: false, reason: 'manifestChanged' });
+    }
+  }
+
   const store: DeliveryStore = {
-    async append(m, { now, cap }) {
+    async append(m, options) {
+      const { now, cap, welcomeCap } = options;
       const recipients = [...m.recipients].sort(byRoute);
       let creating = false;
       try {
@@ -88,7 +152,13 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
             creating = true;
             await tx
               .insertInto('delivery_groups')
-              .values({ group_id: m.groupId, epoch: 0, next_seq: 1, created_at: now })
+              .values({
+                group_id: m.groupId,
+                epoch: 0,
+                next_seq: 1,
+                created_at: now,
+                active_at: now,
+              })
               .execute();
             await tx
               .insertInto('delivery_members')
@@ -104,12 +174,7 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
           } else {
             epoch = num(group.epoch);
             seq = num(group.next_seq);
-            const rows = await tx
-              .selectFrom('delivery_members')
-              .select(['account_id', 'device_id'])
-              .where('group_id', '=', m.groupId)
-              .execute();
-            for (const r of rows) members.add(`${r.account_id}:${r.device_id}`);
+            for (const r of await routed(tx, m.groupId)) members.add(r);
             if (!members.has(routeKey(m.sender)))
               throw new Refused({ ok: false, reason: 'notMember' });
             if (m.epoch !== epoch) throw new Refused({ ok: false, reason: 'epoch', epoch });
@@ -124,6 +189,7 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
             .set({
               epoch: newEpoch,
               next_seq: seq + 1,
+              active_at: now,
               ...(m.groupInfo
                 ? {
                     group_info_epoch: newEpoch,
@@ -155,13 +221,23 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
             })
             .execute();
 
+          const welcome = m.kind === 'welcome';
           for (const route of recipients) {
             const cursor = await nextCursor(tx, route);
             const oldest = (await oldestCursor(tx, route)) ?? cursor;
             // Cursors of a queue are contiguous (entries leave oldest first), so this is the
             // number of entries it would hold with this one.
-            if (cursor - oldest + 1 > cap)
+            const held = cursor - oldest + 1;
+            if (welcome) {
+              // Welcomes reach devices outside the group: their own small cap keeps a stranger
+              // from filling the queue, and they do not count toward `cap` below.
+              if ((await welcomeCount(tx, route)) + 1 > welcomeCap)
+                throw new Refused({ ok: false, reason: 'welcomesFull', route });
+            } else if (held > cap && held - (await welcomeCount(tx, route)) > cap) {
+              // (Welcomes are counted only when the queue is that long: the common case pays
+              // for no second query.)
               throw new Refused({ ok: false, reason: 'queueFull', route });
+            }
             await tx
               .insertInto('delivery_queue')
               .values({
@@ -171,8 +247,19 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
                 group_id: m.groupId,
                 seq,
                 created_at: now,
+                welcome: welcome ? 1 : 0,
               })
               .execute();
+          }
+          // Every recipient's queue is locked now. A revocation takes the same locks before it
+          // deletes a device's routes and queue (_manifest-store.ts), so what it did is either
+          // visible here or waits until this message is in (and then deletes it with the rest).
+          if (welcome) await checkManifests(tx, m.manifestSeqs);
+          else if (ctx.dialect === 'postgres' && recipients.length > 0) {
+            // SQLite's writer lock made the check above final; PostgreSQL reads again.
+            const still = await routed(tx, m.groupId);
+            if (recipients.some((r) => !still.has(routeKey(r))))
+              throw new Refused({ ok: false, reason: 'notMember' });
           }
 
           if (m.kind === 'welcome' && recipients.length > 0) {
@@ -203,12 +290,14 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
         // PostgreSQL: two creating commits raced and this one lost the insert. Once more, it
         // finds the group and is answered like any message to it (as on SQLite, where the
         // second transaction simply waits).
-        if (creating && err instanceof StorageConflictError) return store.append(m, { now, cap });
+        if (creating && err instanceof StorageConflictError) return store.append(m, options);
         throw err;
       }
     },
 
     async queue(route, after, { limit, maxBytes }) {
+      // Sizes first: a page holds at most `limit` entries of up to 1 MiB each, and only those
+      // that fit in `maxBytes` are worth reading from disk and opening.
       const rows = await db
         .selectFrom('delivery_queue as q')
         .innerJoin('delivery_messages as m', (join) =>
@@ -222,7 +311,7 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
           'm.kind',
           'm.sender_account_id',
           'm.sender_device_id',
-          'm.body',
+          sql<number | string>`length(m.body)`.as('size'),
         ])
         .where('q.account_id', '=', route.accountId)
         .where('q.device_id', '=', route.deviceId)
@@ -233,26 +322,47 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
       const taken: typeof rows = [];
       let size = 0;
       for (const row of rows.slice(0, limit)) {
-        if (taken.length > 0 && size + row.body.length > maxBytes) break;
-        size += row.body.length;
+        const length = num(row.size);
+        if (taken.length > 0 && size + length > maxBytes) break;
+        size += length;
         taken.push(row);
       }
+      const last = taken.at(-1);
+      if (!last) return { messages: [], more: rows.length > 0 };
+      // The same entries again, bodies only. One acknowledged or swept meanwhile is left out;
+      // none can appear in between (cursors become visible in order).
+      const bodies = await db
+        .selectFrom('delivery_queue as q')
+        .innerJoin('delivery_messages as m', (join) =>
+          join.onRef('m.group_id', '=', 'q.group_id').onRef('m.seq', '=', 'q.seq'),
+        )
+        .select(['q.cursor', 'm.body'])
+        .where('q.account_id', '=', route.accountId)
+        .where('q.device_id', '=', route.deviceId)
+        .where('q.cursor', '>', after)
+        .where('q.cursor', '<=', last.cursor)
+        .execute();
+      const bodyOf = new Map(bodies.map((b) => [num(b.cursor), b.body]));
       const messages = await Promise.all(
-        taken.map(
-          async (r): Promise<QueuedMessage> => ({
-            cursor: num(r.cursor),
-            groupId: r.group_id,
-            seq: num(r.seq),
-            epoch: num(r.epoch),
-            kind: r.kind as DeliveryKind,
-            sender: { accountId: r.sender_account_id, deviceId: r.sender_device_id },
-            message: await sealer.open(
-              'delivery_messages.body',
-              messageRowId(r.group_id, num(r.seq)),
-              bytes(r.body),
-            ),
-          }),
-        ),
+        taken.flatMap((r) => {
+          const body = bodyOf.get(num(r.cursor));
+          if (!body) return [];
+          return [
+            (async (): Promise<QueuedMessage> => ({
+              cursor: num(r.cursor),
+              groupId: r.group_id,
+              seq: num(r.seq),
+              epoch: num(r.epoch),
+              kind: r.kind as DeliveryKind,
+              sender: { accountId: r.sender_account_id, deviceId: r.sender_device_id },
+              message: await sealer.open(
+                'delivery_messages.body',
+                messageRowId(r.group_id, num(r.seq)),
+                bytes(body),
+              ),
+            }))(),
+          ];
+        }),
       );
       return { messages, more: taken.length < rows.length };
     },
@@ -311,6 +421,22 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
             ),
           )
           .executeTakeFirst();
+        // Groups nobody is routed to can never take a message again (a sender must be routed):
+        // once their last message is past retention nothing refers to them, and their GroupInfo
+        // (up to 1 MiB) would otherwise be kept forever. Their messages, if any, go with them.
+        await tx
+          .deleteFrom('delivery_groups')
+          .where('active_at', '<=', before)
+          .where(({ not, exists, selectFrom }) =>
+            not(
+              exists(
+                selectFrom('delivery_members as d')
+                  .select(sql<number>`1`.as('one'))
+                  .whereRef('d.group_id', '=', 'delivery_groups.group_id'),
+              ),
+            ),
+          )
+          .execute();
         return Number(old.numDeletedRows) + Number(done.numDeletedRows);
       });
     },

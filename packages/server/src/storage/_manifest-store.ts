@@ -1,5 +1,6 @@
 import type { Insertable, Kysely } from 'kysely';
 import type { StoreContext } from './_context.js';
+import { lockQueues } from './_delivery-store.js';
 import { lockAccount } from './_key-package-store.js';
 import { manifestRowId, num } from './_rows.js';
 import type { StorageDb } from './_schema.js';
@@ -138,7 +139,17 @@ export function createManifestStore(ctx: StoreContext): ManifestStore {
       await ctx.transaction(async (tx) => {
         // A KeyPackage upload holds this lock while it checks that the device is listed: taking
         // it first means no upload for a revoked device commits after the delete below.
-        if (revoked.length > 0 && ctx.dialect === 'postgres') await lockAccount(tx, accountId);
+        // A message in flight to a revoked device holds (or waits for) its queue's lock and
+        // re-checks its recipients once it has it: taking those locks here means it either
+        // commits before the deletes below (and loses its entry to them) or finds the device
+        // gone. (SQLite's single writer serialises all of this already.)
+        if (revoked.length > 0 && ctx.dialect === 'postgres') {
+          await lockAccount(tx, accountId);
+          await lockQueues(
+            tx,
+            revoked.map((deviceId) => ({ accountId, deviceId })),
+          );
+        }
         await appendManifest(tx, accountId, sealed, backup);
         if (revoked.length > 0) {
           await tx

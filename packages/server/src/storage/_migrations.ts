@@ -277,6 +277,45 @@ function blobs(): Migration {
 }
 
 /**
+ * spec/http-api-v1.md "Delivery": welcome entries are marked in the queue (they have their own,
+ * small cap per device and do not count toward the queue's), and a group remembers its last
+ * accepted message, so that the sweep can delete groups nobody is routed to any more.
+ */
+function deliveryLimits(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .alterTable('delivery_queue')
+        .addColumn('welcome', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createIndex('delivery_queue_welcome_idx')
+        .on('delivery_queue')
+        .columns(['account_id', 'device_id', 'welcome'])
+        .execute();
+      // Existing queue entries of welcomes: their messages say so.
+      await sql`update delivery_queue set welcome = 1 where exists (select 1 from delivery_messages m
+        where m.group_id = delivery_queue.group_id and m.seq = delivery_queue.seq
+        and m.kind = 'welcome')`.execute(db);
+
+      await db.schema
+        .alterTable('delivery_groups')
+        .addColumn('active_at', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await sql`update delivery_groups set active_at = coalesce((select max(m.created_at)
+        from delivery_messages m where m.group_id = delivery_groups.group_id), created_at)`.execute(
+        db,
+      );
+      await db.schema
+        .createIndex('delivery_groups_active_idx')
+        .on('delivery_groups')
+        .column('active_at')
+        .execute();
+    },
+  };
+}
+
+/**
  * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
  * has shipped: add the next.
  */
@@ -288,6 +327,7 @@ export function storageMigrations(dialect: StorageDialect): MigrationProvider {
         '0002_key_packages': keyPackages(dialect),
         '0003_delivery': delivery(dialect),
         '0004_blobs': blobs(),
+        '0005_delivery_limits': deliveryLimits(),
       };
     },
   };

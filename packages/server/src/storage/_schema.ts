@@ -71,6 +71,8 @@ export interface StorageDb {
     group_info_epoch: MaybeMillis;
     group_info: MaybeBytes;
     created_at: Millis;
+    /** When the group last accepted a message (its creation included): the sweep's clock. */
+    active_at: Millis;
   };
   delivery_members: { group_id: string; account_id: string; device_id: string };
   /** Each accepted message once; `body` sealed, bound to `groupId:seq`. */
@@ -92,6 +94,8 @@ export interface StorageDb {
     group_id: string;
     seq: Millis;
     created_at: Millis;
+    /** 1 for a welcome's entry (capped apart, see _delivery-store.ts), else 0. */
+    welcome: Int;
   };
   /** spec/http-api-v1.md "Blobs": who uploaded which blob, its size and age (bytes are files). */
   blobs: { blob_id: string; account_id: string; size: Millis; created_at: Millis };

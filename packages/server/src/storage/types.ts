@@ -278,6 +278,12 @@ export interface NewDelivery {
   readonly removed?: readonly DeviceRoute[];
   /** Commit only: the GroupInfo of the new epoch. */
   readonly groupInfo?: Uint8Array;
+  /**
+   * Welcome only: for each recipient account, the seq of its current manifest as the caller
+   * found it listing the recipients. Checked again once the recipients' queues are locked, so
+   * that a welcome never lands on a device revoked meanwhile (refusal `manifestChanged`).
+   */
+  readonly manifestSeqs?: ReadonlyMap<string, number>;
 }
 
 /** What {@link DeliveryStore.append} decided. Expected refusals are values, not exceptions. */
@@ -289,8 +295,12 @@ export type DeliveryResult =
   | { readonly ok: false; readonly reason: 'notMember' }
   /** The group does not exist and the message is not a creating commit at epoch 0. */
   | { readonly ok: false; readonly reason: 'unknownGroup' }
-  /** A recipient's queue holds `cap` entries: nothing was stored. */
-  | { readonly ok: false; readonly reason: 'queueFull'; readonly route: DeviceRoute };
+  /** A recipient's queue holds `cap` entries (welcomes not counted): nothing was stored. */
+  | { readonly ok: false; readonly reason: 'queueFull'; readonly route: DeviceRoute }
+  /** Welcome only: a recipient holds `welcomeCap` unacknowledged welcomes: nothing was stored. */
+  | { readonly ok: false; readonly reason: 'welcomesFull'; readonly route: DeviceRoute }
+  /** Welcome only: a recipient account's manifest is no longer the one in `manifestSeqs`. */
+  | { readonly ok: false; readonly reason: 'manifestChanged' };
 
 /** One entry of a device's queue. */
 export interface QueuedMessage {
@@ -313,12 +323,19 @@ export interface DeliveryStore {
    * seq (a commit also moves the epoch to epoch + 1), and appends it to every recipient's queue.
    * A commit at epoch 0 for an unknown group creates it with the sender as its only member.
    * Concurrent commits for one epoch: exactly one is accepted, the others get `epoch`.
+   * A queue holds at most `cap` entries that are not welcomes, and at most `welcomeCap`
+   * welcomes. Recipients are checked again after their queues are locked, so that a message
+   * racing a device's revocation ({@link ManifestStore.append}) either commits first (and is
+   * deleted with the rest) or is refused.
    */
   append(
     message: NewDelivery,
-    options: { readonly now: number; readonly cap: number },
+    options: { readonly now: number; readonly cap: number; readonly welcomeCap: number },
   ): Promise<DeliveryResult>;
-  /** The device's queue after `after`, in cursor order: at most `limit` entries and (past the first) `maxBytes`. */
+  /**
+   * The device's queue after `after`, in cursor order: at most `limit` entries and (past the
+   * first) `maxBytes` of sealed bodies. Sizes are read first; only the bodies that fit are loaded.
+   */
   queue(
     route: DeviceRoute,
     after: number,
@@ -331,7 +348,11 @@ export interface DeliveryStore {
     groupId: string,
     route: DeviceRoute,
   ): Promise<{ readonly epoch: number; readonly groupInfo: Uint8Array | null } | undefined>;
-  /** Retention: deletes messages (and their queue entries) created at or before `before`. */
+  /**
+   * Retention: deletes messages (and their queue entries) created at or before `before`, and
+   * groups with an empty routing set whose last message was accepted at or before `before`
+   * (with their GroupInfo). Returns how many messages went.
+   */
   deleteOlderThan(before: number): Promise<number>;
 }
 
