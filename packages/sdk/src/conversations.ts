@@ -2005,7 +2005,19 @@ class Conversations {
         if (entry.cursor <= index.cursor) {
           throw this.#violation('QUEUE_ORDER', 'the server repeated or reordered queue cursors');
         }
-        events.push(...(await this.#handle(entry, index)));
+        if (isGroupId(entry.groupId)) {
+          events.push(...(await this.#handle(entry, index)));
+        } else {
+          // The server's word becomes a record name (group/<id>): an id no group can have would
+          // fail to store on every sync and stall the queue. Reported and skipped.
+          events.push(
+            this.#errorEvent(
+              entry.groupId.slice(0, 86),
+              'INVALID_GROUP_ID',
+              'a queue entry for a malformed conversation id',
+            ),
+          );
+        }
         index.cursor = entry.cursor;
       }
       // Everything up to here is saved (each group record was written before): acknowledge.
@@ -2652,8 +2664,19 @@ function withoutPending(record: GroupRecord): GroupRecord {
   return next;
 }
 
+/** A delivery service group id: canonical b64url of 16 to 64 bytes (spec http-api-v1). */
+function isGroupId(value: unknown): boolean {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{22,86}$/.test(value)) return false;
+  try {
+    const length = fromBase64url(value).length;
+    return length >= 16 && length <= 64;
+  } catch {
+    return false;
+  }
+}
+
 function checkGroupId(groupId: unknown): asserts groupId is string {
-  if (typeof groupId !== 'string' || !/^[A-Za-z0-9_-]{22,86}$/.test(groupId)) {
+  if (typeof groupId !== 'string' || !isGroupId(groupId)) {
     throw new SdkError(
       'INVALID_ARGUMENT',
       'conversations',

@@ -151,6 +151,22 @@ describe('a hostile delivery service', () => {
     expect(await bob.client.conversations.history(id)).toHaveLength(1);
   });
 
+  test('a queue entry with a malformed conversation id is reported and skipped', async () => {
+    const { alice, bob, id } = await pair();
+    await alice.client.conversations.send(id, 'one');
+    await alice.client.conversations.send(id, 'two');
+    // An id too long to be one (and to name a record): it must not stall the queue.
+    onQueue(bob, ([first, ...rest]) => [
+      { ...(first as QueueEntry), groupId: 'A'.repeat(120) },
+      ...rest,
+    ]);
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual(['INVALID_GROUP_ID']);
+    expect(texts(events)).toEqual(['two']);
+    await alice.client.conversations.send(id, 'three');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['three']);
+  });
+
   test('a message attributed to another sender than its MLS signature says is refused', async () => {
     const { alice, bob, carol, id } = await team3();
     await alice.client.conversations.send(id, 'from alice');
