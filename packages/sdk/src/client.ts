@@ -567,6 +567,7 @@ class Client implements CofferClient {
       // Another process on the same home waits for this operation to finish, and we for its.
       const release = await this.#parts.store.lock?.(operation);
       try {
+        await this.#syncSession(operation);
         return await fn();
       } catch (err) {
         // One error class leaves the SDK: a protocol or crypto failure that no step mapped
@@ -660,57 +661,95 @@ class Client implements CofferClient {
     await this.#localState().deleteSession();
   }
 
-  /** Runs an authenticated call; a dead session becomes DEVICE_REVOKED or NOT_LOGGED_IN. */
+  /**
+   * Another process on this home may have logged in or out, or changed the password (a new
+   * token), since this client last looked: the stored session is the truth, and this client
+   * follows it. Runs under the home's lock at the start of every operation.
+   */
+  async #syncSession(op: string): Promise<void> {
+    const local = this.#localState();
+    const stored = await local.readSession();
+    const current = this.#current;
+    if (!stored && !current) return;
+    if (stored && current && stored.accountId === current.accountId) {
+      if (sameToken(stored.token, current.token)) return;
+    }
+    this.#current = stored ? await this.#load(op, local) : undefined;
+  }
+
+  /**
+   * Runs an authenticated call; a dead session becomes DEVICE_REVOKED or NOT_LOGGED_IN. When
+   * another process on this home replaced the token meanwhile (a store without a lock, or a
+   * call outside an operation such as a link's wait), the call is retried once with the stored
+   * token.
+   */
   async #authed<T>(current: Current, fn: (token: string) => Promise<T>): Promise<T> {
-    try {
-      return await fn(current.token);
-    } catch (err) {
-      if (SdkError.is(err, 'NOT_LOGGED_IN') && err.status === 401) {
-        throw await this.#sessionEnded(current, err);
+    let token = current.token;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn(token);
+      } catch (err) {
+        if (!(SdkError.is(err, 'NOT_LOGGED_IN') && err.status === 401)) throw err;
+        const next = await this.#sessionEnded(current, token, err, attempt === 0);
+        if (typeof next !== 'string') throw next;
+        token = next;
       }
-      throw err;
     }
   }
 
   /**
-   * The server no longer accepts our token. Sessions end early only by logout (which clears
-   * this client first), account deletion or revocation (spec "Devices": the sessions of removed
-   * devices are deleted). So: a manifest signed by the account's identity, newer than ours and
-   * without this device, proves a revocation; with no manifest to read (the route needs a
-   * session), a token rejected well before its expiry is reported as a revocation too, and one
-   * near or past its expiry as an ended session. Either way the local session is gone. A server
-   * that lies here can only log us out, which it can do anyway.
+   * The server rejected `rejected`, a token of `current`. The stored session says what
+   * happened (spec "Devices"):
+   *
+   * - it holds another token of the same device: another process on this home logged in again
+   *   or changed the password (which ends the old token). This client takes the stored session
+   *   and the call is retried once with it (the token is returned).
+   * - it is gone, or of another account or device: another process logged out (or in as someone
+   *   else). This client follows the home: NOT_LOGGED_IN, and the stored record is left alone.
+   * - it still holds the rejected token: the server ended this device's session. Sessions end
+   *   early only by logout (which clears the stored session first), account deletion or
+   *   revocation (the sessions of removed devices are deleted), so one rejected well before its
+   *   expiry is reported as DEVICE_REVOKED, one near or past its expiry as NOT_LOGGED_IN; the
+   *   stored session is deleted either way. No manifest is read to tell which: the server
+   *   serves manifests only to a session, which is exactly what we no longer have.
+   *
+   * A session being made (a login before it is stored) touches nothing stored. A server that
+   * lies here can only log us out, which it can do anyway.
    */
-  async #sessionEnded(current: Current, cause: SdkError): Promise<SdkError> {
+  async #sessionEnded(
+    current: Current,
+    rejected: string,
+    cause: SdkError,
+    mayRetry: boolean,
+  ): Promise<SdkError | string> {
     const op = this.#op;
-    let evidence: 'revoked' | 'listed' | undefined;
-    try {
-      const latest = await this.#api.accountManifest(op, undefined, current.accountId);
-      const body = await verifyManifest(latest, {
-        accountId: current.accountId,
-        identityKey: current.identity.publicKey,
-      });
-      if (body.devices.some((d) => d.id === current.deviceId)) evidence = 'listed';
-      else if (body.seq > current.manifest.body.seq) {
-        evidence = 'revoked';
-        await this.#saveManifest(current, { manifest: latest, body });
+    const ended = () =>
+      new SdkError('NOT_LOGGED_IN', op, 'the session has ended; log in again', { cause });
+    const mine = this.#current !== undefined && this.#isCurrent(current);
+    if (mine) {
+      const local = this.#localState();
+      const stored = await local.readSession();
+      if (!stored) {
+        this.#current = undefined;
+        return ended();
       }
-    } catch {
-      // Not readable without a session, or not verifiable: no evidence either way.
+      if (!sameToken(stored.token, rejected)) {
+        const reloaded = await this.#load(op, local);
+        this.#current = reloaded;
+        const same =
+          reloaded?.accountId === current.accountId && reloaded.deviceId === current.deviceId;
+        return same && mayRetry ? reloaded.token : ended();
+      }
+      await this.#endSession();
     }
-    await this.#endSession();
     const early = current.expiresAt - EXPIRY_SLACK_MS > this.#parts.now();
-    if (evidence === 'revoked' || (evidence === undefined && early)) {
-      return new SdkError(
-        'DEVICE_REVOKED',
-        op,
-        evidence
-          ? `device ${current.deviceId} was removed from the account`
-          : `the server ended the session of device ${current.deviceId} before it expired: the device was removed or the account deleted`,
-        { cause, detail: evidence ? 'MANIFEST' : 'SESSION_ENDED' },
-      );
-    }
-    return new SdkError('NOT_LOGGED_IN', op, 'the session has ended; log in again', { cause });
+    if (!early) return ended();
+    return new SdkError(
+      'DEVICE_REVOKED',
+      op,
+      `the server ended the session of device ${current.deviceId} before it expired: the device was removed or the account deleted`,
+      { cause, detail: 'SESSION_ENDED' },
+    );
   }
 
   async #saveManifest(current: Current, manifest: VerifiedManifest): Promise<void> {
@@ -1629,4 +1668,10 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
   return diff === 0;
+}
+
+/** Whether two session tokens are the same, in constant time. */
+function sameToken(a: string, b: string): boolean {
+  const encoder = new TextEncoder();
+  return bytesEqual(encoder.encode(a), encoder.encode(b));
 }

@@ -4,8 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from '@coffer/crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { ConversationEvent } from '../src/index.js';
+import { type ConversationEvent, type FetchLike, memoryStore, SdkError } from '../src/index.js';
 import { fileStore, openNodeHome } from '../src/node.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
 
@@ -78,5 +79,64 @@ describe('one home, two clients', () => {
     const next = await waiting;
     expect(second).toBe(true);
     await next?.();
+  });
+
+  test('a password change in one process leaves the other logged in, with the new session', async () => {
+    const home = join(dir, 'password');
+    const one = await openNodeHome(home);
+    const a = await testClient(server, { store: one.store, storeKey: one.storeKey });
+    const name = username('carol');
+    const { account } = await a.signup(name, 'pw-old-long enough');
+    const two = await openNodeHome(home);
+    const b = await testClient(server, { store: two.store, storeKey: two.storeKey });
+    await b.changePassword('pw-old-long enough', 'pw-new-long enough');
+    // A's token was ended by B's change: A takes the session B stored instead of calling
+    // itself revoked and deleting it.
+    expect((await a.devices.list()).map((d) => d.id)).toEqual([account.deviceId]);
+    expect(await a.whoami()).toEqual(account);
+    const three = await openNodeHome(home);
+    const fresh = await testClient(server, { store: three.store, storeKey: three.storeKey });
+    expect(await fresh.whoami()).toEqual(account);
+    for (const c of [a, b, fresh]) await c.close();
+  });
+
+  test('a logout in one process logs the other out without calling the device revoked', async () => {
+    const home = join(dir, 'logout');
+    const one = await openNodeHome(home);
+    const a = await testClient(server, { store: one.store, storeKey: one.storeKey });
+    const name = username('dave');
+    const { account } = await a.signup(name, 'pw-dave-long enough');
+    const two = await openNodeHome(home);
+    const b = await testClient(server, { store: two.store, storeKey: two.storeKey });
+    await b.logout();
+    await expect(a.devices.list()).rejects.toSatisfy((e) => SdkError.is(e, 'NOT_LOGGED_IN'));
+    expect(await a.whoami()).toBeUndefined();
+    // And a login there is seen here: the home holds one session, whoever made it.
+    await b.login(name, 'pw-dave-long enough');
+    expect(await a.whoami()).toEqual(account);
+    expect((await a.devices.list()).map((d) => d.id)).toEqual([account.deviceId]);
+    for (const c of [a, b]) await c.close();
+  });
+
+  test('without a lock, a token replaced during a call is retried once, and the stored session kept', async () => {
+    // A store with no lock: B's password change lands while A's request is in flight.
+    const store = memoryStore();
+    const storeKey = randomBytes(32);
+    let during: (() => Promise<void>) | undefined;
+    const fetch: FetchLike = async (url, init) => {
+      const run = during;
+      during = undefined;
+      await run?.();
+      return server.fetch(url, init);
+    };
+    const a = await testClient(server, { store, storeKey: storeKey.slice(), fetch });
+    const name = username('erin');
+    const { account } = await a.signup(name, 'pw-old-long enough');
+    const b = await testClient(server, { store, storeKey: storeKey.slice() });
+    during = () => b.changePassword('pw-old-long enough', 'pw-new-long enough');
+    expect((await a.devices.list()).map((d) => d.id)).toEqual([account.deviceId]);
+    const fresh = await testClient(server, { store, storeKey: storeKey.slice() });
+    expect(await fresh.whoami()).toEqual(account);
+    for (const c of [a, b, fresh]) await c.close();
   });
 });
