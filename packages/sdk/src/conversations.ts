@@ -1088,19 +1088,42 @@ class Conversations {
         ...(body.groupInfo ? { groupInfo: toBase64url(body.groupInfo) } : {}),
       });
     } catch (err) {
-      if (!SdkError.is(err) || err.serverCode !== 'FORBIDDEN' || body.kind === 'welcome') throw err;
+      if (!SdkError.is(err) || err.serverCode !== 'FORBIDDEN') throw err;
       // The server stopped routing to a recipient: a device its account revoked (the server
-      // ends a revoked device's routes at once). Leave out the devices the members' newest
-      // manifests no longer list, and try once more; the MLS removal follows by the policy.
+      // ends a revoked device's routes at once, and takes no Welcome to it). Leave out the
+      // devices the members' newest manifests no longer list, and try once more; the MLS
+      // removal follows by the policy.
       const kept: ConversationMember[] = [];
       for (const r of body.recipients) {
         const manifest = await this.#manifestOf(r.accountId, 'now').catch(() => undefined);
         if (!manifest || manifest.devices.some((d) => d.id === r.deviceId)) kept.push(r);
       }
-      if (kept.length === body.recipients.length) throw err;
-      return this.#post(groupId, { ...body, recipients: kept });
+      if (kept.length < body.recipients.length) {
+        return this.#post(groupId, { ...body, recipients: kept });
+      }
+      if (body.kind !== 'welcome' && (await this.#routed(groupId))) {
+        // This device is routed, so a member is not yet: one whose Welcome its adder has not
+        // posted yet. Not a matter of this device's password; worth trying again later.
+        throw new SdkError(
+          'CONFLICT',
+          this.#op,
+          'the server does not route to every member yet (a welcome was not delivered): try again later',
+          { cause: err, detail: 'RECIPIENT_UNROUTED', retryable: true, status: err.status },
+        );
+      }
+      throw err;
     }
     return this.#shape('delivery', () => int(res, 'seq'));
+  }
+
+  /** Whether the server routes this device's messages in the group (it is in its routing set). */
+  async #routed(groupId: string): Promise<boolean> {
+    try {
+      await this.#request('GET', `/v1/groups/${groupId}/info`);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async #recipients(group: MlsGroup): Promise<ConversationMember[]> {
@@ -1296,12 +1319,20 @@ class Conversations {
   async #sendWelcome(groupId: string, record: GroupRecord): Promise<void> {
     const welcome = record.welcome;
     if (!welcome) return;
-    await this.#post(groupId, {
-      epoch: welcome.epoch,
-      kind: 'welcome',
-      message: welcome.message,
-      recipients: welcome.recipients,
-    });
+    try {
+      await this.#post(groupId, {
+        epoch: welcome.epoch,
+        kind: 'welcome',
+        message: welcome.message,
+        recipients: welcome.recipients,
+      });
+    } catch (err) {
+      if (!refusedByServer(err)) throw err; // the network: tried again by the next sync
+      // Refused for good: dropped, and said, rather than tried again at every sync.
+      this.#unreported.push(
+        this.#errorEvent(groupId, 'WELCOME_REFUSED', 'the server refused a welcome', err),
+      );
+    }
     const latest = (await this.#readGroup(groupId)) ?? record;
     const next = { ...latest };
     delete next.welcome;
@@ -1972,13 +2003,24 @@ class Conversations {
     const unsettled = new Map<string, number>();
     const { accountId } = this.#me();
     if (this.#scanFor !== accountId) {
+      let again = false;
       for (const id of index.groups) {
-        const record = await this.#readGroup(id);
-        if (record?.welcome) await this.#sendWelcome(id, record);
+        const stored = await this.#readGroup(id);
+        if (stored?.welcome) {
+          try {
+            await this.#sendWelcome(id, stored);
+          } catch (err) {
+            // Not taken now (the network): the next sync tries again, and this one goes on —
+            // the members it would reach stay unrouted meanwhile (RECIPIENT_UNROUTED).
+            if (!SdkError.is(err) || err.code === 'STORE_CORRUPT') throw err;
+            again = true;
+          }
+        }
+        const record = stored?.welcome ? await this.#readGroup(id) : stored;
         const moved = record ? await this.#checkPending(id, record) : undefined;
         if (moved !== undefined) unsettled.set(id, moved);
       }
-      this.#scanFor = accountId;
+      this.#scanFor = again ? undefined : accountId;
     }
     for (;;) {
       const res = await this.#request('GET', `/v1/queue?after=${index.cursor}&limit=${QUEUE_PAGE}`);

@@ -304,6 +304,35 @@ describe('conversations', () => {
     expect(texts(await bob.client.conversations.sync())).toEqual(['still in step']);
   });
 
+  test("a Welcome whose post failed: others' sends say so, and the adder's next sync posts it", async () => {
+    let dropWelcome = false;
+    const flaky: typeof server.fetch = async (url, init) => {
+      if (dropWelcome && url.includes('/messages') && String(init.body).includes('"welcome"')) {
+        dropWelcome = false;
+        throw new TypeError('connection reset');
+      }
+      return server.fetch(url, init);
+    };
+    const alice = await signup('alice', flaky);
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+    dropWelcome = true;
+    const added = await alice.client.conversations.add(team.id, [carol.name]);
+    expect(added.members).toHaveLength(3); // the commit is in; its Welcome is not
+    await bob.client.conversations.sync();
+    const unrouted = await bob.client.conversations.send(team.id, 'too early').catch((e) => e);
+    expect(SdkError.is(unrouted, 'CONFLICT')).toBe(true);
+    expect((unrouted as SdkError).detail).toBe('RECIPIENT_UNROUTED');
+    expect((unrouted as SdkError).retryable).toBe(true);
+    expect(await alice.client.conversations.sync()).toEqual([]); // posts the Welcome
+    await bob.client.conversations.send(team.id, 'now');
+    const events = await carol.client.conversations.sync();
+    expect(events.map((e) => e.type)).toEqual(['joined', 'message']);
+    expect(texts(events)).toEqual(['now']);
+  });
+
   test('post-compromise security: fresh keys after N messages and after a time', async () => {
     let clock = Date.now();
     const alice = await signup('alice', server.fetch, {
