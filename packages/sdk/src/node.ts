@@ -1,6 +1,6 @@
 // @coffer/sdk/node: the Node.js pieces of the SDK (files). Nothing here runs at import time.
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { chmod, link, mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   type AttachmentDescriptor,
@@ -87,23 +87,49 @@ const LOCK_FILE = 'lock';
 /** How long an operation waits for another process's operation on the same home. */
 export const LOCK_WAIT_MS = 30_000;
 const LOCK_POLL_MS = 15;
+/**
+ * A holder writes and flushes its lock file right after creating it, so one still empty or
+ * unreadable after this long lost its writer: a crash between the two, or a power loss before
+ * the bytes reached the disk.
+ */
+const LOCK_UNWRITTEN_STALE_MS = 5_000;
+/** A lock file is one short line; anything longer is not ours. */
+const MAX_LOCK_FILE_BYTES = 256;
+
+/** Who holds a lock: what `<pid> <random> <boot id> <start time>` says ("-" for unknown). */
+interface LockHolder {
+  readonly pid: number;
+  /** The kernel's boot id when the lock was taken (Linux). */
+  readonly boot: string | undefined;
+  /** The holder's start time in clock ticks since boot (Linux), which a reused pid does not share. */
+  readonly start: string | undefined;
+}
 
 /**
- * A lock file made with O_EXCL holding `<pid> <random>`: whoever created it holds the lock.
- * One left by a process that died (its pid is gone) is taken over; the random part makes sure a
- * holder only ever deletes its own file.
+ * A lock file made with O_EXCL holding `<pid> <random> <boot id> <start time>`, flushed to disk:
+ * whoever created it holds the lock. One is taken over when its holder is provably gone: its pid
+ * is not running; it was taken in an earlier boot; its pid now belongs to a process that started
+ * at another time (pid reuse); or it is empty or unreadable and older than a few seconds. Where
+ * the platform has no boot id or start times (outside Linux) only the pid is checked. The random
+ * part makes sure a holder only ever deletes its own file.
  */
 async function acquireLock(operation: string, file: string): Promise<() => Promise<void>> {
-  const token = `${process.pid} ${randomBytes(8).toString('hex')}`;
+  const self = await ownIdentity();
+  const token = `${process.pid} ${randomBytes(8).toString('hex')} ${self.boot ?? '-'} ${self.start ?? '-'}`;
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
       const handle = await open(file, 'wx', 0o600);
       try {
         await handle.writeFile(token);
-      } finally {
-        await handle.close();
+        // An unflushed lock can come back empty after a power loss.
+        await handle.sync();
+      } catch (err) {
+        await handle.close().catch(() => {});
+        await unlink(file).catch(() => {});
+        throw err;
       }
+      await handle.close();
       return async () => {
         const now = await readFile(file, 'utf8').catch(() => '');
         if (now === token) await unlink(file).catch(() => {});
@@ -111,15 +137,22 @@ async function acquireLock(operation: string, file: string): Promise<() => Promi
     } catch (err) {
       if (!isCode(err, 'EEXIST')) throw ioError(operation, err);
     }
-    const holder = await readFile(file, 'utf8').catch(() => '');
-    const pid = Number(holder.split(' ')[0]);
-    if (holder !== '' && Number.isSafeInteger(pid) && pid > 0 && !alive(pid)) {
-      // Stale: rename it away first, so two takers cannot both delete a fresh lock.
+    const seen = await stat(file).catch(() => undefined);
+    if (seen && (await lockIsStale(file, seen.mtimeMs, self))) {
+      // Rename it away first, so two takers cannot both delete a fresh lock; if what moved is
+      // not the file judged stale (another taker replaced it meanwhile), put it back.
       const stale = `${file}.${randomBytes(6).toString('hex')}.stale`;
-      await rename(file, stale).then(
-        () => unlink(stale).catch(() => {}),
-        () => {},
+      const moved = await rename(file, stale).then(
+        () => true,
+        () => false,
       );
+      if (moved) {
+        const was = await stat(stale).catch(() => undefined);
+        if (was && (was.ino !== seen.ino || was.dev !== seen.dev)) {
+          await link(stale, file).catch(() => {});
+        }
+        await unlink(stale).catch(() => {});
+      }
       continue;
     }
     if (Date.now() > deadline) {
@@ -132,6 +165,68 @@ async function acquireLock(operation: string, file: string): Promise<() => Promi
     }
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
   }
+}
+
+/** Whether the holder of the lock in `file` (last changed at `mtimeMs`) is provably gone. */
+async function lockIsStale(
+  file: string,
+  mtimeMs: number,
+  self: { boot: string | undefined },
+): Promise<boolean> {
+  const text = await readSmall(file);
+  if (text === undefined) return false; // gone already: try to create it again
+  const holder = parseHolder(text);
+  if (!holder) return Date.now() - mtimeMs > LOCK_UNWRITTEN_STALE_MS;
+  if (holder.boot && self.boot && holder.boot !== self.boot) return true;
+  if (!alive(holder.pid)) return true;
+  if (holder.start) {
+    const start = await startTimeOf(holder.pid);
+    if (start !== undefined && start !== holder.start) return true;
+  }
+  return false;
+}
+
+/** The file's text, '' when it cannot be read as a lock, undefined when it is gone. */
+async function readSmall(file: string): Promise<string | undefined> {
+  try {
+    const bytes = await readFile(file);
+    return bytes.length > MAX_LOCK_FILE_BYTES ? '' : bytes.toString('utf8');
+  } catch (err) {
+    return isCode(err, 'ENOENT') ? undefined : '';
+  }
+}
+
+function parseHolder(text: string): LockHolder | undefined {
+  // `<pid> <random>` (older SDKs), now `<pid> <random> <boot id|-> <start|->`; fields added
+  // later are ignored. Without a pid nothing is known of the holder.
+  const [pidText = '', nonce = '', boot = '-', start = '-'] = text.split(' ');
+  if (!/^[1-9][0-9]{0,9}$/.test(pidText) || nonce === '') return undefined;
+  const field = (v: string) => (/^[0-9a-zA-Z-]{1,64}$/.test(v) && v !== '-' ? v : undefined);
+  return { pid: Number(pidText), boot: field(boot), start: field(start) };
+}
+
+let identity: Promise<{ boot: string | undefined; start: string | undefined }> | undefined;
+
+/** This boot's id and this process's start time, where the platform tells them (Linux). */
+function ownIdentity(): Promise<{ boot: string | undefined; start: string | undefined }> {
+  identity ??= (async () => ({
+    boot: await readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
+      (t) => t.trim() || undefined,
+      () => undefined,
+    ),
+    start: await startTimeOf(process.pid),
+  }))();
+  return identity;
+}
+
+/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. */
+async function startTimeOf(pid: number): Promise<string | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (!text) return undefined;
+  // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const start = fields[19];
+  return start && /^[0-9]+$/.test(start) ? start : undefined;
 }
 
 function alive(pid: number): boolean {

@@ -1,7 +1,7 @@
 // Two processes on one client home: the file store's lock makes their operations take turns,
 // so they never move one MLS state forward twice (key reuse) or lose each other's writes.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from '@coffer/crypto';
@@ -9,6 +9,27 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type ConversationEvent, type FetchLike, memoryStore, SdkError } from '../src/index.js';
 import { fileStore, openNodeHome } from '../src/node.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
+
+/** This boot's id where the kernel tells it (Linux); the pid-reuse checks need it. */
+const bootId = (() => {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** The store's lock, or 'waiting' when it is still not taken after `ms`. */
+async function lockWithin(store: LocalStore, ms: number) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waiting = new Promise<'waiting'>((resolve) => {
+    timer = setTimeout(() => resolve('waiting'), ms);
+  });
+  const attempt = store.lock?.('test');
+  const result = await Promise.race([attempt, waiting]);
+  clearTimeout(timer);
+  return { result, attempt };
+}
 
 let server: TestServer;
 let dir: string;
@@ -138,5 +159,71 @@ describe('one home, two clients', () => {
     const fresh = await testClient(server, { store, storeKey: storeKey.slice() });
     expect(await fresh.whoami()).toEqual(account);
     for (const c of [a, b, fresh]) await c.close();
+  });
+});
+
+describe('stale home locks', () => {
+  const lockedStore = async (name: string, content: string | Uint8Array, ageS = 0) => {
+    const stateDir = join(dir, name);
+    const store = fileStore(stateDir);
+    await store.put('x', new Uint8Array([1]));
+    const file = join(stateDir, 'lock');
+    writeFileSync(file, content);
+    if (ageS > 0) {
+      const then = Date.now() / 1000 - ageS;
+      utimesSync(file, then, then);
+    }
+    return { store, file };
+  };
+
+  test('an empty or unreadable lock is taken over once a few seconds old, not before', async () => {
+    // What a power loss leaves of a lock that was never flushed: nothing, or zeros.
+    for (const [name, content] of [
+      ['empty-old', ''],
+      ['zeros-old', new Uint8Array(24)],
+    ] as const) {
+      const { store } = await lockedStore(name, content, 60);
+      const { result } = await lockWithin(store, 2000);
+      expect(result, name).toBeTypeOf('function');
+      if (typeof result === 'function') await result();
+    }
+    // Just made: its writer may be about to write it.
+    const { store, file } = await lockedStore('empty-new', '');
+    const { result, attempt } = await lockWithin(store, 300);
+    expect(result).toBe('waiting');
+    rmSync(file);
+    await (await attempt)?.();
+  });
+
+  test.skipIf(!bootId)(
+    'a lock of an earlier boot, or of a pid now reused, is taken over',
+    async () => {
+      for (const [name, content] of [
+        ['earlier-boot', `${process.pid} 0123456789abcdef 00000000-0000-0000-0000-000000000000 -`],
+        // Our own pid, alive, but "started" at another time: the holder died and the pid moved on.
+        ['reused-pid', `${process.pid} 0123456789abcdef ${bootId} 1`],
+      ] as const) {
+        const { store } = await lockedStore(name, content);
+        const { result } = await lockWithin(store, 2000);
+        expect(result, name).toBeTypeOf('function');
+        if (typeof result === 'function') await result();
+      }
+    },
+  );
+
+  test.skipIf(!bootId)('a lock records the holder pid, boot id and start time', async () => {
+    const { store, file } = await lockedStore('fields', '');
+    rmSync(file);
+    const release = await store.lock?.('test');
+    const [pid, nonce, boot, start] = readFileSync(file, 'utf8').split(' ');
+    expect(pid).toBe(String(process.pid));
+    expect(nonce).toMatch(/^[0-9a-f]{16}$/);
+    expect(boot).toBe(bootId);
+    expect(start).toMatch(/^[0-9]+$/);
+    // A second store of this process sees the holder alive with that start time: it waits.
+    const { result, attempt } = await lockWithin(fileStore(join(dir, 'fields')), 300);
+    expect(result).toBe('waiting');
+    await release?.();
+    await (await attempt)?.();
   });
 });
