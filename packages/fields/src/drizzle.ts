@@ -128,16 +128,19 @@ export interface DrizzleFields<S extends EncryptedSchema> {
   decryptRow<TTable extends Table, R extends object>(table: TTable, row: R): Promise<Opened<R>>;
   /**
    * The blind index of `value`, to compare with the index column: `eq(users.emailIdx, ...)`.
+   * With `next: true`, the index for its shadow column `<index>_next` during a rotation (the
+   * index's `next` version, bits and normalisers).
    *
    * @throws {FieldsError} `INVALID_ARGUMENT` for an unknown column or index, a value of the
-   *   wrong type, or a missing tenant on a tenant table; the provider's codes.
+   *   wrong type, a missing tenant on a tenant table, or `next` on an index without a next
+   *   version; the provider's codes.
    */
   blindIndex<T extends TableName<S>, C extends keyof ColumnsOf<S, T> & string>(
     table: T,
     column: C,
     index: IndexNames<ColumnsOf<S, T>[C]>,
     value: PlaintextOf<ColumnsOf<S, T>[C]>,
-    options?: { readonly tenant?: RowKey },
+    options?: { readonly tenant?: RowKey; readonly next?: boolean },
   ): Promise<string>;
   /**
    * The query guard, to pass as Drizzle's logger: it refuses statements that cannot work on
@@ -380,7 +383,15 @@ export function createDrizzleFields<const S extends EncryptedSchema>(
     },
 
     blindIndex(table, column, index, value, opts = {}) {
-      return codec.blindIndex(`${OP}.blindIndex`, table, column, index, value, opts.tenant);
+      return codec.blindIndex(
+        `${OP}.blindIndex`,
+        table,
+        column,
+        index,
+        value,
+        opts.tenant,
+        opts.next === true,
+      );
     },
 
     queryGuard(logger) {

@@ -10,6 +10,45 @@ export interface BlindIndexConfig {
   readonly bits?: number;
   /** Applied to string values before hashing, in this order. */
   readonly normalize?: readonly Normalizer[];
+  /**
+   * Index-key version of this index; default the keyring's newest. Pin it before adding an
+   * index key (`rotateKey(…, 'index')`): unpinned, the new key would switch both writes and
+   * lookups to it at once, and lookups would miss every row indexed before.
+   */
+  readonly version?: number;
+  /**
+   * The shadow index of a rotation in progress (the steps are in `ShadowIndexSpec`'s TSDoc):
+   * `encryptRow` also writes the column `<index>_next`, computed under `next.version` (with
+   * `next.bits` and `next.normalize`, by default this index's), and `blindIndex(…, { next:
+   * true })` computes lookups against it.
+   */
+  readonly next?: NextBlindIndexConfig;
+}
+
+/** The index a rotation moves to, written to the shadow column `<index>_next`. */
+export interface NextBlindIndexConfig {
+  /** Index-key version of the shadow column. */
+  readonly version: number;
+  /** Output bits of the shadow column; default the index's own. */
+  readonly bits?: number;
+  /** Normalisers of the shadow column; default the index's own. */
+  readonly normalize?: readonly Normalizer[];
+}
+
+/** Suffix of a rotation's shadow index column (as `shadowColumnOf` names it for `reencrypt`). */
+const SHADOW_SUFFIX = '_next';
+
+/**
+ * @internal The columns that hold the blind indexes of one encrypted column: each index's
+ * column and, during a rotation, its shadow column `<index>_next`.
+ */
+export function indexColumnsOf(c: EncryptedColumnConfig): string[] {
+  const out: string[] = [];
+  for (const [index, ix] of Object.entries(c.blindIndexes ?? {})) {
+    out.push(index);
+    if (ix?.next !== undefined) out.push(`${index}${SHADOW_SUFFIX}`);
+  }
+  return out;
 }
 
 /** How one encrypted column is stored. */
@@ -137,15 +176,45 @@ export function checkSchema(op: string, schema: EncryptedSchema): void {
         if (index === '' || taken.has(index))
           throw bad(`blind index column "${table}.${index}" clashes with another column`);
         taken.add(index);
-        const bits = ix?.bits;
-        if (bits !== undefined && (!Number.isInteger(bits) || bits < 8 || bits > 256))
-          throw bad(`"${table}.${index}.bits" expected an integer from 8 to 256`);
-        for (const n of ix?.normalize ?? [])
-          if (!NORMALIZERS.includes(n))
-            throw bad(`"${table}.${index}.normalize" expected ${NORMALIZERS.join(', ')}`);
+        if (typeof ix !== 'object' || ix === null)
+          throw bad(`"${table}.${index}" expected { bits?, normalize?, version?, next? }`);
+        checkIndexParts(bad, `${table}.${index}`, ix);
+        if (ix.next !== undefined) {
+          const shadow = `${index}${SHADOW_SUFFIX}`;
+          if (typeof ix.next !== 'object' || ix.next === null || ix.next.version === undefined)
+            throw bad(`"${table}.${index}.next" expected { version, bits?, normalize? }`);
+          checkIndexParts(bad, `${table}.${index}.next`, ix.next);
+          if (taken.has(shadow) || Object.hasOwn(columns, shadow))
+            throw bad(`shadow index column "${table}.${shadow}" clashes with another column`);
+          taken.add(shadow);
+        }
       }
     }
   }
+}
+
+/** bits, normalize and version of an index or of its shadow, as {@link checkSchema} accepts them. */
+function checkIndexParts(
+  bad: (why: string) => FieldsError,
+  name: string,
+  ix: { readonly bits?: unknown; readonly normalize?: unknown; readonly version?: unknown },
+): void {
+  const { bits, normalize, version } = ix;
+  if (
+    bits !== undefined &&
+    (!Number.isInteger(bits) || (bits as number) < 8 || (bits as number) > 256)
+  )
+    throw bad(`"${name}.bits" expected an integer from 8 to 256`);
+  if (normalize !== undefined && !Array.isArray(normalize))
+    throw bad(`"${name}.normalize" expected an array of ${NORMALIZERS.join(', ')}`);
+  for (const n of (normalize as unknown[] | undefined) ?? [])
+    if (!NORMALIZERS.includes(n as Normalizer))
+      throw bad(`"${name}.normalize" expected ${NORMALIZERS.join(', ')}`);
+  if (
+    version !== undefined &&
+    (!Number.isInteger(version) || (version as number) < 1 || (version as number) > 0xffffffff)
+  )
+    throw bad(`"${name}.version" expected an index-key version (an integer from 1)`);
 }
 
 /** @internal The ciphertexts and blind indexes `seal` computed for one row. */
@@ -187,6 +256,7 @@ export interface RowCodec {
     index: string,
     value: unknown,
     tenant: unknown,
+    next?: boolean,
   ): Promise<string>;
   /** The data-key version of a ciphertext, or undefined when `value` is not one (spec §5). */
   ciphertextVersion(value: unknown): number | undefined;
@@ -208,7 +278,7 @@ export function createRowCodec(
   for (const [table, config] of Object.entries(schema)) {
     const m = new Map<string, string>();
     for (const [column, c] of Object.entries(config.columns))
-      for (const index of Object.keys(c.blindIndexes ?? {})) m.set(index, column);
+      for (const index of indexColumnsOf(c)) m.set(index, column);
     if (m.size > 0 && indexer === undefined)
       throw new FieldsError(
         'INVALID_ARGUMENT',
@@ -295,6 +365,7 @@ export function createRowCodec(
     index: string,
     value: unknown,
     tenant: unknown,
+    next = false,
   ): Promise<string> {
     const t = tableConfig(op, table);
     const c = columnConfig(op, table, column);
@@ -305,6 +376,17 @@ export function createRowCodec(
         op,
         `"${table}.${column}" has no blind index "${index}"`,
       );
+    if (next && ix.next === undefined)
+      throw new FieldsError(
+        'INVALID_ARGUMENT',
+        op,
+        `"${table}.${column}" index "${index}" has no next version: declare next: { version } to rotate it`,
+      );
+    // The shadow column shares the index's name (its key derivation), not its version, bits or
+    // normalisers (README: blind-index rotation; reencrypt's ShadowIndexSpec).
+    const bits = next ? (ix.next?.bits ?? ix.bits) : ix.bits;
+    const normalize = next ? (ix.next?.normalize ?? ix.normalize) : ix.normalize;
+    const version = next ? ix.next?.version : ix.version;
     checkType(op, `${table}.${column}`, c, value);
     if (t.tenantColumn === undefined && tenant !== undefined)
       throw new FieldsError(
@@ -316,8 +398,9 @@ export function createRowCodec(
       table,
       column,
       name: index,
-      ...(ix.bits === undefined ? {} : { bits: ix.bits }),
-      ...(ix.normalize === undefined ? {} : { normalize: ix.normalize }),
+      ...(bits === undefined ? {} : { bits }),
+      ...(normalize === undefined ? {} : { normalize }),
+      ...(version === undefined ? {} : { version }),
       ...(t.tenantColumn === undefined ? {} : { tenant: tenantOf(op, table, t, tenant) }),
     });
   }
@@ -348,10 +431,9 @@ export function createRowCodec(
       for (const [column, c] of Object.entries(t.columns)) {
         const value = get(column);
         if (value === undefined) continue;
-        const ixs = Object.keys(c.blindIndexes ?? {});
         if (value === null) {
           values.set(column, null);
-          for (const ix of ixs) indexes.set(ix, null);
+          for (const ix of indexColumnsOf(c)) indexes.set(ix, null);
           continue;
         }
         checkType(op, `${table}.${column}`, c, value);
@@ -370,12 +452,21 @@ export function createRowCodec(
             values.set(column, stored);
           }),
         );
-        for (const ix of ixs)
+        for (const [ix, ixc] of Object.entries(c.blindIndexes ?? {})) {
           work.push(
             blindIndex(op, table, column, ix, value, tenantValue).then((hex) => {
               indexes.set(ix, hex);
             }),
           );
+          // A rotation in progress: the shadow column is written with every row, so that it is
+          // complete once `reencrypt` in blind-index mode has filled the rows written before.
+          if (ixc.next !== undefined)
+            work.push(
+              blindIndex(op, table, column, ix, value, tenantValue, true).then((hex) => {
+                indexes.set(`${ix}${SHADOW_SUFFIX}`, hex);
+              }),
+            );
+        }
       }
       await Promise.all(work);
       return { values, indexes, rowId, tenant };

@@ -14,6 +14,7 @@ export {
   type EncryptedSchema,
   type EncryptedTableConfig,
   type FieldTypeMap,
+  type NextBlindIndexConfig,
   type PlaintextOf,
 } from './encrypted-schema.js';
 export { FIELDS_ERROR_CODES, FieldsError, type FieldsErrorCode } from './errors.js';

@@ -31,6 +31,7 @@ import {
   type EncryptedColumnConfig,
   type EncryptedSchema,
   type EncryptedTableConfig,
+  indexColumnsOf,
   type PlaintextOf,
   type RowCodec,
 } from './encrypted-schema.js';
@@ -82,6 +83,12 @@ type ColumnsOf<S extends EncryptedSchema, T extends keyof S> = S[T]['columns'];
 type NullPart<V> = V extends null ? null : never;
 type FormatOf<C extends EncryptedColumnConfig> = C['format'] extends 'binary' ? 'binary' : 'text';
 type IndexNames<C> = C extends { readonly blindIndexes: infer B } ? keyof B & string : never;
+/** The shadow columns (`<index>_next`) of the indexes that declare a `next` version. */
+type ShadowNames<C> = C extends { readonly blindIndexes: infer B }
+  ? {
+      [K in keyof B & string]: B[K] extends { readonly next: object } ? `${K}_next` : never;
+    }[keyof B & string]
+  : never;
 
 /** A row as given to `encryptRow`: plaintexts of the declared types, anything else as is. */
 export type PlainRow<S extends EncryptedSchema, T extends keyof S> = {
@@ -94,9 +101,9 @@ export type EncryptedRow<S extends EncryptedSchema, T extends keyof S, R> = {
     ? Ciphertext<FormatOf<ColumnsOf<S, T>[K]>> | NullPart<R[K]>
     : R[K];
 } & {
-  -readonly [K in keyof R & keyof ColumnsOf<S, T> as IndexNames<ColumnsOf<S, T>[K]>]:
-    | string
-    | NullPart<R[K]>;
+  -readonly [K in keyof R & keyof ColumnsOf<S, T> as
+    | IndexNames<ColumnsOf<S, T>[K]>
+    | ShadowNames<ColumnsOf<S, T>[K]>]: string | NullPart<R[K]>;
 };
 
 /** A row with its encrypted columns decrypted (what `decryptRow` returns). */
@@ -133,10 +140,12 @@ export interface KyselyFieldsPlugin<S extends EncryptedSchema> extends KyselyPlu
   ): Promise<EncryptedRow<S, T, R>>;
   /**
    * The blind index of `value` for `where(indexColumn, '=', ...)` lookups. Tenant tables need
-   * the tenant: an index is bound to it.
+   * the tenant: an index is bound to it. With `next: true`, the index for its shadow column
+   * `<index>_next` during a rotation (the index's `next` version, bits and normalisers).
    *
    * @throws {FieldsError} `INVALID_ARGUMENT` for an unknown column or index, a value of the
-   *   wrong type, or a missing tenant; the provider's codes.
+   *   wrong type, a missing tenant, or `next` on an index without a next version; the
+   *   provider's codes.
    * @example
    * db.selectFrom('users').selectAll().where('email_idx', '=', await plugin.blindIndex('users', 'email', 'email_idx', 'alice@example.com', { tenant: org }))
    */
@@ -145,7 +154,7 @@ export interface KyselyFieldsPlugin<S extends EncryptedSchema> extends KyselyPlu
     column: C,
     index: IndexNames<ColumnsOf<S, T>[C]>,
     value: PlaintextOf<ColumnsOf<S, T>[C]>,
-    options?: { readonly tenant?: RowKey },
+    options?: { readonly tenant?: RowKey; readonly next?: boolean },
   ): Promise<string>;
   /**
    * Decrypts the encrypted columns of a row read without the plugin (a raw `sql` query), keyed
@@ -281,7 +290,15 @@ export function createKyselyFieldsPlugin<const S extends EncryptedSchema>(
     },
 
     blindIndex(table, column, index, value, options = {}) {
-      return codec.blindIndex(`${OP}.blindIndex`, table, column, index, value, options.tenant);
+      return codec.blindIndex(
+        `${OP}.blindIndex`,
+        table,
+        column,
+        index,
+        value,
+        options.tenant,
+        options.next === true,
+      );
     },
 
     async decryptRow(table, row) {
@@ -368,7 +385,7 @@ function createAnalyzer(codec: RowCodec, bindingOf: (value: unknown) => Binding 
       column === config.primaryKey ||
       column === config.tenantColumn ||
       Object.hasOwn(config.columns, column) ||
-      Object.values(config.columns).some((c) => Object.hasOwn(c.blindIndexes ?? {}, column))
+      Object.values(config.columns).some((c) => indexColumnsOf(c).includes(column))
     );
   }
 
@@ -859,7 +876,7 @@ function createAnalyzer(codec: RowCodec, bindingOf: (value: unknown) => Binding 
           );
         writesCiphertext = true;
       }
-      for (const index of Object.keys(c.blindIndexes ?? {}))
+      for (const index of indexColumnsOf(c))
         if (!row.has(index))
           throw invalid(
             `${table}.${index} must be written together with ${table}.${column}: write the row encryptRow() returned`,

@@ -84,13 +84,15 @@ export type ReencryptMode = 'rotate' | 'encrypt-plaintext' | 'blind-index';
  * A blind index to rebuild through a shadow column. Rotating an index key (or changing its bits
  * or normalisers) without downtime:
  *
- * 1. Pin `version` (the current index-key version) in the app's BlindIndexSpec, so that
- *    adding a key does not switch the app's lookups by itself.
+ * 1. Pin `version` (the current index-key version) in the app's BlindIndexSpec (with the ORM
+ *    integrations: `version` in the schema's BlindIndexConfig), so that adding a key does not
+ *    switch the app's lookups by itself.
  * 2. Add a nullable column `<index>_next` beside the index column `<index>`.
  * 3. Add the index key: `rotateKey(keyring, provider, kekId, 'index')` (`coffer-fields rotate
  *    --index`), and give every app instance the new keyring.
  * 4. Make the app write both on every insert and update: `<index>` with the pinned version and
- *    `<index>_next` with the new one.
+ *    `<index>_next` with the new one (with the ORM integrations: declare `next: { version }` in
+ *    the schema's BlindIndexConfig, and `encryptRow` writes both).
  * 5. Run this job in `blind-index` mode: it fills `<index>_next` for the rows written before
  *    step 4 (rows that change meanwhile are skipped, the app has written them).
  * 6. Switch lookups to `<index>_next` with the new version; then drop `<index>`, rename
