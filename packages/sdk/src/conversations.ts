@@ -2614,7 +2614,10 @@ class Conversations {
       try {
         const o = asObject(c, 'conversation');
         id = str(o, 'id');
-        incoming = array(o, 'messages').map((m) => this.#bundleEntry(asObject(m, 'message')));
+        const messages = array(o, 'messages');
+        // Senders put at most MAX_BUNDLE_MESSAGES per conversation (spec §5.3): more is malformed.
+        if (messages.length > MAX_BUNDLE_MESSAGES) throw new Error('too many messages');
+        incoming = messages.map((m) => this.#bundleEntry(asObject(m, 'message')));
       } catch (err) {
         events.push(
           this.#errorEvent(groupId, 'INVALID_HISTORY', 'a malformed history bundle', err),
@@ -2624,13 +2627,31 @@ class Conversations {
       if (!index.groups.includes(id)) continue; // not (yet) a conversation of this device
       const record = await this.#readGroup(id);
       if (!record) continue;
-      const seen = new Set(record.tail.map((m) => m.id));
-      const older = incoming.filter((m) => !seen.has(m.id));
+      // None twice: not one this device holds, in its recent messages or in older chunks (a
+      // bundle made for another new device of this account reaches this one too), nor one the
+      // bundle repeats.
+      const seen = await this.#storedIds(id, record);
+      const older: StoredMessage[] = [];
+      for (const m of incoming) {
+        if (seen.has(m.id)) continue;
+        seen.add(m.id);
+        older.push(m);
+      }
       if (older.length === 0) continue;
       await this.#writeGroup(id, { ...record, tail: [...older, ...record.tail] });
       events.push({ type: 'history', conversationId: id, count: older.length });
     }
     return events;
+  }
+
+  /** The ids of every message stored for a conversation: its record's and its chunks'. */
+  async #storedIds(groupId: string, record: GroupRecord): Promise<Set<string>> {
+    const ids = new Set(record.tail.map((m) => m.id));
+    for (let n = 0; n < record.chunks; n++) {
+      const chunk = await this.#host.readRecord(`hist/${groupId}/${n}`);
+      if (chunk) for (const m of array(chunk, 'messages') as StoredMessage[]) ids.add(m.id);
+    }
+    return ids;
   }
 
   #bundleEntry(m: JsonObject): StoredMessage {

@@ -262,6 +262,32 @@ describe('conversations', () => {
     ]);
   });
 
+  test('a history bundle adds no message a device already holds in its older history', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const chat = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    const second = await secondDevice(alice);
+    await alice.client.conversations.sync(); // adds it, and hands it the history (none yet)
+    await second.client.conversations.sync();
+    // Enough messages for the second device to move some to an older history chunk.
+    for (let i = 0; i < 140; i++) await bob.client.conversations.send(chat.id, `m${i}`);
+    await alice.client.conversations.sync();
+    await second.client.conversations.sync();
+    // A third device: its bundle, sent in the account's own conversation, reaches the second
+    // one too, with messages it stores in its chunk.
+    const third = await secondDevice(alice);
+    await alice.client.conversations.sync();
+    const events = await second.client.conversations.sync();
+    expect(events.filter((e) => e.type === 'error' || e.type === 'history')).toEqual([]);
+    const history = await second.client.conversations.history(chat.id, { limit: 1000 });
+    expect(history.map((m) => m.text)).toEqual(Array.from({ length: 140 }, (_, i) => `m${i}`));
+    const got = await third.client.conversations.sync();
+    expect(got.filter((e) => e.type === 'history')).toEqual([
+      { type: 'history', conversationId: chat.id, count: 140 },
+    ]);
+  });
+
   test('a crash between sending a commit and its answer is recovered, either way', async () => {
     // The connection drops after the request: `lose` = 'answer' (the server took the commit) or
     // 'request' (it never arrived).
