@@ -278,7 +278,7 @@ export const OPENAPI_DOCUMENT = {
     '/v1/password/finish': {
       post: op({
         summary:
-          'Finish a password change: new OPAQUE record, next manifest and backup, atomically',
+          'Finish a password change: new OPAQUE record, next manifest and backup, atomically; ends the other sessions the manifest does not list (deviceId required, and listed, with a recovery token)',
         auth: 'session-or-recovery',
         requestBody: jsonBody(
           object(
@@ -304,7 +304,8 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': ok('manifest', object({ manifest: ref('Manifest') })) },
       }),
       put: op({
-        summary: 'Upload the next manifest (and the backup a new backupVersion commits)',
+        summary:
+          'Upload the next manifest (and the backup a new backupVersion commits); ends the sessions of removed devices, and those naming no or an unlisted device after 10 minutes',
         auth: 'session',
         requestBody: jsonBody(
           object({ manifest: ref('Manifest'), backup: b64url('encoded backup') }, ['backup']),
@@ -662,7 +663,7 @@ export const OPENAPI_DOCUMENT = {
     '/v1/events': {
       get: op({
         summary:
-          'WebSocket: send {"type":"auth","token"} first; then {"type":"ready"}, {"type":"manifest","seq"} and {"type":"queue"} pushes and {"type":"revoked"}. Close codes 4401 (auth), 4403 (revoked), 1001 (shutdown).',
+          'WebSocket: send {"type":"auth","token"} first; then {"type":"ready"}, {"type":"manifest","seq"} and {"type":"queue"} pushes and {"type":"revoked"}. Close codes 4401 (auth), 4403 (revoked, or a session whose device the manifest does not list), 1001 (shutdown).',
         responses: { '101': ok('switching protocols'), ...errors('BAD_REQUEST') },
       }),
     },

@@ -8,6 +8,12 @@ export const RECOVERY_TTL_MS = 10 * 60 * 1000;
 export const REAUTH_WINDOW_MS = 10 * 60 * 1000;
 /** OPAQUE login states are kept this long between start and finish. */
 export const LOGIN_STATE_TTL_MS = 60 * 1000;
+/**
+ * A manifest change ends the account's sessions that name no device or a device the new
+ * manifest does not list once they are this old: a new device logs in under its own id and adds
+ * itself to the manifest right after (seconds), and a recovery token lives no longer than this.
+ */
+export const UNLISTED_SESSION_GRACE_MS = 10 * 60 * 1000;
 /** Links live 10 minutes (account-v1 §6). */
 export const LINK_TTL_MS = 10 * 60 * 1000;
 

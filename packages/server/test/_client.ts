@@ -232,7 +232,7 @@ export async function addDevice(
 
 /**
  * Password change (or recovery when `token` is a recovery token): new OPAQUE record, rewrapped
- * backup, next manifest.
+ * backup, next manifest (adding `add`, e.g. the recovering device, when given).
  */
 export async function changePassword(
   fetcher: Fetcher,
@@ -241,6 +241,7 @@ export async function changePassword(
   token: string,
   via: { exportKey: Uint8Array } | { recoveryCode: RecoveryCode },
   deviceId?: string,
+  add?: DeviceEntry,
 ): Promise<Reply> {
   await opaque.ready;
   const start = opaque.client.startRegistration({ password: newPassword });
@@ -262,7 +263,11 @@ export async function changePassword(
     ...via,
     newExportKey: exportKey,
   });
-  const next = await successor(account, { backupVersion: sealed.version, backupHash: sealed.hash });
+  const next = await successor(account, {
+    backupVersion: sealed.version,
+    backupHash: sealed.hash,
+    ...(add ? { devices: sortDevices([...account.body.devices, add]) } : {}),
+  });
   const f = await call(
     fetcher,
     'POST',

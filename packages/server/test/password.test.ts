@@ -3,7 +3,10 @@ import { toBase64url } from '@coffer/crypto';
 import { recoveryProof, rewrapBackup, type SignedManifest, sortDevices } from '@coffer/protocol';
 import * as opaque from '@serenity-kit/opaque';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UNLISTED_SESSION_GRACE_MS } from '../src/sessions.js';
 import {
+  addDevice,
+  CHEAP_KSF,
   call,
   changePassword,
   login,
@@ -134,6 +137,7 @@ describe.each(dialects)('password and recovery (%s)', (dialect) => {
       rt,
       { recoveryCode: a.recoveryCode },
       newDevice.id,
+      newDevice.entry,
     );
     expect(finish.status).toBe(200);
     expect(finish.json.token).not.toBe(rt);
@@ -171,5 +175,142 @@ describe.each(dialects)('password and recovery (%s)', (dialect) => {
     } finally {
       h.address.value = '192.0.2.1';
     }
+  });
+
+  // The review's reproduction: a stolen password gives a session naming no device (or a device
+  // never added); the owner changes the password and removes every other device. No manifest
+  // authorises such a session, so the password change ends it.
+  it('a password change ends every other session no manifest authorises, and pending logins', async () => {
+    const a = await signup(h.fetch, 'uma', 'stolen');
+    const phone = await makeDevice('phone');
+    expect((await addDevice(h.fetch, a, phone)).status).toBe(200);
+    const onPhone: string = (await login(h.fetch, 'uma', 'stolen', phone.id)).finish?.json.token;
+    const noDevice: string = (await login(h.fetch, 'uma', 'stolen')).finish?.json.token;
+    const stray: string = (await login(h.fetch, 'uma', 'stolen', (await makeDevice()).id)).finish
+      ?.json.token;
+    for (const t of [onPhone, noDevice, stray])
+      expect((await call(h.fetch, 'GET', '/v1/session', undefined, t)).status).toBe(200);
+    // A login started with the old password before the change.
+    await opaque.ready;
+    const pending = opaque.client.startLogin({ password: 'stolen' });
+    const started = await call(h.fetch, 'POST', '/v1/login/start', {
+      username: 'uma',
+      startLoginRequest: pending.startLoginRequest,
+    });
+    expect(started.status).toBe(200);
+
+    const r = await changePassword(h.fetch, a, 'changed', a.token, { exportKey: a.exportKey });
+    expect(r.status).toBe(200);
+    const gone = [noDevice, stray];
+    for (const t of gone) {
+      expect((await call(h.fetch, 'GET', '/v1/session', undefined, t)).status).toBe(401);
+      expect((await call(h.fetch, 'GET', '/v1/backup', undefined, t)).status).toBe(401);
+      const put = await successor(a, {});
+      expect(
+        (await call(h.fetch, 'PUT', '/v1/manifest', { manifest: wire(put.manifest) }, t)).status,
+      ).toBe(401);
+    }
+    // The caller and the listed phone keep theirs: the signed manifest authorises them.
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, a.token)).status).toBe(200);
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, onPhone)).status).toBe(200);
+    // The login started against the old record cannot finish.
+    const done = opaque.client.finishLogin({
+      clientLoginState: pending.clientLoginState,
+      loginResponse: started.json.loginResponse,
+      password: 'stolen',
+      keyStretching: CHEAP_KSF,
+    });
+    const finished = await call(h.fetch, 'POST', '/v1/login/finish', {
+      loginId: started.json.loginId,
+      finishLoginRequest: done!.finishLoginRequest,
+    });
+    expect(finished.status).toBe(401);
+  });
+
+  it('a recovery ends every session no manifest authorises, and must name a listed device', async () => {
+    const a = await signup(h.fetch, 'vera', 'stolen');
+    const noDevice: string = (await login(h.fetch, 'vera', 'stolen')).finish?.json.token;
+    const stray: string = (await login(h.fetch, 'vera', 'stolen', (await makeDevice()).id)).finish
+      ?.json.token;
+    const proof = toBase64url(await recoveryProof(a.recoveryCode));
+    const recover = async () =>
+      (await call(h.fetch, 'POST', '/v1/recover/start', { username: 'vera', proof })).json
+        .recoveryToken as string;
+    // Another recovery token (say, the thief's) is ended as well.
+    const other = await recover();
+    const rt = await recover();
+    // No device, or one the new manifest does not list: refused, nothing changed.
+    const missing = await changePassword(h.fetch, a, 'new', rt, { recoveryCode: a.recoveryCode });
+    expect(missing.status).toBe(400);
+    const unlisted = await changePassword(
+      h.fetch,
+      a,
+      'new',
+      rt,
+      { recoveryCode: a.recoveryCode },
+      (await makeDevice()).id,
+    );
+    expect(unlisted.status).toBe(422);
+    expect(unlisted.json.error.code).toBe('INVALID_MANIFEST');
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, noDevice)).status).toBe(200);
+
+    const r = await changePassword(
+      h.fetch,
+      a,
+      'new',
+      rt,
+      { recoveryCode: a.recoveryCode },
+      a.device.id,
+    );
+    expect(r.status).toBe(200);
+    for (const t of [noDevice, stray])
+      expect((await call(h.fetch, 'GET', '/v1/session', undefined, t)).status).toBe(401);
+    expect(
+      (await call(h.fetch, 'POST', '/v1/password/start', { registrationRequest: 'x' }, other))
+        .status,
+    ).toBe(401);
+    const me = await call(h.fetch, 'GET', '/v1/session', undefined, r.json.token);
+    expect(me.json.deviceId).toBe(a.device.id);
+    // The listed device's earlier session stays.
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, a.token)).status).toBe(200);
+  });
+
+  it('a manifest change ends sessions no manifest authorises once past the grace window', async () => {
+    const a = await signup(h.fetch, 'wade', 'pw');
+    const noDevice: string = (await login(h.fetch, 'wade', 'pw')).finish?.json.token;
+    const stray: string = (await login(h.fetch, 'wade', 'pw', (await makeDevice()).id)).finish?.json
+      .token;
+    h.clock.now += UNLISTED_SESSION_GRACE_MS + 1;
+    // A new device logs in under its own id and has not added itself yet.
+    const tablet = await makeDevice('tablet');
+    const onTablet: string = (await login(h.fetch, 'wade', 'pw', tablet.id)).finish?.json.token;
+    const young: string = (await login(h.fetch, 'wade', 'pw')).finish?.json.token;
+    // Another device changes the manifest meanwhile.
+    const renamed = await successor(a, {
+      devices: a.body.devices.map((d) => ({ ...d, name: 'old laptop' })),
+    });
+    expect(
+      (await call(h.fetch, 'PUT', '/v1/manifest', { manifest: wire(renamed.manifest) }, a.token))
+        .status,
+    ).toBe(200);
+    a.manifest = renamed.manifest;
+    a.body = renamed.body;
+    for (const t of [noDevice, stray])
+      expect((await call(h.fetch, 'GET', '/v1/session', undefined, t)).status).toBe(401);
+    for (const t of [a.token, onTablet, young])
+      expect((await call(h.fetch, 'GET', '/v1/session', undefined, t)).status).toBe(200);
+    // The tablet adds itself within the grace, and is then authorised by the manifest.
+    const own = { ...a, token: onTablet };
+    expect((await addDevice(h.fetch, own, tablet)).status).toBe(200);
+    a.manifest = own.manifest;
+    a.body = own.body;
+    h.clock.now += UNLISTED_SESSION_GRACE_MS + 1;
+    const again = await successor(a, {});
+    expect(
+      (await call(h.fetch, 'PUT', '/v1/manifest', { manifest: wire(again.manifest) }, a.token))
+        .status,
+    ).toBe(200);
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, onTablet)).status).toBe(200);
+    expect((await call(h.fetch, 'GET', '/v1/session', undefined, young)).status).toBe(401);
   });
 });

@@ -141,6 +141,28 @@ describe.each(dialects)('over a real socket (%s)', (dialect) => {
     laptop.ws.close();
   });
 
+  it('gives events only to a session whose device the current manifest lists', async () => {
+    const a = await signup(net, 'zora', 'pw');
+    const noDevice: string = (await login(net, 'zora', 'pw')).finish?.json.token;
+    const stray: string = (await login(net, 'zora', 'pw', (await makeDevice()).id)).finish?.json
+      .token;
+    const url = `${base.replace('http', 'ws')}/v1/events`;
+    for (const token of [noDevice, stray]) {
+      const s = openSocket(url);
+      await s.opened;
+      s.ws.send(JSON.stringify({ type: 'auth', token }));
+      await s.until(() => s.closed() !== undefined);
+      expect(s.messages).toEqual([]);
+      expect(s.closed()?.code).toBe(4403);
+    }
+    const ok = openSocket(url);
+    await ok.opened;
+    ok.ws.send(JSON.stringify({ type: 'auth', token: a.token }));
+    await ok.until(() => ok.messages.length === 1);
+    expect(ok.messages[0]).toEqual({ type: 'ready' });
+    ok.ws.close();
+  });
+
   it('closes a socket with 4401 for a bad token, and refuses other paths', async () => {
     const url = `${base.replace('http', 'ws')}/v1/events`;
     const s = openSocket(url);

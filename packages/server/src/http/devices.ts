@@ -3,6 +3,7 @@ import { toBase64url } from '@coffer/crypto';
 import { Hono } from 'hono';
 import { ServerError } from '../errors.js';
 import { requireAuth } from '../middleware/auth.js';
+import { UNLISTED_SESSION_GRACE_MS } from '../sessions.js';
 import { StorageConflictError, type StoredBackup, type StoredManifest } from '../storage/types.js';
 import type { AppEnv, RouteDeps } from './_env.js';
 import { readJson } from './_json.js';
@@ -71,7 +72,16 @@ export function deviceRoutes(deps: RouteDeps): Hono<AppEnv> {
       await storage.manifests.append(
         accountId,
         { seq: newBody.seq, body: manifest.body, signature: manifest.signature },
-        { backup: storedBackup, revokedDeviceIds: next.revokedDeviceIds },
+        {
+          backup: storedBackup,
+          revokedDeviceIds: next.revokedDeviceIds,
+          // Sessions no manifest authorises (no device, or one never added) end here once past
+          // the grace a new device needs to add itself (spec "Session and account").
+          endUnlisted: {
+            listed: newBody.devices.map((d) => d.id),
+            createdBefore: now() - UNLISTED_SESSION_GRACE_MS,
+          },
+        },
       );
     } catch (err) {
       if (err instanceof StorageConflictError && err.what === 'manifestSeq')

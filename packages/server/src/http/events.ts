@@ -10,6 +10,7 @@ import type { AccountEvent, EventHub } from '../event-hub.js';
 import type { Logger } from '../logger.js';
 import { sessionFromToken } from '../middleware/auth.js';
 import type { Storage } from '../storage/types.js';
+import { createDeviceDirectory, type DeviceDirectory, listedDevice } from './_devices.js';
 import type { AppEnv } from './_env.js';
 
 /** The path the WebSocket lives at. */
@@ -43,6 +44,8 @@ export interface EventSocketDeps {
   readonly events: EventHub;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** Accounts' current devices; default a directory over `storage.manifests`. */
+  readonly devices?: DeviceDirectory;
 }
 
 /** The attached WebSocket endpoint. */
@@ -80,6 +83,7 @@ function reject(socket: Duplex, status: number, text: string): void {
  */
 export function attachEventSocket(server: Server, deps: EventSocketDeps): EventSocket {
   const now = deps.now ?? Date.now;
+  const devices = deps.devices ?? createDeviceDirectory(deps.storage.manifests);
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   const sockets = new Set<WebSocket>();
   let closing = false;
@@ -133,13 +137,26 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
       clearTimeout(authTimer);
       const token = parseAuth(data, isBinary);
       let session: Awaited<ReturnType<typeof sessionFromToken>>;
+      let listed = false;
       try {
         session = token ? await sessionFromToken(deps.storage, token, now()) : undefined;
+        // Events are a device's route, as delivery is: a session that names no device, or one
+        // its account's current manifest does not list, gets none (spec "Events").
+        if (session?.kind === 'session') {
+          listed = await listedDevice(devices, session, 'events').then(
+            () => true,
+            (err: unknown) => {
+              if (ServerError.is(err)) return false;
+              throw err;
+            },
+          );
+        }
       } catch (err) {
         deps.logger.warn({ err }, 'events: session lookup failed');
         return done(1011, 'internal error');
       }
       if (session?.kind !== 'session') return done(CLOSE_UNAUTHENTICATED, 'unauthenticated');
+      if (!listed) return done(CLOSE_REVOKED, 'device not listed');
       if (ws.readyState !== ws.OPEN) return;
       const { accountId, deviceId, tokenHash, expiresAt } = session;
       const onEvent = async (event: AccountEvent) => {

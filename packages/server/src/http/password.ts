@@ -91,6 +91,10 @@ export function passwordRoutes(deps: RouteDeps): Hono<AppEnv> {
     const manifest = manifestField(body, 'manifest', op);
     const backup = bytesField(body, 'backup', op, { max: LIMITS.backup });
     const deviceId = optionalIdField(body, 'deviceId', op);
+    // A recovery ends in a session for the recovering device, which the new manifest must list:
+    // a session no manifest authorises would outlive the recovery meant to end such sessions.
+    if (session.kind === 'recovery' && deviceId === undefined)
+      throw new ServerError('BAD_REQUEST', op, '"deviceId" is required with a recovery token');
     const accountId = session.accountId;
     const next = await checkNextManifest(storage, accountId, manifest, op);
     if (next.body.backupVersion !== next.currentBody.backupVersion + 1)
@@ -102,12 +106,23 @@ export function passwordRoutes(deps: RouteDeps): Hono<AppEnv> {
     // changePassword cannot revoke sessions; removing a device is a separate PUT /v1/manifest.
     if (next.revokedDeviceIds.length > 0)
       throw new ServerError('INVALID_MANIFEST', op, 'a password change must not remove devices');
+    const listed = next.body.devices.map((d) => d.id);
+    if (session.kind === 'recovery' && !listed.includes(deviceId!))
+      throw new ServerError('INVALID_MANIFEST', op, 'the manifest does not list the device');
     await checkBackup(backup, next.body, op);
     try {
       await storage.accounts.changePassword(accountId, {
         opaqueRecord: record,
         manifest: { seq: next.body.seq, body: manifest.body, signature: manifest.signature },
         backup: { version: next.body.backupVersion, data: backup },
+        // spec "Password change and recovery": whoever held the old password (or a recovery
+        // token) keeps no session the new manifest does not authorise. Sessions of listed
+        // devices stay: removing a device is what revokes them.
+        endUnlisted: {
+          listed,
+          createdBefore: Number.MAX_SAFE_INTEGER,
+          ...(session.kind === 'session' ? { keep: session.tokenHash } : {}),
+        },
       });
     } catch (err) {
       if (err instanceof StorageConflictError && err.what === 'manifestSeq')

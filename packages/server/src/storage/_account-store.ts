@@ -1,6 +1,11 @@
 import type { Kysely } from 'kysely';
 import type { StoreContext } from './_context.js';
-import { appendManifest, sealBackup, sealManifest } from './_manifest-store.js';
+import {
+  appendManifest,
+  endUnlistedSessions,
+  sealBackup,
+  sealManifest,
+} from './_manifest-store.js';
 import { bytes, num } from './_rows.js';
 import type { StorageDb } from './_schema.js';
 import type { AccountStore } from './types.js';
@@ -169,6 +174,9 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
           .set({ opaque_record: opaqueRecord })
           .where('account_id', '=', accountId)
           .execute();
+        // A login started against the old record must not finish after the change.
+        await tx.deleteFrom('login_states').where('account_id', '=', accountId).execute();
+        if (change.endUnlisted) await endUnlistedSessions(tx, accountId, change.endUnlisted);
       });
     },
   };

@@ -10,6 +10,7 @@ import {
   StorageConflictError,
   type StoredBackup,
   type StoredManifest,
+  type UnlistedSessions,
 } from './types.js';
 
 type ManifestRow = Insertable<StorageDb['manifests']>;
@@ -75,6 +76,30 @@ export async function appendManifest(
       )
       .execute();
   }
+}
+
+/**
+ * Inside a transaction: deletes the account's sessions that name no device or a device
+ * `sessions.listed` leaves out, created before `sessions.createdBefore`, except `sessions.keep`
+ * (spec/http-api-v1.md "Session and account").
+ */
+export async function endUnlistedSessions(
+  tx: Kysely<StorageDb>,
+  accountId: string,
+  sessions: UnlistedSessions,
+): Promise<void> {
+  const { listed, keep } = sessions;
+  let query = tx
+    .deleteFrom('sessions')
+    .where('account_id', '=', accountId)
+    .where('created_at', '<', sessions.createdBefore);
+  // A manifest lists at least one device; `not in ()` would not be SQL.
+  if (listed.length > 0)
+    query = query.where((eb) =>
+      eb.or([eb('device_id', 'is', null), eb('device_id', 'not in', [...listed])]),
+    );
+  if (keep) query = query.where('token_hash', '!=', keep);
+  await query.execute();
 }
 
 /** The ManifestStore over the shared context (see types.ts for the contract). */
@@ -151,6 +176,7 @@ export function createManifestStore(ctx: StoreContext): ManifestStore {
           );
         }
         await appendManifest(tx, accountId, sealed, backup);
+        if (options.endUnlisted) await endUnlistedSessions(tx, accountId, options.endUnlisted);
         if (revoked.length > 0) {
           await tx
             .deleteFrom('sessions')

@@ -104,9 +104,11 @@ export interface AccountStore {
    */
   delete(accountId: string): Promise<{ readonly blobIds: readonly string[] }>;
   /**
-   * Replaces the OPAQUE record, appends the next manifest and replaces the backup in one
-   * transaction (password change and recovery); StorageConflictError('manifestSeq') when the
-   * current manifest is no longer `manifest.seq - 1`.
+   * Replaces the OPAQUE record, appends the next manifest, replaces the backup, deletes the
+   * account's pending login states (started against the old record) and the sessions
+   * `endUnlisted` selects, in one transaction (password change and recovery);
+   * StorageConflictError('manifestSeq') when the current manifest is no longer
+   * `manifest.seq - 1`.
    */
   changePassword(
     accountId: string,
@@ -114,8 +116,23 @@ export interface AccountStore {
       readonly opaqueRecord: Uint8Array;
       readonly manifest: StoredManifest;
       readonly backup: StoredBackup;
+      readonly endUnlisted?: UnlistedSessions;
     },
   ): Promise<void>;
+}
+
+/**
+ * Which sessions a manifest or password change ends besides those of the devices it removes
+ * (spec/http-api-v1.md "Session and account"): every session of the account that names no
+ * device, or a device `listed` leaves out, created before `createdBefore`, except `keep`.
+ */
+export interface UnlistedSessions {
+  /** The device ids the new manifest lists: sessions naming one of them are kept. */
+  readonly listed: readonly string[];
+  /** Only sessions created before this time end (a grace for a device adding itself). */
+  readonly createdBefore: number;
+  /** The token hash of a session kept whatever it names (the caller's own). */
+  readonly keep?: Uint8Array;
 }
 
 export interface ManifestStore {
@@ -126,13 +143,17 @@ export interface ManifestStore {
   history(accountId: string, after: number, limit: number): Promise<StoredManifest[]>;
   /**
    * Appends the next manifest (seq must be latest + 1, else StorageConflictError('manifestSeq')),
-   * optionally replacing the backup, and deletes the sessions and KeyPackages of
-   * `revokedDeviceIds` — one transaction.
+   * optionally replacing the backup, deletes the sessions and KeyPackages of
+   * `revokedDeviceIds`, and the sessions `endUnlisted` selects — one transaction.
    */
   append(
     accountId: string,
     manifest: StoredManifest,
-    options?: { readonly backup?: StoredBackup; readonly revokedDeviceIds?: readonly string[] },
+    options?: {
+      readonly backup?: StoredBackup;
+      readonly revokedDeviceIds?: readonly string[];
+      readonly endUnlisted?: UnlistedSessions;
+    },
   ): Promise<void>;
 }
 
