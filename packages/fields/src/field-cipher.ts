@@ -78,6 +78,8 @@ export interface FieldCipher {
    * Lazy rotation on write: re-encrypts `stored` with the primary data key when an older version
    * sealed it (or, inside a migration window, when it is still plaintext), and returns it
    * unchanged otherwise. Call it for the encrypted columns of every row you write back.
+   * A padded value stays padded to at least its old length (rounded up to `padTo`, if given),
+   * so rotating never shortens what padding hid.
    *
    * @throws {FieldsError} as {@link FieldCipher.decrypt} and {@link FieldCipher.encrypt}.
    */
@@ -130,6 +132,15 @@ export interface FieldCipher {
   readonly primaryVersion: number;
   /** @internal The 32-byte key of a keyring entry, unwrapped once and cached. */
   keyBytes(purpose: KeyPurpose, version: number): Promise<Uint8Array>;
+  /**
+   * @internal {@link FieldCipher.refresh} whatever the key version (rotation jobs decide that
+   * themselves): decrypts and seals with the primary key, never shorter-padded than before.
+   */
+  reseal(
+    stored: StoredValue,
+    context: FieldContext,
+    options?: EncryptOptions & DecryptOptions,
+  ): Promise<StoredValue>;
 }
 
 const TEXT_PREFIX = 'cf1:';
@@ -363,11 +374,12 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     value: FieldValue,
     ctx: FieldContext,
     options: EncryptOptions = {},
+    minLength?: number,
   ): Promise<StoredValue> {
     const op = 'fields.encrypt';
     checkFormat(op, options.format);
     const aad = bindingContext(op, ctx);
-    const plaintext = encodeValue(op, value, options.padTo);
+    const plaintext = encodeValue(op, value, options.padTo, minLength);
     try {
       const key =
         readyColumnKey(primary, ctx.table, ctx.column) ??
@@ -434,6 +446,48 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
       : err;
   }
 
+  /** The plaintext bytes of an openable envelope (the caller wipes them). */
+  async function openEnvelope(
+    op: string,
+    o: { envelope: Uint8Array; aad: Uint8Array; version: number },
+    ctx: FieldContext,
+  ): Promise<Uint8Array> {
+    const key =
+      readyColumnKey(o.version, ctx.table, ctx.column) ??
+      (await columnKey(o.version, ctx.table, ctx.column));
+    try {
+      return SYNC_AEAD
+        ? decryptSync(key, o.envelope, { context: o.aad })
+        : await decrypt(key, o.envelope, { context: o.aad });
+    } catch (err) {
+      throw failed(op, err);
+    }
+  }
+
+  /**
+   * Decrypts and seals again under the primary key. A padded plaintext keeps at least its length
+   * (spec §3: the pad flag is inside the plaintext), whatever `padTo` says now: rotation must
+   * not reveal a value's length that padding hid.
+   */
+  async function resealValue(
+    stored: StoredValue,
+    ctx: FieldContext,
+    options: EncryptOptions & DecryptOptions,
+  ): Promise<StoredValue> {
+    // Failures to open read as decrypt's (jobs and the CLI name them so).
+    const op = 'fields.decrypt';
+    const format = options.format ?? (typeof stored === 'string' ? 'text' : 'binary');
+    const sealOptions: EncryptOptions = {
+      format,
+      ...(options.padTo === undefined ? {} : { padTo: options.padTo }),
+    };
+    const o = openable(op, stored, ctx, options);
+    if ('value' in o) return encryptValue(o.value, ctx, sealOptions);
+    const plaintext = await openEnvelope(op, o, ctx);
+    const paddedLength = plaintext[1] === 1 ? plaintext.length : undefined;
+    return encryptValue(decoded(op, plaintext), ctx, sealOptions, paddedLength);
+  }
+
   return {
     primaryVersion: primary,
     keyBytes,
@@ -444,18 +498,7 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
       const op = 'fields.decrypt';
       const o = openable(op, stored, ctx, options);
       if ('value' in o) return o.value;
-      const key =
-        readyColumnKey(o.version, ctx.table, ctx.column) ??
-        (await columnKey(o.version, ctx.table, ctx.column));
-      let plaintext: Uint8Array;
-      try {
-        plaintext = SYNC_AEAD
-          ? decryptSync(key, o.envelope, { context: o.aad })
-          : await decrypt(key, o.envelope, { context: o.aad });
-      } catch (err) {
-        throw failed(op, err);
-      }
-      return decoded(op, plaintext);
+      return decoded(op, await openEnvelope(op, o, ctx));
     },
 
     decryptSync(stored, ctx, options = {}) {
@@ -489,9 +532,11 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
     async refresh(stored, ctx, options = {}) {
       const version = this.keyVersionOf(stored);
       if (version === primary) return stored;
-      const value = await this.decrypt(stored, ctx, options);
-      const format = options.format ?? (typeof stored === 'string' ? 'text' : 'binary');
-      return encryptValue(value, ctx, { ...options, format });
+      return resealValue(stored, ctx, options);
+    },
+
+    reseal(stored, ctx, options = {}) {
+      return resealValue(stored, ctx, options);
     },
 
     keyVersionOf(stored) {

@@ -16,7 +16,10 @@ export interface EncryptedColumnSpec {
    * (a string becomes text form, bytes become binary form). Rotation always keeps the form.
    */
   readonly format?: 'text' | 'binary';
-  /** Padding block for values this job seals (see `EncryptOptions.padTo`). */
+  /**
+   * Padding block for values this job seals (see `EncryptOptions.padTo`). Rotation keeps a
+   * padded value at least as long as it was, with or without this.
+   */
   readonly padTo?: number;
   /**
    * `encrypt-plaintext` mode: turns a stored plaintext into the typed value to encrypt (for
@@ -583,17 +586,25 @@ function rowWorker(options: ReencryptOptions): {
       // before anything of it is written.
       const before: VersionKey[] = [];
       const after: VersionKey[] = [];
-      const todo: { column: EncryptedColumnSpec; stored: StoredValue; value: FieldValue }[] = [];
+      const todo: (
+        | { column: EncryptedColumnSpec; stored: StoredValue; value: FieldValue }
+        | { column: EncryptedColumnSpec; stored: StoredValue; resealed: StoredValue }
+      )[] = [];
       for (const column of table.columns) {
         const stored = row.values[column.name];
         if (stored === null || stored === undefined) continue;
         const v = versionOf(fields, stored, table.name, column.name, row.key, OP);
         before.push(v);
         if (mode === 'rotate' && typeof v === 'number' && v < target) {
-          const value = await guarded(table.name, column.name, row.key, () =>
-            fields.decrypt(stored, ctx(row, column.name)),
+          // Sealed again at once (nothing is written before the whole row is ready), keeping a
+          // padded value's length: the column's padTo may have changed or be unknown here.
+          const resealed = await guarded(table.name, column.name, row.key, () =>
+            fields.reseal(stored, ctx(row, column.name), {
+              format: typeof stored === 'string' ? 'text' : 'binary',
+              ...(column.padTo === undefined ? {} : { padTo: column.padTo }),
+            }),
           );
-          todo.push({ column, stored, value });
+          todo.push({ column, stored, resealed });
           after.push(target);
         } else if (mode === 'encrypt-plaintext' && v === 'plaintext') {
           const value = await guarded(table.name, column.name, row.key, async () =>
@@ -613,7 +624,14 @@ function rowWorker(options: ReencryptOptions): {
       }
       const changes: Record<string, StoredValue> = {};
       const expected: Record<string, StoredValue> = {};
-      for (const { column, stored, value } of todo) {
+      for (const item of todo) {
+        const { column, stored } = item;
+        if ('resealed' in item) {
+          changes[column.name] = item.resealed;
+          expected[column.name] = stored;
+          continue;
+        }
+        const { value } = item;
         const format =
           mode === 'encrypt-plaintext' && column.format
             ? column.format

@@ -49,9 +49,19 @@ export function typeOf(value: FieldValue): FieldType {
   }
 }
 
-/** spec §3: plaintext = type || pad_flag || value_bytes || [0x80 || 0x00*] */
-export function encodeValue(operation: string, value: FieldValue, padBlock?: number): Uint8Array {
-  if (typeof value === 'string' && padBlock === undefined) {
+/**
+ * spec §3: plaintext = type || pad_flag || value_bytes || [0x80 || 0x00*]
+ *
+ * `minLength` (re-encryption only) pads to at least that many bytes, the length of the padded
+ * plaintext being replaced, so that a rotation never reveals a shorter length than before.
+ */
+export function encodeValue(
+  operation: string,
+  value: FieldValue,
+  padBlock?: number,
+  minLength?: number,
+): Uint8Array {
+  if (typeof value === 'string' && padBlock === undefined && minLength === undefined) {
     const length = Buffer.byteLength(value, 'utf8');
     const out = Buffer.allocUnsafe(2 + length);
     out[0] = TYPE_CODE.string;
@@ -100,21 +110,26 @@ export function encodeValue(operation: string, value: FieldValue, padBlock?: num
       break;
     }
   }
-  if (padBlock === undefined) {
+  if (padBlock === undefined && minLength === undefined) {
     const out = new Uint8Array(2 + body.length);
     out[0] = TYPE_CODE[type];
     out.set(body, 2);
     return out;
   }
-  if (!Number.isInteger(padBlock) || padBlock < MIN_PAD_BLOCK || padBlock > MAX_PAD_BLOCK) {
+  if (
+    padBlock !== undefined &&
+    (!Number.isInteger(padBlock) || padBlock < MIN_PAD_BLOCK || padBlock > MAX_PAD_BLOCK)
+  ) {
     throw new FieldsError(
       'INVALID_ARGUMENT',
       operation,
       `"padTo" expected an integer from ${MIN_PAD_BLOCK} to ${MAX_PAD_BLOCK}`,
     );
   }
-  const unpadded = 2 + body.length + 1;
-  const out = new Uint8Array(Math.ceil(unpadded / padBlock) * padBlock);
+  // spec §3, re-encryption: at least the old padded length, then up to the block (if any).
+  const unpadded = Math.max(2 + body.length + 1, minLength ?? 0);
+  const block = padBlock ?? 1;
+  const out = new Uint8Array(Math.ceil(unpadded / block) * block);
   out[0] = TYPE_CODE[type];
   out[1] = 0x01;
   out.set(body, 2);

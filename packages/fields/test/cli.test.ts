@@ -379,6 +379,47 @@ describe.skipIf(!sqliteProbe)('coffer-fields: status and reencrypt on SQLite', (
     expect((await cli(indexArgs)).stdout).toContain('0 indexed');
   });
 
+  test('rotation through the CLI keeps padded lengths', async () => {
+    const kekArgs = ['--keyring', keyring, '--kek-file', kek];
+    const d = await db();
+    d.prepare('CREATE TABLE cards (id INTEGER PRIMARY KEY, pan TEXT)').run();
+    const fields = await fieldsNow();
+    const insert = d.prepare('INSERT INTO cards (id, pan) VALUES (?, ?)');
+    for (let i = 1; i <= 3; i++) {
+      const where = { table: 'cards', column: 'pan', rowId: i };
+      insert.run(i, await fields.encrypt('4111'.repeat(i), where, { padTo: 256 }));
+    }
+    const lengths = (x: SqliteDatabase) =>
+      (x.prepare('SELECT pan FROM cards ORDER BY id').all() as { pan: string }[]).map(
+        (r) => r.pan.length,
+      );
+    expect(lengths(d)).toEqual([392, 392, 392]);
+    d.close();
+    expect((await cli(['rotate', ...kekArgs])).code).toBe(0);
+    const cards = [
+      '--sqlite',
+      dbPath,
+      '--table',
+      'cards',
+      '--primary-key',
+      'id',
+      '--columns',
+      'pan',
+    ];
+    const out = await cli(['reencrypt', ...kekArgs, ...cards, '--json']);
+    expect(out.code).toBe(0);
+    expect(JSON.parse(out.stdout)).toMatchObject({ rowsUpdated: 3 });
+    const after = await db();
+    expect(lengths(after)).toEqual([392, 392, 392]);
+    const rotated = await fieldsNow();
+    const { pan } = after.prepare('SELECT pan FROM cards WHERE id = 2').get() as { pan: string };
+    after.close();
+    expect(rotated.keyVersionOf(pan)).toBe(rotated.primaryVersion);
+    expect(await rotated.decrypt(pan, { table: 'cards', column: 'pan', rowId: 2 })).toBe(
+      '41114111',
+    );
+  });
+
   test('a value that does not open: exit 1, the row named, a hint, no value printed', async () => {
     const kekArgs = ['--keyring', keyring, '--kek-file', kek];
     const d = await db();

@@ -180,4 +180,24 @@ describe('lazy re-encryption on write', () => {
       await next.decrypt(await next.refresh('plain', ctx, { allowPlaintext: true }), ctx),
     ).toBe('plain');
   });
+
+  test('refresh keeps the padded length: rotation never reveals what padding hid', async () => {
+    const { keyring, provider, fields } = await setup();
+    const text = await fields.encrypt('a@b.c', ctx, { padTo: 256 });
+    const bytes = await fields.encrypt(Uint8Array.of(1, 2), ctx, { format: 'binary', padTo: 64 });
+    const short = await fields.encrypt('a@b.c', ctx);
+    expect(text.length).toBe(392);
+    const next = createFieldCipher(await rotateKey(keyring, provider, 'kek1'), provider);
+    const fresh = (await next.refresh(text, ctx)) as string;
+    expect(next.keyVersionOf(fresh)).toBe(2);
+    expect(fresh.length).toBe(text.length);
+    expect(await next.decrypt(fresh, ctx)).toBe('a@b.c');
+    const freshBytes = (await next.refresh(bytes, ctx)) as Uint8Array;
+    expect(freshBytes.length).toBe(bytes.length);
+    expect(await next.decrypt(freshBytes, ctx)).toEqual(Uint8Array.of(1, 2));
+    // A smaller padTo now does not shorten it; a larger one rounds it up; unpadded stays so.
+    expect(((await next.refresh(text, ctx, { padTo: 16 })) as string).length).toBe(392);
+    expect(((await next.refresh(text, ctx, { padTo: 384 })) as string).length).toBe(563);
+    expect(((await next.refresh(short, ctx)) as string).length).toBe(short.length);
+  });
 });

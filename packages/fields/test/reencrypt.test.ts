@@ -299,6 +299,36 @@ describe('reencrypt: rotate', () => {
     expect(JSON.stringify([...mem.rows.values()].map((r) => r.values.email))).toBe(snapshot);
   });
 
+  test('rotation keeps padded lengths, even where the job is not told padTo', async () => {
+    const { old, fields } = await rotated();
+    // The job's column specs say nothing of padding (as the CLI's do not).
+    const mem = memoryTable('users', [{ name: 'email' }, { name: 'avatar' }]);
+    for (let i = 1; i <= 3; i++) {
+      const ctx = (column: string) => ({ table: 'users', column, rowId: i });
+      mem.rows.set(i, {
+        values: {
+          email: await old.encrypt(emailOf(i), ctx('email'), { padTo: 256 }),
+          avatar: await old.encrypt(avatarOf(i), ctx('avatar'), { format: 'binary', padTo: 64 }),
+        },
+      });
+    }
+    const lengths = () =>
+      [...mem.rows.values()].map((r) => [r.values.email!.length, r.values.avatar!.length]);
+    const before = lengths();
+    expect(before[0]).toEqual([392, 2 + 3 + 4 + 12 + 64 + 16]);
+    expect(await reencrypt({ fields, table: mem.table, mode: 'rotate' })).toMatchObject({
+      rowsUpdated: 3,
+      versions: { 2: 6 },
+    });
+    expect(lengths()).toEqual(before);
+    for (const [i, row] of mem.rows) {
+      expect(
+        await fields.decrypt(row.values.email!, { table: 'users', column: 'email', rowId: i }),
+      ).toBe(emailOf(Number(i)));
+      expect(fields.keyVersionOf(row.values.avatar!)).toBe(2);
+    }
+  });
+
   test('a row changed concurrently is skipped and never overwritten', async () => {
     const { old, fields } = await rotated();
     const mem = await usersTable(old, 12);
