@@ -150,19 +150,28 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
         ? (value as readonly FieldValue[])
         : [value as FieldValue];
       const parts: Uint8Array[] = [tenantPart];
-      for (let v of values) {
-        if (typeof v === 'string')
-          for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v as string);
-        const encoded = encodeValue(op, v);
-        const len = new Uint8Array(4);
-        new DataView(len.buffer).setUint32(0, encoded.length);
-        parts.push(len, encoded);
+      try {
+        for (let v of values) {
+          if (typeof v === 'string')
+            for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v as string);
+          const encoded = encodeValue(op, v);
+          const len = new Uint8Array(4);
+          new DataView(len.buffer).setUint32(0, encoded.length);
+          parts.push(len, encoded);
+        }
+        message = concat(...parts);
+      } finally {
+        // encodeValue writes strings into Node's shared Buffer pool, where they would outlive
+        // this call (field-cipher wipes its plaintexts for the same reason): wipe every part.
+        for (let i = 1; i < parts.length; i++) parts[i]!.fill(0);
       }
-      message = concat(...parts);
     }
-    mac.mac(message, tag);
-    // The message holds the (normalised) value: do not leave it in memory.
-    message.fill(0);
+    try {
+      mac.mac(message, tag);
+    } finally {
+      // The message holds the (normalised) value: do not leave it in memory.
+      message.fill(0);
+    }
     const length = Math.ceil(bits / 8);
     if (bits % 8 !== 0) tag[length - 1]! &= (0xff << (8 - (bits % 8))) & 0xff;
     const hex = toHex(tag.subarray(0, length));

@@ -77,6 +77,21 @@ describe('blind indexes', () => {
     expect(() => index.computeSync('x', { ...spec, bits: 7 })).toThrow(/bits/);
   });
 
+  test("compound values are not left in Node's shared Buffer pool", async () => {
+    const { keyring, fields } = await setup();
+    const index = createBlindIndexer(keyring, fields);
+    await index.preload([spec]);
+    const secret = 'pool-canary-7d1f2c-SECRET';
+    // TextEncoder, not Buffer.from: the needle itself must not sit in the pool.
+    const needle = new TextEncoder().encode(secret.toLowerCase());
+    // Small Buffer.allocUnsafe allocations share one pool; it may roll over once meanwhile.
+    const poolBefore = Buffer.allocUnsafe(1).buffer;
+    index.computeSync([` ${secret} `, 42, `${secret}-2`], spec);
+    const poolAfter = Buffer.allocUnsafe(1).buffer;
+    for (const pool of new Set([poolBefore, poolAfter]))
+      expect(Buffer.from(pool).indexOf(needle)).toBe(-1);
+  });
+
   test('the index key is not the encryption key, and rotates independently (shadow column)', async () => {
     const { keyring, provider, fields } = await setup();
     const index = createBlindIndexer(keyring, fields);
