@@ -42,7 +42,7 @@ export interface AppDeps {
   readonly storage: Storage;
   /** The OPAQUE server setup (see `loadServerSecrets`). */
   readonly opaqueSetup: string;
-  /** 32-byte HMAC key for throttle keys and fake OPAQUE identifiers. */
+  /** 32-byte HMAC key for throttle and rate-limit keys, fake OPAQUE identifiers and the tags of issued account ids. */
   readonly throttleKey: Uint8Array;
   readonly logger: Logger;
   readonly metrics: Metrics;

@@ -157,7 +157,8 @@ export const OPENAPI_DOCUMENT = {
     },
     '/v1/signup/finish': {
       post: op({
-        summary: 'Finish signup: the account, its first manifest, backup and session, atomically',
+        summary:
+          "Finish signup: the account, its first manifest, backup and session, atomically (accountId as signup/start issued it; a deleted account's id is 409)",
         requestBody: jsonBody(
           object({
             username: str('account-v1 §1'),

@@ -102,11 +102,15 @@ export function register(password: string, registrationResponse: string, state: 
   return { registrationRecord: r.registrationRecord, exportKey: fromBase64url(r.exportKey) };
 }
 
-/** The whole signup; throws unless both steps succeed. */
+/**
+ * The whole signup; throws unless both steps succeed. `options.accountId` replaces the id
+ * signup/start issued (what a client that picks its own id would send).
+ */
 export async function signup(
   fetcher: Fetcher,
   username: string,
   password: string,
+  options: { readonly accountId?: string } = {},
 ): Promise<Account> {
   await opaque.ready;
   const start = opaque.client.startRegistration({ password });
@@ -115,7 +119,7 @@ export async function signup(
     registrationRequest: start.registrationRequest,
   });
   if (s.status !== 200) throw new Error(`signup/start ${s.status} ${s.text}`);
-  const accountId: string = s.json.accountId;
+  const accountId: string = options.accountId ?? s.json.accountId;
   const { registrationRecord, exportKey } = register(
     password,
     s.json.registrationResponse,

@@ -1,4 +1,6 @@
 // Signup, login, session, logout and account deletion, in-process, on every database.
+import { fromBase64url, toBase64url } from '@coffer/crypto';
+import { newAccountId } from '@coffer/protocol';
 import * as opaque from '@serenity-kit/opaque';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, login, signup } from './_client.js';
@@ -61,6 +63,48 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
     expect(failed).toHaveLength(1);
     // The loser lost at finish (both starts saw a free name) or at start.
     expect(String(failed[0]!.reason)).toMatch(/409 .*USERNAME_TAKEN/);
+  });
+
+  it("accepts only an account id signup/start issued, and never a deleted account's", async () => {
+    // An id the client made up (well-formed, random): refused before anything is stored.
+    await expect(signup(h.fetch, 'mallory', 'pw', { accountId: newAccountId() })).rejects.toThrow(
+      /signup\/finish 400 .*BAD_REQUEST/,
+    );
+    // An issued id whose tag was tampered with.
+    const issued = await call(h.fetch, 'POST', '/v1/signup/start', {
+      username: 'mallory',
+      registrationRequest: opaque.client.startRegistration({ password: 'x' }).registrationRequest,
+    });
+    const bytes = fromBase64url(issued.json.accountId);
+    bytes[15]! ^= 1;
+    await expect(
+      signup(h.fetch, 'mallory', 'pw', { accountId: toBase64url(bytes) }),
+    ).rejects.toThrow(/signup\/finish 400 .*BAD_REQUEST/);
+
+    // The review's reproduction: an account is deleted, and an impostor signs up under its id.
+    const victim = await signup(h.fetch, 'victor', 'pw');
+    expect((await call(h.fetch, 'DELETE', '/v1/account', undefined, victim.token)).status).toBe(
+      204,
+    );
+    await expect(
+      signup(h.fetch, 'impostor', 'pw', { accountId: victim.accountId }),
+    ).rejects.toThrow(/signup\/finish 409 .*CONFLICT/);
+    // Under its old name too, and again later: the id stays retired.
+    await expect(signup(h.fetch, 'victor', 'pw', { accountId: victim.accountId })).rejects.toThrow(
+      /signup\/finish 409 .*CONFLICT/,
+    );
+    const someone = await signup(h.fetch, 'mallory', 'pw');
+    const gone = await call(
+      h.fetch,
+      'GET',
+      `/v1/accounts/${victim.accountId}/manifest`,
+      undefined,
+      someone.token,
+    );
+    expect(gone.status).toBe(404);
+    // The name itself is free again, under a new id.
+    const renewed = await signup(h.fetch, 'victor', 'pw');
+    expect(renewed.accountId).not.toBe(victim.accountId);
   });
 
   it('rejects usernames outside the rules', async () => {

@@ -120,6 +120,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           '0003_delivery',
           '0004_blobs',
           '0005_delivery_limits',
+          '0006_retired_accounts',
         ]);
         const keyrings = await tdb.raw().selectFrom('coffer_keyring').selectAll().execute();
         expect(keyrings).toHaveLength(1);

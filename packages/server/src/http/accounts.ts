@@ -1,7 +1,7 @@
 // spec/http-api-v1.md "Signup", "Login", "Session and account".
 import { concatBytes, fromBase64url, randomBytes, toBase64url } from '@coffer/crypto';
-import { newAccountId } from '@coffer/protocol';
 import { Hono } from 'hono';
+import { isIssuedAccountId, issueAccountId } from '../account-ids.js';
 import { ServerError } from '../errors.js';
 import { assertRecentAuth, requireAuth } from '../middleware/auth.js';
 import {
@@ -78,7 +78,7 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
     });
     if (await storage.accounts.usernameTaken(username.normalized))
       throw new ServerError('USERNAME_TAKEN', op);
-    const accountId = newAccountId();
+    const accountId = await issueAccountId(deps.throttleKey);
     const response = await registrationResponse(deps.opaqueSetup, accountId, request, op);
     return c.json({ accountId, registrationResponse: response });
   });
@@ -88,6 +88,10 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
     const body = readJson(c, op);
     const username = parseUsername(body.username, op);
     const accountId = idField(body, 'accountId', op);
+    // spec "Signup": the server picks the id; one signup/start did not issue is refused before
+    // any other work.
+    if (!(await isIssuedAccountId(deps.throttleKey, accountId)))
+      throw new ServerError('BAD_REQUEST', op, 'the account id was not issued by signup/start');
     const record = bytesField(body, 'registrationRecord', op, {
       exact: OPAQUE_SIZES.registrationRecord,
     });
@@ -120,7 +124,7 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
     } catch (err) {
       if (err instanceof StorageConflictError) {
         if (err.what === 'username') throw new ServerError('USERNAME_TAKEN', op);
-        throw new ServerError('CONFLICT', op, 'account id in use');
+        throw new ServerError('CONFLICT', op, 'account id in use or retired');
       }
       throw err;
     }

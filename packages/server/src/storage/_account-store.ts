@@ -1,3 +1,4 @@
+import { sha256, utf8Encode } from '@coffer/crypto';
 import type { Kysely } from 'kysely';
 import type { StoreContext } from './_context.js';
 import {
@@ -8,7 +9,7 @@ import {
 } from './_manifest-store.js';
 import { bytes, num } from './_rows.js';
 import type { StorageDb } from './_schema.js';
-import type { AccountStore } from './types.js';
+import { type AccountStore, StorageConflictError } from './types.js';
 
 /** Bytes of an OPAQUE registration record (ristretto255 suite): what the dummy decrypt matches. */
 const OPAQUE_RECORD_BYTES = 192;
@@ -39,6 +40,7 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
           sealManifest(sealer, accountId, account.manifest),
           sealBackup(sealer, accountId, account.backup),
         ]);
+      const idHash = await retiredIdHash(accountId);
       const s = account.session;
       if (s.accountId !== accountId)
         throw new Error('"session.accountId" expected the new account');
@@ -54,6 +56,15 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
             created_at: ctx.now(),
           })
           .execute();
+        // After the insert, not before: on PostgreSQL an insert racing the deletion of an
+        // account with this id waits for it, and a check made after the wait sees the
+        // deletion's tombstone (READ COMMITTED reads anew per statement).
+        const retired = await tx
+          .selectFrom('retired_accounts')
+          .select('id_hash')
+          .where('id_hash', '=', idHash)
+          .executeTakeFirst();
+        if (retired) throw new StorageConflictError('accountId', 'account id retired');
         await tx.insertInto('manifests').values(manifest).execute();
         await tx.insertInto('backups').values(backup).execute();
         await tx
@@ -147,6 +158,7 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
     },
 
     async delete(accountId) {
+      const idHash = await retiredIdHash(accountId);
       // The foreign keys cascade too; deleting each table explicitly keeps this correct even on a
       // SQLite connection opened elsewhere without `foreign_keys = ON`.
       return ctx.transaction(async (tx) => {
@@ -156,7 +168,17 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
           .where('account_id', '=', accountId)
           .execute();
         await deleteChildren(tx, accountId);
-        await tx.deleteFrom('accounts').where('account_id', '=', accountId).execute();
+        const gone = await tx
+          .deleteFrom('accounts')
+          .where('account_id', '=', accountId)
+          .executeTakeFirst();
+        // spec "Signup": the id stays retired, so no later signup takes it.
+        if (Number(gone.numDeletedRows) > 0)
+          await tx
+            .insertInto('retired_accounts')
+            .values({ id_hash: idHash })
+            .onConflict((oc) => oc.column('id_hash').doNothing())
+            .execute();
         return { blobIds: blobs.map((b) => b.blob_id) };
       });
     },
@@ -180,6 +202,11 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
       });
     },
   };
+}
+
+/** What `retired_accounts` keeps of a deleted account's id. */
+function retiredIdHash(accountId: string): Promise<Uint8Array> {
+  return sha256(utf8Encode(accountId));
 }
 
 async function deleteChildren(tx: Kysely<StorageDb>, accountId: string): Promise<void> {

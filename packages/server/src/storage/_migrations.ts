@@ -316,6 +316,25 @@ function deliveryLimits(): Migration {
 }
 
 /**
+ * spec/http-api-v1.md "Signup": the ids of deleted accounts, kept so that no signup reuses one
+ * (contacts who never pinned the old identity would accept a new one under it). Only SHA-256 of
+ * the id is kept, one 32-byte row per deleted account, forever: an id that became free again
+ * after any retention period would reopen the attack.
+ */
+function retiredAccounts(dialect: StorageDialect): Migration {
+  const bytes = dialect === 'sqlite' ? 'blob' : 'bytea';
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('retired_accounts')
+        .addColumn('id_hash', bytes, (c) => c.notNull())
+        .addPrimaryKeyConstraint('retired_accounts_pk', ['id_hash'])
+        .execute();
+    },
+  };
+}
+
+/**
  * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
  * has shipped: add the next.
  */
@@ -328,6 +347,7 @@ export function storageMigrations(dialect: StorageDialect): MigrationProvider {
         '0003_delivery': delivery(dialect),
         '0004_blobs': blobs(),
         '0005_delivery_limits': deliveryLimits(),
+        '0006_retired_accounts': retiredAccounts(dialect),
       };
     },
   };

@@ -99,4 +99,6 @@ export interface StorageDb {
   };
   /** spec/http-api-v1.md "Blobs": who uploaded which blob, its size and age (bytes are files). */
   blobs: { blob_id: string; account_id: string; size: Millis; created_at: Millis };
+  /** spec/http-api-v1.md "Signup": SHA-256 of each deleted account's id, never reused. */
+  retired_accounts: { id_hash: Bytes };
 }

@@ -81,7 +81,11 @@ export class StorageConflictError extends Error {
 }
 
 export interface AccountStore {
-  /** Creates everything of a new account in one transaction; StorageConflictError('username') when the name is taken. */
+  /**
+   * Creates everything of a new account in one transaction; StorageConflictError('username')
+   * when the name is taken, StorageConflictError('accountId') when the id is in use or belonged
+   * to a deleted account.
+   */
   create(account: NewAccount): Promise<void>;
   /** Whether a normalised username is in use (a blind-index lookup). */
   usernameTaken(normalizedUsername: string): Promise<boolean>;
@@ -99,8 +103,9 @@ export interface AccountStore {
   get(accountId: string): Promise<AccountRecord | undefined>;
   recoveryVerifier(accountId: string): Promise<Uint8Array | undefined>;
   /**
-   * Deletes the account and everything that belongs to it, in one transaction; returns the ids
-   * of the blobs whose rows went with it, so that the caller removes their files.
+   * Deletes the account and everything that belongs to it, and retires its id for good (no
+   * {@link AccountStore.create} may use it again), in one transaction; returns the ids of the
+   * blobs whose rows went with it, so that the caller removes their files.
    */
   delete(accountId: string): Promise<{ readonly blobIds: readonly string[] }>;
   /**
