@@ -71,11 +71,14 @@ export function createThrottle(
       return { account, address: addr };
     },
     async admit(keys, op) {
-      const t = now();
+      // The time is read inside the transaction: one taken before it (while waiting for the
+      // lock) would be older than the notBefore an attempt just ahead of it wrote.
+      let t = 0;
       let until = 0;
       // One transaction over both keys, the address last: its throw rolls back the account
       // key's count too, and the wait reported is the longer of the two.
       await store.update([keys.account, keys.address], (current, i) => {
+        if (i === 0) t = now();
         until = Math.max(until, current?.notBefore ?? 0);
         if (i === 1 && until > t) {
           throw new ServerError('RATE_LIMITED', op, undefined, {
