@@ -2,7 +2,8 @@
 // implementation can be replaced without touching callers. Every method takes a group state and
 // input bytes and returns a new state plus the bytes to send; nothing is sent, stored or timed
 // here. States are immutable handles: keep the newest one, persist it with exportState (it holds
-// private keys, so store it encrypted and bound to its record id), drop the old ones.
+// private keys, so store it encrypted and bound to its record id). An operation that returns a
+// new handle spends the old one (its consumed secrets are wiped): using it again is refused.
 //
 // createTsMlsEngine implements it over ts-mls (RFC 9420) with Coffer's crypto provider
 // (crypto-provider.ts) for MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.
