@@ -32,6 +32,7 @@ import { requestId } from './middleware/request-id.js';
 import { requestLog } from './middleware/request-log.js';
 import { securityHeaders } from './middleware/security-headers.js';
 import { openApiRoutes } from './openapi.js';
+import type { SignupLimits } from './signup-limiter.js';
 import type { Storage } from './storage/types.js';
 import { createThrottle, type Throttle } from './throttle.js';
 
@@ -59,6 +60,11 @@ export interface AppDeps {
    * `BLOB_QUOTA_BYTES`); without it the blob routes answer `503 UNAVAILABLE`.
    */
   readonly blobs?: BlobOptions;
+  /**
+   * Per-client-address limits on signup/start and signup/finish per hour (default
+   * `SIGNUP_LIMITS`: 30 and 10).
+   */
+  readonly signupLimits?: SignupLimits;
 }
 
 /** The blob directory and its limits, for {@link AppDeps}. */
@@ -150,7 +156,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.route('/', healthRoutes(routeDeps));
   app.route('/', openApiRoutes());
-  app.route('/', accountRoutes(routeDeps));
+  app.route('/', accountRoutes(routeDeps, deps.signupLimits));
   app.route('/', passwordRoutes(routeDeps));
   app.route('/', deviceRoutes(routeDeps));
   app.route('/', linkRoutes(routeDeps));

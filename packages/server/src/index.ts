@@ -84,6 +84,13 @@ export {
   RECOVERY_TTL_MS,
   SESSION_TTL_MS,
 } from './sessions.js';
+export {
+  SIGNUP_FINISHES_PER_ADDRESS,
+  SIGNUP_LIMITS,
+  SIGNUP_STARTS_PER_ADDRESS,
+  SIGNUP_WINDOW_MS,
+  type SignupLimits,
+} from './signup-limiter.js';
 export { type OpenStorageOptions, openStorage } from './storage/open.js';
 export type {
   AccountRecord,

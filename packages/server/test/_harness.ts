@@ -11,6 +11,7 @@ import { createLogger } from '../src/logger.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
 import { type RunningServer, startServer } from '../src/server.js';
 import { loadServerSecrets, type ServerSecrets } from '../src/server-secrets.js';
+import type { SignupLimits } from '../src/signup-limiter.js';
 import type { Storage } from '../src/storage/types.js';
 import { createTestDatabase, type TestDatabase, type TestDialect } from './_db.js';
 
@@ -42,11 +43,21 @@ export interface Harness {
   dispose(): Promise<void>;
 }
 
+/**
+ * Suites sign up dozens of accounts from the harness's one address; they get room for that. The
+ * real limits (`SIGNUP_LIMITS`) are tested by passing them as `signupLimits`.
+ */
+const ROOMY_SIGNUP_LIMITS: SignupLimits = { starts: 10_000, finishes: 10_000 };
+
 /** Builds a harness on a fresh database of `dialect`. */
 export async function createHarness(
   dialect: TestDialect,
   prefix = 'http',
-  options: { readonly maxBlobBytes?: number; readonly blobQuotaBytes?: number } = {},
+  options: {
+    readonly maxBlobBytes?: number;
+    readonly blobQuotaBytes?: number;
+    readonly signupLimits?: SignupLimits;
+  } = {},
 ): Promise<Harness> {
   const db = await createTestDatabase(dialect, prefix);
   const storage = await db.open();
@@ -79,6 +90,7 @@ export async function createHarness(
     events,
     now,
     clientAddress: () => address.value,
+    signupLimits: options.signupLimits ?? ROOMY_SIGNUP_LIMITS,
   });
   const servers: RunningServer[] = [];
   return {

@@ -3,6 +3,12 @@ import { fromBase64url, toBase64url } from '@coffer/crypto';
 import { newAccountId } from '@coffer/protocol';
 import * as opaque from '@serenity-kit/opaque';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  SIGNUP_FINISHES_PER_ADDRESS,
+  SIGNUP_LIMITS,
+  SIGNUP_STARTS_PER_ADDRESS,
+  SIGNUP_WINDOW_MS,
+} from '../src/signup-limiter.js';
 import { call, login, signup } from './_client.js';
 import { testDialects } from './_db.js';
 import { createHarness, type Harness } from './_harness.js';
@@ -329,5 +335,49 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
     }
     h.clock.now += 31 * 24 * 60 * 60 * 1000;
     expect((await call(h.fetch, 'GET', '/v1/session', undefined, a.token)).status).toBe(401);
+  });
+});
+
+describe.each(dialects)('signup rate limits (%s)', (dialect) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness(dialect, 'signuplimit', { signupLimits: SIGNUP_LIMITS });
+  });
+  afterAll(() => h.dispose());
+
+  const start = async (username: unknown) => {
+    await opaque.ready;
+    const { registrationRequest } = opaque.client.startRegistration({ password: 'x' });
+    return call(h.fetch, 'POST', '/v1/signup/start', { username, registrationRequest });
+  };
+
+  it('limits signup/start per address: a taken name cannot be probed beyond 30 an hour', async () => {
+    h.address.value = '203.0.113.10';
+    await signup(h.fetch, 'target', 'pw');
+    // The signup above used one start; malformed calls count too.
+    expect((await start(7)).status).toBe(400);
+    for (let i = 2; i < SIGNUP_STARTS_PER_ADDRESS; i++)
+      expect((await start(`probe${i}`)).status).toBe(200);
+    const limited = await start('target');
+    expect(limited.status).toBe(429);
+    expect(limited.json.error.code).toBe('RATE_LIMITED');
+    expect(limited.headers.get('retry-after')).toBe(String(SIGNUP_WINDOW_MS / 1000));
+    // Another address is counted on its own.
+    h.address.value = '203.0.113.11';
+    expect((await start('target')).status).toBe(409);
+    // The window ends.
+    h.address.value = '203.0.113.10';
+    h.clock.now += SIGNUP_WINDOW_MS;
+    expect((await start('target')).status).toBe(409);
+  });
+
+  it('limits signup/finish (accounts made) per address to 10 an hour', async () => {
+    h.address.value = '203.0.113.20';
+    for (let i = 0; i < SIGNUP_FINISHES_PER_ADDRESS; i++) await signup(h.fetch, `many${i}`, 'pw');
+    await expect(signup(h.fetch, 'one-more', 'pw')).rejects.toThrow(
+      /signup\/finish 429 .*RATE_LIMITED/,
+    );
+    h.address.value = '203.0.113.21';
+    await signup(h.fetch, 'one-more', 'pw');
   });
 });

@@ -12,10 +12,11 @@ import {
   startLogin,
 } from '../opaque.js';
 import { LOGIN_STATE_TTL_MS, newToken, SESSION_TTL_MS } from '../sessions.js';
+import { createSignupLimiter, type SignupLimits } from '../signup-limiter.js';
 import { StorageConflictError } from '../storage/types.js';
 import type { ThrottleKeys } from '../throttle.js';
 import { parseUsername } from '../username.js';
-import type { AppEnv, RouteDeps } from './_env.js';
+import type { AppContext, AppEnv, RouteDeps } from './_env.js';
 import { readJson } from './_json.js';
 import { checkFirstManifest } from './_manifests.js';
 import {
@@ -60,17 +61,29 @@ function unpackLoginState(bytes: Uint8Array): LoginState | undefined {
 }
 
 /**
- * Signup, login, session, logout and account deletion.
+ * Signup, login, session, logout and account deletion. `signupLimits` replaces the per-address
+ * signup limits (default `SIGNUP_LIMITS`).
  *
  * @example app.route('/', accountRoutes(deps));
  */
-export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
+export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hono<AppEnv> {
   const { storage, now } = deps;
   const app = new Hono<AppEnv>();
   const auth = requireAuth({ storage, now });
+  const limiter = createSignupLimiter(storage.throttle, deps.throttleKey, now, signupLimits);
+  // Counted first, before the body is looked at: every call counts, malformed ones included.
+  const countSignup = async (step: 'start' | 'finish', c: AppContext, op: string) => {
+    try {
+      await limiter.count(step, deps.clientAddress(c), op);
+    } catch (err) {
+      if (ServerError.is(err, 'RATE_LIMITED')) deps.metrics.rateLimited.inc();
+      throw err;
+    }
+  };
 
   app.post('/v1/signup/start', async (c) => {
     const op = 'signup.start';
+    await countSignup('start', c, op);
     const body = readJson(c, op);
     const username = parseUsername(body.username, op);
     const request = b64urlTextField(body, 'registrationRequest', op, {
@@ -85,6 +98,7 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
 
   app.post('/v1/signup/finish', async (c) => {
     const op = 'signup.finish';
+    await countSignup('finish', c, op);
     const body = readJson(c, op);
     const username = parseUsername(body.username, op);
     const accountId = idField(body, 'accountId', op);
