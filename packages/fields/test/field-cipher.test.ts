@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { createFieldCipher, FieldsError, type FieldValue, rotateKey } from '../src/index.js';
@@ -248,4 +250,30 @@ test('names cannot run into each other: control characters are refused', async (
   expect(await codeOf(fields.decrypt(stored, { table: 'a', column: 'b', rowId: 'r' }))).toBe(
     'DECRYPTION_FAILED',
   );
+});
+
+describe('memory', () => {
+  test('naming many places keeps nothing per place (values that fail to open included)', async () => {
+    const { fields } = await setup();
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // Each attempt fails after its binding context is built (no key of that column is loaded),
+    // before any per-column key could be derived and cached.
+    const stored = await fields.encrypt('x', users(1));
+    const column = (i: number) => `c${i}-${'x'.repeat(200)}`;
+    const attempt = (i: number) =>
+      fields.decryptSync(stored, { table: 'users', column: column(i), rowId: 1 });
+    // Warm up, then measure 20,000 distinct columns (a cache of them held ~9 MB).
+    for (let i = 0; i < 1000; i++) expect(() => attempt(i)).toThrow(/not loaded/);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 1000; i < 21_000; i++) {
+      try {
+        attempt(i);
+      } catch {}
+    }
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    expect(grown).toBeLessThan(3_000_000);
+  });
 });
