@@ -6,7 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from '@coffer/crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type ConversationEvent, type FetchLike, memoryStore, SdkError } from '../src/index.js';
+import {
+  type ConversationEvent,
+  type FetchLike,
+  type LocalStore,
+  memoryStore,
+  SdkError,
+} from '../src/index.js';
 import { fileStore, openNodeHome } from '../src/node.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
 
