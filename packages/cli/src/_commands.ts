@@ -113,13 +113,20 @@ terminals, one on each device, both running the same subcommand:
   2. On the new device, with that code:
        $ coffer devices link CODE [--device-name NAME]
 
+When a device has used the code, the first device shows its name and asks whether to add it
+(y/N). Say y only if it is the device you are adding: anyone who saw the code could have used it
+first. Any other answer adds nothing, sends nothing, and spends the code (error LINK_REFUSED).
+Without a terminal the answer is read as one line of stdin, after the question (on stderr, or as
+a JSON line on stdout with --json); stdin ending is no.
+
 Both commands finish when the new device has joined: the first prints the device it added, the
 second the account it joined. A code works once, for 10 minutes; the server relays the two
 devices' messages but cannot read them, and nobody without the code can join. The new device's
 name comes from --device-name (default: its host name). Ctrl-C on the first device cancels.
 
-With --json the first device prints two JSON lines: {"link":{"code","qr","expiresAt"}} as soon
-as the code exists, then {"device":{...}} when the new device has joined.`,
+With --json the first device prints three JSON lines: {"link":{"code","qr","expiresAt"}} as soon
+as the code exists, {"request":{"deviceName","deviceId"}} when a device used it (without a
+terminal: answer on stdin), then {"device":{...}} when the new device has joined.`,
   },
   {
     name: 'devices rename',

@@ -7,6 +7,7 @@ import {
   type CliWriter,
   type Prompt,
   promptHidden,
+  promptVisible,
   readLines,
 } from './_secrets.js';
 
@@ -132,6 +133,30 @@ export async function askSecrets(
     answers.push(answer);
   }
   return answers;
+}
+
+/**
+ * Asks a yes/no question whose default is no: on the terminal (stderr, the answer echoed), else
+ * as one line of stdin, the question shown first (on stderr, or as `value`, one JSON line on
+ * stdout, with --json) so that a script can read it and answer. Only "y" or "yes" is yes; an
+ * empty answer, or stdin ending, is no.
+ */
+export async function confirm(ctx: Context, question: string, value: object): Promise<boolean> {
+  const { io } = ctx;
+  const tty = io.stdinIsTTY ?? io.stdin.isTTY === true;
+  let answer: string;
+  if (tty) {
+    const prompt: Prompt = io.prompt ?? ((q) => promptVisible(q, io.stdin, io.stderr, io.signal));
+    answer = await prompt(`${question} [y/N] `, { hidden: false });
+  } else {
+    if (ctx.json) io.stdout.write(`${JSON.stringify(value)}\n`);
+    else io.stderr.write(`coffer: ${question} (answer y or n on stdin)\n`);
+    answer = await readLines(io.stdin, 1).then(
+      ([line]) => line ?? '',
+      () => '',
+    );
+  }
+  return /^y(es)?$/i.test(answer.trim());
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { DeviceInfo } from '@coffer/sdk';
 import { refuseIfLoggedIn, requireLogin } from './_account.js';
-import { type Context, joinOptions, note, result, withClient } from './_context.js';
+import { type Context, confirm, joinOptions, note, result, withClient } from './_context.js';
 import { CliError, usageError } from './_errors.js';
 import { columns, formatTime, printable, quoted } from './_format.js';
 import { publishKeyPackages } from './_key-packages.js';
@@ -83,7 +83,16 @@ the account: show it to no one else.
 `,
     );
     note(ctx, 'waiting for the new device (Ctrl-C cancels)...');
-    const device = await offer.wait(ctx.io.signal ? { signal: ctx.io.signal } : {});
+    const device = await offer.wait({
+      ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
+      // spec account-v1 §6: nothing is added before the user confirms the device by its name.
+      onRequest: (request) =>
+        confirm(
+          ctx,
+          `a device named ${quoted(request.deviceName)} (${request.deviceId}) used the code: add it to ${printable(me.username)}?`,
+          { request },
+        ),
+    });
     result(ctx, { device }, `added the device ${deviceLine(device)} to ${printable(me.username)}`);
     return EXIT.ok;
   });

@@ -83,6 +83,8 @@ export function hintFor(code: string, context: HintContext): string | undefined 
       return 'the recovery code is the 32 characters (8 groups of 4) printed at signup';
     case 'INVALID_LINK_CODE':
       return 'type the code that coffer devices link shows on the device already logged in';
+    case 'LINK_REFUSED':
+      return 'nothing was added; to add your device, run coffer devices link again and enter the new code only on that device';
     case 'LINK_EXPIRED':
       return 'a code works once, for 10 minutes: run coffer devices link again on the other device';
     case 'NOT_FOUND':

@@ -32,20 +32,42 @@ export function promptHidden(
   output: CliWriter,
   signal?: AbortSignal,
 ): Promise<string> {
+  return promptLine(question, input, output, true, signal);
+}
+
+/** As {@link promptHidden}, but the answer is echoed: for questions that are not secrets (y/N). */
+export function promptVisible(
+  question: string,
+  input: CliReader,
+  output: CliWriter,
+  signal?: AbortSignal,
+): Promise<string> {
+  return promptLine(question, input, output, false, signal);
+}
+
+function promptLine(
+  question: string,
+  input: CliReader,
+  output: CliWriter,
+  hidden: boolean,
+  signal?: AbortSignal,
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const muted = new Writable({
-      write(_chunk, _encoding, callback) {
+    const screen = new Writable({
+      write(chunk, _encoding, callback) {
+        if (!hidden) output.write(String(chunk));
         callback();
       },
     });
-    const rl = createInterface({ input, output: muted, terminal: true, historySize: 0 });
+    const rl = createInterface({ input, output: screen, terminal: true, historySize: 0 });
     let settled = false;
     const settle = (error: CliError | undefined, answer = '') => {
       if (settled) return;
       settled = true;
       signal?.removeEventListener('abort', onAbort);
       rl.close();
-      output.write('\n');
+      // A hidden answer's Enter was not echoed either.
+      if (hidden || error) output.write('\n');
       if (error) reject(error);
       else resolve(answer);
     };

@@ -270,6 +270,8 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
       sawCode = resolve;
     });
     const offer = coffer(['devices', 'link', '--json', '--home', home('a')], {
+      // The answer to the confirmation, read from stdin after the request line is printed.
+      stdin: 'y\n',
       onStdout: (chunk) => {
         const first = JSON.parse(chunk.split('\n')[0]!) as { link?: { code: string; qr: string } };
         if (first.link) sawCode(first.link.code);
@@ -290,12 +292,13 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
     expect(a.stderr).toBe('');
     expect(b.stderr).toBe('');
     expect([a.code, b.code]).toEqual([0, 0]);
-    const [first, second, ...rest] = a.stdout.split('\n').filter((l) => l !== '');
+    const [first, asked, second, ...rest] = a.stdout.split('\n').filter((l) => l !== '');
     expect(rest).toEqual([]);
     expect(JSON.parse(first!)).toEqual({
       link: { code, qr: `coffer-link:1:${code.replace(/-/g, '')}`, expiresAt: expect.any(Number) },
     });
     const { device } = JSON.parse(second!) as { device: Record<string, unknown> };
+    expect(JSON.parse(asked!)).toEqual({ request: { deviceName: 'phone', deviceId: device.id } });
     expect(device).toMatchObject({ name: 'phone', current: false });
     expect(json(b.stdout)).toEqual({
       account: {
@@ -313,7 +316,11 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
       sawCommand = resolve;
     });
     let out = '';
+    const questions: string[] = [];
     const offer = coffer(['devices', 'link', '--home', home('a')], {
+      tty: true,
+      answers: ['y'],
+      questions,
       onStdout: (chunk) => {
         out += chunk;
         const m = /^ {4}(coffer devices link .+)$/m.exec(out);
@@ -330,9 +337,52 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
     expect([a.code, b.code]).toEqual([0, 0]);
     expect(a.stdout).toContain('(the same code as a QR payload: coffer-link:1:');
     expect(a.stdout).toMatch(/\nadded the device ".+" \([\w-]{22}\) to alice\n$/);
-    expect(a.stderr).toBe('coffer: waiting for the new device (Ctrl-C cancels)...\n');
+    expect(questions).toEqual([
+      expect.stringMatching(
+        /^a device named ".+" \([\w-]{22}\) used the code: add it to alice\? \[y\/N\] $/,
+      ),
+    ]);
+    expect(a.stderr).toBe(
+      `coffer: waiting for the new device (Ctrl-C cancels)...\n${questions[0]}\n`,
+    );
     expect(b.stdout).toMatch(/^this device joined alice as ".+" \([\w-]{22}\)\n$/);
     expect(b.stderr).toBe('coffer: joining; waiting for the other device...\n');
+  });
+
+  test('devices link: a device the user does not confirm is not added', async () => {
+    const before = json((await coffer(['devices', '--json', '--home', home('a')])).stdout);
+    for (const answer of [{ tty: true, answers: [''] }, { stdin: 'n\n' }, { stdin: '' }]) {
+      let sawCode: (code: string) => void;
+      const codeShown = new Promise<string>((resolve) => {
+        sawCode = resolve;
+      });
+      const offer = coffer(['devices', 'link', '--json', '--home', home('a')], {
+        ...answer,
+        onStdout: (chunk) => {
+          const first = JSON.parse(chunk.split('\n')[0]!) as { link?: { code: string } };
+          if (first.link) sawCode(first.link.code);
+        },
+      });
+      const code = await Promise.race([codeShown, endedEarly(offer)]);
+      const controller = new AbortController();
+      const join = coffer(['devices', 'link', code, '--json', '--home', home('intruder')], {
+        signal: controller.signal,
+      });
+      const refused = await offer;
+      expect(refused.code).toBe(1);
+      // On a terminal the question was on stderr too: the error is its last line.
+      const error = refused.stderr
+        .split('\n')
+        .filter((l) => l !== '')
+        .at(-1);
+      expect(json(error!)).toMatchObject({ error: { code: 'LINK_REFUSED' } });
+      // The other side is never approved: it waits until it gives up.
+      controller.abort();
+      expect((await join).code).toBe(130);
+      const after = json((await coffer(['devices', '--json', '--home', home('a')])).stdout);
+      expect(after).toEqual(before);
+      expect((await coffer(['whoami', '--home', home('intruder')])).code).toBe(1);
+    }
   });
 
   test('devices link: Ctrl-C while waiting is 130; a bad code is refused', async () => {

@@ -132,12 +132,48 @@ export interface DeviceInfo {
 }
 
 /**
+ * The device asking to join through a link, as its sealed request names it: what the user
+ * confirms before it is added (spec account-v1 §6).
+ *
+ * @example
+ * const ok = (r: LinkRequestInfo) => window.confirm(`Add "${r.deviceName}" to your account?`);
+ */
+export interface LinkRequestInfo {
+  /** The name the new device gave itself (1 to 64 bytes, chosen by whoever holds the code). */
+  readonly deviceName: string;
+  readonly deviceId: string;
+}
+
+/**
+ * Options of {@link LinkOffer.wait}.
+ *
+ * @example
+ * await offer.wait({ onRequest: ({ deviceName }) => askUser(`Add "${deviceName}"?`) });
+ */
+export interface LinkWaitOptions {
+  /**
+   * Required. Asked once a device's request opens, before anything changes: show the user the
+   * device's name and resolve to `true` only when they confirm it is the device they are
+   * adding. Anything else refuses: the account is left as it was, nothing is sent to the new
+   * device, and the link (whose one request is spent) expires unused. Called outside the
+   * home's lock, so a person may take their time (within the link's 10 minutes).
+   */
+  readonly onRequest: (request: LinkRequestInfo) => boolean | Promise<boolean>;
+  readonly signal?: AbortSignal;
+  /** How often to ask the server whether a device used the code; default 1000 ms. */
+  readonly pollMs?: number;
+}
+
+/**
  * What an existing device shows to link a new one (spec account-v1 §6).
  *
  * @example
  * const offer = await client.devices.startLink();
  * showQr(offer.qr);
- * const added = await offer.wait({ signal: AbortSignal.timeout(600_000) });
+ * const added = await offer.wait({
+ *   signal: AbortSignal.timeout(600_000),
+ *   onRequest: ({ deviceName }) => confirmWithUser(deviceName),
+ * });
  */
 export interface LinkOffer {
   /** 24 characters in 6 groups of 4, to type on the new device. Secret until used. */
@@ -147,13 +183,15 @@ export interface LinkOffer {
   /** When the server forgets the link (ms since the epoch). */
   readonly expiresAt: number;
   /**
-   * Waits for the new device, adds it to the account and approves it. Call once.
+   * Waits for the new device, asks `onRequest` to confirm it, then adds it to the account and
+   * approves it. Call once.
    *
-   * @throws {SdkError} `LINK_EXPIRED`, `ABORTED` (the signal), `NOT_READY` (client closed),
-   *   `PROTOCOL_VIOLATION` (a request that does not open: someone without the code), the
-   *   network codes.
+   * @throws {SdkError} `INVALID_ARGUMENT` (no `onRequest`, or a second call), `LINK_REFUSED`
+   *   (`onRequest` did not confirm: nothing changed), `LINK_EXPIRED`, `ABORTED` (the signal),
+   *   `NOT_READY` (client closed), `PROTOCOL_VIOLATION` (a request that does not open: someone
+   *   without the code), the network codes.
    */
-  wait(options?: { readonly signal?: AbortSignal; readonly pollMs?: number }): Promise<DeviceInfo>;
+  wait(options: LinkWaitOptions): Promise<DeviceInfo>;
 }
 
 /**
@@ -1358,24 +1396,34 @@ class Client implements CofferClient {
     const linkCode = code;
     const accountId = current.accountId;
     let waited = false;
-    const wait = async (
-      options: { signal?: AbortSignal; pollMs?: number } = {},
-    ): Promise<DeviceInfo> => {
+    const wait = async (options: LinkWaitOptions): Promise<DeviceInfo> => {
       const wop = 'linkOffer.wait';
       if (waited) throw new SdkError('INVALID_ARGUMENT', wop, 'wait() can be called once per link');
+      const onRequest: unknown = (options as Partial<LinkWaitOptions> | undefined)?.onRequest;
+      if (typeof onRequest !== 'function') {
+        throw new SdkError(
+          'INVALID_ARGUMENT',
+          wop,
+          '"onRequest" expected a function that asks the user to confirm the new device',
+        );
+      }
       waited = true;
       const pollMs = checkPollMs(wop, options.pollMs);
       const signal = this.#signal(options.signal);
-      let sealed: Uint8Array | undefined;
-      while (!sealed) {
+      const stillOurs = () => {
         if (this.#state !== 'ready') throw new SdkError('NOT_READY', wop, 'the client is closed');
         const cur = this.#current;
         if (cur?.accountId !== accountId) {
           throw new SdkError('NOT_LOGGED_IN', wop, 'the account logged out');
         }
-        if (this.#parts.now() > expiresAt + 60_000) {
-          throw new SdkError('LINK_EXPIRED', wop, 'the link expired before a device used it');
+        if (this.#parts.now() > expiresAt) {
+          throw new SdkError('LINK_EXPIRED', wop, 'the link expired before a device was added');
         }
+        return cur;
+      };
+      let sealed: Uint8Array | undefined;
+      while (!sealed) {
+        const cur = stillOurs();
         const status = await this.#authed(cur, (token) =>
           this.#api.getLink(wop, token, linkCode.linkId),
         ).catch((err: unknown) => {
@@ -1388,26 +1436,37 @@ class Client implements CofferClient {
         if (status.status === 'requested') sealed = status.sealed;
         else await sleep(wop, pollMs, signal, this.#closing.signal);
       }
-      const request = sealed;
+      const request = await openRequest(wop, linkCode, sealed);
+      // spec §6: the user confirms the device by its name before anything is added or sent.
+      // Asked outside the home's lock: a person answers at their own pace.
+      const confirmed = await (onRequest as LinkWaitOptions['onRequest'])({
+        deviceName: request.name,
+        deviceId: request.deviceId,
+      });
+      if (confirmed !== true) {
+        throw new SdkError(
+          'LINK_REFUSED',
+          wop,
+          `the device ${request.deviceId} was refused: nothing was added or sent, and the link is spent`,
+        );
+      }
+      if (signal.aborted) throw stopped(wop, signal, this.#closing.signal);
+      stillOurs();
       return this.#run(wop, () => this.#approveLink(linkCode, request, accountId));
     };
     return { code: linkCode.text, qr: linkCode.qr, expiresAt, wait };
   }
 
-  async #approveLink(code: LinkCode, sealed: Uint8Array, accountId: string): Promise<DeviceInfo> {
+  async #approveLink(
+    code: LinkCode,
+    request: OpenedLinkRequest,
+    accountId: string,
+  ): Promise<DeviceInfo> {
     const op = this.#op;
     if (this.#current?.accountId !== accountId) {
       throw new SdkError('NOT_LOGGED_IN', op, 'the account logged out');
     }
-    const request = await openLinkRequest(code, sealed).catch((err: unknown) => {
-      throw new SdkError(
-        'PROTOCOL_VIOLATION',
-        op,
-        'the link request does not open: it was not made with this code; start a new link',
-        { cause: err, ...(ProtocolError.is(err) ? { detail: err.code } : {}) },
-      );
-    });
-    const name = normalizeDeviceName(request.name, op);
+    const name = request.name;
     let current = await this.#refresh();
     if (current.manifest.body.devices.some((d) => d.id === request.deviceId)) {
       throw new SdkError('CONFLICT', op, `device ${request.deviceId} is already on the account`);
@@ -1640,16 +1699,51 @@ function checkPollMs(op: string, pollMs: number | undefined): number {
 }
 
 /** Waits `ms`; ABORTED when the caller's signal fires, NOT_READY when the client closes. */
+/** A link request that opened with the code: the device asking to join. */
+interface OpenedLinkRequest {
+  readonly deviceId: string;
+  readonly signingKey: Uint8Array;
+  /** Normalised (spec §3.1). */
+  readonly name: string;
+}
+
+/** Opens a sealed link request; one that does not open was not made with the code. */
+async function openRequest(
+  op: string,
+  code: LinkCode,
+  sealed: Uint8Array,
+): Promise<OpenedLinkRequest> {
+  const request = await openLinkRequest(code, sealed).catch((err: unknown) => {
+    throw new SdkError(
+      'PROTOCOL_VIOLATION',
+      op,
+      'the link request does not open: it was not made with this code; start a new link',
+      { cause: err, ...(ProtocolError.is(err) ? { detail: err.code } : {}) },
+    );
+  });
+  let name: string;
+  try {
+    name = normalizeDeviceName(request.name, op);
+  } catch (err) {
+    throw new SdkError('PROTOCOL_VIOLATION', op, 'the link request names the device badly', {
+      cause: err,
+    });
+  }
+  return { deviceId: request.deviceId, signingKey: request.signingKey, name };
+}
+
+/** Why a wait stopped: the client closed, or the caller's signal. */
+function stopped(op: string, signal: AbortSignal, closing: AbortSignal): SdkError {
+  return closing.aborted
+    ? new SdkError('NOT_READY', op, 'the client was closed while waiting')
+    : new SdkError('ABORTED', op, 'stopped waiting: aborted by the caller', {
+        cause: signal.reason,
+      });
+}
+
 function sleep(op: string, ms: number, signal: AbortSignal, closing: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const stop = () =>
-      reject(
-        closing.aborted
-          ? new SdkError('NOT_READY', op, 'the client was closed while waiting')
-          : new SdkError('ABORTED', op, 'stopped waiting: aborted by the caller', {
-              cause: signal.reason,
-            }),
-      );
+    const stop = () => reject(stopped(op, signal, closing));
     if (signal.aborted) return stop();
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);

@@ -29,6 +29,8 @@ export {
   type JoinByLinkOptions,
   type JoinOptions,
   type LinkOffer,
+  type LinkRequestInfo,
+  type LinkWaitOptions,
 } from './client.js';
 export {
   type ConversationEvent,

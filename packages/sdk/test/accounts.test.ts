@@ -2,7 +2,7 @@
 import { randomBytes } from '@coffer/crypto';
 import { keyPairFromSeed, manifestToJson, nextManifestBody, signManifest } from '@coffer/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memoryStore, SdkError, type SdkErrorCode } from '../src/index.js';
+import { type LinkRequestInfo, memoryStore, SdkError, type SdkErrorCode } from '../src/index.js';
 import { openLocalState } from '../src/local-state.js';
 import { type TestServer, tap, testClient, testServer, username } from './_server.js';
 
@@ -204,17 +204,32 @@ describe('device linking', () => {
     expect(offer.code).toMatch(/^([0-9A-Z]{4}-){5}[0-9A-Z]{4}$/);
     expect(offer.qr).toBe(`coffer-link:1:${offer.code.replaceAll('-', '')}`);
     const c = await testClient(server);
+    // Without a way to ask the user, nothing is waited for (and the offer stays usable).
+    // @ts-expect-error onRequest is required
+    await expect(offer.wait({ pollMs: 5 })).rejects.toSatisfy(rejectsWith('INVALID_ARGUMENT'));
+    const asked: LinkRequestInfo[] = [];
     const [added, joined] = await Promise.all([
-      offer.wait({ pollMs: 5 }),
+      offer.wait({
+        pollMs: 5,
+        onRequest: async (request) => {
+          asked.push(request);
+          // The account is unchanged while the user decides.
+          expect((await a.devices.list()).map((d) => d.name)).toEqual(['one', 'two']);
+          return true;
+        },
+      }),
       c.devices.joinByLink(offer.qr, { deviceName: 'three', pollMs: 5 }),
     ]);
+    expect(asked).toEqual([{ deviceName: 'three', deviceId: joined.deviceId }]);
     expect(joined.accountId).toBe(account.accountId);
     expect(joined.username).toBe(name);
     expect(joined.deviceName).toBe('three');
     expect(added).toMatchObject({ id: joined.deviceId, name: 'three', current: false });
     expect((await c.devices.list()).map((d) => d.name)).toEqual(['one', 'two', 'three']);
     expect((await b.devices.list()).length).toBe(3);
-    await expect(offer.wait()).rejects.toSatisfy(rejectsWith('INVALID_ARGUMENT'));
+    await expect(offer.wait({ onRequest: () => true })).rejects.toSatisfy(
+      rejectsWith('INVALID_ARGUMENT'),
+    );
 
     // A used code is refused; a malformed one never reaches the server.
     const d = await testClient(server);
@@ -224,12 +239,54 @@ describe('device linking', () => {
     await expect(d.devices.joinByLink('nope')).rejects.toSatisfy(rejectsWith('INVALID_LINK_CODE'));
   });
 
+  it('adds nothing and sends nothing when the user refuses the device', async () => {
+    const name = username('gus');
+    const a = await testClient(server);
+    const { account } = await a.signup(name, 'pw', { deviceName: 'one' });
+    const before = await a.devices.list();
+    // Only `true` approves: a truthy answer from careless code is a refusal too.
+    for (const answer of [false, 'yes' as unknown as boolean]) {
+      const offer = await a.devices.startLink();
+      const c = await testClient(server);
+      const controller = new AbortController();
+      const joining = c.devices.joinByLink(offer.code, {
+        deviceName: 'not mine',
+        pollMs: 5,
+        signal: controller.signal,
+      });
+      const asked: LinkRequestInfo[] = [];
+      await expect(
+        offer.wait({
+          pollMs: 5,
+          onRequest: (request) => {
+            asked.push(request);
+            return answer;
+          },
+        }),
+      ).rejects.toSatisfy(rejectsWith('LINK_REFUSED'));
+      expect(asked.map((r) => r.deviceName)).toEqual(['not mine']);
+      expect(await a.devices.list()).toEqual(before);
+      // The refused device is never approved: it waits until it gives up (here, aborted).
+      await new Promise((r) => setTimeout(r, 50));
+      controller.abort();
+      await expect(joining).rejects.toSatisfy(rejectsWith('ABORTED'));
+      expect(await c.whoami()).toBeUndefined();
+      // The link's one request is spent: the code joins no one else either.
+      const d = await testClient(server);
+      await expect(d.devices.joinByLink(offer.code, { pollMs: 5 })).rejects.toSatisfy(
+        rejectsWith('CONFLICT'),
+      );
+    }
+    expect((await a.whoami())?.accountId).toBe(account.accountId);
+    expect(await a.devices.list()).toEqual(before);
+  });
+
   it('stops waiting when aborted', async () => {
     const a = await testClient(server);
     await a.signup(username('hank'), 'pw');
     const offer = await a.devices.startLink();
     const controller = new AbortController();
-    const waiting = offer.wait({ signal: controller.signal, pollMs: 5 });
+    const waiting = offer.wait({ signal: controller.signal, pollMs: 5, onRequest: () => true });
     setTimeout(() => controller.abort(), 30);
     await expect(waiting).rejects.toSatisfy(rejectsWith('ABORTED'));
   });
@@ -413,7 +470,7 @@ describe('homes', () => {
     const linkedKey = randomBytes(32);
     const linked = await testClient(server, { store: linkedStore, storeKey: linkedKey });
     const [, joined] = await Promise.all([
-      offer.wait({ pollMs: 5 }),
+      offer.wait({ pollMs: 5, onRequest: () => true }),
       linked.devices.joinByLink(offer.code, { pollMs: 5 }),
     ]);
     await linked.close();
