@@ -46,10 +46,7 @@ export interface BenchServer {
  */
 export const NO_THROTTLE: Throttle = {
   keys: async () => ({ account: new Uint8Array(32), address: new Uint8Array(32) }),
-  check: async () => 0,
-  fail: async () => {},
-  succeed: async () => {},
-  attempt: async () => {},
+  admit: async () => {},
   confirm: async () => {},
 };
 
