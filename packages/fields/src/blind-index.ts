@@ -114,11 +114,23 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
     return p;
   }
 
+  /** The spec's bits, once its bits and normalisers are checked (spec §6). */
   function checkBits(op: string, spec: BlindIndexSpec): number {
     const bits = spec.bits ?? DEFAULT_INDEX_BITS;
     if (!Number.isInteger(bits) || bits < 8 || bits > 256) {
       throw new FieldsError('INVALID_ARGUMENT', op, '"bits" expected an integer from 8 to 256');
     }
+    const normalize = spec.normalize ?? [];
+    if (!Array.isArray(normalize))
+      throw new FieldsError('INVALID_ARGUMENT', op, '"normalize" expected an array of names');
+    // Own properties only: 'toString' or 'constructor' must not pass for a normaliser.
+    for (const n of normalize)
+      if (typeof n !== 'string' || !Object.hasOwn(NORMALIZERS, n))
+        throw new FieldsError(
+          'INVALID_ARGUMENT',
+          op,
+          `"normalize" expected names among ${Object.keys(NORMALIZERS).join(', ')}`,
+        );
     return bits;
   }
 
@@ -183,7 +195,7 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
     /**
      * The blind index of `value` (or of several values, for a compound index), as lowercase hex.
      *
-     * @throws {FieldsError} `INVALID_ARGUMENT` for bad bits or names; provider codes.
+     * @throws {FieldsError} `INVALID_ARGUMENT` for bad bits, names or normalisers; provider codes.
      */
     async compute(
       value: FieldValue | readonly FieldValue[],

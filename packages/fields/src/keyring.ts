@@ -181,10 +181,21 @@ export function retireDataKey(keyring: Keyring, version: number, rowsUsingIt: nu
 
 /** @internal Unwraps one entry (32 bytes), checking what the provider returns. */
 export async function unwrapEntry(provider: KeyProvider, entry: KeyringEntry): Promise<Uint8Array> {
+  // A keyring built in code skips parseKeyring's checks: fail as it would, with our code.
+  let wrapped: Uint8Array;
+  try {
+    wrapped = fromBase64url(entry.wrapped);
+  } catch {
+    throw new FieldsError(
+      'INVALID_ARGUMENT',
+      'keyring.unwrap',
+      `invalid keyring: ${entry.purpose} key version ${entry.version} wrapped key is not base64url`,
+    );
+  }
   const key = await provider.keyOperation({
     op: 'unwrap',
     kekId: entry.kekId,
-    wrapped: fromBase64url(entry.wrapped),
+    wrapped,
     context: wrapContext(entry.purpose, entry.version),
   });
   if (key.length !== 32)

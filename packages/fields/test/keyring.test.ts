@@ -1,9 +1,14 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { generateAeadKey, toBase64url } from '@coffer/crypto';
 import { describe, expect, test } from 'vitest';
 import {
   createFieldCipher,
   createKeyring,
   createLocalProvider,
+  FieldsError,
+  localProviderFromFile,
   parseKeyring,
   primaryVersion,
   retireDataKey,
@@ -159,6 +164,41 @@ describe('local provider', () => {
     expect(await codeOf(localProviderFromEnv('KEK', 'env', { KEK: 'short' }))).toBe(
       'INVALID_ARGUMENT',
     );
+  });
+});
+
+describe('typed errors for malformed key material', () => {
+  test('a KEK id over 64 bytes is INVALID_ARGUMENT, also as a key file name', async () => {
+    expect(await codeOf(createLocalProvider({ ['k'.repeat(65)]: generateAeadKey() }))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    expect(await codeOf(createLocalProvider({ '': generateAeadKey() }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(createLocalProvider({ ['é'.repeat(32)]: generateAeadKey() }))).toBe('ok');
+    const dir = mkdtempSync(join(tmpdir(), 'coffer-fields-kek-'));
+    try {
+      const path = join(dir, `${'production-fields-master-key-'.repeat(3)}.kek`);
+      writeFileSync(path, toBase64url(generateAeadKey()));
+      const err = await localProviderFromFile(path).catch((e: unknown) => e);
+      expect(FieldsError.is(err, 'INVALID_ARGUMENT')).toBe(true);
+      expect((err as Error).message).toContain('kekId');
+      expect(await codeOf(localProviderFromFile(path, 'short'))).toBe('ok');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a malformed wrapped key in a keyring built in code is INVALID_ARGUMENT', async () => {
+    const { keyring, provider } = await setup();
+    const broken = {
+      ...keyring,
+      keys: keyring.keys.map((k) =>
+        k.purpose === 'data' ? { ...k, wrapped: 'not base64url!' } : k,
+      ),
+    };
+    const fields = createFieldCipher(broken, provider);
+    const err = await fields.encrypt('x', ctx).catch((e: unknown) => e);
+    expect(FieldsError.is(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect((err as Error).message).toContain('data key version 1');
   });
 });
 

@@ -7,6 +7,7 @@ import {
   fromBase64url,
   generateAeadKey,
   importAeadKey,
+  MAX_KEY_ID_LENGTH,
   toBase64url,
 } from '@coffer/crypto';
 import { FieldsError } from '../errors.js';
@@ -25,7 +26,8 @@ export interface LocalProvider extends KeyProvider {
 /**
  * A local provider over in-memory KEKs (32 bytes each), by KEK id.
  *
- * @throws {FieldsError} `INVALID_ARGUMENT` for a KEK that is not 32 bytes.
+ * @throws {FieldsError} `INVALID_ARGUMENT` for a KEK that is not 32 bytes, or a KEK id that is
+ *   empty or longer than 64 UTF-8 bytes (it is the key id of every wrapped key).
  * @example const provider = await createLocalProvider({ 'dev-kek': kekBytes });
  */
 export async function createLocalProvider(
@@ -40,7 +42,21 @@ export async function createLocalProvider(
         `KEK "${kekId}" expected 32 bytes`,
       );
     }
-    keys.set(kekId, await importAeadKey(bytes, { id: kekId }));
+    // The KEK id is each wrapped key's envelope key id (wrapped-key-v1): 1 to 64 bytes.
+    const idBytes = Buffer.byteLength(kekId, 'utf8');
+    if (idBytes === 0 || idBytes > MAX_KEY_ID_LENGTH)
+      throw new FieldsError(
+        'INVALID_ARGUMENT',
+        'provider.local',
+        `KEK id expected 1 to ${MAX_KEY_ID_LENGTH} UTF-8 bytes, got ${idBytes} ` +
+          '(localProviderFromFile uses the file name unless given a kekId)',
+      );
+    try {
+      keys.set(kekId, await importAeadKey(bytes, { id: kekId }));
+    } catch (err) {
+      if (!CryptoError.is(err)) throw err;
+      throw new FieldsError('INVALID_ARGUMENT', 'provider.local', `KEK "${kekId}" is not usable`);
+    }
   }
   return {
     kind: 'local',
@@ -90,7 +106,8 @@ export async function localProviderFromEnv(
  * A local provider whose one KEK is read from a key file (base64url text, 32 bytes). The KEK id
  * defaults to the file's name.
  *
- * @throws {FieldsError} `INVALID_ARGUMENT` when the file is missing or malformed.
+ * @throws {FieldsError} `INVALID_ARGUMENT` when the file is missing or malformed, or the KEK id
+ *   (by default the file name) is longer than 64 UTF-8 bytes.
  * @example const provider = await localProviderFromFile('/etc/coffer/fields.kek');
  */
 export async function localProviderFromFile(

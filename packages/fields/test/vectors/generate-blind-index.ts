@@ -142,6 +142,9 @@ add('compound-shifted-2', email, [str('a'), str('bc')]);
 // Negative cases: refused as caller mistakes, nothing computed.
 add('bits-7', { ...email, bits: 7 }, str('x'), 'INVALID_ARGUMENT');
 add('bits-257', { ...email, bits: 257 }, str('x'), 'INVALID_ARGUMENT');
+// Names are looked up as own properties: inherited ones are not normalisers.
+for (const n of ['toString', 'constructor', 'lowercase'])
+  add(`normaliser-${n}`, { ...email, normalize: [n as Normalizer] }, str('x'), 'INVALID_ARGUMENT');
 
 const doc = {
   format: 'coffer blind index v1 (spec/field-v1.md §6)',
