@@ -98,20 +98,24 @@ marks this one.`,
   },
   {
     name: 'devices link',
-    synopsis: ['devices link', 'devices link CODE'],
-    summary: 'add a device: "link" on a logged-in device, "link CODE" on the new one',
+    synopsis: ['devices link'],
+    summary: 'on a logged-in device: show a code to add a new device',
     minArgs: 0,
-    maxArgs: Number.POSITIVE_INFINITY,
-    options: ['device-name'],
+    maxArgs: 0,
+    options: [],
     details: `Adds a new device to the account without typing the password on it. It takes two
-terminals, one on each device, both running the same subcommand:
+terminals, one on each device:
 
   1. On a device that is already logged in:
        $ coffer devices link
      It prints a one-time code (and the same code as a QR payload, coffer-link:1:...) and waits.
 
-  2. On the new device, with that code:
-       $ coffer devices link CODE [--device-name NAME]
+  2. On the new device:
+       $ coffer devices join [--device-name NAME]
+     It asks for the code without echoing it (without a terminal: reads it from stdin).
+
+The code is never given on the command line, where the process list would show it to other
+users of the machine while the command waits, and the shell history would keep it.
 
 When a device has used the code, the first device shows its name and asks whether to add it
 (y/N). Say y only if it is the device you are adding: anyone who saw the code could have used it
@@ -122,11 +126,28 @@ a JSON line on stdout with --json); stdin ending is no.
 Both commands finish when the new device has joined: the first prints the device it added, the
 second the account it joined. A code works once, for 10 minutes; the server relays the two
 devices' messages but cannot read them, and nobody without the code can join. The new device's
-name comes from --device-name (default: its host name). Ctrl-C on the first device cancels.
+name comes from --device-name (default: its host name). Ctrl-C on either device cancels.
 
 With --json the first device prints three JSON lines: {"link":{"code","qr","expiresAt"}} as soon
 as the code exists, {"request":{"deviceName","deviceId"}} when a device used it (without a
 terminal: answer on stdin), then {"device":{...}} when the new device has joined.`,
+  },
+  {
+    name: 'devices join',
+    synopsis: ['devices join'],
+    summary: 'on the new device: join an account with the code devices link shows',
+    minArgs: 0,
+    maxArgs: 0,
+    options: ['device-name'],
+    details: `Joins the account of a device that runs coffer devices link, and logs this device in to
+it, without the password. Asks for the code that device shows, without echoing it; the QR
+payload (coffer-link:1:...) and a code typed with spaces are accepted. Without a terminal it
+reads the code from the first line of stdin:
+
+  $ printf '%s\\n' "$CODE" | coffer devices join --device-name phone --json
+
+The other device then asks its user to confirm this device's name (--device-name, default: the
+host name). See coffer help devices link.`,
   },
   {
     name: 'devices rename',
@@ -294,7 +315,7 @@ code stays valid: keep it as safe as before.`,
   },
 ];
 
-const DEVICE_SUBCOMMANDS = ['list', 'link', 'rename', 'revoke'];
+const DEVICE_SUBCOMMANDS = ['list', 'link', 'join', 'rename', 'revoke'];
 const GROUP_SUBCOMMANDS = ['list', 'create', 'add', 'remove', 'leave', 'rename'];
 
 function spec(name: string): CommandSpec {

@@ -67,7 +67,7 @@ export function note(ctx: Context, text: string): void {
 }
 
 /**
- * The options of a device joining an account (signup, login, recover, devices link CODE): its
+ * The options of a device joining an account (signup, login, recover, devices join): its
  * name, from --device-name, else the host name.
  */
 export function joinOptions(ctx: Context): { deviceName?: string } {

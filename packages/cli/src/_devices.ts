@@ -4,6 +4,7 @@ import { type Context, confirm, joinOptions, note, result, withClient } from './
 import { CliError, usageError } from './_errors.js';
 import { columns, formatTime, printable, quoted } from './_format.js';
 import { publishKeyPackages } from './_key-packages.js';
+import { type Prompt, promptHidden, readLines } from './_secrets.js';
 import { EXIT } from './exit-status.js';
 
 /** An id this short would match too much by accident (ids are 22 characters). */
@@ -60,12 +61,8 @@ export function list(ctx: Context): Promise<number> {
   });
 }
 
-/** `devices link` on the logged-in device, or `devices link CODE` on the new one. */
+/** `devices link`, on the logged-in device: shows a code, confirms the device that uses it. */
 export function link(ctx: Context): Promise<number> {
-  return ctx.args.length === 0 ? offerLink(ctx) : joinLink(ctx);
-}
-
-function offerLink(ctx: Context): Promise<number> {
   return withClient(ctx, async (client) => {
     const me = await requireLogin(ctx, client);
     const offer = await client.devices.startLink();
@@ -75,11 +72,12 @@ function offerLink(ctx: Context): Promise<number> {
       { link: { code: offer.code, qr: offer.qr, expiresAt: offer.expiresAt } },
       `To add a device to ${printable(me.username)}, run this on the new device:
 
-    coffer devices link ${offer.code}${ctx.serverOption}
+    coffer devices join${ctx.serverOption}
 
+and type this code when it asks: ${offer.code}
 (the same code as a QR payload: ${offer.qr})
-The code works once, for ${minutesLeft(offer.expiresAt)} minutes. Anyone who has it can join
-the account: show it to no one else.
+The code works once, for ${minutesLeft(offer.expiresAt)} minutes. Anyone who has it can ask to join
+the account: show it to no one else, and add only the device you expect when asked here.
 `,
     );
     note(ctx, 'waiting for the new device (Ctrl-C cancels)...');
@@ -98,12 +96,42 @@ the account: show it to no one else.
   });
 }
 
-function joinLink(ctx: Context): Promise<number> {
-  // A code copied with its spaces arrives as several arguments; the SDK's parser takes spaces.
-  const code = ctx.args.join(' ').trim().replace(LINK_PAYLOAD_PREFIX, '');
+/**
+ * The link code, never from argv (the process list and shell history would keep it): a hidden
+ * prompt on a terminal, else the first line of stdin.
+ */
+async function readLinkCode(ctx: Context): Promise<string> {
+  const { io } = ctx;
+  const tty = io.stdinIsTTY ?? io.stdin.isTTY === true;
+  let text: string;
+  if (tty) {
+    const prompt: Prompt =
+      io.prompt ?? ((question) => promptHidden(question, io.stdin, io.stderr, io.signal));
+    text = await prompt('Link code (shown by coffer devices link on the other device): ', {
+      hidden: true,
+    });
+  } else {
+    text = await readLines(io.stdin, 1).then(
+      ([line]) => line ?? '',
+      () => '',
+    );
+  }
+  const code = text.trim().replace(LINK_PAYLOAD_PREFIX, '');
+  if (code === '')
+    throw usageError(
+      tty ? 'no link code typed' : 'expected the link code on the first line of stdin',
+      'coffer devices link on a logged-in device shows it',
+    );
+  return code;
+}
+
+/** `devices join`, on the new device: reads the code and waits for the other device. */
+export function joinLink(ctx: Context): Promise<number> {
   return withClient(ctx, async (client) => {
     await refuseIfLoggedIn(ctx, client);
-    note(ctx, 'joining; waiting for the other device...');
+    // The SDK's parser takes a code typed with spaces or dashes, and the QR payload.
+    const code = await readLinkCode(ctx);
+    note(ctx, 'joining; waiting for the other device to confirm this one...');
     const account = await client.devices.joinByLink(code, {
       ...joinOptions(ctx),
       ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),

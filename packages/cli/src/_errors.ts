@@ -106,7 +106,7 @@ export function hintFor(code: string, context: HintContext): string | undefined 
     case 'TOO_MANY_DEVICES':
       return 'an account holds at most 64 devices: revoke one you no longer use (coffer devices revoke ID)';
     case 'CONFLICT':
-      return context.command === 'devices link'
+      return context.command === 'devices join'
         ? 'that code was used already: run coffer devices link again on the other device'
         : 'another device changed the account at the same moment: run the command again';
     case 'STORE_CORRUPT':

@@ -5,12 +5,7 @@ export const DEFAULT_SERVER = 'http://localhost:8080';
 
 function commandList(): string {
   const lines: [string, string][] = [];
-  for (const c of COMMANDS) {
-    if (c.name === 'devices link') {
-      lines.push(['devices link', 'on a logged-in device: show a code for a new device']);
-      lines.push(['devices link CODE', 'on the new device: join the account with that code']);
-    } else lines.push([c.synopsis[0] ?? c.name, c.summary]);
-  }
+  for (const c of COMMANDS) lines.push([c.synopsis[0] ?? c.name, c.summary]);
   const width = Math.max(...lines.map(([s]) => s.length)) + 2;
   return lines.map(([s, summary]) => `  coffer ${s.padEnd(width)}${summary}`).join('\n');
 }
@@ -33,7 +28,7 @@ const OPTIONS = `Options (anywhere on the line; "--" ends them):
                        signup, login: PASSWORD; passwd: CURRENT then NEW;
                        recover: RECOVERY-CODE then NEW
   --device-name NAME   this device's name on the account (signup, login, recover,
-                       devices link CODE; default: the host name)
+                       devices join; default: the host name)
   --group ID           send: to the group conversation ID instead of a user
   --file PATH          send: attach the file PATH (encrypted, uploaded as it is read)
   --follow             messages: keep fetching until Ctrl-C
@@ -49,7 +44,8 @@ Usage:
 ${commandList()}
 
 Adding a device: run "coffer devices link" on a device that is logged in; it prints a code.
-Then run "coffer devices link CODE" on the new device. See coffer help devices link.
+Then run "coffer devices join" on the new device and type the code; the first device asks you
+to confirm the new device's name. See coffer help devices link.
 
 Messages are end-to-end encrypted: "coffer send bob hello" starts (or continues) the
 conversation with bob; "coffer messages" shows what arrived. Groups have an admin, who adds,
@@ -57,9 +53,10 @@ removes and renames. See coffer help send, coffer help messages, coffer help gro
 
 ${OPTIONS}
 
-Passwords and recovery codes are asked on the terminal without echo, new passwords twice.
-Without a terminal (scripts), pass --password-stdin. Nothing is ever printed that holds a
-password, token or key; the recovery code is printed once, by signup.
+Passwords, recovery codes and link codes are asked on the terminal without echo, new
+passwords twice. Without a terminal (scripts), pass --password-stdin (devices join reads the
+code from stdin). Nothing is ever printed that holds a password, token or key; the recovery
+code is printed once, by signup.
 
 Errors go to stderr as "coffer: error: ..." and, where the likely fix is known,
 "coffer: hint: ...".

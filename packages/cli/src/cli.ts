@@ -16,7 +16,7 @@ import {
   messages,
   send,
 } from './_conversations.js';
-import { link, list, rename, revoke } from './_devices.js';
+import { joinLink, link, list, rename, revoke } from './_devices.js';
 import { CliError, type HintContext, hintFor, interrupted, usageError } from './_errors.js';
 import { printable } from './_format.js';
 import { commandHelp, DEFAULT_SERVER, usageText } from './_usage.js';
@@ -34,6 +34,7 @@ const RUN: Readonly<Record<string, (ctx: Context) => Promise<number>>> = {
   recover,
   'devices list': list,
   'devices link': link,
+  'devices join': joinLink,
   'devices rename': rename,
   'devices revoke': revoke,
   send,
@@ -149,15 +150,21 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       return EXIT.ok;
     }
 
+    if ((spec.name === 'devices link' || spec.name === 'devices join') && args.length > 0)
+      // Not echoed: it may be a link code, which argv shows to the machine's other users.
+      throw usageError(
+        `coffer ${spec.name} takes no code: a code on the command line shows in the process list and stays in the shell history`,
+        'on the new device, run coffer devices join and type the code when asked',
+      );
+    if (spec.name === 'devices link' && line.given.has('device-name'))
+      throw usageError(
+        '--device-name names the new device: give it there, to coffer devices join',
+        'coffer devices join --device-name NAME',
+      );
     for (const option of COMMAND_OPTIONS) {
       if (line.given.has(option) && !spec.options.includes(option))
         throw usageError(`coffer ${spec.name} does not take --${option}`, usageHint(spec));
     }
-    if (spec.name === 'devices link' && args.length === 0 && line.given.has('device-name'))
-      throw usageError(
-        '--device-name names the new device: give it there, with the code',
-        'coffer devices link CODE --device-name NAME',
-      );
     if (args.length < spec.minArgs)
       throw usageError(`missing ${missingWord(spec, args.length)}`, usageHint(spec));
     if (args.length > spec.maxArgs)

@@ -27,7 +27,7 @@ describe('help and version', () => {
   test("a command's help: coffer help CMD, coffer CMD --help, anywhere on the line", async () => {
     const a = await cli(['help', 'devices', 'link']);
     expect(a.code).toBe(0);
-    expect(a.stdout).toContain('coffer devices link CODE');
+    expect(a.stdout).toContain('coffer devices join');
     expect(a.stdout).toContain('On the new device');
     expect((await cli(['devices', '--help', 'link'])).stdout).toBe(a.stdout);
     // --help wins over what would be a usage error.
@@ -35,7 +35,7 @@ describe('help and version', () => {
       a.stdout,
     );
     const devices = await cli(['help', 'devices']);
-    for (const sub of ['list', 'link', 'rename', 'revoke'])
+    for (const sub of ['list', 'link', 'join', 'rename', 'revoke'])
       expect(devices.stdout).toContain(`coffer devices ${sub}`);
     const signup = await cli(['signup', '-h']);
     expect(signup.stdout).toMatch(/^Usage:\n {2}coffer signup USER\n/);
@@ -119,8 +119,23 @@ describe('usage errors: status 2, a message and a hint on stderr, nothing on std
     ],
     [
       ['devices', 'link', '--device-name', 'phone'],
-      '--device-name names the new device: give it there, with the code',
-      'coffer devices link CODE --device-name NAME',
+      '--device-name names the new device: give it there, to coffer devices join',
+      'coffer devices join --device-name NAME',
+    ],
+    [
+      ['devices', 'link', 'K7QM-2XPA-9D4F-T1VB-QW3E-HZ8R'],
+      'coffer devices link takes no code: a code on the command line shows in the process list and stays in the shell history',
+      'run coffer devices join and type the code when asked',
+    ],
+    [
+      ['devices', 'join', 'K7QM', '2XPA-9D4F-T1VB-QW3E-HZ8R', '--device-name', 'phone'],
+      'coffer devices join takes no code: a code on the command line shows in the process list and stays in the shell history',
+      'run coffer devices join and type the code when asked',
+    ],
+    [
+      ['devices', 'join', '--password-stdin'],
+      'coffer devices join does not take --password-stdin',
+      'usage',
     ],
     [['whoami', '--server', 'ftp://example.com'], '--server expected an http or https URL', ''],
     [

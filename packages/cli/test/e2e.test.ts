@@ -278,16 +278,13 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
       },
     });
     const code = await Promise.race([codeShown, endedEarly(offer)]);
-    const join = coffer([
-      'devices',
-      'link',
-      code,
-      '--json',
-      '--home',
-      home('phone'),
-      '--device-name',
-      'phone',
-    ]);
+    // Without a terminal the new device reads the code from stdin: never from argv.
+    const join = coffer(
+      ['devices', 'join', '--json', '--home', home('phone'), '--device-name', 'phone'],
+      {
+        stdin: `${code}\n`,
+      },
+    );
     const [a, b] = await Promise.all([offer, join]);
     expect(a.stderr).toBe('');
     expect(b.stderr).toBe('');
@@ -310,7 +307,7 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
     });
   });
 
-  test('devices link in text: the suggested command works, typed with spaces', async () => {
+  test('devices link in text: the suggested command works, the code typed unseen with spaces', async () => {
     let sawCommand: (command: string) => void;
     const shown = new Promise<string>((resolve) => {
       sawCommand = resolve;
@@ -323,16 +320,23 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
       questions,
       onStdout: (chunk) => {
         out += chunk;
-        const m = /^ {4}(coffer devices link .+)$/m.exec(out);
-        if (m) sawCommand(m[1]!);
+        const m = /^ {4}(coffer devices join.*)\n\nand type this code when it asks: (\S+)$/m.exec(
+          out,
+        );
+        if (m) sawCommand(`${m[1]!} ${m[2]!}`);
       },
     });
     const command = await Promise.race([shown, endedEarly(offer)]);
     expect(command).toMatch(
-      new RegExp(`^coffer devices link [0-9A-Z]{4}(-[0-9A-Z]{4}){5} --server ${server.url}$`),
+      new RegExp(`^coffer devices join --server ${server.url} [0-9A-Z]{4}(-[0-9A-Z]{4}){5}$`),
     );
-    const code = command.split(' ')[3]!;
-    const join = coffer(['devices', 'link', ...code.split('-'), '--home', home('tablet')]);
+    const code = command.split(' ').at(-1)!;
+    const asked: string[] = [];
+    const join = coffer(['devices', 'join', '--home', home('tablet')], {
+      tty: true,
+      answers: [` ${code.split('-').join(' ')} `],
+      questions: asked,
+    });
     const [a, b] = await Promise.all([offer, join]);
     expect([a.code, b.code]).toEqual([0, 0]);
     expect(a.stdout).toContain('(the same code as a QR payload: coffer-link:1:');
@@ -346,7 +350,10 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
       `coffer: waiting for the new device (Ctrl-C cancels)...\n${questions[0]}\n`,
     );
     expect(b.stdout).toMatch(/^this device joined alice as ".+" \([\w-]{22}\)\n$/);
-    expect(b.stderr).toBe('coffer: joining; waiting for the other device...\n');
+    expect(asked).toEqual(['Link code (shown by coffer devices link on the other device): ']);
+    expect(b.stderr).toBe(
+      `${asked[0]}\ncoffer: joining; waiting for the other device to confirm this one...\n`,
+    );
   });
 
   test('devices link: a device the user does not confirm is not added', async () => {
@@ -365,7 +372,8 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
       });
       const code = await Promise.race([codeShown, endedEarly(offer)]);
       const controller = new AbortController();
-      const join = coffer(['devices', 'link', code, '--json', '--home', home('intruder')], {
+      const join = coffer(['devices', 'join', '--json', '--home', home('intruder')], {
+        stdin: `${code}\n`,
         signal: controller.signal,
       });
       const refused = await offer;
@@ -395,9 +403,16 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
     expect(run.code).toBe(130);
     expect(run.stderr).toContain('coffer: error: interrupted\n');
 
-    const bad = await coffer(['devices', 'link', 'NOT-A-CODE', '--json', '--home', home('x')]);
+    const bad = await coffer(['devices', 'join', '--json', '--home', home('x')], {
+      stdin: 'NOT-A-CODE\n',
+    });
     expect(bad.code).toBe(1);
     expect(json(bad.stderr)).toMatchObject({ error: { code: 'INVALID_LINK_CODE' } });
+    const none = await coffer(['devices', 'join', '--json', '--home', home('x')]);
+    expect(none.code).toBe(2);
+    expect(json(none.stderr)).toMatchObject({
+      error: { code: 'USAGE', message: 'expected the link code on the first line of stdin' },
+    });
   });
 
   test('devices rename: by id beginning, and this device by name alone', async () => {
