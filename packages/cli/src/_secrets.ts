@@ -78,8 +78,9 @@ function promptLine(
     rl.on('close', () =>
       settle(usageError('no answer: the input ended', 'run the command again and type the answer')),
     );
-    output.write(question);
-    rl.question('', (answer) => settle(undefined, answer));
+    // A visible prompt is readline's own, which redraws it with the line as it is edited.
+    if (hidden) output.write(question);
+    rl.question(hidden ? '' : question, (answer) => settle(undefined, answer));
   });
 }
 

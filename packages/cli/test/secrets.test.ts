@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import { CliError } from '../src/_errors.js';
 import { printable } from '../src/_format.js';
-import { MAX_LINE_BYTES, promptHidden, readLines } from '../src/_secrets.js';
+import { MAX_LINE_BYTES, promptHidden, promptVisible, readLines } from '../src/_secrets.js';
 
 /** A fake terminal: a stream that says it is a TTY and records raw-mode switches. */
 function terminal() {
@@ -60,6 +60,20 @@ describe('hidden prompt', () => {
     const answer = promptHidden('Password: ', t.input, t.output, controller.signal);
     controller.abort();
     await expect(answer).rejects.toSatisfy((e) => CliError.is(e, 'INTERRUPTED'));
+  });
+});
+
+describe('visible prompt (y/N questions)', () => {
+  test('shows the question and the typed answer, and restores the terminal', async () => {
+    const t = terminal();
+    const answer = promptVisible('Add it? [y/N] ', t.input, t.output);
+    for (const ch of 'y\r') t.input.write(ch);
+    await expect(answer).resolves.toBe('y');
+    // readline redraws the line as it is edited (clearing it first): the last drawing shows the
+    // question, then the answer.
+    const last = t.shown().split('\x1b[1G\x1b[0J').at(-1)!;
+    expect(last.replace(/\x1b\[[0-9]*[A-Za-z]/g, '')).toBe('Add it? [y/N] y\r\n');
+    expect(t.rawModes).toEqual([true, false]);
   });
 });
 
