@@ -72,7 +72,8 @@ describe('visible prompt (y/N questions)', () => {
     // readline redraws the line as it is edited (clearing it first): the last drawing shows the
     // question, then the answer.
     const last = t.shown().split('\x1b[1G\x1b[0J').at(-1)!;
-    expect(last.replace(/\x1b\[[0-9]*[A-Za-z]/g, '')).toBe('Add it? [y/N] y\r\n');
+    const csi = new RegExp(`${String.fromCharCode(0x1b)}\\[[0-9]*[A-Za-z]`, 'g');
+    expect(last.replace(csi, '')).toBe('Add it? [y/N] y\r\n');
     expect(t.rawModes).toEqual([true, false]);
   });
 });
