@@ -72,6 +72,13 @@ export {
   sealLinkResponse,
 } from './link.js';
 export {
+  LOGIN_PROOF_LENGTH,
+  LOGIN_SESSION_KEY_LENGTH,
+  type LoginProofContext,
+  signLoginProof,
+  verifyLoginProof,
+} from './login-proof.js';
+export {
   MANIFEST_SIGNATURE_LENGTH,
   MAX_MANIFEST_CHAIN,
   type ManifestExpectation,

@@ -60,7 +60,13 @@ export interface Api {
   ): Promise<{ loginId: string; loginResponse: string }>;
   loginFinish(
     op: string,
-    body: { loginId: string; finishLoginRequest: string; deviceId: string },
+    body: {
+      loginId: string;
+      finishLoginRequest: string;
+      deviceId: string;
+      /** The device's login proof, when this home has a key for the device. */
+      deviceProof?: Uint8Array;
+    },
   ): Promise<SessionGrant & { accountId: string }>;
   session(
     op: string,
@@ -198,7 +204,8 @@ export function createApi(transport: Transport): Api {
         loginResponse: str(res, 'loginResponse'),
       }));
     },
-    async loginFinish(op, body) {
+    async loginFinish(op, { deviceProof, ...rest }) {
+      const body = deviceProof ? { ...rest, deviceProof: toBase64url(deviceProof) } : rest;
       const res = await call(op, 'POST', '/v1/login/finish', { body });
       return shape(op, 'login/finish', () => ({ ...grant(res), accountId: str(res, 'accountId') }));
     },

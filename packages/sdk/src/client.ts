@@ -20,6 +20,7 @@ import {
   type SignedManifest,
   sealLinkRequest,
   sealLinkResponse,
+  signLoginProof,
   verifyManifest,
 } from '@coffer/protocol';
 import { type Api, createApi, type SessionGrant } from './_api.js';
@@ -921,6 +922,7 @@ class Client implements CofferClient {
       loginId: ls.loginId,
       finishLoginRequest: finish.request,
       deviceId: current.deviceId,
+      deviceProof: await loginProof(op, current.device, ls.loginId, current.deviceId, finish),
     });
     if (grant.accountId !== current.accountId) {
       await this.#discardToken(grant.token);
@@ -1021,10 +1023,16 @@ class Client implements CofferClient {
     const ls = await this.#api.loginStart(op, { username: name, startLoginRequest: start.request });
     const finish = await this.#opaque.finishLogin(password, start.state, ls.loginResponse);
     if (!finish) throw new SdkError('INVALID_CREDENTIALS', op, 'wrong username or password');
+    // A device this home already has a key for proves it (the server requires that when the
+    // manifest lists the device, and ignores it otherwise); a brand-new device has nothing to prove.
+    const device =
+      known?.deviceId === deviceId ? await keyPairFromSeed(known.deviceSeed) : undefined;
+    const deviceProof = await loginProof(op, device, ls.loginId, deviceId, finish);
     const grant = await this.#api.loginFinish(op, {
       loginId: ls.loginId,
       finishLoginRequest: finish.request,
       deviceId,
+      ...(deviceProof ? { deviceProof } : {}),
     });
     try {
       if (!isId(grant.accountId)) {
@@ -1661,6 +1669,29 @@ function deviceList(current: Current): DeviceInfo[] {
 
 function isManifestConflict(err: unknown): boolean {
   return SdkError.is(err, 'CONFLICT') && err.serverCode === 'MANIFEST_CONFLICT';
+}
+
+/**
+ * The login proof of `device` (spec account-v1 §7), or undefined without a device key. Wipes the
+ * OPAQUE session key either way: it is used for nothing else.
+ */
+async function loginProof(
+  op: string,
+  device: Ed25519KeyPair | undefined,
+  loginId: string,
+  deviceId: string,
+  finish: { readonly sessionKey: Uint8Array },
+): Promise<Uint8Array | undefined> {
+  try {
+    if (!device) return undefined;
+    if (!isId(loginId))
+      throw new SdkError('PROTOCOL_VIOLATION', op, 'the server sent a malformed login id');
+    return await guardProtocol(op, () =>
+      signLoginProof(device.signingKey, { loginId, deviceId, sessionKey: finish.sessionKey }),
+    );
+  } finally {
+    wipe(finish.sessionKey);
+  }
 }
 
 /** Runs protocol steps on what the server sent; their failures are the server's. */

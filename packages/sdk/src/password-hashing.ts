@@ -47,12 +47,15 @@ export interface OpaqueClient {
     response: string,
   ): Promise<{ record: string; exportKey: Uint8Array }>;
   startLogin(password: string): Promise<{ state: string; request: string }>;
-  /** Undefined when the password is wrong (or the server answered for an unknown user). */
+  /**
+   * Undefined when the password is wrong (or the server answered for an unknown user). The
+   * session key binds a device's login proof to this login.
+   */
   finishLogin(
     password: string,
     state: string,
     response: string,
-  ): Promise<{ request: string; exportKey: Uint8Array } | undefined>;
+  ): Promise<{ request: string; exportKey: Uint8Array; sessionKey: Uint8Array } | undefined>;
 }
 
 /**
@@ -121,7 +124,11 @@ export function opaqueClient(keyStretching: KeyStretching, operation: () => stri
         }),
       );
       if (!r) return undefined;
-      return { request: r.finishLoginRequest, exportKey: exportKeyOf(r.exportKey) };
+      return {
+        request: r.finishLoginRequest,
+        exportKey: exportKeyOf(r.exportKey),
+        sessionKey: fromBase64url(r.sessionKey),
+      };
     },
   };
 }

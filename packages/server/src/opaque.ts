@@ -74,19 +74,19 @@ export async function startLogin(
 }
 
 /**
- * Finishes a login: true when the client proved the password, false otherwise (the library
- * throws for a wrong proof and for a malformed one alike; both are a failed login).
+ * Finishes a login: the OPAQUE session key (b64url) when the client proved the password,
+ * undefined otherwise (the library throws for a wrong proof and for a malformed one alike; both
+ * are a failed login). The key binds a device's login proof to this login (spec "Login").
  */
 export async function finishLogin(
   serverLoginState: string,
   finishLoginRequest: string,
-): Promise<boolean> {
+): Promise<string | undefined> {
   await opaque.ready;
   try {
-    opaque.server.finishLogin({ serverLoginState, finishLoginRequest });
-    return true;
+    return opaque.server.finishLogin({ serverLoginState, finishLoginRequest }).sessionKey;
   } catch {
-    return false;
+    return undefined;
   }
 }
 

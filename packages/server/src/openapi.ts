@@ -200,8 +200,15 @@ export const OPENAPI_DOCUMENT = {
         summary: 'Finish an OPAQUE login',
         requestBody: jsonBody(
           object(
-            { loginId: ref('Id'), finishLoginRequest: b64url('OPAQUE'), deviceId: ref('Id') },
-            ['deviceId'],
+            {
+              loginId: ref('Id'),
+              finishLoginRequest: b64url('OPAQUE'),
+              deviceId: ref('Id'),
+              deviceProof: b64url(
+                "Ed25519 signature (64 bytes) of account-v1 §7 by the device's signing key; required when the current manifest lists deviceId",
+              ),
+            },
+            ['deviceId', 'deviceProof'],
           ),
         ),
         responses: {

@@ -16,6 +16,7 @@ import {
   recoveryVerifier,
   rewrapBackup,
   type SignedManifest,
+  signLoginProof,
   signManifest,
   sortDevices,
 } from '@coffer/protocol';
@@ -170,13 +171,19 @@ export async function signup(
   };
 }
 
-/** login/start then login/finish; returns both replies (finish undefined when start failed). */
+/**
+ * login/start then login/finish; returns both replies (finish undefined when start failed).
+ * `device` is the device the login names: a {@link Device} signs the login proof with its key
+ * (what a listed device does), a bare id sends none (a new device). `options.proofKey` signs with
+ * another key instead; `options.proof` sends the given proof as it is.
+ */
 export async function login(
   fetcher: Fetcher,
   username: string,
   password: string,
-  deviceId?: string,
-): Promise<{ start: Reply; finish?: Reply; exportKey?: Uint8Array }> {
+  device?: string | Device,
+  options: { readonly proofKey?: Ed25519KeyPair; readonly proof?: string } = {},
+): Promise<{ start: Reply; finish?: Reply; exportKey?: Uint8Array; proof?: string }> {
   await opaque.ready;
   const c = opaque.client.startLogin({ password });
   const start = await call(fetcher, 'POST', '/v1/login/start', {
@@ -194,12 +201,29 @@ export async function login(
   // sees a failed attempt, as a real attacker's request would look.
   const finishLoginRequest =
     done?.finishLoginRequest ?? toBase64url(crypto.getRandomValues(new Uint8Array(64)));
+  const deviceId = typeof device === 'string' ? device : device?.id;
+  const key = options.proofKey ?? (typeof device === 'object' ? device.keys : undefined);
+  let proof = options.proof;
+  if (proof === undefined && key && deviceId && done) {
+    const signed = await signLoginProof(key.signingKey, {
+      loginId: start.json.loginId,
+      deviceId,
+      sessionKey: fromBase64url(done.sessionKey),
+    });
+    proof = toBase64url(signed);
+  }
   const finish = await call(fetcher, 'POST', '/v1/login/finish', {
     loginId: start.json.loginId,
     finishLoginRequest,
     ...(deviceId ? { deviceId } : {}),
+    ...(proof !== undefined ? { deviceProof: proof } : {}),
   });
-  return { start, finish, ...(done ? { exportKey: fromBase64url(done.exportKey) } : {}) };
+  return {
+    start,
+    finish,
+    ...(done ? { exportKey: fromBase64url(done.exportKey) } : {}),
+    ...(proof !== undefined ? { proof } : {}),
+  };
 }
 
 /** Signs the successor of the account's manifest with `changes`. */

@@ -9,7 +9,7 @@ import {
   SIGNUP_STARTS_PER_ADDRESS,
   SIGNUP_WINDOW_MS,
 } from '../src/signup-limiter.js';
-import { call, login, signup } from './_client.js';
+import { addDevice, call, login, makeDevice, signup } from './_client.js';
 import { testDialects } from './_db.js';
 import { createHarness, type Harness } from './_harness.js';
 
@@ -38,7 +38,7 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
     expect((await call(h.fetch, 'GET', '/v1/session', undefined, a.token)).status).toBe(401);
 
     // The name is case- and space-insensitive.
-    const again = await login(h.fetch, 'ALICE.smith', 'correct horse', a.device.id);
+    const again = await login(h.fetch, 'ALICE.smith', 'correct horse', a.device);
     expect(again.finish?.status).toBe(200);
     expect(again.finish?.json.accountId).toBe(a.accountId);
     expect(again.exportKey).toEqual(a.exportKey);
@@ -194,6 +194,90 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
       finishLoginRequest: done2.finishLoginRequest,
     });
     expect(late.status).toBe(401);
+  });
+
+  // The review's reproduction: device ids are public, so a stolen password alone must not give
+  // a session as one of the owner's listed devices (its queue, and surviving a password change).
+  it("refuses a login naming a listed device without that device's proof for this login", async () => {
+    const a = await signup(h.fetch, 'lena', 'stolen');
+    const phone = await makeDevice('phone');
+    expect((await addDevice(h.fetch, a, phone)).status).toBe(200);
+    const sessions = async () =>
+      Number(
+        (
+          await h.db
+            .raw()
+            .selectFrom('sessions')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .where('account_id', '=', a.accountId)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    // Each refusal counts as a failed guess: each attempt comes from its own address, after the
+    // account's wait (at most 60 s) is over.
+    let n = 0;
+    const attempt: typeof login = async (...args) => {
+      h.clock.now += 61_000;
+      h.address.value = `198.51.100.${100 + n++}`;
+      try {
+        return await login(...args);
+      } finally {
+        h.address.value = '192.0.2.1';
+      }
+    };
+    const wrongPassword = (await attempt(h.fetch, 'lena', 'not the password', a.device)).finish!;
+    expect(wrongPassword.status).toBe(401);
+
+    // A proof from an earlier login of the same device, and the login it came from.
+    const earlier = await attempt(h.fetch, 'lena', 'stolen', phone);
+    expect(earlier.finish?.status).toBe(200);
+    const before = await sessions();
+    const stranger = await makeDevice();
+    for (const device of [a.device, phone]) {
+      const other = device === phone ? a.device : phone;
+      const refused = [
+        await attempt(h.fetch, 'lena', 'stolen', device.id),
+        await attempt(h.fetch, 'lena', 'stolen', device, { proofKey: stranger.keys }),
+        await attempt(h.fetch, 'lena', 'stolen', device, { proofKey: other.keys }),
+        await attempt(h.fetch, 'lena', 'stolen', device.id, { proof: earlier.proof! }),
+        // A proof made for this login but for another device.
+        await attempt(h.fetch, 'lena', 'stolen', device.id, { proofKey: other.keys }),
+      ];
+      for (const [i, r] of refused.entries()) {
+        expect(r.exportKey, `case ${i}: the password is right`).toBeDefined();
+        expect(r.finish?.status, `case ${i}`).toBe(401);
+        // The same answer as a wrong password: no oracle for "right password, no proof".
+        expect(r.finish?.text, `case ${i}`).toBe(wrongPassword.text);
+      }
+    }
+    expect(await sessions()).toBe(before);
+
+    // Its own proof is accepted; a login naming no device or an unlisted (new) device needs none.
+    const own = await attempt(h.fetch, 'lena', 'stolen', a.device);
+    expect(own.finish?.status).toBe(200);
+    const me = await call(h.fetch, 'GET', '/v1/session', undefined, own.finish?.json.token);
+    expect(me.json.deviceId).toBe(a.device.id);
+    expect((await attempt(h.fetch, 'lena', 'stolen')).finish?.status).toBe(200);
+    expect((await attempt(h.fetch, 'lena', 'stolen', stranger.id)).finish?.status).toBe(200);
+    // A malformed proof is a malformed request.
+    const bad = await attempt(h.fetch, 'lena', 'stolen', a.device.id, { proof: 'AAAA' });
+    expect(bad.finish?.status).toBe(400);
+  });
+
+  it('counts a login with a missing device proof as a failed guess', async () => {
+    const a = await signup(h.fetch, 'mona', 'stolen');
+    h.address.value = '198.51.100.40';
+    try {
+      for (let i = 0; i < 5; i++) {
+        expect((await login(h.fetch, 'mona', 'stolen', a.device.id)).finish?.status).toBe(401);
+      }
+      const limited = await login(h.fetch, 'mona', 'stolen', a.device);
+      expect(limited.start.status).toBe(429);
+    } finally {
+      h.address.value = '192.0.2.1';
+    }
+    const metrics = await (await h.fetch('/metrics')).text();
+    expect(metrics).toMatch(/coffer_logins_total\{outcome="failure"\} [1-9]/);
   });
 
   it('throttles from the 5th failure, with retry-after, and the wait expires', async () => {

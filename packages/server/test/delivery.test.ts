@@ -357,7 +357,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     const b = await fresh();
     const phone = await makeDevice('phone');
     expect((await addDevice(h.fetch, b.account, phone)).status).toBe(200);
-    const onPhone = await login(h.fetch, b.account.username, 'pw', phone.id);
+    const onPhone = await login(h.fetch, b.account.username, 'pw', phone);
     const bPhone: Member = {
       accountId: b.accountId,
       deviceId: phone.id,

@@ -162,7 +162,7 @@ describe.each(dialects)('devices (%s)', (dialect) => {
     const a = await fresh();
     const phone = await makeDevice('phone');
     expect((await addDevice(h.fetch, a, phone)).status).toBe(200);
-    const onPhone = await login(h.fetch, a.username, a.password, phone.id);
+    const onPhone = await login(h.fetch, a.username, a.password, phone);
     const phoneToken = onPhone.finish?.json.token;
     expect((await call(h.fetch, 'GET', '/v1/session', undefined, phoneToken)).status).toBe(200);
     const next = await successor(a, { devices: a.body.devices.filter((d) => d.id !== phone.id) });

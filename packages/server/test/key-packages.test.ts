@@ -20,6 +20,7 @@ import {
   type Account,
   addDevice,
   call,
+  type Device,
   login,
   makeDevice,
   signup,
@@ -44,9 +45,9 @@ describe.each(dialects)('key packages (%s)', (dialect) => {
   const count = (token: string) => call(h.fetch, 'GET', '/v1/key-packages/count', undefined, token);
   const claim = (token: string, accountId: string) =>
     call(h.fetch, 'POST', `/v1/accounts/${accountId}/key-packages/claim`, undefined, token);
-  /** A session on `account` for `deviceId` (listed or not). */
-  const sessionFor = async (account: Account, deviceId?: string) => {
-    const r = await login(h.fetch, account.username, account.password, deviceId);
+  /** A session on `account` for `device` (a listed one, which proves its key, or an unlisted id). */
+  const sessionFor = async (account: Account, device?: string | Device) => {
+    const r = await login(h.fetch, account.username, account.password, device);
     expect(r.finish?.status).toBe(200);
     return r.finish!.json.token as string;
   };
@@ -111,7 +112,7 @@ describe.each(dialects)('key packages (%s)', (dialect) => {
     const tablet = await makeDevice('tablet');
     expect((await addDevice(h.fetch, a, phone)).status).toBe(200);
     expect((await addDevice(h.fetch, a, tablet)).status).toBe(200);
-    const phoneToken = await sessionFor(a, phone.id);
+    const phoneToken = await sessionFor(a, phone);
     const phonePackage = kp();
     const laptopPackage = kp();
     expect((await upload(phoneToken, { keyPackages: [b64(phonePackage)] })).status).toBe(201);
@@ -228,7 +229,7 @@ describe.each(dialects)('key packages (%s)', (dialect) => {
     const b = await fresh();
     const phone = await makeDevice('phone');
     expect((await addDevice(h.fetch, a, phone)).status).toBe(200);
-    const phoneToken = await sessionFor(a, phone.id);
+    const phoneToken = await sessionFor(a, phone);
     const up = await upload(phoneToken, {
       keyPackages: [b64(kp()), b64(kp())],
       lastResort: b64(kp()),

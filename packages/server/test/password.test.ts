@@ -184,7 +184,7 @@ describe.each(dialects)('password and recovery (%s)', (dialect) => {
     const a = await signup(h.fetch, 'uma', 'stolen');
     const phone = await makeDevice('phone');
     expect((await addDevice(h.fetch, a, phone)).status).toBe(200);
-    const onPhone: string = (await login(h.fetch, 'uma', 'stolen', phone.id)).finish?.json.token;
+    const onPhone: string = (await login(h.fetch, 'uma', 'stolen', phone)).finish?.json.token;
     const noDevice: string = (await login(h.fetch, 'uma', 'stolen')).finish?.json.token;
     const stray: string = (await login(h.fetch, 'uma', 'stolen', (await makeDevice()).id)).finish
       ?.json.token;

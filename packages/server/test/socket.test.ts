@@ -79,7 +79,7 @@ describe.each(dialects)('over a real socket (%s)', (dialect) => {
     expect(me.headers.get('x-content-type-options')).toBe('nosniff');
     expect(me.headers.get('strict-transport-security')).toBeNull();
     expect((await call(net, 'POST', '/v1/logout', undefined, a.token)).status).toBe(204);
-    const l = await login(net, 'xena', 'first password', a.device.id);
+    const l = await login(net, 'xena', 'first password', a.device);
     expect(l.finish?.status).toBe(200);
     a.token = l.finish?.json.token;
     expect(
@@ -112,7 +112,7 @@ describe.each(dialects)('over a real socket (%s)', (dialect) => {
     const a = await signup(net, 'yuri', 'pw');
     const phone = await makeDevice('phone');
     expect((await addDevice(net, a, phone)).status).toBe(200);
-    const onPhone = (await login(net, 'yuri', 'pw', phone.id)).finish?.json.token;
+    const onPhone = (await login(net, 'yuri', 'pw', phone)).finish?.json.token;
     const url = `${base.replace('http', 'ws')}/v1/events`;
     const laptop = openSocket(url);
     const mobile = openSocket(url);

@@ -1,5 +1,6 @@
 // Which devices an account's current manifest lists, as the routes check it: a session's own
-// device (KeyPackages, delivery, blobs) and a welcome's recipients. A stored manifest never
+// device (KeyPackages, delivery, blobs), a welcome's recipients, and the key a login naming a
+// listed device must prove. A stored manifest never
 // changes (one row per account and seq, verified before it was stored), so the decoded device
 // list is kept per account under its seq: a check costs one read of the newest seq
 // (`ManifestStore.latestSeq`, an index-only lookup on the manifests' primary key) and opens and
@@ -12,10 +13,12 @@ import type { AuthSession } from './_env.js';
 /** Accounts whose device lists are kept in memory: a few hundred bytes each. */
 export const MAX_CACHED_DEVICE_LISTS = 10_000;
 
-/** The seq and device ids (in manifest order) of an account's current manifest. */
+/** The seq, device ids (in manifest order) and signing keys of an account's current manifest. */
 export interface CurrentDevices {
   readonly seq: number;
   readonly ids: readonly string[];
+  /** Each listed device's Ed25519 public key, by id. */
+  readonly signingKeys: ReadonlyMap<string, Uint8Array>;
 }
 
 /** Looks up an account's current devices. */
@@ -52,8 +55,10 @@ export function createDeviceDirectory(
       if (cached?.seq === seq) return keep(accountId, cached);
       const latest = await manifests.latest(accountId);
       if (!latest) return undefined;
-      const ids = decodeManifestBody(latest.body).devices.map((d) => d.id);
-      return keep(accountId, { seq: latest.seq, ids });
+      const listed = decodeManifestBody(latest.body).devices;
+      const ids = listed.map((d) => d.id);
+      const signingKeys = new Map(listed.map((d) => [d.id, d.signingKey] as const));
+      return keep(accountId, { seq: latest.seq, ids, signingKeys });
     },
   };
 }

@@ -1,5 +1,6 @@
 // spec/http-api-v1.md "Signup", "Login", "Session and account".
-import { concatBytes, fromBase64url, randomBytes, toBase64url } from '@coffer/crypto';
+import { concatBytes, fromBase64url, randomBytes, toBase64url, wipe } from '@coffer/crypto';
+import { verifyLoginProof } from '@coffer/protocol';
 import { Hono } from 'hono';
 import { isIssuedAccountId, issueAccountId } from '../account-ids.js';
 import { ServerError } from '../errors.js';
@@ -25,6 +26,7 @@ import {
   idField,
   LIMITS,
   manifestField,
+  optionalBytesField,
   optionalIdField,
 } from './validate.js';
 
@@ -186,6 +188,7 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
       exact: OPAQUE_SIZES.finishLoginRequest,
     });
     const deviceId = optionalIdField(body, 'deviceId', op);
+    const deviceProof = optionalBytesField(body, 'deviceProof', op, { exact: LIMITS.signature });
     const taken = await storage.logins.take(loginId, now());
     const state = taken && unpackLoginState(taken.serverLoginState);
     if (!taken || !state) {
@@ -194,9 +197,13 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
     }
     // Run OPAQUE even for an unknown name (it fails against the fake record), so that both
     // failures cost the same.
-    const proved = await finishLogin(state.serverLoginState, request);
+    const sessionKey = await finishLogin(state.serverLoginState, request);
+    const proved =
+      sessionKey !== undefined &&
+      taken.accountId !== null &&
+      (await deviceProved(deps, taken.accountId, { loginId, deviceId, deviceProof, sessionKey }));
     if (!proved || taken.accountId === null) {
-      // Already counted by login/start.
+      // Already counted by login/start; not confirming it leaves it a failure.
       deps.metrics.logins.inc({ outcome: 'failure' });
       throw new ServerError('INVALID_CREDENTIALS', op);
     }
@@ -250,4 +257,37 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
   });
 
   return app;
+}
+
+/**
+ * spec "Login": a login naming a device the current manifest lists must carry that device's
+ * proof (spec/account-v1.md §7), bound to this login by its id and OPAQUE session key; a login
+ * naming no device, or one the manifest does not list (a new device about to add itself), needs
+ * none. Checked only after the password: failing it is the same answer as a wrong password.
+ */
+async function deviceProved(
+  deps: RouteDeps,
+  accountId: string,
+  login: {
+    readonly loginId: string;
+    readonly deviceId: string | undefined;
+    readonly deviceProof: Uint8Array | undefined;
+    readonly sessionKey: string;
+  },
+): Promise<boolean> {
+  if (login.deviceId === undefined) return true;
+  const current = await deps.devices.current(accountId);
+  const signingKey = current?.signingKeys.get(login.deviceId);
+  if (!signingKey) return true;
+  if (!login.deviceProof) return false;
+  const sessionKey = fromBase64url(login.sessionKey);
+  try {
+    return await verifyLoginProof(signingKey, login.deviceProof, {
+      loginId: login.loginId,
+      deviceId: login.deviceId,
+      sessionKey,
+    });
+  } finally {
+    wipe(sessionKey);
+  }
 }

@@ -105,6 +105,22 @@ export function bytesField(
 }
 
 /**
+ * An optional b64url field: undefined when absent or null.
+ *
+ * @throws {ServerError} `BAD_REQUEST` when present and malformed.
+ */
+export function optionalBytesField(
+  obj: JsonObject,
+  name: string,
+  op: string,
+  limits: BytesLimits,
+): Uint8Array | undefined {
+  const v = get(obj, name);
+  if (v === undefined || v === null) return undefined;
+  return decodeB64url(v, name, op, limits);
+}
+
+/**
  * A required b64url field returned as its (validated) text, for values passed on as strings
  * (OPAQUE messages).
  *
