@@ -5,8 +5,8 @@
 // already gives the atomic read-modify-write a counter needs on both databases. In a row,
 // `failures` is the window's count and `notBefore` the window's end.
 import { hmac, utf8Encode } from '@coffer/crypto';
-import { ServerError } from './errors.js';
-import type { ThrottleState, ThrottleStore } from './storage/types.js';
+import type { ThrottleStore } from './storage/types.js';
+import { countInWindows } from './window-limit.js';
 
 /** The window the limits below count over. */
 export const CLAIM_WINDOW_MS = 60 * 60 * 1000;
@@ -45,22 +45,7 @@ export function createClaimLimiter(
         mac(`kp-pair:${claimer}:${target}`),
         mac(`kp-claimer:${claimer}`),
       ]);
-      const t = now();
-      let until = 0;
-      await store.update(keys, (current, i): ThrottleState => {
-        if (i === 0) until = 0;
-        const next =
-          current && current.notBefore > t
-            ? { failures: current.failures + 1, notBefore: current.notBefore }
-            : { failures: 1, notBefore: t + CLAIM_WINDOW_MS };
-        if (next.failures > limits[i]!) until = Math.max(until, next.notBefore);
-        return next;
-      });
-      if (until > t) {
-        throw new ServerError('RATE_LIMITED', op, undefined, {
-          retryAfter: Math.max(1, Math.ceil((until - t) / 1000)),
-        });
-      }
+      await countInWindows(store, keys, limits, CLAIM_WINDOW_MS, now(), op);
     },
   };
 }

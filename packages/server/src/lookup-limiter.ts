@@ -4,8 +4,8 @@
 // with the login throttle's or the claim limiter's; as there, `failures` is the window's count
 // and `notBefore` the window's end.
 import { hmac, utf8Encode } from '@coffer/crypto';
-import { ServerError } from './errors.js';
-import type { ThrottleState, ThrottleStore } from './storage/types.js';
+import type { ThrottleStore } from './storage/types.js';
+import { countInWindows } from './window-limit.js';
 
 /** The window {@link LOOKUPS_PER_ACCOUNT} counts over. */
 export const LOOKUP_WINDOW_MS = 60 * 60 * 1000;
@@ -36,22 +36,7 @@ export function createLookupLimiter(
   return {
     async count(accountId, op) {
       const mac = await hmac('SHA-256', key, utf8Encode(`user-lookup:${accountId}`));
-      const t = now();
-      let until = 0;
-      await store.update([mac], (current): ThrottleState => {
-        until = 0;
-        const next =
-          current && current.notBefore > t
-            ? { failures: current.failures + 1, notBefore: current.notBefore }
-            : { failures: 1, notBefore: t + LOOKUP_WINDOW_MS };
-        if (next.failures > limit) until = next.notBefore;
-        return next;
-      });
-      if (until > t) {
-        throw new ServerError('RATE_LIMITED', op, undefined, {
-          retryAfter: Math.max(1, Math.ceil((until - t) / 1000)),
-        });
-      }
+      await countInWindows(store, [mac], [limit], LOOKUP_WINDOW_MS, now(), op);
     },
   };
 }

@@ -6,8 +6,8 @@
 // throttle's, the lookup limiter's or the claim limiter's; as there, `failures` is the window's
 // count and `notBefore` the window's end.
 import { hmac, utf8Encode } from '@coffer/crypto';
-import { ServerError } from './errors.js';
-import type { ThrottleState, ThrottleStore } from './storage/types.js';
+import type { ThrottleStore } from './storage/types.js';
+import { countInWindows } from './window-limit.js';
 
 /** The window the limits below count over. */
 export const SIGNUP_WINDOW_MS = 60 * 60 * 1000;
@@ -62,22 +62,7 @@ export function createSignupLimiter(
     async count(step, address, op) {
       const limit = step === 'start' ? limits.starts : limits.finishes;
       const mac = await hmac('SHA-256', key, utf8Encode(`signup-${step}:${address}`));
-      const t = now();
-      let until = 0;
-      await store.update([mac], (current): ThrottleState => {
-        until = 0;
-        const next =
-          current && current.notBefore > t
-            ? { failures: current.failures + 1, notBefore: current.notBefore }
-            : { failures: 1, notBefore: t + SIGNUP_WINDOW_MS };
-        if (next.failures > limit) until = next.notBefore;
-        return next;
-      });
-      if (until > t) {
-        throw new ServerError('RATE_LIMITED', op, undefined, {
-          retryAfter: Math.max(1, Math.ceil((until - t) / 1000)),
-        });
-      }
+      await countInWindows(store, [mac], [limit], SIGNUP_WINDOW_MS, now(), op);
     },
   };
 }
