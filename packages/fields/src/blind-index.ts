@@ -24,11 +24,33 @@ export interface BlindIndexSpec {
 export const DEFAULT_INDEX_BITS = 32;
 const LABEL = 'coffer/v1/blind-index';
 
-const NORMALIZERS: Record<Normalizer, (s: string) => string> = {
-  trim: (s) => s.trim(),
-  casefold: (s) => s.toLowerCase(),
-  nfc: (s) => s.normalize('NFC'),
-};
+// No prototype: a name such as 'toString' or 'constructor' finds nothing (see normalized).
+const NORMALIZERS: Readonly<Record<string, ((s: string) => string) | undefined>> = Object.freeze(
+  Object.assign(Object.create(null) as Record<string, (s: string) => string>, {
+    trim: (s: string) => s.trim(),
+    casefold: (s: string) => s.toLowerCase(),
+    nfc: (s: string) => s.normalize('NFC'),
+  }),
+);
+const NORMALIZER_NAMES: readonly Normalizer[] = ['trim', 'casefold', 'nfc'];
+
+/** `v` through the spec's normalisers, in order; an unknown name is INVALID_ARGUMENT. */
+function normalized(op: string, v: string, names: readonly Normalizer[] | undefined): string {
+  if (names === undefined) return v;
+  if (!Array.isArray(names))
+    throw new FieldsError('INVALID_ARGUMENT', op, '"normalize" expected an array of names');
+  for (const n of names) {
+    const f = typeof n === 'string' ? NORMALIZERS[n] : undefined;
+    if (!f)
+      throw new FieldsError(
+        'INVALID_ARGUMENT',
+        op,
+        `"normalize" expected names among ${NORMALIZER_NAMES.join(', ')}`,
+      );
+    v = f(v);
+  }
+  return v;
+}
 
 /**
  * Blind indexes for equality search over encrypted columns: HMAC-SHA256 under a per-column,
@@ -114,23 +136,12 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
     return p;
   }
 
-  /** The spec's bits, once its bits and normalisers are checked (spec §6). */
+  /** The spec's bits, checked (its normalisers are checked as they run: see normalized). */
   function checkBits(op: string, spec: BlindIndexSpec): number {
     const bits = spec.bits ?? DEFAULT_INDEX_BITS;
     if (!Number.isInteger(bits) || bits < 8 || bits > 256) {
       throw new FieldsError('INVALID_ARGUMENT', op, '"bits" expected an integer from 8 to 256');
     }
-    const normalize = spec.normalize ?? [];
-    if (!Array.isArray(normalize))
-      throw new FieldsError('INVALID_ARGUMENT', op, '"normalize" expected an array of names');
-    // Own properties only: 'toString' or 'constructor' must not pass for a normaliser.
-    for (const n of normalize)
-      if (typeof n !== 'string' || !Object.hasOwn(NORMALIZERS, n))
-        throw new FieldsError(
-          'INVALID_ARGUMENT',
-          op,
-          `"normalize" expected names among ${Object.keys(NORMALIZERS).join(', ')}`,
-        );
     return bits;
   }
 
@@ -146,8 +157,7 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
     let message: Uint8Array;
     if (typeof value === 'string') {
       // One value, a string: the whole message written into the indexer's scratch buffer.
-      let v = value;
-      for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v);
+      const v = normalized(op, value, spec.normalize);
       const tp = tenantPart;
       const size = tp.length + 6 + Buffer.byteLength(v, 'utf8');
       if (scratch.length < size) scratch = Buffer.alloc(Math.max(size, 2 * scratch.length));
@@ -164,8 +174,7 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
       const parts: Uint8Array[] = [tenantPart];
       try {
         for (let v of values) {
-          if (typeof v === 'string')
-            for (const n of spec.normalize ?? []) v = NORMALIZERS[n](v as string);
+          if (typeof v === 'string') v = normalized(op, v, spec.normalize);
           const encoded = encodeValue(op, v);
           const len = new Uint8Array(4);
           new DataView(len.buffer).setUint32(0, encoded.length);
