@@ -90,10 +90,15 @@ export function createThrottle(
     },
     async confirm(keys) {
       await store.update([keys.account, keys.address], (current, i) => {
-        // The account is cleared; the address loses only the count its own attempt added.
+        // The account is cleared; the address loses only the count its own attempt added, and
+        // the wait that count started: a successful 5th attempt must not hold the next one back.
         const failures = i === 0 ? 0 : Math.max(0, (current?.failures ?? 1) - 1);
         if (failures === 0) return null;
-        return { failures, notBefore: current?.notBefore ?? 0 };
+        const notBefore = Math.min(
+          current?.notBefore ?? 0,
+          now() + throttleDelay(failures, caps[i]!),
+        );
+        return { failures, notBefore };
       });
     },
   };

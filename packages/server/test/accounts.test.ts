@@ -334,6 +334,20 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
     }
   });
 
+  it('a success as the 5th attempt takes back the wait its count started', async () => {
+    await signup(h.fetch, 'jade', 'pw-jade');
+    h.address.value = '198.51.100.77';
+    try {
+      for (let i = 0; i < 4; i++)
+        expect((await login(h.fetch, 'jade', 'guess')).finish?.status).toBe(401);
+      expect((await login(h.fetch, 'jade', 'pw-jade')).finish?.status).toBe(200);
+      // The clock has not moved: four failures in a row allow the next attempt at once.
+      expect((await login(h.fetch, 'jade', 'pw-jade')).finish?.status).toBe(200);
+    } finally {
+      h.address.value = '192.0.2.1';
+    }
+  });
+
   it('counts a guess the client abandons after learning it is wrong, and never a success', async () => {
     // OPAQUE tells the client a password is wrong before login/finish; an attacker simply never
     // calls it. The attempt is counted at login/start.
