@@ -1327,7 +1327,11 @@ class Conversations {
         recipients: welcome.recipients,
       });
     } catch (err) {
-      if (!refusedByServer(err)) throw err; // the network: tried again by the next sync
+      // The network, or a refusal that clears up (the device's welcome cap is full, its
+      // manifest kept changing, a rate limit): kept, and tried again by the next sync. A
+      // stranger can fill a device's welcome cap, so dropping on QUEUE_FULL would let anyone
+      // stop a real add for good (the group then cannot send until the device is removed).
+      if (!refusedByServer(err) || welcomeMayPassLater(err)) throw err;
       // Refused for good: dropped, and said, rather than tried again at every sync.
       this.#unreported.push(
         this.#errorEvent(groupId, 'WELCOME_REFUSED', 'the server refused a welcome', err),
@@ -2708,6 +2712,17 @@ function lostEpochRace(err: unknown, attempt: number): boolean {
  * The request certainly had no effect: the server refused it (4xx), or the connection was
  * refused before a byte was sent (the server is down). Anything else may have arrived.
  */
+/** A refusal of a Welcome that may pass later: the welcome cap, a manifest race, a rate limit. */
+function welcomeMayPassLater(err: unknown): boolean {
+  return (
+    SdkError.is(err) &&
+    (err.retryable ||
+      err.code === 'RATE_LIMITED' ||
+      err.serverCode === 'QUEUE_FULL' ||
+      err.serverCode === 'CONFLICT')
+  );
+}
+
 function refusedByServer(err: unknown): boolean {
   if (!SdkError.is(err)) return false;
   if ((err.status ?? 0) >= 400 && (err.status ?? 0) < 500) return true;

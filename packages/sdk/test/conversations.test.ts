@@ -359,6 +359,34 @@ describe('conversations', () => {
     expect(texts(events)).toEqual(['now']);
   });
 
+  test('a Welcome refused for a full welcome queue is kept and posted again, not dropped', async () => {
+    // Anyone can fill a device's welcome cap (its id is public): dropping the Welcome then
+    // would leave the added device unrouted and the group unable to send.
+    let refuseWelcome = false;
+    const full: typeof server.fetch = async (url, init) => {
+      if (refuseWelcome && url.includes('/messages') && String(init.body).includes('"welcome"')) {
+        refuseWelcome = false;
+        return new Response(
+          JSON.stringify({ error: { code: 'QUEUE_FULL', message: 'queue full' } }),
+          { status: 409, headers: { 'content-type': 'application/json' } },
+        );
+      }
+      return server.fetch(url, init);
+    };
+    const alice = await signup('alice', full);
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+    refuseWelcome = true;
+    await alice.client.conversations.add(team.id, [carol.name]);
+    const events = await alice.client.conversations.sync(); // posts the Welcome again
+    expect(events.map((e) => e.type)).not.toContain('error');
+    await bob.client.conversations.sync();
+    await bob.client.conversations.send(team.id, 'welcome, carol');
+    expect(texts(await carol.client.conversations.sync())).toEqual(['welcome, carol']);
+  });
+
   test('post-compromise security: fresh keys after N messages and after a time', async () => {
     let clock = Date.now();
     const alice = await signup('alice', server.fetch, {
