@@ -171,6 +171,8 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
       const values = Array.isArray(value)
         ? (value as readonly FieldValue[])
         : [value as FieldValue];
+      // Normalisers run on strings only; the names are checked even when none is (spec §6).
+      normalized(op, '', spec.normalize);
       const parts: Uint8Array[] = [tenantPart];
       try {
         for (let v of values) {

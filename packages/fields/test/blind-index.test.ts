@@ -46,6 +46,14 @@ describe('blind indexes', () => {
     expect(await index.compute(['ab', 'c'], s)).toBe(await index.compute(['ab', 'c'], s));
   });
 
+  test('an unknown normaliser is INVALID_ARGUMENT whatever the value type (spec §6)', async () => {
+    const { keyring, fields } = await setup();
+    const index = createBlindIndexer(keyring, fields);
+    const bad = { ...spec, normalize: ['bogus'] as unknown as typeof spec.normalize };
+    for (const value of ['x', 42, [7, 8], ['a', 9]] as const)
+      expect(await codeOf(index.compute(value as never, bad))).toBe('INVALID_ARGUMENT');
+  });
+
   test('truncation to any bit length, unused low bits zero', async () => {
     const { keyring, fields } = await setup();
     const index = createBlindIndexer(keyring, fields);
