@@ -78,7 +78,10 @@ export function createThrottle(
       // One transaction over both keys, the address last: its throw rolls back the account
       // key's count too, and the wait reported is the longer of the two.
       await store.update([keys.account, keys.address], (current, i) => {
-        if (i === 0) t = now();
+        if (i === 0) {
+          t = now();
+          until = 0; // a retried transaction starts over
+        }
         until = Math.max(until, current?.notBefore ?? 0);
         if (i === 1 && until > t) {
           throw new ServerError('RATE_LIMITED', op, undefined, {
