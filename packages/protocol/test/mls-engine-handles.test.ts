@@ -12,6 +12,7 @@ import {
   defaultProposalTypes,
   encode,
   type MlsContext,
+  makeCustomExtension,
   mlsMessageDecoder,
   mlsMessageEncoder,
   wireformats,
@@ -20,6 +21,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import {
   createCofferCryptoProvider,
   createTsMlsEngine,
+  GROUP_DATA_EXTENSION_TYPE,
   type GroupEngine,
   MLS_DEFAULT_CIPHERSUITE,
   type MlsCommitChange,
@@ -193,5 +195,41 @@ describe('authorizeCommit sees every Remove', () => {
     expect(change.added.map((m) => utf8Decode(m.identity))).toEqual(['carol']);
     expect(change.rekeyed).toEqual([]);
     expect(kps).toHaveLength(3);
+  });
+
+  test('the member a commit removes is shown the whole change, group data included', async () => {
+    const { groups } = await group(['alice', 'bob', 'carol']);
+    const [alice, bob] = groups as [MlsGroup, MlsGroup];
+    const cs = await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
+    const raw = decode(clientStateDecoder, engine.exportState(alice).subarray(1)) as ClientState;
+    const context: MlsContext = {
+      cipherSuite: cs,
+      authService: { validateCredential: async () => true },
+    };
+    // One commit removes bob and replaces the group data (a rename, for Coffer).
+    const made = await createCommit({
+      context,
+      state: raw,
+      extraProposals: [
+        { proposalType: defaultProposalTypes.remove, remove: { removed: 1 } },
+        {
+          proposalType: defaultProposalTypes.group_context_extensions,
+          groupContextExtensions: {
+            extensions: [
+              makeCustomExtension({
+                extensionType: GROUP_DATA_EXTENSION_TYPE,
+                extensionData: text('renamed'),
+              }),
+            ],
+          },
+        },
+      ],
+    });
+    changes.length = 0;
+    const r = await engine.process(bob, encode(mlsMessageEncoder, made.commit));
+    expect(r.group.active).toBe(false);
+    const change = changes.at(-1)!;
+    expect(change.removed.map((x) => utf8Decode(x.member.identity))).toEqual(['bob']);
+    expect(change.groupDataAfter && utf8Decode(change.groupDataAfter)).toBe('renamed');
   });
 });
