@@ -1822,10 +1822,18 @@ class Conversations {
     const engine = await this.#engineFor();
     const stored = this.#storedMessage(content, this.#me());
     const keep = content.type !== 'history';
+    let leaveCommitted = false;
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
       if (!group.active)
         throw new SdkError('NOT_FOUND', this.#op, 'this device is no longer in the conversation');
+      if (!leaveCommitted && engine.pendingRemovals(group).length > 0) {
+        // A member's request to leave is not committed yet (this device's commit of it failed):
+        // MLS sends nothing more in this epoch until it is. Commit it, then send.
+        leaveCommitted = true;
+        await this.#commitLeave(groupId);
+        continue;
+      }
       const n = (record.out ?? 0) + 1;
       const epoch = Number(group.epoch);
       const recipients = await this.#recipients(group);
@@ -1980,20 +1988,29 @@ class Conversations {
     this.#leaveRequests.clear();
     for (const id of ids) {
       try {
-        const g = await this.#commit(id, async (e, gr) => {
-          // After a lost race and a catch-up, another member may have committed it already.
-          if (!gr.active || e.pendingRemovals(gr).length === 0) {
-            throw new SdkError('CONFLICT', this.#op, 'committed already');
-          }
-          return e.selfUpdate(gr);
-        });
-        this.#unreported.push({ type: 'changed', conversation: await this.#infoOf(id, g) });
+        await this.#commitLeave(id);
       } catch (err) {
         if (SdkError.is(err, 'STORE_CORRUPT')) throw err;
-        // Someone else committed it first (their commit arrives in the queue), or the network
-        // failed: this device's next commit includes the request anyway.
+        // The network failed: this device's next commit (or send) includes the request anyway.
       }
     }
+  }
+
+  /** Commits the leave requests pending in one conversation (nothing if another member has). */
+  async #commitLeave(id: string): Promise<void> {
+    let committed = true;
+    const g = await this.#commit(id, async (e, gr) => {
+      // After a lost race and a catch-up, another member may have committed it already.
+      if (!gr.active || e.pendingRemovals(gr).length === 0) {
+        committed = false;
+        throw new SdkError('CONFLICT', this.#op, 'committed already');
+      }
+      return e.selfUpdate(gr);
+    }).catch((err: unknown) => {
+      if (!committed && SdkError.is(err, 'CONFLICT')) return undefined;
+      throw err;
+    });
+    if (g) this.#unreported.push({ type: 'changed', conversation: await this.#infoOf(id, g) });
   }
 
   /** Conversations rejoined during the current sync (one attempt each). */

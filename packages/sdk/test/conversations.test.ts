@@ -387,6 +387,33 @@ describe('conversations', () => {
     expect(texts(await carol.client.conversations.sync())).toEqual(['welcome, carol']);
   });
 
+  test('a leave request whose commit failed is committed by the next send, which then goes out', async () => {
+    let failCommit = false;
+    const flaky: typeof server.fetch = async (url, init) => {
+      if (failCommit && url.includes('/messages') && String(init.body).includes('"commit"')) {
+        failCommit = false;
+        throw new TypeError('connection reset');
+      }
+      return server.fetch(url, init);
+    };
+    const alice = await signup('alice', flaky);
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const team = await alice.client.conversations.create({
+      name: 'T',
+      members: [bob.name, carol.name],
+    });
+    await bob.client.conversations.sync();
+    await carol.client.conversations.sync();
+    await bob.client.conversations.leave(team.id);
+    failCommit = true;
+    await alice.client.conversations.sync(); // its commit of bob's request is lost
+    // MLS sends nothing in an epoch with an uncommitted proposal: the send commits it first.
+    await alice.client.conversations.send(team.id, 'after bob left');
+    expect(texts(await carol.client.conversations.sync())).toEqual(['after bob left']);
+    expect((await alice.client.conversations.get(team.id)).members).toHaveLength(2);
+  });
+
   test('post-compromise security: fresh keys after N messages and after a time', async () => {
     let clock = Date.now();
     const alice = await signup('alice', server.fetch, {
