@@ -1,6 +1,17 @@
 // @coffer/sdk/node: the Node.js pieces of the SDK (files). Nothing here runs at import time.
 import { randomBytes } from 'node:crypto';
-import { chmod, link, mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import {
+  chmod,
+  link,
+  mkdir,
+  open,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   type AttachmentDescriptor,
@@ -96,13 +107,15 @@ const LOCK_UNWRITTEN_STALE_MS = 5_000;
 /** A lock file is one short line; anything longer is not ours. */
 const MAX_LOCK_FILE_BYTES = 256;
 
-/** Who holds a lock: what `<pid> <random> <boot id> <start time>` says ("-" for unknown). */
+/** Who holds a lock: what `<pid> <random> <boot id> <start time> <pid ns>` says ("-" for unknown). */
 interface LockHolder {
   readonly pid: number;
   /** The kernel's boot id when the lock was taken (Linux). */
   readonly boot: string | undefined;
   /** The holder's start time in clock ticks since boot (Linux), which a reused pid does not share. */
   readonly start: string | undefined;
+  /** The holder's pid namespace (Linux): its pid means nothing in another one (containers). */
+  readonly ns: string | undefined;
 }
 
 /**
@@ -110,12 +123,13 @@ interface LockHolder {
  * whoever created it holds the lock. One is taken over when its holder is provably gone: its pid
  * is not running; it was taken in an earlier boot; its pid now belongs to a process that started
  * at another time (pid reuse); or it is empty or unreadable and older than a few seconds. Where
- * the platform has no boot id or start times (outside Linux) only the pid is checked. The random
+ * the platform has no boot id or start times (outside Linux) only the pid is checked. A pid taken
+ * in another pid namespace (another container sharing the home) is never judged. The random
  * part makes sure a holder only ever deletes its own file.
  */
 async function acquireLock(operation: string, file: string): Promise<() => Promise<void>> {
   const self = await ownIdentity();
-  const token = `${process.pid} ${randomBytes(8).toString('hex')} ${self.boot ?? '-'} ${self.start ?? '-'}`;
+  const token = `${process.pid} ${randomBytes(8).toString('hex')} ${self.boot ?? '-'} ${self.start ?? '-'} ${self.ns ?? '-'}`;
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
@@ -171,13 +185,15 @@ async function acquireLock(operation: string, file: string): Promise<() => Promi
 async function lockIsStale(
   file: string,
   mtimeMs: number,
-  self: { boot: string | undefined },
+  self: { boot: string | undefined; ns: string | undefined },
 ): Promise<boolean> {
   const text = await readSmall(file);
   if (text === undefined) return false; // gone already: try to create it again
   const holder = parseHolder(text);
   if (!holder) return Date.now() - mtimeMs > LOCK_UNWRITTEN_STALE_MS;
   if (holder.boot && self.boot && holder.boot !== self.boot) return true;
+  // Another container's pid: whether it runs cannot be seen from here. Wait for it.
+  if (holder.ns && holder.ns !== self.ns) return false;
   if (!alive(holder.pid)) return true;
   if (holder.start) {
     const start = await startTimeOf(holder.pid);
@@ -197,24 +213,34 @@ async function readSmall(file: string): Promise<string | undefined> {
 }
 
 function parseHolder(text: string): LockHolder | undefined {
-  // `<pid> <random>` (older SDKs), now `<pid> <random> <boot id|-> <start|->`; fields added
-  // later are ignored. Without a pid nothing is known of the holder.
-  const [pidText = '', nonce = '', boot = '-', start = '-'] = text.split(' ');
+  // `<pid> <random>` (older SDKs), now `<pid> <random> <boot id|-> <start|-> <pid ns|->`;
+  // fields added later are ignored. Without a pid nothing is known of the holder.
+  const [pidText = '', nonce = '', boot = '-', start = '-', ns = '-'] = text.split(' ');
   if (!/^[1-9][0-9]{0,9}$/.test(pidText) || nonce === '') return undefined;
   const field = (v: string) => (/^[0-9a-zA-Z-]{1,64}$/.test(v) && v !== '-' ? v : undefined);
-  return { pid: Number(pidText), boot: field(boot), start: field(start) };
+  return { pid: Number(pidText), boot: field(boot), start: field(start), ns: field(ns) };
 }
 
-let identity: Promise<{ boot: string | undefined; start: string | undefined }> | undefined;
+interface OwnIdentity {
+  readonly boot: string | undefined;
+  readonly start: string | undefined;
+  readonly ns: string | undefined;
+}
+let identity: Promise<OwnIdentity> | undefined;
 
-/** This boot's id and this process's start time, where the platform tells them (Linux). */
-function ownIdentity(): Promise<{ boot: string | undefined; start: string | undefined }> {
+/** This boot's id, this process's start time and pid namespace, where the platform tells them (Linux). */
+function ownIdentity(): Promise<OwnIdentity> {
   identity ??= (async () => ({
     boot: await readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
       (t) => t.trim() || undefined,
       () => undefined,
     ),
     start: await startTimeOf(process.pid),
+    // "pid:[4026531836]": the inode number names the namespace.
+    ns: await readlink('/proc/self/ns/pid').then(
+      (t) => /^pid:\[([0-9]{1,20})\]$/.exec(t)?.[1],
+      () => undefined,
+    ),
   }))();
   return identity;
 }
