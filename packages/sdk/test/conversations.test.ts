@@ -44,6 +44,32 @@ async function secondDevice(user: User): Promise<User> {
 const texts = (events: ConversationEvent[]) =>
   events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []));
 
+/**
+ * A fetch to the test server that answers the next group post of one kind itself, once armed:
+ * `answer` returns a response, or throws as a lost connection does.
+ */
+function interceptOnce() {
+  let armed: { kind: string; answer: () => Response } | undefined;
+  const fetch: typeof server.fetch = async (url, init) => {
+    if (armed && url.includes('/messages') && String(init.body).includes(`"${armed.kind}"`)) {
+      const { answer } = armed;
+      armed = undefined;
+      return answer();
+    }
+    return server.fetch(url, init);
+  };
+  return {
+    fetch,
+    arm(kind: 'welcome' | 'commit', answer: () => Response) {
+      armed = { kind, answer };
+    },
+  };
+}
+
+const connectionReset = (): Response => {
+  throw new TypeError('connection reset');
+};
+
 describe('conversations', () => {
   test('a 1:1 conversation: both directions, history, no duplicates', async () => {
     const alice = await signup('alice');
@@ -331,20 +357,13 @@ describe('conversations', () => {
   });
 
   test("a Welcome whose post failed: others' sends say so, and the adder's next sync posts it", async () => {
-    let dropWelcome = false;
-    const flaky: typeof server.fetch = async (url, init) => {
-      if (dropWelcome && url.includes('/messages') && String(init.body).includes('"welcome"')) {
-        dropWelcome = false;
-        throw new TypeError('connection reset');
-      }
-      return server.fetch(url, init);
-    };
-    const alice = await signup('alice', flaky);
+    const flaky = interceptOnce();
+    const alice = await signup('alice', flaky.fetch);
     const bob = await signup('bob');
     const carol = await signup('carol');
     const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
     await bob.client.conversations.sync();
-    dropWelcome = true;
+    flaky.arm('welcome', connectionReset);
     const added = await alice.client.conversations.add(team.id, [carol.name]);
     expect(added.members).toHaveLength(3); // the commit is in; its Welcome is not
     await bob.client.conversations.sync();
@@ -362,23 +381,20 @@ describe('conversations', () => {
   test('a Welcome refused for a full welcome queue is kept and posted again, not dropped', async () => {
     // Anyone can fill a device's welcome cap (its id is public): dropping the Welcome then
     // would leave the added device unrouted and the group unable to send.
-    let refuseWelcome = false;
-    const full: typeof server.fetch = async (url, init) => {
-      if (refuseWelcome && url.includes('/messages') && String(init.body).includes('"welcome"')) {
-        refuseWelcome = false;
-        return new Response(
-          JSON.stringify({ error: { code: 'QUEUE_FULL', message: 'queue full' } }),
-          { status: 409, headers: { 'content-type': 'application/json' } },
-        );
-      }
-      return server.fetch(url, init);
-    };
-    const alice = await signup('alice', full);
+    const full = interceptOnce();
+    const alice = await signup('alice', full.fetch);
     const bob = await signup('bob');
     const carol = await signup('carol');
     const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
     await bob.client.conversations.sync();
-    refuseWelcome = true;
+    full.arm(
+      'welcome',
+      () =>
+        new Response(JSON.stringify({ error: { code: 'QUEUE_FULL', message: 'queue full' } }), {
+          status: 409,
+          headers: { 'content-type': 'application/json' },
+        }),
+    );
     await alice.client.conversations.add(team.id, [carol.name]);
     const events = await alice.client.conversations.sync(); // posts the Welcome again
     expect(events.map((e) => e.type)).not.toContain('error');
@@ -388,15 +404,8 @@ describe('conversations', () => {
   });
 
   test('a leave request whose commit failed is committed by the next send, which then goes out', async () => {
-    let failCommit = false;
-    const flaky: typeof server.fetch = async (url, init) => {
-      if (failCommit && url.includes('/messages') && String(init.body).includes('"commit"')) {
-        failCommit = false;
-        throw new TypeError('connection reset');
-      }
-      return server.fetch(url, init);
-    };
-    const alice = await signup('alice', flaky);
+    const flaky = interceptOnce();
+    const alice = await signup('alice', flaky.fetch);
     const bob = await signup('bob');
     const carol = await signup('carol');
     const team = await alice.client.conversations.create({
@@ -406,7 +415,7 @@ describe('conversations', () => {
     await bob.client.conversations.sync();
     await carol.client.conversations.sync();
     await bob.client.conversations.leave(team.id);
-    failCommit = true;
+    flaky.arm('commit', connectionReset);
     await alice.client.conversations.sync(); // its commit of bob's request is lost
     // MLS sends nothing in an epoch with an uncommitted proposal: the send commits it first.
     await alice.client.conversations.send(team.id, 'after bob left');
