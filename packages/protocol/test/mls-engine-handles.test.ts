@@ -15,6 +15,7 @@ import {
   makeCustomExtension,
   mlsMessageDecoder,
   mlsMessageEncoder,
+  type Proposal,
   wireformats,
 } from 'ts-mls';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -56,6 +57,21 @@ async function group(names: string[]): Promise<{ groups: MlsGroup[]; kps: MlsKey
   const rest = [];
   for (const kp of kps.slice(1)) rest.push(await engine.joinFromWelcome(added.welcome, kp));
   return { groups: [first, ...rest], kps };
+}
+
+/**
+ * A commit of `proposals` made by a modified client: ts-mls called directly on the member's
+ * exported state, past the engine's own rules. Returns the encoded MLS message.
+ */
+async function rawCommit(member: MlsGroup, proposals: Proposal[]): Promise<Uint8Array> {
+  const cs = await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
+  const state = decode(clientStateDecoder, engine.exportState(member).subarray(1)) as ClientState;
+  const context: MlsContext = {
+    cipherSuite: cs,
+    authService: { validateCredential: async () => true },
+  };
+  const made = await createCommit({ context, state, extraProposals: proposals });
+  return encode(mlsMessageEncoder, made.commit);
 }
 
 describe('group handles', () => {
@@ -172,24 +188,14 @@ describe('authorizeCommit sees every Remove', () => {
     const carolAgain = await engine.createKeyPackage({ identity: text('carol') });
     // Bob's client, modified: one commit removes carol's leaf and adds a new carol package,
     // which lands on the leaf just emptied.
-    const cs = await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
-    const raw = decode(clientStateDecoder, engine.exportState(bob).subarray(1)) as ClientState;
     const kp = decode(mlsMessageDecoder, carolAgain.publicKeyPackage);
     if (kp?.wireformat !== wireformats.mls_key_package) throw new Error('not a key package');
-    const context: MlsContext = {
-      cipherSuite: cs,
-      authService: { validateCredential: async () => true },
-    };
-    const made = await createCommit({
-      context,
-      state: raw,
-      extraProposals: [
-        { proposalType: defaultProposalTypes.remove, remove: { removed: 2 } },
-        { proposalType: defaultProposalTypes.add, add: { keyPackage: kp.keyPackage } },
-      ],
-    });
+    const commit = await rawCommit(bob, [
+      { proposalType: defaultProposalTypes.remove, remove: { removed: 2 } },
+      { proposalType: defaultProposalTypes.add, add: { keyPackage: kp.keyPackage } },
+    ]);
     changes.length = 0;
-    await engine.process(alice, encode(mlsMessageEncoder, made.commit));
+    await engine.process(alice, commit);
     const change = changes.at(-1)!;
     expect(change.removed.map((r) => utf8Decode(r.member.identity))).toEqual(['carol']);
     expect(change.added.map((m) => utf8Decode(m.identity))).toEqual(['carol']);
@@ -200,33 +206,23 @@ describe('authorizeCommit sees every Remove', () => {
   test('the member a commit removes is shown the whole change, group data included', async () => {
     const { groups } = await group(['alice', 'bob', 'carol']);
     const [alice, bob] = groups as [MlsGroup, MlsGroup];
-    const cs = await createCofferCryptoProvider().getCiphersuiteImpl(MLS_DEFAULT_CIPHERSUITE);
-    const raw = decode(clientStateDecoder, engine.exportState(alice).subarray(1)) as ClientState;
-    const context: MlsContext = {
-      cipherSuite: cs,
-      authService: { validateCredential: async () => true },
-    };
     // One commit removes bob and replaces the group data (a rename, for Coffer).
-    const made = await createCommit({
-      context,
-      state: raw,
-      extraProposals: [
-        { proposalType: defaultProposalTypes.remove, remove: { removed: 1 } },
-        {
-          proposalType: defaultProposalTypes.group_context_extensions,
-          groupContextExtensions: {
-            extensions: [
-              makeCustomExtension({
-                extensionType: GROUP_DATA_EXTENSION_TYPE,
-                extensionData: text('renamed'),
-              }),
-            ],
-          },
+    const commit = await rawCommit(alice, [
+      { proposalType: defaultProposalTypes.remove, remove: { removed: 1 } },
+      {
+        proposalType: defaultProposalTypes.group_context_extensions,
+        groupContextExtensions: {
+          extensions: [
+            makeCustomExtension({
+              extensionType: GROUP_DATA_EXTENSION_TYPE,
+              extensionData: text('renamed'),
+            }),
+          ],
         },
-      ],
-    });
+      },
+    ]);
     changes.length = 0;
-    const r = await engine.process(bob, encode(mlsMessageEncoder, made.commit));
+    const r = await engine.process(bob, commit);
     expect(r.group.active).toBe(false);
     const change = changes.at(-1)!;
     expect(change.removed.map((x) => utf8Decode(x.member.identity))).toEqual(['bob']);
