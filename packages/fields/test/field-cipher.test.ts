@@ -19,7 +19,11 @@ const value = fc.oneof(
   fc.boolean(),
   fc.date({ noInvalidDate: true }),
   fc.uint8Array({ maxLength: 100 }),
-  fc.jsonValue().filter((v) => v !== null && typeof v === 'object'),
+  // As JSON has them: fast-check may put -0 inside, which JSON has no form for (it reads 0).
+  fc
+    .jsonValue()
+    .filter((v) => v !== null && typeof v === 'object')
+    .map((v) => JSON.parse(JSON.stringify(v)) as unknown),
 );
 
 describe('field encryption', () => {
