@@ -36,6 +36,16 @@ export function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
   return copy;
 }
 
+/**
+ * Copies a text-format ciphertext with one character of its tag changed. The character is
+ * fourth from the end: a whole base64url digit, so the decoded bytes always change (the last
+ * digit may carry bits a decoder ignores).
+ */
+export function tamperText(text: string): string {
+  const at = text.length - 4;
+  return `${text.slice(0, at)}${text[at] === 'A' ? 'B' : 'A'}${text.slice(at + 1)}`;
+}
+
 /** The FieldsError code a promise rejects with, or 'ok'. Other errors propagate. */
 export async function codeOf(promise: Promise<unknown>): Promise<string> {
   try {

@@ -26,7 +26,7 @@ import {
   shadowColumnOf,
   status,
 } from '../src/reencrypt.js';
-import { codeOf, flipBit, setup } from './_fixtures.js';
+import { codeOf, flipBit, setup, tamperText } from './_fixtures.js';
 
 type Values = Record<string, StoredValue | null>;
 
@@ -685,7 +685,7 @@ describe.skipIf(!sqliteProbe)('reencrypt against a real SQLite table', () => {
     const insert = db.prepare('INSERT INTO t VALUES (?, ?)');
     for (let i = 1; i <= 30; i++) {
       const v = await old.encrypt(`v${i}`, { table: 't', column: 'v', rowId: i });
-      insert.run(i, i === 20 ? `${v.slice(0, -2)}AA` : v);
+      insert.run(i, i === 20 ? tamperText(v) : v);
     }
     const inner = sqliteFieldTable(db, { table: 't', primaryKey: 'id', columns: [{ name: 'v' }] });
     const store = memoryStore();
