@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   chmod,
+  type FileHandle,
   link,
   mkdir,
   open,
@@ -95,6 +96,7 @@ export function fileStore(dir: string): LocalStore {
 }
 
 const LOCK_FILE = 'lock';
+const TAKEOVER_SUFFIX = '.takeover';
 /** How long an operation waits for another process's operation on the same home. */
 export const LOCK_WAIT_MS = 30_000;
 const LOCK_POLL_MS = 15;
@@ -119,55 +121,39 @@ interface LockHolder {
 }
 
 /**
- * A lock file made with O_EXCL holding `<pid> <random> <boot id> <start time>`, flushed to disk:
- * whoever created it holds the lock. One is taken over when its holder is provably gone: its pid
- * is not running; it was taken in an earlier boot; its pid now belongs to a process that started
- * at another time (pid reuse); or it is empty or unreadable and older than a few seconds. Where
- * the platform has no boot id or start times (outside Linux) only the pid is checked. A pid taken
- * in another pid namespace (another container sharing the home) is never judged. The random
- * part makes sure a holder only ever deletes its own file.
+ * A lock file made with O_EXCL holding `<pid> <random> <boot id> <start time> <pid ns>`, flushed
+ * to disk: whoever created it holds the lock. One is taken over when its holder is provably gone:
+ * its pid is not running; it was taken in an earlier boot; its pid now belongs to a process that
+ * started at another time (pid reuse); or it is empty or unreadable and older than a few seconds.
+ * Where the platform has no boot id or start times (outside Linux) only the pid is checked. A pid
+ * taken in another pid namespace (another container sharing the home) is never judged. The
+ * random part makes sure a holder only ever deletes its own file.
+ *
+ * A stale lock is deleted only by the holder of a second lock file, `<lock>.takeover`, made and
+ * judged the same way, and only after judging the lock stale again while holding it. While it is
+ * held, nothing else can replace a stale lock between that judgement and the deletion: its holder
+ * is gone, a new one cannot be created over it, and every other taker waits for the takeover
+ * lock. (Deleting without it, two takers judging one stale lock could delete, the second time,
+ * the fresh lock of a third process.)
  */
 async function acquireLock(operation: string, file: string): Promise<() => Promise<void>> {
   const self = await ownIdentity();
   const token = `${process.pid} ${randomBytes(8).toString('hex')} ${self.boot ?? '-'} ${self.start ?? '-'} ${self.ns ?? '-'}`;
+  const takeover = `${file}${TAKEOVER_SUFFIX}`;
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
-    try {
-      const handle = await open(file, 'wx', 0o600);
-      try {
-        await handle.writeFile(token);
-        // An unflushed lock can come back empty after a power loss.
-        await handle.sync();
-      } catch (err) {
-        await handle.close().catch(() => {});
-        await unlink(file).catch(() => {});
-        throw err;
-      }
-      await handle.close();
-      return async () => {
-        const now = await readFile(file, 'utf8').catch(() => '');
-        if (now === token) await unlink(file).catch(() => {});
-      };
-    } catch (err) {
-      if (!isCode(err, 'EEXIST')) throw ioError(operation, err);
-    }
-    const seen = await stat(file).catch(() => undefined);
-    if (seen && (await lockIsStale(file, seen.mtimeMs, self))) {
-      // Rename it away first, so two takers cannot both delete a fresh lock; if what moved is
-      // not the file judged stale (another taker replaced it meanwhile), put it back.
-      const stale = `${file}.${randomBytes(6).toString('hex')}.stale`;
-      const moved = await rename(file, stale).then(
-        () => true,
-        () => false,
-      );
-      if (moved) {
-        const was = await stat(stale).catch(() => undefined);
-        if (was && (was.ino !== seen.ino || was.dev !== seen.dev)) {
-          await link(stale, file).catch(() => {});
+    if (await createLockFile(operation, file, token)) return () => releaseLockFile(file, token);
+    if (await lockIsStale(file, self)) {
+      if (await createLockFile(operation, takeover, token)) {
+        try {
+          if (await lockIsStale(file, self)) await unlink(file).catch(() => {});
+        } finally {
+          await releaseLockFile(takeover, token);
         }
-        await unlink(stale).catch(() => {});
+        continue;
       }
-      continue;
+      // A taker that died holding the takeover lock.
+      if (await removeStaleTakeover(takeover, self)) continue;
     }
     if (Date.now() > deadline) {
       throw new SdkError(
@@ -181,16 +167,72 @@ async function acquireLock(operation: string, file: string): Promise<() => Promi
   }
 }
 
-/** Whether the holder of the lock in `file` (last changed at `mtimeMs`) is provably gone. */
-async function lockIsStale(
+/** Creates `file` holding `token`, flushed; false when it exists already. */
+async function createLockFile(operation: string, file: string, token: string): Promise<boolean> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'wx', 0o600);
+  } catch (err) {
+    if (isCode(err, 'EEXIST')) return false;
+    throw ioError(operation, err);
+  }
+  try {
+    await handle.writeFile(token);
+    // An unflushed lock can come back empty after a power loss.
+    await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await unlink(file).catch(() => {});
+    throw ioError(operation, err);
+  }
+  await handle.close();
+  return true;
+}
+
+/** Deletes `file` if it still holds `token`: a holder only ever deletes its own lock. */
+async function releaseLockFile(file: string, token: string): Promise<void> {
+  const now = await readFile(file, 'utf8').catch(() => '');
+  if (now === token) await unlink(file).catch(() => {});
+}
+
+/**
+ * Deletes a takeover lock whose holder is gone. Rename it away first, so two takers cannot both
+ * delete a fresh one; if what moved is not the file judged stale (another taker replaced it
+ * meanwhile), put it back. The put-back can still lose a race with a third taker; it takes a
+ * taker dying within its few milliseconds of holding the takeover lock for that to matter.
+ */
+async function removeStaleTakeover(
   file: string,
-  mtimeMs: number,
   self: { boot: string | undefined; ns: string | undefined },
 ): Promise<boolean> {
+  const seen = await stat(file).catch(() => undefined);
+  if (!seen || !(await lockIsStale(file, self))) return false;
+  const moved = `${file}.${randomBytes(6).toString('hex')}.stale`;
+  if (
+    !(await rename(file, moved).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return true;
+  const was = await stat(moved).catch(() => undefined);
+  if (was && (was.ino !== seen.ino || was.dev !== seen.dev))
+    await link(moved, file).catch(() => {});
+  await unlink(moved).catch(() => {});
+  return true;
+}
+
+/** Whether the holder of the lock in `file` is provably gone; false when there is no lock. */
+async function lockIsStale(
+  file: string,
+  self: { boot: string | undefined; ns: string | undefined },
+): Promise<boolean> {
+  const seen = await stat(file).catch(() => undefined);
+  if (!seen) return false;
   const text = await readSmall(file);
   if (text === undefined) return false; // gone already: try to create it again
   const holder = parseHolder(text);
-  if (!holder) return Date.now() - mtimeMs > LOCK_UNWRITTEN_STALE_MS;
+  if (!holder) return Date.now() - seen.mtimeMs > LOCK_UNWRITTEN_STALE_MS;
   if (holder.boot && self.boot && holder.boot !== self.boot) return true;
   // Another container's pid: whether it runs cannot be seen from here. Wait for it.
   if (holder.ns && holder.ns !== self.ns) return false;

@@ -252,4 +252,59 @@ describe('stale home locks', () => {
       await (await attempt)?.();
     },
   );
+
+  test('many takers of locks left by dead holders: never two holders at once', async () => {
+    // Six contenders on one home, in this process; a third of the holders "die" holding the
+    // lock (its file rewritten to name an exited pid), so the others keep taking over stale
+    // locks together. Inside, each checks it is alone and moves a counter file forward.
+    const { store, file } = await lockedStore('many-takers', '');
+    rmSync(file);
+    const dead = spawnSync(process.execPath, [
+      '-e',
+      'process.stdout.write(String(process.pid))',
+    ]).stdout.toString();
+    const counter = join(dir, 'many-takers', 'counter');
+    writeFileSync(counter, '0');
+    let inside = 0;
+    let overlaps = 0;
+    let turns = 0;
+    const contender = async (n: number) => {
+      for (let i = 0; i < 12; i++) {
+        const release = await store.lock?.(`taker ${n}`);
+        inside++;
+        if (inside > 1) overlaps++;
+        const value = Number(readFileSync(counter, 'utf8'));
+        await new Promise((r) => setTimeout(r, 1));
+        writeFileSync(counter, String(value + 1));
+        turns++;
+        inside--;
+        if ((n + i) % 3 === 0) writeFileSync(file, `${dead} deadbeef${n}x${i}`);
+        else await release?.();
+      }
+    };
+    await Promise.all([...Array(6).keys()].map(contender));
+    expect(overlaps).toBe(0);
+    expect(turns).toBe(72);
+    expect(readFileSync(counter, 'utf8')).toBe('72');
+  });
+
+  test('a stale lock is taken over only by the holder of the takeover lock', async () => {
+    const dead = spawnSync(process.execPath, [
+      '-e',
+      'process.stdout.write(String(process.pid))',
+    ]).stdout.toString();
+    const { store, file } = await lockedStore('takeover', `${dead} deadbeef`);
+    // A live taker (this process) is taking it over: wait for it.
+    writeFileSync(`${file}.takeover`, `${process.pid} cafe`);
+    const { result, attempt } = await lockWithin(store, 300);
+    expect(result).toBe('waiting');
+    expect(readFileSync(file, 'utf8')).toBe(`${dead} deadbeef`);
+    // That taker died: its takeover lock is stale too, and both are taken over.
+    writeFileSync(`${file}.takeover`, `${dead} cafe`);
+    const release = await attempt;
+    expect(release).toBeTypeOf('function');
+    expect(readFileSync(file, 'utf8').split(' ')[0]).toBe(String(process.pid));
+    await release?.();
+    expect(() => readFileSync(`${file}.takeover`)).toThrow();
+  });
 });
