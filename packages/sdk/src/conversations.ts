@@ -2725,10 +2725,6 @@ function lostEpochRace(err: unknown, attempt: number): boolean {
   return SdkError.is(err) && err.serverCode === 'EPOCH_CONFLICT' && attempt < MAX_EPOCH_RETRIES;
 }
 
-/**
- * The request certainly had no effect: the server refused it (4xx), or the connection was
- * refused before a byte was sent (the server is down). Anything else may have arrived.
- */
 /** A refusal of a Welcome that may pass later: the welcome cap, a manifest race, a rate limit. */
 function welcomeMayPassLater(err: unknown): boolean {
   return (
@@ -2740,6 +2736,10 @@ function welcomeMayPassLater(err: unknown): boolean {
   );
 }
 
+/**
+ * The request certainly had no effect: the server refused it (4xx), or the connection was
+ * refused before a byte was sent (the server is down). Anything else may have arrived.
+ */
 function refusedByServer(err: unknown): boolean {
   if (!SdkError.is(err)) return false;
   if ((err.status ?? 0) >= 400 && (err.status ?? 0) < 500) return true;

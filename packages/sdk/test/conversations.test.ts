@@ -121,6 +121,24 @@ describe('conversations', () => {
     expect((await alice.client.conversations.list()).map((c) => c.id)).toEqual([chat.id]);
   });
 
+  test("a creation refused by the server's hourly limit is a typed error, and nothing is kept", async () => {
+    const tapped = interceptOnce();
+    const alice = await signup('alice', tapped.fetch);
+    const limited = () =>
+      Response.json(
+        { error: { code: 'RATE_LIMITED', message: 'too many attempts' } },
+        { status: 429, headers: { 'retry-after': '120' } },
+      );
+    tapped.arm('commit', limited);
+    const failed = await alice.client.conversations.create({ name: 'book club' }).catch((e) => e);
+    expect(SdkError.is(failed, 'RATE_LIMITED')).toBe(true);
+    expect(failed.retryAfter).toBe(120);
+    expect(await alice.client.conversations.list()).toEqual([]);
+    // Once the window ends, it is made as usual.
+    const club = await alice.client.conversations.create({ name: 'book club' });
+    expect((await alice.client.conversations.list()).map((c) => c.id)).toEqual([club.id]);
+  });
+
   test('a username that also reads as an account id is found as the username', async () => {
     // 22 characters of base64url ending in "g": the very shape of an account id.
     const name = `id-shaped-${Math.random().toString(36).slice(2, 13).padEnd(11, '0')}g`;

@@ -11,6 +11,8 @@ import { createApp } from '../src/app.js';
 import { createEventHub } from '../src/event-hub.js';
 import {
   DELIVERY_RETENTION_MS,
+  GROUP_CREATION_WINDOW_MS,
+  GROUPS_CREATED_PER_ACCOUNT,
   MAX_MESSAGE_LENGTH,
   MAX_QUEUED_WELCOMES,
   MAX_RECIPIENTS,
@@ -819,6 +821,39 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     expect(rows).toEqual([]);
     const ok = await send(a, groupId, { epoch: 0, kind: 'commit', message: mls(), recipients: [] });
     expect(ok.status).toBe(201);
+  });
+
+  it('limits the groups one account creates per hour (429 with retry-after), not its messages', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const create = (who: Member, groupId = newGroupId()) =>
+      send(who, groupId, { epoch: 0, kind: 'commit', message: mls(), recipients: [] });
+    let last = '';
+    for (let i = 0; i < GROUPS_CREATED_PER_ACCOUNT; i++) {
+      last = newGroupId();
+      expect((await create(a, last)).status).toBe(201);
+    }
+    // Every creating commit counts, one refused for its epoch as well.
+    const limited = await create(a);
+    expect(limited.status).toBe(429);
+    expect(limited.json.error.code).toBe('RATE_LIMITED');
+    const retry = Number(limited.headers.get('retry-after'));
+    expect(retry).toBeGreaterThan(0);
+    expect(retry).toBeLessThanOrEqual(GROUP_CREATION_WINDOW_MS / 1000);
+    const rows = await h.db
+      .raw()
+      .selectFrom('delivery_members')
+      .select('group_id')
+      .where('account_id', '=', a.accountId)
+      .execute();
+    expect(rows).toHaveLength(GROUPS_CREATED_PER_ACCOUNT);
+    // Its groups take messages as before; another account creates as before.
+    const message = { epoch: 1, kind: 'application', message: mls(), recipients: [] };
+    expect((await send(a, last, message)).status).toBe(201);
+    expect((await create(b)).status).toBe(201);
+    // The window ends.
+    h.clock.now += GROUP_CREATION_WINDOW_MS + 1;
+    expect((await create(a)).status).toBe(201);
   });
 
   it('sweeps groups nobody is routed to once their last message is past retention', async () => {

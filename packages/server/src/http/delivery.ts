@@ -1,12 +1,13 @@
 // spec/http-api-v1.md "Delivery": the MLS delivery service. MLS messages are opaque bytes here;
 // the server keeps per group an epoch, a seq counter, the routing set the clients declare and
 // the latest GroupInfo, and per device a queue with acknowledgements. Clients verify everything.
-import { toBase64url } from '@coffer/crypto';
+import { hmac, toBase64url, utf8Encode } from '@coffer/crypto';
 import { isId } from '@coffer/protocol';
 import { Hono } from 'hono';
 import { ServerError } from '../errors.js';
 import { requireAuth } from '../middleware/auth.js';
 import type { DeliveryKind, DeviceRoute } from '../storage/types.js';
+import { countInWindows } from '../window-limit.js';
 import { type DeviceDirectory, listedDevice } from './_devices.js';
 import type { AppEnv, AuthSession, RouteDeps } from './_env.js';
 import { readJson } from './_json.js';
@@ -29,6 +30,14 @@ export const MAX_QUEUE_ENTRIES = 10_000;
  * and a device is added to far fewer groups between two syncs.
  */
 export const MAX_QUEUED_WELCOMES = 100;
+/**
+ * Groups one account may create per {@link GROUP_CREATION_WINDOW_MS} (every creating commit
+ * counts, refused ones too). A group, with its GroupInfo of up to 1 MiB, lives as long as a
+ * device is routed to it: this bounds how fast one account can make the server store them. A
+ * 1:1 conversation is a group too; a person starts far fewer in an hour.
+ */
+export const GROUPS_CREATED_PER_ACCOUNT = 100;
+export const GROUP_CREATION_WINDOW_MS = 60 * 60 * 1000;
 /** Tries of a welcome whose recipients' manifests change under it (each time checked again). */
 const WELCOME_ATTEMPTS = 3;
 /** Messages are kept this long, acknowledged or not (see `deleteOlderThan`). */
@@ -139,6 +148,16 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
   const { storage, now, events, devices } = deps;
   const app = new Hono<AppEnv>();
   const auth = requireAuth({ storage, now });
+  // Counted in the throttle table under an HMAC key with its own prefix, like the claim limiter.
+  const countCreation = async (accountId: string, op: string) =>
+    countInWindows(
+      storage.throttle,
+      [await hmac('SHA-256', deps.throttleKey, utf8Encode(`group-create:${accountId}`))],
+      [GROUPS_CREATED_PER_ACCOUNT],
+      GROUP_CREATION_WINDOW_MS,
+      now(),
+      op,
+    );
 
   app.post('/v1/groups/:groupId/messages', auth, async (c) => {
     const op = 'delivery.send';
@@ -168,6 +187,7 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (kind === 'commit' && epoch === 0 && recipients.length > 0)
       throw bad(op, 'recipients', 'to be empty in a commit at epoch 0 (it creates the group)');
     const { route: sender } = await deviceRoute(devices, c.get('session'), op);
+    if (kind === 'commit' && epoch === 0) await countCreation(sender.accountId, op);
 
     const append = async () =>
       storage.delivery.append(
