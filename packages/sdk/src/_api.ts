@@ -23,11 +23,11 @@ export interface SessionGrant {
 }
 
 export type LinkStatus =
-  | { readonly status: 'waiting' }
+  | { readonly status: 'waiting' | 'refused' }
   | { readonly status: 'requested'; readonly sealed: Uint8Array };
 
 export type PickupStatus =
-  | { readonly status: 'waiting' }
+  | { readonly status: 'waiting' | 'refused' }
   | {
       readonly status: 'approved';
       readonly sealed: Uint8Array;
@@ -133,6 +133,7 @@ export interface Api {
     linkId: string,
     body: { sealed: Uint8Array; deviceId: string },
   ): Promise<void>;
+  refuseLink(op: string, token: string, linkId: string): Promise<void>;
   pickupLink(op: string, linkId: string, pickup: Uint8Array): Promise<PickupStatus>;
 }
 
@@ -308,9 +309,9 @@ export function createApi(transport: Transport): Api {
       const res = await call(op, 'GET', `/v1/links/${seg(linkId)}`, { token });
       return shape(op, 'link status', (): LinkStatus => {
         const status = str(res, 'status');
-        if (status === 'waiting') return { status };
+        if (status === 'waiting' || status === 'refused') return { status };
         if (status === 'requested') return { status, sealed: bytes(res, 'sealed') };
-        throw new ShapeError('"status" expected waiting or requested');
+        throw new ShapeError('"status" expected waiting, requested or refused');
       });
     },
     async approveLink(op, token, linkId, body) {
@@ -319,13 +320,16 @@ export function createApi(transport: Transport): Api {
         body: { sealed: toBase64url(body.sealed), deviceId: body.deviceId },
       });
     },
+    async refuseLink(op, token, linkId) {
+      await call(op, 'POST', `/v1/links/${seg(linkId)}/refuse`, { token });
+    },
     async pickupLink(op, linkId, pickup) {
       const res = await call(op, 'POST', `/v1/links/${seg(linkId)}/pickup`, {
         body: { pickup: toBase64url(pickup) },
       });
       return shape(op, 'link pickup', (): PickupStatus => {
         const status = str(res, 'status');
-        if (status === 'waiting') return { status };
+        if (status === 'waiting' || status === 'refused') return { status };
         if (status === 'approved') {
           return {
             status,
@@ -335,7 +339,7 @@ export function createApi(transport: Transport): Api {
             expiresAt: int(res, 'expiresAt'),
           };
         }
-        throw new ShapeError('"status" expected waiting or approved');
+        throw new ShapeError('"status" expected waiting, approved or refused');
       });
     },
   };

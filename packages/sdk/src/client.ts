@@ -156,7 +156,8 @@ export interface LinkWaitOptions {
    * Required. Asked once a device's request opens, before anything changes: show the user the
    * device's name and resolve to `true` only when they confirm it is the device they are
    * adding. Anything else refuses: the account is left as it was, nothing is sent to the new
-   * device, and the link (whose one request is spent) expires unused. Called outside the
+   * device, the link's one request is spent, and the new device is told it was refused
+   * (`LINK_REFUSED` from its `joinByLink`). Called outside the
    * home's lock, so a person may take their time (within the link's 10 minutes).
    */
   readonly onRequest: (request: LinkRequestInfo) => boolean | Promise<boolean>;
@@ -257,7 +258,8 @@ export interface DevicesApi {
   /**
    * Joins the account of the device that showed `code`, without the password.
    *
-   * @throws {SdkError} `INVALID_LINK_CODE`, `LINK_EXPIRED`, `CONFLICT` (the code was used),
+   * @throws {SdkError} `INVALID_LINK_CODE`, `LINK_EXPIRED`, `LINK_REFUSED` (the other device
+   *   did not confirm this one), `CONFLICT` (the code was used),
    *   `ALREADY_LOGGED_IN`, `PROTOCOL_VIOLATION`, `ABORTED`, network codes.
    * @example const me = await client.devices.joinByLink('ABCD-EFGH-JKMN-PQRS-TVWX-YZ01', { deviceName: 'phone' });
    */
@@ -1442,9 +1444,23 @@ class Client implements CofferClient {
             : err;
         });
         if (status.status === 'requested') sealed = status.sealed;
-        else await sleep(wop, pollMs, signal, this.#closing.signal);
+        else if (status.status === 'refused') {
+          throw new SdkError('LINK_REFUSED', wop, 'the link was refused; start a new one');
+        } else await sleep(wop, pollMs, signal, this.#closing.signal);
       }
-      const request = await openRequest(wop, linkCode, sealed);
+      // spec §6: a refusal is told to the server, so the joining device stops waiting. Best
+      // effort: where it cannot be told, that device's wait ends when the link expires.
+      const refuse = async () => {
+        const cur = this.#current;
+        if (cur?.accountId !== accountId) return;
+        await this.#authed(cur, (token) => this.#api.refuseLink(wop, token, linkCode.linkId)).catch(
+          () => {},
+        );
+      };
+      const request = await openRequest(wop, linkCode, sealed).catch(async (err: unknown) => {
+        await refuse();
+        throw err;
+      });
       // spec §6: the user confirms the device by its name before anything is added or sent.
       // Asked outside the home's lock: a person answers at their own pace.
       const confirmed = await (onRequest as LinkWaitOptions['onRequest'])({
@@ -1452,6 +1468,7 @@ class Client implements CofferClient {
         deviceId: request.deviceId,
       });
       if (confirmed !== true) {
+        await refuse();
         throw new SdkError(
           'LINK_REFUSED',
           wop,
@@ -1553,7 +1570,13 @@ class Client implements CofferClient {
       }
       const status = await this.#api.pickupLink(op, code.linkId, pickup).catch(linkError);
       if (status.status === 'approved') approved = status;
-      else await sleep(op, pollMs, signal, this.#closing.signal);
+      else if (status.status === 'refused') {
+        throw new SdkError(
+          'LINK_REFUSED',
+          op,
+          'the other device refused this one: nothing was added; start a new link',
+        );
+      } else await sleep(op, pollMs, signal, this.#closing.signal);
     }
     const { token } = approved;
     try {

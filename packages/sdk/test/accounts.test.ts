@@ -1,6 +1,12 @@
 // The SDK against the real @coffer/server (SQLite in memory), called in-process.
-import { randomBytes } from '@coffer/crypto';
-import { keyPairFromSeed, manifestToJson, nextManifestBody, signManifest } from '@coffer/protocol';
+import { randomBytes, sha256, toBase64url } from '@coffer/crypto';
+import {
+  keyPairFromSeed,
+  manifestToJson,
+  nextManifestBody,
+  parseLinkCode,
+  signManifest,
+} from '@coffer/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LinkRequestInfo, memoryStore, SdkError, type SdkErrorCode } from '../src/index.js';
 import { openLocalState } from '../src/local-state.js';
@@ -248,12 +254,7 @@ describe('device linking', () => {
     for (const answer of [false, 'yes' as unknown as boolean]) {
       const offer = await a.devices.startLink();
       const c = await testClient(server);
-      const controller = new AbortController();
-      const joining = c.devices.joinByLink(offer.code, {
-        deviceName: 'not mine',
-        pollMs: 5,
-        signal: controller.signal,
-      });
+      const joining = c.devices.joinByLink(offer.code, { deviceName: 'not mine', pollMs: 5 });
       const asked: LinkRequestInfo[] = [];
       await expect(
         offer.wait({
@@ -266,19 +267,51 @@ describe('device linking', () => {
       ).rejects.toSatisfy(rejectsWith('LINK_REFUSED'));
       expect(asked.map((r) => r.deviceName)).toEqual(['not mine']);
       expect(await a.devices.list()).toEqual(before);
-      // The refused device is never approved: it waits until it gives up (here, aborted).
-      await new Promise((r) => setTimeout(r, 50));
-      controller.abort();
-      await expect(joining).rejects.toSatisfy(rejectsWith('ABORTED'));
+      // The refused device is told so at its next poll, not when the link expires.
+      await expect(joining).rejects.toSatisfy(rejectsWith('LINK_REFUSED'));
       expect(await c.whoami()).toBeUndefined();
-      // The link's one request is spent: the code joins no one else either.
+      // The link is spent and gone: the code joins no one else either.
       const d = await testClient(server);
       await expect(d.devices.joinByLink(offer.code, { pollMs: 5 })).rejects.toSatisfy(
-        rejectsWith('CONFLICT'),
+        rejectsWith('LINK_EXPIRED'),
       );
     }
     expect((await a.whoami())?.accountId).toBe(account.accountId);
     expect(await a.devices.list()).toEqual(before);
+  });
+
+  it('refuses a request that does not open (made without the code), and its maker is told', async () => {
+    const a = await testClient(server);
+    await a.signup(username('gwen'), 'pw');
+    const before = await a.devices.list();
+    const offer = await a.devices.startLink();
+    // Someone who saw only the link id (the code's first 8 characters) sends a request.
+    const linkId = parseLinkCode(offer.code).linkId;
+    const pickup = randomBytes(32);
+    const json = (body: unknown) => ({
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const put = await server.fetch(`http://coffer.test/v1/links/${linkId}/request`, {
+      ...json({
+        sealed: toBase64url(randomBytes(80)),
+        pickupHash: toBase64url(await sha256(pickup)),
+      }),
+      method: 'PUT',
+    });
+    expect(put.status).toBe(204);
+    let asked = false;
+    await expect(offer.wait({ pollMs: 5, onRequest: () => (asked = true) })).rejects.toSatisfy(
+      rejectsWith('PROTOCOL_VIOLATION'),
+    );
+    expect(asked).toBe(false);
+    expect(await a.devices.list()).toEqual(before);
+    const told = await server.fetch(
+      `http://coffer.test/v1/links/${linkId}/pickup`,
+      json({ pickup: toBase64url(pickup) }),
+    );
+    expect(await told.json()).toEqual({ status: 'refused' });
   });
 
   it('stops waiting when aborted', async () => {

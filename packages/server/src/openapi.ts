@@ -394,7 +394,10 @@ export const OPENAPI_DOCUMENT = {
           '200': ok(
             'state',
             object(
-              { status: { enum: ['waiting', 'requested'] }, sealed: b64url('sealed link request') },
+              {
+                status: { enum: ['waiting', 'requested', 'refused'] },
+                sealed: b64url('sealed link request'),
+              },
               ['sealed'],
             ),
           ),
@@ -414,6 +417,14 @@ export const OPENAPI_DOCUMENT = {
         responses: { '204': ok('approved'), ...errors(...bodyErrors, 'NOT_FOUND', 'CONFLICT') },
       }),
     },
+    '/v1/links/{linkId}/refuse': {
+      post: op({
+        summary: 'Refuse: the user did not confirm the device the request names',
+        auth: 'session',
+        parameters: [pathParam('linkId', 'link id')],
+        responses: { '204': ok('refused'), ...errors('BAD_REQUEST', 'NOT_FOUND', 'CONFLICT') },
+      }),
+    },
     '/v1/links/{linkId}/pickup': {
       post: op({
         summary:
@@ -425,7 +436,7 @@ export const OPENAPI_DOCUMENT = {
             'state',
             object(
               {
-                status: { enum: ['waiting', 'approved'] },
+                status: { enum: ['waiting', 'approved', 'refused'] },
                 sealed: b64url('sealed link response'),
                 accountId: ref('Id'),
                 token: str('bearer token'),

@@ -102,6 +102,87 @@ describe.each(dialects)('links (%s)', (dialect) => {
     );
   });
 
+  it('a refused link: B is told at its next pickup, and nothing can approve it', async () => {
+    const a = await signup(h.fetch, 'ursula', 'pw');
+    const other = await signup(h.fetch, 'walter', 'pw');
+    const code = generateLinkCode();
+    await call(h.fetch, 'POST', '/v1/links', { linkId: code.linkId }, a.token);
+    const path = `/v1/links/${code.linkId}`;
+    // Nothing to refuse before a request; only the creating account may.
+    expect((await call(h.fetch, 'POST', `${path}/refuse`, undefined, a.token)).status).toBe(409);
+    const b = await makeDevice('tablet');
+    const pickup = toBase64url(randomBytes(32));
+    const sealed = await sealLinkRequest(code, {
+      deviceId: b.id,
+      signingKey: b.keys.publicKey,
+      name: 'tablet',
+    });
+    const pickupHash = toBase64url(await sha256(Buffer.from(pickup, 'base64url')));
+    const req = { sealed: toBase64url(sealed), pickupHash };
+    expect((await call(h.fetch, 'PUT', `${path}/request`, req)).status).toBe(204);
+    expect((await call(h.fetch, 'POST', `${path}/refuse`, undefined, other.token)).status).toBe(
+      404,
+    );
+    expect((await call(h.fetch, 'POST', `${path}/refuse`, undefined, a.token)).status).toBe(204);
+    expect((await call(h.fetch, 'POST', `${path}/refuse`, undefined, a.token)).status).toBe(204);
+    expect((await call(h.fetch, 'GET', path, undefined, a.token)).json).toEqual({
+      status: 'refused',
+    });
+    // Even with B in the manifest, a refused link is not approved, and no session is made.
+    expect((await addDevice(h.fetch, a, b)).status).toBe(200);
+    const response = toBase64url(
+      await sealLinkResponse(code, {
+        accountId: a.accountId,
+        username: 'ursula',
+        identitySeed: a.identity.seed,
+        manifestSeq: 2,
+      }),
+    );
+    const approve = await call(
+      h.fetch,
+      'POST',
+      `${path}/approve`,
+      { sealed: response, deviceId: b.id },
+      a.token,
+    );
+    expect(approve.status).toBe(409);
+    const sessions = await h.db
+      .raw()
+      .selectFrom('sessions')
+      .select('device_id')
+      .where('device_id', '=', b.id)
+      .execute();
+    expect(sessions).toEqual([]);
+    // B learns it once, then the link is gone.
+    expect((await call(h.fetch, 'POST', `${path}/pickup`, { pickup })).json).toEqual({
+      status: 'refused',
+    });
+    expect((await call(h.fetch, 'POST', `${path}/pickup`, { pickup })).status).toBe(404);
+  });
+
+  it('a refusal and an approval racing: exactly one lands', async () => {
+    const a = await signup(h.fetch, 'xena', 'pw');
+    const linkId = generateLinkCode().linkId;
+    await h.storage.links.create({ linkId, accountId: a.accountId, expiresAt: h.clock.now + 1e6 });
+    await h.storage.links.setRequest(
+      linkId,
+      { sealed: randomBytes(40), pickupHash: randomBytes(32) },
+      h.clock.now,
+    );
+    const response = { sealed: randomBytes(40), token: 'x'.repeat(43), expiresAt: 1 };
+    const [refused, approved] = await Promise.all([
+      h.storage.links.refuse(linkId),
+      h.storage.links.setResponse(linkId, response),
+    ]);
+    expect([refused, approved].filter(Boolean)).toHaveLength(1);
+    const link = await h.storage.links.get(linkId, h.clock.now);
+    expect(link?.refused).toBe(refused);
+    expect(link?.response !== null).toBe(approved);
+    // Neither once the other landed.
+    expect(await h.storage.links.refuse(linkId)).toBe(refused);
+    expect(await h.storage.links.setResponse(linkId, response)).toBe(approved);
+  });
+
   it('expires links after 10 minutes and refuses malformed ids', async () => {
     const a = await signup(h.fetch, 'wendy', 'pw');
     const code = generateLinkCode();

@@ -18,7 +18,7 @@ describe('openapi', () => {
       }
       expect([...served].filter((r) => !documented.has(r))).toEqual([]);
       expect([...documented].filter((r) => !served.has(r))).toEqual([]);
-      expect(served.size).toBe(35);
+      expect(served.size).toBe(36);
 
       const res = await h.fetch('/v1/openapi.json');
       expect(res.status).toBe(200);

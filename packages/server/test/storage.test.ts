@@ -121,6 +121,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           '0004_blobs',
           '0005_delivery_limits',
           '0006_retired_accounts',
+          '0007_link_refusal',
         ]);
         const keyrings = await tdb.raw().selectFrom('coffer_keyring').selectAll().execute();
         expect(keyrings).toHaveLength(1);
@@ -683,6 +684,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           ...link,
           request: null,
           response: null,
+          refused: false,
         });
 
         const request = { sealed: rand(120), pickupHash: rand(32) };
@@ -698,7 +700,12 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           expiresAt: now + 30 * DAY,
         };
         await storage.links.setResponse(linkId, response);
-        expect(await storage.links.get(linkId, now)).toEqual({ ...link, request, response });
+        expect(await storage.links.get(linkId, now)).toEqual({
+          ...link,
+          request,
+          response,
+          refused: false,
+        });
 
         expect(await storage.links.get(linkId, link.expiresAt)).toBeUndefined();
         expect(await storage.links.setRequest(newId(), request, now)).toBe(false);

@@ -22,7 +22,7 @@ function linkIdOf(value: unknown, op: string): string {
 }
 
 /**
- * Device linking: create, request, status, approve, pickup.
+ * Device linking: create, request, status, approve or refuse, pickup.
  *
  * @example app.route('/', linkRoutes(deps));
  */
@@ -67,6 +67,7 @@ export function linkRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (!link || link.accountId !== c.get('session').accountId)
       throw new ServerError('NOT_FOUND', op, 'link not found');
     if (!link.request) return c.json({ status: 'waiting' });
+    if (link.refused) return c.json({ status: 'refused' });
     return c.json({ status: 'requested', sealed: toBase64url(link.request.sealed) });
   });
 
@@ -82,6 +83,7 @@ export function linkRoutes(deps: RouteDeps): Hono<AppEnv> {
       throw new ServerError('NOT_FOUND', op, 'link not found');
     if (!link.request) throw new ServerError('CONFLICT', op, 'link has no request yet');
     if (link.response) throw new ServerError('CONFLICT', op, 'link already approved');
+    if (link.refused) throw new ServerError('CONFLICT', op, 'link was refused');
     const current = await storage.manifests.latest(accountId);
     if (!current || !decodeManifestBody(current.body).devices.some((d) => d.id === deviceId))
       throw new ServerError('CONFLICT', op, 'the current manifest does not list the device');
@@ -98,7 +100,24 @@ export function linkRoutes(deps: RouteDeps): Hono<AppEnv> {
       expiresAt,
       authAt: 0,
     });
-    await storage.links.setResponse(linkId, { sealed, token, expiresAt });
+    if (!(await storage.links.setResponse(linkId, { sealed, token, expiresAt }))) {
+      // Refused (or expired) since it was read: the session made for it goes.
+      await storage.sessions.delete(tokenHash);
+      throw new ServerError('CONFLICT', op, 'link was refused');
+    }
+    return c.body(null, 204);
+  });
+
+  app.post('/v1/links/:linkId/refuse', auth, async (c) => {
+    const op = 'links.refuse';
+    const linkId = linkIdOf(c.req.param('linkId'), op);
+    const link = await storage.links.get(linkId, now());
+    if (!link || link.accountId !== c.get('session').accountId)
+      throw new ServerError('NOT_FOUND', op, 'link not found');
+    if (!link.request) throw new ServerError('CONFLICT', op, 'link has no request yet');
+    if (link.response) throw new ServerError('CONFLICT', op, 'link already approved');
+    if (!link.refused && !(await storage.links.refuse(linkId)))
+      throw new ServerError('CONFLICT', op, 'link already approved');
     return c.body(null, 204);
   });
 
@@ -112,6 +131,10 @@ export function linkRoutes(deps: RouteDeps): Hono<AppEnv> {
     // A wrong secret looks exactly like no link at all.
     if (!link?.request || !constantTimeEqual(hash, link.request.pickupHash))
       throw new ServerError('NOT_FOUND', op, 'link not found');
+    if (link.refused) {
+      await storage.links.delete(linkId);
+      return c.json({ status: 'refused' });
+    }
     if (!link.response) return c.json({ status: 'waiting' });
     await storage.links.delete(linkId);
     return c.json({

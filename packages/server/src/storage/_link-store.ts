@@ -58,6 +58,7 @@ export function createLinkStore(
         expiresAt: num(row.expires_at),
         request,
         response,
+        refused: num(row.refused) === 1,
       };
     },
 
@@ -84,7 +85,7 @@ export function createLinkStore(
         sealer.seal('links.response_sealed', linkId, response.sealed),
         sealer.seal('links.response_token', linkId, utf8.encode(response.token)),
       ]);
-      await ctx.transaction((tx) =>
+      const result = await ctx.transaction((tx) =>
         tx
           .updateTable('links')
           .set({
@@ -93,8 +94,24 @@ export function createLinkStore(
             response_expires_at: response.expiresAt,
           })
           .where('link_id', '=', linkId)
-          .execute(),
+          .where('refused', '=', 0)
+          .executeTakeFirst(),
       );
+      return result.numUpdatedRows > 0n;
+    },
+
+    async refuse(linkId) {
+      // One conditional UPDATE: a refusal and an approval cannot both land.
+      const result = await ctx.transaction((tx) =>
+        tx
+          .updateTable('links')
+          .set({ refused: 1 })
+          .where('link_id', '=', linkId)
+          .where('request_sealed', 'is not', null)
+          .where('response_sealed', 'is', null)
+          .executeTakeFirst(),
+      );
+      return result.numUpdatedRows > 0n;
     },
 
     async delete(linkId) {

@@ -334,6 +334,18 @@ function retiredAccounts(dialect: StorageDialect): Migration {
   };
 }
 
+/** A link the creating device refused (spec "Linking"): the joining device is told so at pickup. */
+function linkRefusal(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .alterTable('links')
+        .addColumn('refused', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+    },
+  };
+}
+
 /**
  * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
  * has shipped: add the next.
@@ -348,6 +360,7 @@ export function storageMigrations(dialect: StorageDialect): MigrationProvider {
         '0004_blobs': blobs(),
         '0005_delivery_limits': deliveryLimits(),
         '0006_retired_accounts': retiredAccounts(dialect),
+        '0007_link_refusal': linkRefusal(),
       };
     },
   };

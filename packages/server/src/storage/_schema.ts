@@ -52,6 +52,8 @@ export interface StorageDb {
     response_sealed: MaybeBytes;
     response_token: MaybeBytes;
     response_expires_at: MaybeMillis;
+    /** 1 once the creating device refused the request, else 0. */
+    refused: ColumnType<number | string, number | undefined, number>;
   };
   secrets: { name: string; value: Bytes };
   /** One row per stored KeyPackage; `hash` is SHA-256 of the KeyPackage, `last_resort` 0 or 1. */

@@ -60,6 +60,8 @@ export interface LinkRecord {
     readonly token: string;
     readonly expiresAt: number;
   } | null;
+  /** The creating device refused the request: nothing will be approved. */
+  readonly refused: boolean;
 }
 
 export interface ThrottleState {
@@ -222,7 +224,10 @@ export interface LinkStore {
     request: { readonly sealed: Uint8Array; readonly pickupHash: Uint8Array },
     now: number,
   ): Promise<boolean>;
-  setResponse(linkId: string, response: NonNullable<LinkRecord['response']>): Promise<void>;
+  /** Sets the response; false when the link is gone or refused (nothing stored). */
+  setResponse(linkId: string, response: NonNullable<LinkRecord['response']>): Promise<boolean>;
+  /** Marks a requested, unapproved link refused; false when it is not (nothing changed). */
+  refuse(linkId: string): Promise<boolean>;
   delete(linkId: string): Promise<void>;
   /** Deletes links with expiresAt <= now; returns how many. Optional. */
   deleteExpired?(now: number): Promise<number>;
