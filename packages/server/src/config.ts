@@ -2,6 +2,7 @@
 // Parsing only; files are read when the server starts (main.ts).
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { trustedProxies } from './client-address.js';
 import { BLOB_QUOTA_BYTES, MAX_BLOB_BYTES } from './http/blobs.js';
 
 /** Where the data lives. */
@@ -31,6 +32,11 @@ export interface Config {
   readonly blobs: { readonly dir: string; readonly maxBytes: number; readonly quotaBytes: number };
   readonly tls?: { readonly certPath: string; readonly keyPath: string };
   readonly kek: KekConfig;
+  /**
+   * Reverse proxies (addresses and CIDR ranges) whose `X-Forwarded-For` names the client the
+   * rate limits count; empty: the TCP peer is the client.
+   */
+  readonly trustProxy: readonly string[];
   readonly logLevel: string;
   /** `--help` was given: print {@link USAGE} and exit. */
   readonly help: boolean;
@@ -43,7 +49,7 @@ export class ConfigError extends Error {
 
 /** The usage text (`coffer-server --help`). */
 export const USAGE = `usage: coffer-server [--port N] [--host H] [--data-dir DIR] [--database-url URL]
-                     [--tls-cert FILE --tls-key FILE]
+                     [--tls-cert FILE --tls-key FILE] [--trust-proxy LIST]
 
 Runs the Coffer server (HTTP API v1 and /v1/events WebSocket).
 
@@ -57,6 +63,10 @@ Runs the Coffer server (HTTP API v1 and /v1/events WebSocket).
                       <data-dir>/blobs)
   --tls-cert FILE     PEM certificate chain (env COFFER_TLS_CERT); with --tls-key, serve HTTPS
   --tls-key FILE      PEM private key (env COFFER_TLS_KEY)
+  --trust-proxy LIST  comma-separated addresses or CIDR ranges of the reverse proxies in front
+                      (env COFFER_TRUST_PROXY): the per-address rate limits then count the
+                      client X-Forwarded-For names, not the proxy. Default: none, the TCP peer
+                      is the client (behind a proxy, all clients would share its limits)
 
 Environment: COFFER_KEK_FILE (default <data-dir>/kek.key), COFFER_PKCS11_LIBRARY, COFFER_PKCS11_PIN,
 COFFER_PKCS11_SLOT or COFFER_PKCS11_TOKEN_LABEL, COFFER_KEK_ID (a KEK in an HSM instead of the
@@ -101,6 +111,7 @@ export function loadConfig(
         'blob-dir': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
+        'trust-proxy': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -185,6 +196,16 @@ export function loadConfig(
     };
   }
 
+  const proxyText = pick('trust-proxy', 'COFFER_TRUST_PROXY');
+  const trustProxy =
+    proxyText === undefined ? [] : proxyText.split(',').map((entry) => entry.trim());
+  try {
+    trustedProxies(trustProxy);
+  } catch (err) {
+    const where = flag('trust-proxy') ? '--trust-proxy' : 'COFFER_TRUST_PROXY';
+    throw new ConfigError(`${where} expected addresses or CIDR ranges: ${(err as Error).message}`);
+  }
+
   const logLevel = env.LOG_LEVEL ?? 'info';
   if (!LOG_LEVELS.includes(logLevel))
     throw new ConfigError(`LOG_LEVEL expected one of ${LOG_LEVELS.join(', ')}`);
@@ -197,6 +218,7 @@ export function loadConfig(
     blobs,
     ...(tls ? { tls } : {}),
     kek,
+    trustProxy,
     logLevel,
     help: values.help === true,
   };

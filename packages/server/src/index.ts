@@ -12,7 +12,12 @@ export {
   createBlobFiles,
   type OpenedBlob,
 } from './blob-files.js';
-export { addressKey, socketAddress } from './client-address.js';
+export {
+  addressKey,
+  forwardedAddress,
+  socketAddress,
+  trustedProxies,
+} from './client-address.js';
 export {
   type Config,
   ConfigError,

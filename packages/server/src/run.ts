@@ -10,6 +10,7 @@ import {
   localProviderFromFile,
 } from '@coffer/fields';
 import { createBlobFiles } from './blob-files.js';
+import { forwardedAddress, trustedProxies } from './client-address.js';
 import { type Config, ConfigError, loadConfig, USAGE } from './config.js';
 import { sweepBlobs } from './http/blobs.js';
 import { DELIVERY_RETENTION_MS } from './http/delivery.js';
@@ -140,6 +141,9 @@ export async function runServer(
       logger,
       metrics: createMetrics(),
       blobs: config.blobs,
+      ...(config.trustProxy.length > 0
+        ? { clientAddress: forwardedAddress(trustedProxies(config.trustProxy)) }
+        : {}),
       port: config.port,
       host: config.host,
       ...(tls ? { tls } : {}),

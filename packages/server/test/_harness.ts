@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Hono } from 'hono';
-import { type AppEnv, createApp } from '../src/app.js';
+import { type AppDeps, type AppEnv, createApp } from '../src/app.js';
 import { createEventHub, type EventHub } from '../src/event-hub.js';
 import { createLogger } from '../src/logger.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
@@ -39,6 +39,10 @@ export interface Harness {
   /** Starts a real server on port 0 over the same storage; closed by dispose. */
   listen(options?: {
     readonly tls?: { cert: string; key: string };
+    /** Instead of the socket peer (the server's default). */
+    readonly clientAddress?: AppDeps['clientAddress'];
+    /** Instead of the real limits (`SIGNUP_LIMITS`). */
+    readonly signupLimits?: SignupLimits;
   }): Promise<RunningServer & { fetch: Fetcher }>;
   dispose(): Promise<void>;
 }
@@ -118,6 +122,8 @@ export async function createHarness(
         port: 0,
         host: '127.0.0.1',
         ...(options.tls ? { tls: options.tls } : {}),
+        ...(options.clientAddress ? { clientAddress: options.clientAddress } : {}),
+        ...(options.signupLimits ? { signupLimits: options.signupLimits } : {}),
         drainTimeoutMs: 5000,
       });
       servers.push(running);

@@ -12,6 +12,7 @@ describe('loadConfig', () => {
       database: { kind: 'sqlite', path: '/srv/data/coffer.sqlite', sync: 'normal' },
       kek: { kind: 'file', path: '/srv/data/kek.key' },
       logLevel: 'info',
+      trustProxy: [],
       help: false,
     });
     expect(c.tls).toBeUndefined();
@@ -65,6 +66,24 @@ describe('loadConfig', () => {
     expect(c.tls).toEqual({ certPath: '/srv/c.pem', keyPath: '/srv/k.pem' });
     expect(c.logLevel).toBe('warn');
     expect(loadConfig([], { PORT: '0', HOST: '0.0.0.0', COFFER_KEK_FILE: '/k' }).port).toBe(0);
+  });
+
+  it('trusts the reverse proxies it is told of, and names a bad entry', () => {
+    expect(loadConfig([], { COFFER_TRUST_PROXY: '127.0.0.1, 10.0.0.0/8' }).trustProxy).toEqual([
+      '127.0.0.1',
+      '10.0.0.0/8',
+    ]);
+    expect(
+      loadConfig(['--trust-proxy', '::1'], { COFFER_TRUST_PROXY: '10.0.0.1' }).trustProxy,
+    ).toEqual(['::1']);
+    expect(() => loadConfig(['--trust-proxy', '10.0.0.1,proxy.local'], {})).toThrow(
+      new ConfigError(
+        '--trust-proxy expected addresses or CIDR ranges: "proxy.local" is not an IP address or CIDR range',
+      ),
+    );
+    expect(() => loadConfig([], { COFFER_TRUST_PROXY: '10.0.0.0/40' })).toThrow(
+      /^COFFER_TRUST_PROXY expected/,
+    );
   });
 
   it('selects an HSM key provider from COFFER_PKCS11_*', () => {

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as opaque from '@serenity-kit/opaque';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { SIGNUP_STARTS_PER_ADDRESS } from '../src/signup-limiter.js';
 import { createHarness, type Harness } from './_harness.js';
 
 const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
@@ -153,6 +154,23 @@ describe('the server process', () => {
     p.child.kill('SIGINT');
     expect(await p.exit).toBe(1);
     slow.finish();
+  });
+
+  it('counts clients behind the proxies --trust-proxy names', { timeout: 60_000 }, async () => {
+    const p = startProcess(['--trust-proxy', '127.0.0.1'], join(dir, 'proxied'));
+    const url = await p.listening;
+    const start = (forwardedFor: string) =>
+      fetch(`${url}/v1/signup/start`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': forwardedFor },
+        body: '{}',
+      }).then((r) => r.status);
+    for (let i = 0; i < SIGNUP_STARTS_PER_ADDRESS; i++)
+      expect(await start('203.0.113.1')).toBe(400);
+    expect(await start('203.0.113.1')).toBe(429);
+    expect(await start('203.0.113.2')).toBe(400);
+    p.child.kill('SIGTERM');
+    expect(await p.exit).toBe(0);
   });
 
   it('prints one line and exits 2 on bad configuration', { timeout: 60_000 }, async () => {
