@@ -374,22 +374,16 @@ describe('coffer against the real server', { timeout: 120_000 }, () => {
       const join = coffer(['devices', 'join', '--json', '--home', home('intruder')], {
         stdin: `${code}\n`,
       });
-      const refused = await offer;
-      expect(refused.code).toBe(1);
-      // On a terminal the question was on stderr too: the error is its last line.
-      const error = refused.stderr
-        .split('\n')
-        .filter((l) => l !== '')
-        .at(-1);
-      expect(json(error!)).toMatchObject({ error: { code: 'LINK_REFUSED' } });
-      // The other side is never approved, and is told so at its next poll.
-      const joined = await join;
-      expect(joined.code).toBe(1);
-      const told = joined.stderr
-        .split('\n')
-        .filter((l) => l !== '')
-        .at(-1);
-      expect(json(told!)).toMatchObject({ error: { code: 'LINK_REFUSED' } });
+      // Both end refused; the other side is never approved, and is told so at its next poll.
+      for (const ended of [await offer, await join]) {
+        expect(ended.code).toBe(1);
+        // On a terminal the question was on stderr too: the error is its last line.
+        const error = ended.stderr
+          .split('\n')
+          .filter((l) => l !== '')
+          .at(-1);
+        expect(json(error!)).toMatchObject({ error: { code: 'LINK_REFUSED' } });
+      }
       const after = json((await coffer(['devices', '--json', '--home', home('a')])).stdout);
       expect(after).toEqual(before);
       expect((await coffer(['whoami', '--home', home('intruder')])).code).toBe(1);
