@@ -21,6 +21,23 @@ describe.each(dialects)('links (%s)', (dialect) => {
   });
   afterAll(() => h.dispose());
 
+  /** A's approval of the request on `code` from B's device `deviceId`. */
+  const approve = async (
+    code: ReturnType<typeof generateLinkCode>,
+    a: Awaited<ReturnType<typeof signup>>,
+    username: string,
+    deviceId: string,
+  ) => {
+    const response = await sealLinkResponse(code, {
+      accountId: a.accountId,
+      username,
+      identitySeed: a.identity.seed,
+      manifestSeq: 2,
+    });
+    const body = { sealed: toBase64url(response), deviceId };
+    return call(h.fetch, 'POST', `/v1/links/${code.linkId}/approve`, body, a.token);
+  };
+
   it('links a new device: request, approve, pickup once', async () => {
     const a = await signup(h.fetch, 'uma', 'pw');
     const code = generateLinkCode();
@@ -55,31 +72,9 @@ describe.each(dialects)('links (%s)', (dialect) => {
     expect((await call(h.fetch, 'GET', path, undefined, other.token)).status).toBe(404);
 
     // Approval needs B in the current manifest first.
-    const response = toBase64url(
-      await sealLinkResponse(code, {
-        accountId: a.accountId,
-        username: 'uma',
-        identitySeed: a.identity.seed,
-        manifestSeq: 2,
-      }),
-    );
-    const early = await call(
-      h.fetch,
-      'POST',
-      `${path}/approve`,
-      { sealed: response, deviceId: b.id },
-      a.token,
-    );
-    expect(early.status).toBe(409);
+    expect((await approve(code, a, 'uma', b.id)).status).toBe(409);
     expect((await addDevice(h.fetch, a, b)).status).toBe(200);
-    const approved = await call(
-      h.fetch,
-      'POST',
-      `${path}/approve`,
-      { sealed: response, deviceId: b.id },
-      a.token,
-    );
-    expect(approved.status).toBe(204);
+    expect((await approve(code, a, 'uma', b.id)).status).toBe(204);
 
     // A wrong pickup secret looks like no link.
     const wrong = await call(h.fetch, 'POST', `${path}/pickup`, {
@@ -130,22 +125,7 @@ describe.each(dialects)('links (%s)', (dialect) => {
     });
     // Even with B in the manifest, a refused link is not approved, and no session is made.
     expect((await addDevice(h.fetch, a, b)).status).toBe(200);
-    const response = toBase64url(
-      await sealLinkResponse(code, {
-        accountId: a.accountId,
-        username: 'ursula',
-        identitySeed: a.identity.seed,
-        manifestSeq: 2,
-      }),
-    );
-    const approve = await call(
-      h.fetch,
-      'POST',
-      `${path}/approve`,
-      { sealed: response, deviceId: b.id },
-      a.token,
-    );
-    expect(approve.status).toBe(409);
+    expect((await approve(code, a, 'ursula', b.id)).status).toBe(409);
     const sessions = await h.db
       .raw()
       .selectFrom('sessions')
