@@ -134,7 +134,8 @@ interface LockHolder {
  * held, nothing else can replace a stale lock between that judgement and the deletion: its holder
  * is gone, a new one cannot be created over it, and every other taker waits for the takeover
  * lock. (Deleting without it, two takers judging one stale lock could delete, the second time,
- * the fresh lock of a third process.)
+ * the fresh lock of a third process.) A lock that cannot be deleted (a directory, a file of
+ * another user) is an error, not a wait.
  */
 async function acquireLock(operation: string, file: string): Promise<() => Promise<void>> {
   const self = await ownIdentity();
@@ -143,18 +144,20 @@ async function acquireLock(operation: string, file: string): Promise<() => Promi
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     if (await createLockFile(operation, file, token)) return () => releaseLockFile(file, token);
-    if (await lockIsStale(file, self)) {
+    let removed = false;
+    if (await staleLock(file, self)) {
       if (await createLockFile(operation, takeover, token)) {
         try {
-          if (await lockIsStale(file, self)) await unlink(file).catch(() => {});
+          if (await staleLock(file, self)) removed = await deleteLockFile(operation, file);
         } finally {
           await releaseLockFile(takeover, token);
         }
-        continue;
+      } else {
+        // A taker that died holding the takeover lock.
+        removed = await removeStaleTakeover(operation, takeover, self);
       }
-      // A taker that died holding the takeover lock.
-      if (await removeStaleTakeover(takeover, self)) continue;
     }
+    if (removed) continue;
     if (Date.now() > deadline) {
       throw new SdkError(
         'STORE_UNAVAILABLE',
@@ -189,6 +192,17 @@ async function createLockFile(operation: string, file: string, token: string): P
   return true;
 }
 
+/** Deletes a lock file judged stale; false when it is gone already. */
+async function deleteLockFile(operation: string, file: string): Promise<boolean> {
+  try {
+    await unlink(file);
+    return true;
+  } catch (err) {
+    if (isCode(err, 'ENOENT')) return false;
+    throw ioError(operation, err);
+  }
+}
+
 /** Deletes `file` if it still holds `token`: a holder only ever deletes its own lock. */
 async function releaseLockFile(file: string, token: string): Promise<void> {
   const now = await readFile(file, 'utf8').catch(() => '');
@@ -196,43 +210,60 @@ async function releaseLockFile(file: string, token: string): Promise<void> {
 }
 
 /**
- * Deletes a takeover lock whose holder is gone. Rename it away first, so two takers cannot both
- * delete a fresh one; if what moved is not the file judged stale (another taker replaced it
- * meanwhile), put it back. The put-back can still lose a race with a third taker; it takes a
- * taker dying within its few milliseconds of holding the takeover lock for that to matter.
+ * Deletes a takeover lock whose holder is gone; true when it did. Rename it away first, so two
+ * takers cannot both delete it; if what moved is not the file judged stale (its text and time
+ * differ: another taker replaced it meanwhile, and every token is unique), put it back. The
+ * put-back can still lose a race with a third taker, which then holds the takeover lock beside
+ * the one whose lock moved; it takes a taker dying within its few milliseconds of holding the
+ * takeover lock, then three more contending at that instant, for that to happen.
  */
 async function removeStaleTakeover(
+  operation: string,
   file: string,
   self: { boot: string | undefined; ns: string | undefined },
 ): Promise<boolean> {
-  const seen = await stat(file).catch(() => undefined);
-  if (!seen || !(await lockIsStale(file, self))) return false;
+  const judged = await staleLock(file, self);
+  if (!judged) return false;
   const moved = `${file}.${randomBytes(6).toString('hex')}.stale`;
-  if (
-    !(await rename(file, moved).then(
-      () => true,
-      () => false,
-    ))
-  )
-    return true;
+  try {
+    await rename(file, moved);
+  } catch (err) {
+    if (isCode(err, 'ENOENT')) return false;
+    throw ioError(operation, err);
+  }
+  const text = await readSmall(moved);
   const was = await stat(moved).catch(() => undefined);
-  if (was && (was.ino !== seen.ino || was.dev !== seen.dev))
-    await link(moved, file).catch(() => {});
+  const same = text === judged.text && was?.mtimeMs === judged.mtimeMs;
+  if (!same) await link(moved, file).catch(() => {});
   await unlink(moved).catch(() => {});
-  return true;
+  return same;
 }
 
-/** Whether the holder of the lock in `file` is provably gone; false when there is no lock. */
-async function lockIsStale(
+/**
+ * The lock in `file` when its holder is provably gone (its text and modification time as
+ * judged); undefined when there is no lock or its holder may be alive.
+ */
+async function staleLock(
   file: string,
   self: { boot: string | undefined; ns: string | undefined },
-): Promise<boolean> {
+): Promise<{ text: string; mtimeMs: number } | undefined> {
   const seen = await stat(file).catch(() => undefined);
-  if (!seen) return false;
+  if (!seen) return undefined;
   const text = await readSmall(file);
-  if (text === undefined) return false; // gone already: try to create it again
+  if (text === undefined) return undefined; // gone already: try to create it again
+  return (await holderIsGone(text, seen.mtimeMs, self))
+    ? { text, mtimeMs: seen.mtimeMs }
+    : undefined;
+}
+
+/** Whether the holder a lock's `text` names (last changed at `mtimeMs`) is provably gone. */
+async function holderIsGone(
+  text: string,
+  mtimeMs: number,
+  self: { boot: string | undefined; ns: string | undefined },
+): Promise<boolean> {
   const holder = parseHolder(text);
-  if (!holder) return Date.now() - seen.mtimeMs > LOCK_UNWRITTEN_STALE_MS;
+  if (!holder) return Date.now() - mtimeMs > LOCK_UNWRITTEN_STALE_MS;
   if (holder.boot && self.boot && holder.boot !== self.boot) return true;
   // Another container's pid: whether it runs cannot be seen from here. Wait for it.
   if (holder.ns && holder.ns !== self.ns) return false;

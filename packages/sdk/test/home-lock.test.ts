@@ -1,7 +1,7 @@
 // Two processes on one client home: the file store's lock makes their operations take turns,
 // so they never move one MLS state forward twice (key reuse) or lose each other's writes.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from '@coffer/crypto';
@@ -255,8 +255,8 @@ describe('stale home locks', () => {
 
   test('many takers of locks left by dead holders: never two holders at once', async () => {
     // Six contenders on one home, in this process; a third of the holders "die" holding the
-    // lock (its file rewritten to name an exited pid), so the others keep taking over stale
-    // locks together. Inside, each checks it is alone and moves a counter file forward.
+    // lock (its file rewritten to name an exited pid), and some of those leave a dead takeover
+    // lock as well, so the others keep taking over stale locks together. Inside, each checks it is alone and moves a counter file forward.
     const { store, file } = await lockedStore('many-takers', '');
     rmSync(file);
     const dead = spawnSync(process.execPath, [
@@ -278,14 +278,34 @@ describe('stale home locks', () => {
         writeFileSync(counter, String(value + 1));
         turns++;
         inside--;
-        if ((n + i) % 3 === 0) writeFileSync(file, `${dead} deadbeef${n}x${i}`);
-        else await release?.();
+        if ((n + i) % 3 === 0) {
+          writeFileSync(file, `${dead} deadbeef${n}x${i}`);
+          // Every other time, a taker "died" during a takeover too (never over a live one).
+          if (i % 2 === 0) {
+            try {
+              writeFileSync(`${file}.takeover`, `${dead} cafe${n}x${i}`, { flag: 'wx' });
+            } catch {}
+          }
+        } else await release?.();
       }
     };
     await Promise.all([...Array(6).keys()].map(contender));
     expect(overlaps).toBe(0);
     expect(turns).toBe(72);
     expect(readFileSync(counter, 'utf8')).toBe('72');
+  });
+
+  test('a lock that cannot be deleted is an error, not an endless wait', async () => {
+    const { store, file } = await lockedStore('undeletable', '');
+    rmSync(file);
+    mkdirSync(file);
+    const then = Date.now() / 1000 - 60;
+    utimesSync(file, then, then);
+    const started = Date.now();
+    const err = await store.lock?.('test').catch((e) => e);
+    expect(SdkError.is(err, 'STORE_UNAVAILABLE')).toBe(true);
+    expect(err.message).toMatch(/EISDIR|EPERM/);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   test('a stale lock is taken over only by the holder of the takeover lock', async () => {
