@@ -1457,26 +1457,30 @@ class Client implements CofferClient {
           () => {},
         );
       };
-      const request = await openRequest(wop, linkCode, sealed).catch(async (err: unknown) => {
+      // Every way out short of the approval below refuses: a request that does not open, the
+      // user not confirming, onRequest throwing, an abort, a logout.
+      let request: OpenedLinkRequest;
+      try {
+        request = await openRequest(wop, linkCode, sealed);
+        // spec §6: the user confirms the device by its name before anything is added or sent.
+        // Asked outside the home's lock: a person answers at their own pace.
+        const confirmed = await (onRequest as LinkWaitOptions['onRequest'])({
+          deviceName: request.name,
+          deviceId: request.deviceId,
+        });
+        if (confirmed !== true) {
+          throw new SdkError(
+            'LINK_REFUSED',
+            wop,
+            `the device ${request.deviceId} was refused: nothing was added or sent, and the link is spent`,
+          );
+        }
+        if (signal.aborted) throw stopped(wop, signal, this.#closing.signal);
+        stillOurs();
+      } catch (err) {
         await refuse();
         throw err;
-      });
-      // spec §6: the user confirms the device by its name before anything is added or sent.
-      // Asked outside the home's lock: a person answers at their own pace.
-      const confirmed = await (onRequest as LinkWaitOptions['onRequest'])({
-        deviceName: request.name,
-        deviceId: request.deviceId,
-      });
-      if (confirmed !== true) {
-        await refuse();
-        throw new SdkError(
-          'LINK_REFUSED',
-          wop,
-          `the device ${request.deviceId} was refused: nothing was added or sent, and the link is spent`,
-        );
       }
-      if (signal.aborted) throw stopped(wop, signal, this.#closing.signal);
-      stillOurs();
       return this.#run(wop, () => this.#approveLink(linkCode, request, accountId));
     };
     return { code: linkCode.text, qr: linkCode.qr, expiresAt, wait };

@@ -250,8 +250,20 @@ describe('device linking', () => {
     const a = await testClient(server);
     const { account } = await a.signup(name, 'pw', { deviceName: 'one' });
     const before = await a.devices.list();
-    // Only `true` approves: a truthy answer from careless code is a refusal too.
-    for (const answer of [false, 'yes' as unknown as boolean]) {
+    // Only `true` approves: a truthy answer from careless code is a refusal too, and so is an
+    // onRequest that throws (its error is what wait() rejects with).
+    const closed = new Error('the dialog was closed');
+    const answers: [() => boolean, (e: unknown) => boolean][] = [
+      [() => false, rejectsWith('LINK_REFUSED')],
+      [() => 'yes' as unknown as boolean, rejectsWith('LINK_REFUSED')],
+      [
+        () => {
+          throw closed;
+        },
+        (e) => e === closed,
+      ],
+    ];
+    for (const [answer, rejection] of answers) {
       const offer = await a.devices.startLink();
       const c = await testClient(server);
       const joining = c.devices.joinByLink(offer.code, { deviceName: 'not mine', pollMs: 5 });
@@ -261,10 +273,10 @@ describe('device linking', () => {
           pollMs: 5,
           onRequest: (request) => {
             asked.push(request);
-            return answer;
+            return answer();
           },
         }),
-      ).rejects.toSatisfy(rejectsWith('LINK_REFUSED'));
+      ).rejects.toSatisfy(rejection);
       expect(asked.map((r) => r.deviceName)).toEqual(['not mine']);
       expect(await a.devices.list()).toEqual(before);
       // The refused device is told so at its next poll, not when the link expires.

@@ -101,9 +101,9 @@ export function linkRoutes(deps: RouteDeps): Hono<AppEnv> {
       authAt: 0,
     });
     if (!(await storage.links.setResponse(linkId, { sealed, token, expiresAt }))) {
-      // Refused (or expired) since it was read: the session made for it goes.
+      // Refused, approved or picked up since it was read: the session made for it goes.
       await storage.sessions.delete(tokenHash);
-      throw new ServerError('CONFLICT', op, 'link was refused');
+      throw new ServerError('CONFLICT', op, 'link was refused, approved or is gone');
     }
     return c.body(null, 204);
   });

@@ -95,6 +95,7 @@ export function createLinkStore(
           })
           .where('link_id', '=', linkId)
           .where('refused', '=', 0)
+          .where('response_sealed', 'is', null)
           .executeTakeFirst(),
       );
       return result.numUpdatedRows > 0n;

@@ -224,7 +224,7 @@ export interface LinkStore {
     request: { readonly sealed: Uint8Array; readonly pickupHash: Uint8Array },
     now: number,
   ): Promise<boolean>;
-  /** Sets the response; false when the link is gone or refused (nothing stored). */
+  /** Sets the response once; false when the link is gone, refused or approved (nothing stored). */
   setResponse(linkId: string, response: NonNullable<LinkRecord['response']>): Promise<boolean>;
   /** Marks a requested, unapproved link refused; false when it is not (nothing changed). */
   refuse(linkId: string): Promise<boolean>;
