@@ -3,6 +3,8 @@
 // GroupEngine (ts-mls with Coffer's crypto provider) in a two-member group; the baselines are
 // Signal's Double Ratchet (@signalapp/libsignal-client, native Rust) and the same ts-mls engine on
 // ts-mls's own default crypto provider (WebCrypto).
+
+import nodeCrypto from 'node:crypto';
 import {
   assertEqual,
   assertSameBytes,
@@ -50,6 +52,90 @@ async function mlsPair(engine: GroupEngine): Promise<Pair> {
 }
 
 const accept = { validateCredential: async () => true };
+
+/**
+ * The primitives one MLS application message needs and nothing else, straight on node:crypto
+ * (RFC 9420 §6.3, §9): per side, three HMAC-SHA256 expansions of the sender's ratchet secret
+ * (key, nonce, next secret) and two of the sender-data secret over the ciphertext sample; the
+ * reuse guard from a pool of randomness; an Ed25519 signature over header, GroupContext and
+ * content, verified on receipt; AES-128-GCM of content and signature, and of the sender data.
+ * No framing, no state objects, no key retention: the floor any MLS implementation here pays.
+ */
+function primitivesPair(): Pair {
+  const { privateKey, publicKey } = nodeCrypto.generateKeyPairSync('ed25519');
+  const groupContext = nodeCrypto.randomBytes(120);
+  const header = nodeCrypto.randomBytes(40);
+  const senderData = nodeCrypto.randomBytes(32);
+  const pool = nodeCrypto.randomBytes(4096);
+  let poolAt = 0;
+  const first = nodeCrypto.randomBytes(32);
+  const secrets = [first, first];
+  const expand = (secret: Uint8Array, label: string, context: Uint8Array, length: number) =>
+    nodeCrypto
+      .createHmac('sha256', secret)
+      .update(`MLS 1.0 ${label}`)
+      .update(context)
+      .update(Uint8Array.of(length, 1))
+      .digest()
+      .subarray(0, length);
+  const ratchet = (side: number, generation: Uint8Array) => {
+    const secret = secrets[side]!;
+    const key = expand(secret, 'key', generation, 16);
+    const nonce = expand(secret, 'nonce', generation, 12);
+    secrets[side] = expand(secret, 'secret', generation, 32);
+    return { key, nonce };
+  };
+  const gcm = (seal: boolean, key: Uint8Array, nonce: Uint8Array, data: Uint8Array) => {
+    if (seal) {
+      const c = nodeCrypto.createCipheriv('aes-128-gcm', key, nonce).setAAD(header);
+      return Buffer.concat([c.update(data), c.final(), c.getAuthTag()]);
+    }
+    const d = nodeCrypto.createDecipheriv('aes-128-gcm', key, nonce).setAAD(header);
+    d.setAuthTag(data.subarray(data.length - 16));
+    return Buffer.concat([d.update(data.subarray(0, data.length - 16)), d.final()]);
+  };
+  let generation = 0;
+  return {
+    async send(plaintext) {
+      const g = Buffer.alloc(4);
+      g.writeUInt32BE(generation++);
+      // Sender (both sides' ratchets start from one secret, as a group's do).
+      const out = ratchet(0, g);
+      if (poolAt === pool.length) poolAt = 0;
+      const guard = pool.subarray(poolAt, poolAt + 4);
+      poolAt += 4;
+      for (let i = 0; i < 4; i++) out.nonce[i]! ^= guard[i]!;
+      const signature = nodeCrypto.sign(
+        null,
+        Buffer.concat([header, groupContext, plaintext]),
+        privateKey,
+      );
+      const ciphertext = gcm(true, out.key, out.nonce, Buffer.concat([plaintext, signature]));
+      const sample = ciphertext.subarray(0, 16);
+      const sealedSender = gcm(
+        true,
+        expand(senderData, 'key', sample, 16),
+        expand(senderData, 'nonce', sample, 12),
+        Buffer.concat([g, guard, Buffer.alloc(4)]),
+      );
+      // Receiver.
+      const opened = gcm(
+        false,
+        expand(senderData, 'key', sample, 16),
+        expand(senderData, 'nonce', sample, 12),
+        sealedSender,
+      );
+      const into = ratchet(1, opened.subarray(0, 4));
+      for (let i = 0; i < 4; i++) into.nonce[i]! ^= opened[4 + i]!;
+      const content = gcm(false, into.key, into.nonce, ciphertext);
+      const received = content.subarray(0, content.length - 64);
+      const tbs = Buffer.concat([header, groupContext, received]);
+      if (!nodeCrypto.verify(null, tbs, publicKey, content.subarray(content.length - 64)))
+        throw new Error('the signature does not verify');
+      return received;
+    },
+  };
+}
 
 async function checkPair(what: string, pair: Pair): Promise<void> {
   for (let i = 0; i < 50; i++) {
@@ -298,6 +384,27 @@ export function conversationCases(): CaseFactory[] {
   return [
     libsignalCase(oursLabel, false),
     libsignalCase(oursLabel, true),
+    {
+      name: `${PREFIX}/primitives-floor`,
+      async build(): Promise<Case> {
+        const ours = await mlsPair(await createTsMlsEngine(accept));
+        const floor = primitivesPair();
+        return {
+          name: `${PREFIX}/primitives-floor`,
+          unit: 'messages/s',
+          ours: side(oursLabel, ours),
+          baseline: side(
+            'the primitives of one MLS message alone on node:crypto (5 HMACs, 2 AES-GCM, Ed25519 sign+verify per side pair)',
+            floor,
+          ),
+          seconds: SECONDS,
+          async check() {
+            await checkPair('ours', ours);
+            await checkPair('primitives', floor);
+          },
+        };
+      },
+    },
     {
       name: `${PREFIX}/ts-mls-default-provider`,
       async build(): Promise<Case> {
