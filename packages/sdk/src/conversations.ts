@@ -519,7 +519,11 @@ class Conversations {
    */
   async #renew(groupId: string): Promise<void> {
     try {
-      await this.#commit(groupId, (engine, group) => engine.selfUpdate(group));
+      await this.#commit(groupId, (engine, group) => {
+        // MLS lets no member commit its own removal: a device that asked to leave waits.
+        if (leaving(engine, group)) throw new SdkError('CONFLICT', this.#op, 'leaving');
+        return engine.selfUpdate(group);
+      });
     } catch (err) {
       if (!SdkError.is(err) || err.code === 'STORE_CORRUPT') throw err;
     }
@@ -549,8 +553,16 @@ class Conversations {
       validateCredential: (identity, key) => this.#validateCredential(identity, key),
       authorizeCommit: (change) =>
         conversationPolicy(change, {
-          deviceListed: async (accountId, deviceId) =>
-            (await this.#manifestOf(accountId, true)).devices.some((d) => d.id === deviceId),
+          deviceListed: async (accountId, deviceId) => {
+            try {
+              return (await this.#manifestOf(accountId, true)).devices.some(
+                (d) => d.id === deviceId,
+              );
+            } catch (err) {
+              this.#noteLookupFailure(err);
+              throw err;
+            }
+          },
         }),
     });
     return this.#engine;
@@ -845,9 +857,31 @@ class Conversations {
       if (listed(await this.#manifestOf(id.accountId))) return true;
       // Maybe a device added since we last looked: look again once.
       return listed(await this.#manifestOf(id.accountId, 'now'));
-    } catch {
+    } catch (err) {
+      this.#noteLookupFailure(err);
       return false;
     }
+  }
+
+  /**
+   * A manifest lookup that failed during an MLS operation without a verdict (the network, the
+   * server, the session, the store): the operation fails as if the credential were bad, and
+   * #throwLookupFailure then makes the entry fail as a whole instead, to be delivered again,
+   * never skipped as forged.
+   */
+  #lookupFailure: unknown;
+
+  #noteLookupFailure(err: unknown): void {
+    // A verdict: the manifest does not verify, or the account is gone.
+    if (SdkError.is(err, 'PROTOCOL_VIOLATION') || SdkError.is(err, 'NOT_FOUND')) return;
+    this.#lookupFailure ??= err;
+  }
+
+  /** Throws the lookup failure noted since the last call, if any. */
+  #throwLookupFailure(): void {
+    const err = this.#lookupFailure;
+    this.#lookupFailure = undefined;
+    if (err !== undefined) throw err;
   }
 
   #names: { accountId: string; map: Map<string, string> } | undefined;
@@ -1825,7 +1859,7 @@ class Conversations {
     let leaveCommitted = false;
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
-      if (!group.active)
+      if (!group.active || leaving(engine, group))
         throw new SdkError('NOT_FOUND', this.#op, 'this device is no longer in the conversation');
       if (!leaveCommitted && engine.pendingRemovals(group).length > 0) {
         // A member's request to leave is not committed yet (this device's commit of it failed):
@@ -1975,7 +2009,7 @@ class Conversations {
    * the next sync(). Nothing inside #syncNow may start another catch-up (see #handle).
    */
   async #catchUp(): Promise<void> {
-    this.#unreported.push(...(await this.#syncNow()));
+    await this.#syncNow();
     await this.#commitLeaveRequests();
   }
 
@@ -2000,8 +2034,9 @@ class Conversations {
   async #commitLeave(id: string): Promise<void> {
     let committed = true;
     const g = await this.#commit(id, async (e, gr) => {
-      // After a lost race and a catch-up, another member may have committed it already.
-      if (!gr.active || e.pendingRemovals(gr).length === 0) {
+      // After a lost race and a catch-up, another member may have committed it already; and a
+      // device that asked to leave itself cannot commit that (another member does).
+      if (!gr.active || e.pendingRemovals(gr).length === 0 || leaving(e, gr)) {
         committed = false;
         throw new SdkError('CONFLICT', this.#op, 'committed already');
       }
@@ -2016,10 +2051,15 @@ class Conversations {
   /** Conversations rejoined during the current sync (one attempt each). */
   #resynced = new Set<string>();
 
-  async #syncNow(): Promise<ConversationEvent[]> {
+  /**
+   * Processes the queue. Events go to the unreported list as each entry's records are written,
+   * so that a failure later in the same pass (an acknowledgement, the next page) loses none: the
+   * entries are not delivered again, and their events are reported by the next sync().
+   */
+  async #syncNow(): Promise<void> {
     this.#resynced = new Set();
     this.#serverManifestSeq = undefined;
-    const events: ConversationEvent[] = [];
+    const events = this.#unreported;
     const index = await this.#index();
     const unsettled = new Map<string, number>();
     const { accountId } = this.#me();
@@ -2093,7 +2133,6 @@ class Conversations {
       const record = await this.#readGroup(id);
       if (record?.pending) await this.#settleByGroupInfo(id, record);
     }
-    return events;
   }
 
   async #handle(
@@ -2141,6 +2180,7 @@ class Conversations {
     let before = identities(group);
     let processed: Awaited<ReturnType<GroupEngine['process']>> | undefined;
     let failure: unknown;
+    this.#lookupFailure = undefined;
     try {
       processed = await engine.process(group, entry.message);
     } catch (err) {
@@ -2169,6 +2209,9 @@ class Conversations {
       }
     }
     if (!processed) {
+      // A credential that could not be looked up is no verdict on the message: this sync fails
+      // and the entry comes again.
+      this.#throwLookupFailure();
       const err = failure;
       // Nothing is kept: the state stays as it was. Past the entry, so a replay cannot loop.
       await this.#writeGroup(entry.groupId, { ...record, cursor: entry.cursor });
@@ -2368,20 +2411,28 @@ class Conversations {
     const existing = index.groups.includes(entry.groupId)
       ? await this.#readGroup(entry.groupId)
       : undefined;
-    if (existing && engine.importState(existing.state).active) return []; // a duplicate
     const packages = await this.#keyPackages();
-    for (const [ref, p] of packages) {
-      let group: MlsGroup;
-      let key: Uint8Array | undefined;
-      try {
-        const joined = await engine.joinFromWelcomeWithData(entry.message, {
-          publicKeyPackage: fromBase64url(p.pub),
-          privateKeyPackage: fromBase64url(p.priv),
-        });
-        group = joined.group;
-        key = joined.welcomeData?.length === 32 ? joined.welcomeData : undefined;
-      } catch {
-        continue;
+    const earlier = existing ? engine.importState(existing.state) : undefined;
+    if (earlier?.active) {
+      // A duplicate. Delivered again after a crash between storing the group and deleting the
+      // key package it used: delete that now.
+      if (existing?.cursor === entry.cursor) {
+        const opened = await this.#openWelcome(engine, entry.message, packages);
+        if (opened && !opened.lastResort) {
+          packages.delete(opened.ref);
+          await this.#writeKeyPackages(packages);
+        }
+      }
+      return [];
+    }
+    const opened = await this.#openWelcome(engine, entry.message, packages);
+    if (opened) {
+      const { group, key } = opened;
+      // A Welcome into a conversation this device was in opens only at a later epoch: an old
+      // one delivered again (a last-resort key package opens it every time) would bring a
+      // removed device back into the conversation as it was.
+      if (earlier && group.epoch <= earlier.epoch) {
+        return fail('WELCOME_REPLAYED', 'an old welcome into a conversation this device has left');
       }
       let data: ConversationData;
       try {
@@ -2398,8 +2449,8 @@ class Conversations {
       }
       const verdict = checkJoinedConversation(data, engine.members(group), this.#me());
       if (verdict !== true) return fail('COMMIT_NOT_ALLOWED', `refused a conversation: ${verdict}`);
-      if (!p.lastResort) {
-        packages.delete(ref); // one-time: its private half goes now
+      if (!opened.lastResort) {
+        packages.delete(opened.ref); // one-time: its private half goes now
         this.#keyPackagesCheckedAt.delete(this.#me().accountId); // maybe upload more
       }
       // Added again after a removal: the history stored here stays, and so does this device's
@@ -2430,12 +2481,40 @@ class Conversations {
   }
 
   /**
-   * Multi-device: adds this account's newly listed devices to every conversation this device
-   * is in, and removes devices the account no longer lists.
+   * Opens a Welcome with the first of this device's key packages that opens it; undefined when
+   * none does. A credential that could not be looked up meanwhile is thrown instead: the
+   * Welcome is no less valid for it, and comes again.
    */
+  async #openWelcome(
+    engine: GroupEngine,
+    welcome: Uint8Array,
+    packages: Map<string, { pub: string; priv: string; lastResort: boolean }>,
+  ): Promise<
+    { ref: string; lastResort: boolean; group: MlsGroup; key: Uint8Array | undefined } | undefined
+  > {
+    for (const [ref, p] of packages) {
+      this.#lookupFailure = undefined;
+      try {
+        const joined = await engine.joinFromWelcomeWithData(welcome, {
+          publicKeyPackage: fromBase64url(p.pub),
+          privateKeyPackage: fromBase64url(p.priv),
+        });
+        const key = joined.welcomeData?.length === 32 ? joined.welcomeData : undefined;
+        return { ref, lastResort: p.lastResort, group: joined.group, key };
+      } catch {
+        this.#throwLookupFailure();
+      }
+    }
+    return undefined;
+  }
+
   /** The account's newest manifest seq as the last queue page gave it (a hint), if it did. */
   #serverManifestSeq: number | undefined;
 
+  /**
+   * Multi-device: adds this account's newly listed devices to every conversation this device
+   * is in, and removes devices the account no longer lists.
+   */
   async #reconcileOwnDevices(): Promise<void> {
     const events = this.#unreported;
     const me = this.#me();
@@ -2723,6 +2802,11 @@ function firstSightIdentity(manifest: SignedManifest): Uint8Array | undefined {
 /** A post that lost the race for its epoch, worth catching up and trying again. */
 function lostEpochRace(err: unknown, attempt: number): boolean {
   return SdkError.is(err) && err.serverCode === 'EPOCH_CONFLICT' && attempt < MAX_EPOCH_RETRIES;
+}
+
+/** Whether this device asked to leave the group and waits for another member to commit it. */
+function leaving(engine: GroupEngine, group: MlsGroup): boolean {
+  return engine.pendingRemovals(group).includes(group.ownLeafIndex);
 }
 
 /** A refusal of a Welcome that may pass later: the welcome cap, a manifest race, a rate limit. */

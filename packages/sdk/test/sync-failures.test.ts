@@ -1,0 +1,188 @@
+// A sync whose requests fail part of the way, and entries the server delivers again: nothing is
+// skipped as forged for a failed lookup, no event is lost, and an old Welcome does not bring a
+// removed device back.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import {
+  type CofferClient,
+  type ConversationEvent,
+  type FetchLike,
+  SdkError,
+} from '../src/index.js';
+import { SERVER_URL, type TestServer, testClient, testServer, username } from './_server.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await testServer();
+});
+afterAll(async () => {
+  await server.close();
+});
+
+interface QueueEntry {
+  cursor: number;
+  kind: string;
+}
+interface User {
+  name: string;
+  client: CofferClient;
+  accountId: string;
+  /** The session token the client last sent. */
+  token: string;
+  /** Makes the next request whose URL contains `part` (and method, if given) fail as a reset. */
+  failOnce(part: string, method?: string): void;
+  /** Sees (and may replace) each queue page the client reads. */
+  queuePages?: (body: { messages: QueueEntry[] }) => { messages: QueueEntry[] } | undefined;
+}
+
+async function signup(prefix: string, now?: () => number): Promise<User> {
+  const name = username(prefix);
+  const failures: { part: string; method: string | undefined }[] = [];
+  const user = {
+    name,
+    failOnce(part: string, method?: string) {
+      failures.push({ part, method });
+    },
+  } as User;
+  const fetch: FetchLike = async (url, init) => {
+    const auth = (init.headers as Record<string, string> | undefined)?.authorization;
+    if (auth) user.token = auth.slice('Bearer '.length);
+    const method = init.method ?? 'GET';
+    const at = failures.findIndex(
+      (f) => url.includes(f.part) && (f.method === undefined || f.method === method),
+    );
+    if (at >= 0) {
+      failures.splice(at, 1);
+      throw new TypeError('connection reset');
+    }
+    const res = await server.fetch(url, init);
+    if (user.queuePages && method === 'GET' && url.includes('/v1/queue?') && res.ok) {
+      const replaced = user.queuePages(await res.clone().json());
+      if (replaced) return Response.json(replaced);
+    }
+    return res;
+  };
+  user.client = await testClient({ fetch }, { ...(now ? { now } : {}) });
+  const { account } = await user.client.signup(name, `pw-${name}-long enough`);
+  await user.client.conversations.sync();
+  user.accountId = account.accountId;
+  return user;
+}
+
+const texts = (events: ConversationEvent[]) =>
+  events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []));
+const errors = (events: ConversationEvent[]) =>
+  events.flatMap((e) => (e.type === 'error' ? [e.error.detail ?? e.error.code] : []));
+const networkError = (err: unknown) => SdkError.is(err, 'NETWORK');
+
+describe('a sync that fails part of the way', () => {
+  test('an acknowledgement that fails loses no event: the next sync reports them', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    await alice.client.conversations.send(id, 'one');
+    await alice.client.conversations.send(id, 'two');
+    bob.failOnce('/v1/queue/ack', 'POST');
+    await expect(bob.client.conversations.sync()).rejects.toSatisfy(networkError);
+    expect(texts(await bob.client.conversations.sync())).toEqual(['one', 'two']);
+    expect((await bob.client.conversations.history(id)).map((m) => m.text)).toEqual(['one', 'two']);
+  });
+
+  test("a Welcome whose members' manifests could not be fetched is opened by the next sync", async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    bob.failOnce(`/v1/accounts/${alice.accountId}/manifest`);
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await expect(bob.client.conversations.sync()).rejects.toSatisfy(networkError);
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
+    expect(events.map((e) => e.type)).toContain('joined');
+    await alice.client.conversations.send(id, 'hello bob');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['hello bob']);
+  });
+
+  test("a commit whose new member's manifest could not be fetched is processed by the next sync", async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const { id } = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+    bob.failOnce(`/v1/accounts/${carol.accountId}/manifest`);
+    await alice.client.conversations.add(id, [carol.name]);
+    await alice.client.conversations.send(id, 'after carol joined');
+    await expect(bob.client.conversations.sync()).rejects.toSatisfy(networkError);
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
+    expect(texts(events)).toEqual(['after carol joined']);
+    await alice.client.conversations.send(id, 'later');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['later']);
+  });
+});
+
+describe('entries delivered again', () => {
+  test('an old Welcome delivered again does not bring a removed device back', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    // Bob's one-time key packages are all claimed: his Welcome opens with his last-resort
+    // package, which is kept, so the old Welcome would still open.
+    const claimers = [await signup('c1'), await signup('c2')];
+    for (let i = 0; i < 20; i++) {
+      const res = await server.fetch(
+        `${SERVER_URL}/v1/accounts/${bob.accountId}/key-packages/claim`,
+        {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${claimers[i % 2]!.token}`,
+            'content-type': 'application/json',
+          },
+          body: '{}',
+        },
+      );
+      expect(res.status).toBe(200);
+    }
+    let welcome: QueueEntry | undefined;
+    let last = 0;
+    bob.queuePages = (body) => {
+      for (const m of body.messages) {
+        last = Math.max(last, m.cursor);
+        if (m.kind === 'welcome') welcome ??= m;
+      }
+      return undefined;
+    };
+    const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    expect((await bob.client.conversations.sync()).map((e) => e.type)).toContain('joined');
+    expect(welcome).toBeDefined();
+    await alice.client.conversations.remove(team.id, [bob.name]);
+    await bob.client.conversations.sync();
+    expect((await bob.client.conversations.get(team.id)).active).toBe(false);
+    bob.queuePages = (body) => {
+      bob.queuePages = undefined;
+      return { ...body, messages: [...body.messages, { ...welcome!, cursor: last + 1 }] };
+    };
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual(['WELCOME_REPLAYED']);
+    expect(events.map((e) => e.type)).not.toContain('joined');
+    expect((await bob.client.conversations.get(team.id)).active).toBe(false);
+  });
+});
+
+describe('a device that asked to leave', () => {
+  test('renews no keys and sends nothing, and its syncs go on', async () => {
+    let clock = Date.now();
+    const alice = await signup('alice');
+    const bob = await signup('bob', () => clock);
+    const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+    await bob.client.conversations.leave(team.id);
+    // Past every renewal interval: a renewal would have to commit Bob's own removal.
+    clock += 400 * 24 * 3600 * 1000;
+    expect(errors(await bob.client.conversations.sync())).toEqual([]);
+    await expect(bob.client.conversations.send(team.id, 'still here?')).rejects.toSatisfy((e) =>
+      SdkError.is(e, 'NOT_FOUND'),
+    );
+    // Alice's next sync commits the removal; Bob sees he is out.
+    await alice.client.conversations.sync();
+    await bob.client.conversations.sync();
+    expect((await bob.client.conversations.get(team.id)).active).toBe(false);
+  });
+});
