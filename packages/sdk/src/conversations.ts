@@ -1275,7 +1275,9 @@ class Conversations {
       epoch = this.#shape('group info', () => int(res, 'epoch'));
     } catch (err) {
       if (!SdkError.is(err, 'REAUTH_REQUIRED')) throw err;
-      epoch = pending.epoch; // no longer a member: nothing of ours was taken
+      // No longer a member. Ours may still have been taken before another member's commit
+      // took this device out: the queue brings that commit, and settles ours with it.
+      return undefined;
     }
     if (epoch === pending.epoch) {
       await this.#writeGroup(groupId, withoutPending(record));

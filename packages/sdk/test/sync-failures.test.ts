@@ -28,19 +28,30 @@ interface User {
   accountId: string;
   /** The session token the client last sent. */
   token: string;
-  /** Makes the next request whose URL contains `part` (and method, if given) fail as a reset. */
+  /**
+   * Makes the next request whose URL or body contains `part` (and method, if given) fail as a
+   * connection reset.
+   */
   failOnce(part: string, method?: string): void;
+  /** The same, after the server has answered it: the request took effect, its answer is lost. */
+  loseAnswerOnce(part: string, method?: string): void;
   /** Sees (and may replace) each queue page the client reads. */
   queuePages?: (body: { messages: QueueEntry[] }) => { messages: QueueEntry[] } | undefined;
 }
 
-async function signup(prefix: string, now?: () => number): Promise<User> {
+async function signup(
+  prefix: string,
+  overrides: Parameters<typeof testClient>[1] = {},
+): Promise<User> {
   const name = username(prefix);
-  const failures: { part: string; method: string | undefined }[] = [];
+  const failures: { part: string; method: string | undefined; after: boolean }[] = [];
   const user = {
     name,
     failOnce(part: string, method?: string) {
-      failures.push({ part, method });
+      failures.push({ part, method, after: false });
+    },
+    loseAnswerOnce(part: string, method?: string) {
+      failures.push({ part, method, after: true });
     },
   } as User;
   const fetch: FetchLike = async (url, init) => {
@@ -48,10 +59,13 @@ async function signup(prefix: string, now?: () => number): Promise<User> {
     if (auth) user.token = auth.slice('Bearer '.length);
     const method = init.method ?? 'GET';
     const at = failures.findIndex(
-      (f) => url.includes(f.part) && (f.method === undefined || f.method === method),
+      (f) =>
+        `${url} ${String(init.body ?? '')}`.includes(f.part) &&
+        (f.method === undefined || f.method === method),
     );
     if (at >= 0) {
-      failures.splice(at, 1);
+      const [failure] = failures.splice(at, 1);
+      if (failure!.after) await server.fetch(url, init);
       throw new TypeError('connection reset');
     }
     const res = await server.fetch(url, init);
@@ -61,7 +75,7 @@ async function signup(prefix: string, now?: () => number): Promise<User> {
     }
     return res;
   };
-  user.client = await testClient({ fetch }, { ...(now ? { now } : {}) });
+  user.client = await testClient({ fetch }, overrides);
   const { account } = await user.client.signup(name, `pw-${name}-long enough`);
   await user.client.conversations.sync();
   user.accountId = account.accountId;
@@ -170,7 +184,7 @@ describe('a device that asked to leave', () => {
   test('renews no keys and sends nothing, and its syncs go on', async () => {
     let clock = Date.now();
     const alice = await signup('alice');
-    const bob = await signup('bob', () => clock);
+    const bob = await signup('bob', { now: () => clock });
     const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
     await bob.client.conversations.sync();
     await bob.client.conversations.leave(team.id);
@@ -183,6 +197,24 @@ describe('a device that asked to leave', () => {
     // Alice's next sync commits the removal; Bob sees he is out.
     await alice.client.conversations.sync();
     await bob.client.conversations.sync();
+    expect((await bob.client.conversations.get(team.id)).active).toBe(false);
+  });
+});
+
+describe('a commit whose answer was lost', () => {
+  test('taken, then this device removed: the queue settles it, and the device is out', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob', { conversations: { selfUpdateAfterMessages: 1 } });
+    const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+    // Bob's send renews his keys: the commit reaches the server, its answer does not.
+    bob.loseAnswerOnce('"kind":"commit"', 'POST');
+    await bob.client.conversations.send(team.id, 'hi');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['hi']);
+    await alice.client.conversations.remove(team.id, [bob.name]);
+    // Bob, no longer routed, cannot ask the server about the group (403): the queue decides.
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual([]);
     expect((await bob.client.conversations.get(team.id)).active).toBe(false);
   });
 });
