@@ -61,6 +61,8 @@ import type { Transport } from './transport.js';
 //                           change, the messages it yielded and the deletion of consumed secrets
 //                           are saved in one atomic put
 //   hist/<groupId>/<n>      older history, HISTORY_CHUNK messages each
+//   owed/<accountId>        conversations whose history bundle this account's new devices are
+//                           still owed (a bundle whose upload or send failed)
 
 /** One-time key packages a device keeps on the server; it uploads more when fewer remain. */
 export const KEY_PACKAGE_TARGET = 20;
@@ -2520,6 +2522,7 @@ class Conversations {
   async #reconcileOwnDevices(): Promise<void> {
     const events = this.#unreported;
     const me = this.#me();
+    await this.#sendOwedHistory();
     // The manifest is fetched (and verified) again only when the server says it moved: one
     // request less per sync. A server that hides a newer manifest could as well serve the old one.
     const known = await this.#host.ownManifest(false);
@@ -2583,8 +2586,48 @@ class Conversations {
         failed = true; // e.g. the new device has no key package yet: try again next sync
       }
     }
-    if (caughtUp.length > 0) await this.#sendHistory(caughtUp);
+    if (caughtUp.length > 0) {
+      // Owed before it is sent: an upload or send that fails is tried again by the next sync
+      // (the devices are in the groups by now, so nothing else would).
+      const owed = await this.#owedHistory();
+      await this.#writeOwedHistory([...new Set([...owed, ...caughtUp])]);
+      await this.#sendOwedHistory();
+    }
     if (!failed) this.#reconciled.set(me.accountId, body.seq);
+  }
+
+  /** Conversations whose history this account's newly added devices are still owed. */
+  async #owedHistory(): Promise<string[]> {
+    const name = `owed/${this.#me().accountId}`;
+    const obj = await this.#host.readRecord(name);
+    return obj ? this.#stored(name, () => array(obj, 'groups').map((g) => String(g))) : [];
+  }
+
+  async #writeOwedHistory(groups: readonly string[]): Promise<void> {
+    const name = `owed/${this.#me().accountId}`;
+    if (groups.length === 0) await this.#host.deleteRecord(name);
+    else await this.#host.writeRecord(name, { groups: [...groups] });
+  }
+
+  /**
+   * Sends the history bundle owed, if any, and forgets it once sent. A failure that may pass
+   * (the network, the server, a rate limit) keeps it for the next sync; any other is thrown
+   * once, and the bundle is not tried again.
+   */
+  async #sendOwedHistory(): Promise<void> {
+    const owed = await this.#owedHistory();
+    if (owed.length === 0) return;
+    const index = await this.#index();
+    const groups = owed.filter((g) => index.groups.includes(g));
+    try {
+      if (groups.length > 0) await this.#sendHistory(groups);
+    } catch (err) {
+      if (!SdkError.is(err) || err.code === 'STORE_CORRUPT') throw err;
+      if (err.retryable || err.code === 'SERVER_ERROR' || err.code === 'STORE_UNAVAILABLE') return;
+      await this.#writeOwedHistory([]);
+      throw err;
+    }
+    await this.#writeOwedHistory([]);
   }
 
   /**
@@ -2697,12 +2740,20 @@ class Conversations {
         ),
       ];
     }
-    let bundle: JsonObject;
+    let conversations: readonly unknown[];
     try {
       const stream = await downloadAndDecrypt({ ...this.#host.blobs(), descriptor });
       const text = await new Response(stream).text();
-      bundle = asObject(JSON.parse(text), 'bundle');
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // Not the parser's error: its message quotes the decrypted text.
+        throw new Error('a bundle that is not JSON');
+      }
+      const bundle = asObject(parsed, 'bundle');
       if (bundle.v !== 1) throw new Error('bundle version');
+      conversations = array(bundle, 'conversations');
     } catch (err) {
       return [
         this.#errorEvent(groupId, 'INVALID_HISTORY', 'a history bundle that does not open', err),
@@ -2710,7 +2761,7 @@ class Conversations {
     }
     const events: ConversationEvent[] = [];
     const index = await this.#index();
-    for (const c of array(bundle, 'conversations')) {
+    for (const c of conversations) {
       let id: string;
       let incoming: StoredMessage[];
       try {

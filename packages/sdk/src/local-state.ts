@@ -255,8 +255,16 @@ function recordLayer(store: LocalStore, key: AeadKey): RecordLayer {
       let obj: JsonObject;
       try {
         const plain = await decrypt(key, sealed, { context: utf8Encode(name) });
-        obj = asObject(JSON.parse(utf8Decode(plain)), 'record');
-        wipe(plain);
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(utf8Decode(plain));
+        } catch {
+          // Not the parser's error: its message quotes the decrypted record.
+          throw new Error('a record that is not JSON');
+        } finally {
+          wipe(plain);
+        }
+        obj = asObject(parsed, 'record');
       } catch (err) {
         throw corrupt(name, err);
       }

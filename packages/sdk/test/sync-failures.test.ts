@@ -218,3 +218,34 @@ describe('a commit whose answer was lost', () => {
     expect((await bob.client.conversations.get(team.id)).active).toBe(false);
   });
 });
+
+describe('a history bundle whose upload failed', () => {
+  test('is sent by the next sync, and the new device gets the history', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    await bob.client.conversations.send(id, 'before the phone');
+    await alice.client.conversations.sync();
+    const phone = await testClient(server);
+    await phone.login(alice.name, `pw-${alice.name}-long enough`);
+    await phone.conversations.sync();
+    // Alice's first device adds the phone everywhere; the bundle's upload fails, and is kept
+    // for the next sync.
+    alice.failOnce('/v1/blobs', 'POST');
+    await alice.client.conversations.sync();
+    const before = await phone.conversations.sync();
+    expect(before.map((e) => e.type)).toEqual(['joined']);
+    await alice.client.conversations.sync();
+    const events = await phone.conversations.sync();
+    expect(events.filter((e) => e.type === 'history')).toEqual([
+      { type: 'history', conversationId: id, count: 1 },
+    ]);
+    expect((await phone.conversations.history(id)).map((m) => m.text)).toEqual([
+      'before the phone',
+    ]);
+    // Sent once: the next syncs send nothing more.
+    await alice.client.conversations.sync();
+    expect((await phone.conversations.sync()).filter((e) => e.type === 'history')).toEqual([]);
+  });
+});
