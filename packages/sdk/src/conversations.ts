@@ -1417,7 +1417,7 @@ class Conversations {
   async #serverGroupInfo(
     groupId: string,
     record: GroupRecord,
-  ): Promise<{ epoch: number; info: Uint8Array } | undefined> {
+  ): Promise<{ epoch: number; info: Uint8Array; key: Uint8Array } | undefined> {
     if (!record.key) return undefined;
     const res = await this.#request('GET', `/v1/groups/${groupId}/info`);
     const { epoch, sealed } = this.#shape('group info', () => ({
@@ -1430,7 +1430,7 @@ class Conversations {
       const info = await decrypt(aead, sealed, {
         context: utf8Encode(`${GROUP_INFO_CONTEXT}/${groupId}`),
       });
-      return { epoch, info };
+      return { epoch, info, key: record.key };
     } catch (err) {
       throw this.#violation('INVALID_GROUP_INFO', 'the stored group info does not open', err);
     }
@@ -1460,24 +1460,57 @@ class Conversations {
    */
   async #resync(groupId: string, record: GroupRecord): Promise<MlsGroup | undefined> {
     const engine = await this.#engineFor();
-    const server = await this.#serverGroupInfo(groupId, record);
+    // Our unsettled commit may have taken the epoch (one that removed a member re-keyed the
+    // conversation): the server's GroupInfo is then sealed under its key.
+    const key = record.pending?.key;
+    const server =
+      (key
+        ? await this.#serverGroupInfo(groupId, { ...record, key }).catch(() => undefined)
+        : undefined) ?? (await this.#serverGroupInfo(groupId, record));
     if (!server) return undefined;
     const { epoch, info } = server;
     const out = await engine.joinExternal(info, await this.#newKeyPackage(), { resync: true });
+    // A GroupInfo older than the group's epoch would put this device on a branch nobody
+    // follows, silently: the server's two answers must agree.
+    if (out.group.epoch !== BigInt(epoch) + 1n) {
+      throw this.#violation(
+        'STALE_GROUP_INFO',
+        'the stored group info is not of the epoch the server says the group is at',
+      );
+    }
     const data = decodeConversationData(engine.groupData(out.group) ?? new Uint8Array(0));
     const verdict = checkJoinedConversation(data, engine.members(out.group), this.#me());
     if (verdict !== true)
       throw this.#violation('COMMIT_NOT_ALLOWED', `refused to rejoin: ${verdict}`);
-    const groupInfo = await this.#sealGroupInfo(groupId, out.group, record.key);
-    await this.#post(groupId, {
-      epoch,
-      kind: 'commit',
-      message: out.commit,
-      recipients: await this.#recipients(out.group),
-      ...(groupInfo ? { groupInfo } : {}),
-    });
+    const groupKey = server.key;
+    const groupInfo = await this.#sealGroupInfo(groupId, out.group, groupKey);
+    // Pending before it is posted, like any commit of ours: a crash between the two leaves it
+    // for the queue or the GroupInfo to settle, not a leaf of ours nobody holds the keys of.
+    const before = withoutPending(record); // an older commit of ours is moot after a rejoin
     await this.#writeGroup(groupId, {
-      ...withoutPending(record), // a commit of ours left unsettled is moot after a rejoin
+      ...before,
+      pending: {
+        state: engine.exportState(out.group),
+        epoch,
+        ...(groupKey ? { key: groupKey } : {}),
+      },
+    });
+    try {
+      await this.#post(groupId, {
+        epoch,
+        kind: 'commit',
+        message: out.commit,
+        recipients: await this.#recipients(out.group),
+        ...(groupInfo ? { groupInfo } : {}),
+      });
+    } catch (err) {
+      if (refusedByServer(err)) await this.#writeGroup(groupId, before);
+      else this.#scanFor = undefined; // outcome unknown: the next sync settles it
+      throw err;
+    }
+    await this.#writeGroup(groupId, {
+      ...before,
+      ...(groupKey ? { key: groupKey } : {}),
       state: engine.exportState(out.group),
       sent: 0,
       renewedAt: this.#host.now(),

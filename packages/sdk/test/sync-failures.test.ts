@@ -35,6 +35,8 @@ interface User {
   failOnce(part: string, method?: string): void;
   /** The same, after the server has answered it: the request took effect, its answer is lost. */
   loseAnswerOnce(part: string, method?: string): void;
+  /** Sees each request first; an answer it returns is the server's instead. */
+  intercept?: (url: string, init: RequestInit) => Response | undefined;
   /** Sees (and may replace) each queue page the client reads. */
   queuePages?: (body: { messages: QueueEntry[] }) => { messages: QueueEntry[] } | undefined;
 }
@@ -68,6 +70,8 @@ async function signup(
       if (failure!.after) await server.fetch(url, init);
       throw new TypeError('connection reset');
     }
+    const answer = user.intercept?.(url, init);
+    if (answer) return answer;
     const res = await server.fetch(url, init);
     if (user.queuePages && method === 'GET' && url.includes('/v1/queue?') && res.ok) {
       const replaced = user.queuePages(await res.clone().json());
@@ -247,5 +251,77 @@ describe('a history bundle whose upload failed', () => {
     // Sent once: the next syncs send nothing more.
     await alice.client.conversations.sync();
     expect((await phone.conversations.sync()).filter((e) => e.type === 'history')).toEqual([]);
+  });
+});
+
+describe('a rejoin from the stored group info', () => {
+  test('an info older than the epoch the server names is refused, not joined on a dead branch', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    // The sealed GroupInfo each of Alice's commits stores.
+    let latest: string | undefined;
+    alice.intercept = (url, init) => {
+      const body = typeof init.body === 'string' ? init.body : '';
+      if (url.includes('/messages') && body.includes('"commit"'))
+        latest = (JSON.parse(body) as { groupInfo?: string }).groupInfo ?? latest;
+      return undefined;
+    };
+    const team = await alice.client.conversations.create({
+      name: 'T',
+      members: [bob.name, carol.name],
+    });
+    await bob.client.conversations.sync();
+    await carol.client.conversations.sync();
+    const stale = latest;
+    await alice.client.conversations.rename(team.id, 'T2');
+    expect(stale).toBeDefined();
+    await carol.client.conversations.sync();
+    // The server withholds the rename from Bob, then hands him the old GroupInfo as current.
+    bob.queuePages = (body) => ({
+      ...body,
+      messages: body.messages.filter((m) => m.kind !== 'commit'),
+    });
+    const epoch = (await alice.client.conversations.get(team.id)).epoch;
+    bob.intercept = (url) =>
+      url.endsWith(`/v1/groups/${team.id}/info`)
+        ? Response.json({ epoch, groupInfo: stale })
+        : undefined;
+    await alice.client.conversations.send(team.id, 'in the new epoch');
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual(['MLS_MESSAGE_REJECTED', 'STALE_GROUP_INFO']);
+    expect(events.map((e) => e.type)).not.toContain('resynced');
+    // Nothing of Bob's reached the group: the others go on undisturbed.
+    expect(errors(await alice.client.conversations.sync())).toEqual([]);
+    expect(errors(await carol.client.conversations.sync())).toEqual([]);
+  });
+
+  test('a rejoin whose answer was lost is settled by the next sync, with no leaf left behind', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const team = await alice.client.conversations.create({
+      name: 'T',
+      members: [bob.name, carol.name],
+    });
+    await bob.client.conversations.sync();
+    await carol.client.conversations.sync();
+    await alice.client.conversations.rename(team.id, 'T2');
+    bob.queuePages = (body) => ({
+      ...body,
+      messages: body.messages.filter((m) => m.kind !== 'commit'),
+    });
+    await alice.client.conversations.send(team.id, 'in the new epoch');
+    // Bob falls behind and rejoins; his external commit reaches the server, its answer does not.
+    bob.loseAnswerOnce('"kind":"commit"', 'POST');
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual(['MLS_MESSAGE_REJECTED', 'NETWORK']);
+    bob.queuePages = undefined;
+    expect(errors(await bob.client.conversations.sync())).toEqual([]);
+    expect((await bob.client.conversations.get(team.id)).name).toBe('T2');
+    expect(errors(await alice.client.conversations.sync())).toEqual([]);
+    expect((await alice.client.conversations.get(team.id)).members).toHaveLength(3);
+    await alice.client.conversations.send(team.id, 'welcome back');
+    expect(texts(await bob.client.conversations.sync())).toEqual(['welcome back']);
   });
 });
