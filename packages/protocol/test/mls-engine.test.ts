@@ -78,6 +78,18 @@ describe('mls engine', () => {
     await send(bob, [alice], 'caught up');
   });
 
+  test('inspectKeyPackage reads identity, key and the end of the MLS lifetime', async () => {
+    const before = Date.now();
+    const alice = await member('alice');
+    const seen = await engine.inspectKeyPackage(alice.kp.publicKeyPackage);
+    expect(utf8Decode(seen.identity)).toBe('alice');
+    expect(seen.signaturePublicKey).toHaveLength(32);
+    // ts-mls's default lifetime: 1,314,000 s (about 15 days) from when it was made.
+    const end = seen.notAfter.getTime();
+    expect(end).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 1_314_000_000);
+    expect(end).toBeLessThanOrEqual(Date.now() + 1_314_000_000);
+  });
+
   test('exportSecret: members of an epoch agree, and it changes with epoch, label and context', async () => {
     const [alice, bob] = await twoMembers();
     const ctx = text('group-1');

@@ -66,6 +66,15 @@ import type { Transport } from './transport.js';
 
 /** One-time key packages a device keeps on the server; it uploads more when fewer remain. */
 export const KEY_PACKAGE_TARGET = 20;
+/** How long a key package ts-mls makes is valid (its MLS lifetime: 1,314,000 s). */
+const KEY_PACKAGE_LIFETIME_MS = 1_314_000 * 1000;
+/** A device replaces all its key packages on the server this often, well within their lifetime. */
+export const KEY_PACKAGE_ROTATE_MS = 7 * 24 * 3600 * 1000;
+/**
+ * How long the private half of a key package is kept: a Welcome is made with it within its
+ * lifetime and waits in a queue at most the server's 30-day retention.
+ */
+const KEY_PACKAGE_KEEP_MS = KEY_PACKAGE_LIFETIME_MS + 31 * 24 * 3600 * 1000;
 const KEY_PACKAGE_LOW = 5;
 /** Messages kept in a conversation's record before the oldest move to a history chunk. */
 export const HISTORY_CHUNK = 64;
@@ -293,6 +302,12 @@ export interface ConversationHost {
   deleteRecord(name: string): Promise<void>;
   now(): number;
 }
+
+/** This device's key packages by ref (private halves), and when they were last all replaced. */
+type KeyPackages = Map<
+  string,
+  { pub: string; priv: string; lastResort: boolean /** ms since the epoch */; at: number }
+> & { rotatedAt?: number };
 
 interface StoredMessage {
   id: string;
@@ -734,10 +749,10 @@ class Conversations {
     });
   }
 
-  async #keyPackages(): Promise<Map<string, { pub: string; priv: string; lastResort: boolean }>> {
+  async #keyPackages(): Promise<KeyPackages> {
     const name = `kps/${this.#me().accountId}`;
     const obj = await this.#host.readRecord(name);
-    const out = new Map<string, { pub: string; priv: string; lastResort: boolean }>();
+    const out: KeyPackages = new Map();
     if (!obj) return out;
     return this.#stored(name, () => {
       for (const e of array(obj, 'packages')) {
@@ -746,17 +761,19 @@ class Conversations {
           pub: str(p, 'pub'),
           priv: str(p, 'priv'),
           lastResort: p.lastResort === true,
+          // Packages stored before times were kept: as old as can be, so rotated and pruned.
+          at: p.at === undefined ? 0 : int(p, 'at'),
         });
       }
+      if (obj.rotatedAt !== undefined) out.rotatedAt = int(obj, 'rotatedAt');
       return out;
     });
   }
 
-  async #writeKeyPackages(
-    map: Map<string, { pub: string; priv: string; lastResort: boolean }>,
-  ): Promise<void> {
+  async #writeKeyPackages(map: KeyPackages): Promise<void> {
     await this.#host.writeRecord(`kps/${this.#me().accountId}`, {
       packages: [...map].map(([ref, p]) => ({ ref, ...p })),
+      ...(map.rotatedAt === undefined ? {} : { rotatedAt: map.rotatedAt }),
     });
   }
 
@@ -966,13 +983,28 @@ class Conversations {
     const now = this.#host.now();
     if (now - (this.#keyPackagesCheckedAt.get(accountId) ?? -Infinity) < SCAN_INTERVAL_MS) return;
     this.#keyPackagesCheckedAt.set(accountId, now);
-    const res = await this.#request('GET', '/v1/key-packages/count');
-    const { available, lastResort } = this.#shape('key package count', () => ({
-      available: int(res, 'available'),
-      lastResort: res.lastResort === true,
-    }));
-    if (available >= KEY_PACKAGE_LOW && lastResort) return;
     const stored = await this.#keyPackages();
+    // MLS key packages expire (their lifetime, KEY_PACKAGE_LIFETIME_MS), and an expired one
+    // cannot be added to a group; claims hand out the oldest first. So every
+    // KEY_PACKAGE_ROTATE_MS all of them are replaced on the server at once.
+    const rotate = now - (stored.rotatedAt ?? 0) >= KEY_PACKAGE_ROTATE_MS;
+    let available = 0;
+    let needLast = true;
+    if (!rotate) {
+      const res = await this.#request('GET', '/v1/key-packages/count');
+      const count = this.#shape('key package count', () => ({
+        available: int(res, 'available'),
+        lastResort: res.lastResort === true,
+      }));
+      if (count.available >= KEY_PACKAGE_LOW && count.lastResort) return;
+      available = count.available;
+      needLast = !count.lastResort;
+    }
+    // Private halves a Welcome can no longer need: made before their lifetime ended and
+    // delivered within the server's retention, or not at all.
+    for (const [ref, p] of stored) {
+      if (now - p.at > KEY_PACKAGE_KEEP_MS && !(p.lastResort && !needLast)) stored.delete(ref);
+    }
     const fresh: string[] = [];
     for (let i = available; i < KEY_PACKAGE_TARGET; i++) {
       const kp = await this.#newKeyPackage();
@@ -981,18 +1013,21 @@ class Conversations {
         pub,
         priv: toBase64url(kp.privateKeyPackage),
         lastResort: false,
+        at: now,
       });
       fresh.push(pub);
     }
     let last: string | undefined;
-    if (!lastResort) {
+    if (needLast) {
       const kp = await this.#newKeyPackage();
       last = toBase64url(kp.publicKeyPackage);
-      for (const [ref, p] of stored) if (p.lastResort) stored.delete(ref);
+      // The one replaced is kept as a one-time package: a Welcome made with it may be on its way.
+      for (const p of stored.values()) p.lastResort = false;
       stored.set(await this.#ref(kp.publicKeyPackage), {
         pub: last,
         priv: toBase64url(kp.privateKeyPackage),
         lastResort: true,
+        at: now,
       });
     }
     // Private halves first: a key package on the server whose private half we lost is useless.
@@ -1001,7 +1036,13 @@ class Conversations {
       await this.#request('POST', '/v1/key-packages', {
         keyPackages: fresh.length > 0 ? fresh : [last],
         ...(last ? { lastResort: last } : {}),
+        ...(rotate ? { replace: true } : {}),
       });
+    }
+    if (rotate) {
+      // Rotated once the server has the new ones (a failed upload is tried again next time).
+      stored.rotatedAt = now;
+      await this.#writeKeyPackages(stored);
     }
   }
 
@@ -1050,6 +1091,9 @@ class Conversations {
         );
       }
       seen.add(e.deviceId);
+      // Expired (the device has not been online to replace its packages since): MLS refuses to
+      // add it, so that device cannot be reached until it is back.
+      if (await this.#expired(e.keyPackage)) continue;
       out.push(e.keyPackage);
     }
     return out;
@@ -1604,6 +1648,12 @@ class Conversations {
     } catch {
       return undefined;
     }
+  }
+
+  /** Whether a key package's MLS lifetime is over (ts-mls checks it against Date.now()). */
+  async #expired(kp: Uint8Array): Promise<boolean> {
+    const engine = await this.#engineFor();
+    return (await engine.inspectKeyPackage(kp)).notAfter.getTime() < Date.now();
   }
 
   async #identityOfPackage(kp: Uint8Array): Promise<MemberId | undefined> {

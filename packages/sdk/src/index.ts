@@ -42,6 +42,7 @@ export {
   DEFAULT_SELF_UPDATE_MESSAGES,
   DEFAULT_SELF_UPDATE_MS,
   HISTORY_CHUNK,
+  KEY_PACKAGE_ROTATE_MS,
   KEY_PACKAGE_TARGET,
   type WebSocketConstructor,
   type WebSocketLike,

@@ -464,8 +464,12 @@ export const OPENAPI_DOCUMENT = {
                 maxItems: 100,
               },
               lastResort: ref('KeyPackage'),
+              replace: {
+                type: 'boolean',
+                description: "delete the device's one-time KeyPackages first",
+              },
             },
-            ['lastResort'],
+            ['lastResort', 'replace'],
           ),
         ),
         responses: {

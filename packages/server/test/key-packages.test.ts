@@ -105,6 +105,27 @@ describe.each(dialects)('key packages (%s)', (dialect) => {
     expect(await rawCount(a.accountId)).toBe(1);
   });
 
+  it('replaces the one-time packages a device holds when asked (rotation)', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const old = [kp(), kp(), kp()];
+    await upload(a.token, { keyPackages: old.map(b64), lastResort: b64(kp()) });
+    const fresh2 = [kp(), kp()];
+    const up = await upload(a.token, { keyPackages: fresh2.map(b64), replace: true });
+    expect(up.status).toBe(201);
+    expect(up.json).toEqual({ available: 2 });
+    // Only the new ones are handed out, then the (kept) last-resort package.
+    const handed = new Set<string>();
+    for (let i = 0; i < 2; i++)
+      handed.add((await claim(b.token, a.accountId)).json.keyPackages[0].keyPackage);
+    expect(handed).toEqual(new Set(fresh2.map(b64)));
+    expect((await claim(b.token, a.accountId)).json.keyPackages[0].lastResort).toBe(true);
+    // Without `replace`, an upload adds to what is held.
+    await upload(a.token, { keyPackages: [b64(kp())], replace: false });
+    await upload(a.token, { keyPackages: [b64(kp())] });
+    expect((await count(a.token)).json).toEqual({ available: 2, lastResort: true });
+  });
+
   it('answers one package per listed device, leaves out devices with none and oneself', async () => {
     const a = await fresh();
     const b = await fresh();
@@ -322,6 +343,7 @@ describe.each(dialects)('key packages (%s)', (dialect) => {
       [{ keyPackages: [ok, 7] }, 400],
       [{ keyPackages: [ok], lastResort: 12 }, 400],
       [{ keyPackages: [ok], lastResort: b64(kp(MAX_KEY_PACKAGE_LENGTH + 1)) }, 400],
+      [{ keyPackages: [ok], replace: 'yes' }, 400],
     ];
     for (const [body, status] of bad) {
       const r = await upload(a.token, body);

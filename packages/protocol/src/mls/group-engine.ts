@@ -30,6 +30,7 @@ import {
   joinGroupExternal,
   joinGroupWithExtensions,
   type KeyPackage,
+  leafNodeSources,
   type MlsContext,
   type MlsMessage,
   makeCustomExtension,
@@ -210,7 +211,9 @@ export interface GroupEngine {
    * can match it to the device it was claimed for. Nothing is verified here: adding the same
    * bytes (addMembers) checks the package's signature, credential and lifetime.
    */
-  inspectKeyPackage(publicKeyPackage: Uint8Array): Promise<Omit<MlsMember, 'leafIndex'>>;
+  inspectKeyPackage(
+    publicKeyPackage: Uint8Array,
+  ): Promise<Omit<MlsMember, 'leafIndex'> & { readonly notAfter: Date }>;
   /** The group data of the current epoch, or undefined when the group has none. */
   groupData(group: MlsGroup): Uint8Array | undefined;
   /**
@@ -1020,9 +1023,16 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       if (!('identity' in credential)) throw rejected(operation, 'key package');
       // Adding it to a throwaway view is what validates it fully; here the identity is only
       // read, and the add that follows runs every check (signature, credential, lifetime).
+      // When its MLS lifetime ends: after that, no member can add it (RFC 9420 §7.2).
+      const { leafNode } = kp;
+      const notAfter =
+        leafNode.leafNodeSource === leafNodeSources.key_package
+          ? new Date(Number(leafNode.lifetime.notAfter) * 1000)
+          : new Date(0);
       return {
         identity: credential.identity.slice(),
         signaturePublicKey: signaturePublicKey.slice(),
+        notAfter,
       };
     },
 

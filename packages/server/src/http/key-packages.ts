@@ -47,6 +47,9 @@ export function keyPackageRoutes(deps: RouteDeps): Hono<AppEnv> {
       lastResortValue === undefined || lastResortValue === null
         ? undefined
         : decodeB64url(lastResortValue, 'lastResort', op, limits);
+    const replaceValue = Object.hasOwn(body, 'replace') ? body.replace : undefined;
+    if (replaceValue !== undefined && typeof replaceValue !== 'boolean')
+      throw new ServerError('BAD_REQUEST', op, '"replace" expected a boolean');
     const session = c.get('session');
     const { deviceId, seq } = await listedDevice(devices, session, op);
     let available: number;
@@ -55,7 +58,7 @@ export function keyPackageRoutes(deps: RouteDeps): Hono<AppEnv> {
         session.accountId,
         deviceId,
         { keyPackages, ...(lastResort ? { lastResort } : {}) },
-        { cap: MAX_KEY_PACKAGES_PER_DEVICE, manifestSeq: seq },
+        { cap: MAX_KEY_PACKAGES_PER_DEVICE, manifestSeq: seq, replace: replaceValue === true },
       );
     } catch (err) {
       if (err instanceof StorageConflictError && err.what === 'keyPackageCap') {

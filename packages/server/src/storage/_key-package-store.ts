@@ -96,7 +96,7 @@ export function createKeyPackageStore(ctx: StoreContext): KeyPackageStore {
   }
 
   return {
-    async add(accountId, deviceId, upload, { cap, manifestSeq }) {
+    async add(accountId, deviceId, upload, { cap, manifestSeq, replace = false }) {
       const [rows, lastResort] = await Promise.all([
         Promise.all(upload.keyPackages.map((kp) => sealRow(accountId, deviceId, ONE_TIME, kp))),
         upload.lastResort && sealRow(accountId, deviceId, LAST_RESORT, upload.lastResort),
@@ -113,6 +113,14 @@ export function createKeyPackageStore(ctx: StoreContext): KeyPackageStore {
           .executeTakeFirst();
         if (latest?.seq == null || num(latest.seq) !== manifestSeq)
           throw new StorageConflictError('manifestSeq');
+        if (replace) {
+          await tx
+            .deleteFrom('key_packages')
+            .where('account_id', '=', accountId)
+            .where('device_id', '=', deviceId)
+            .where('last_resort', '=', ONE_TIME)
+            .execute();
+        }
         if (rows.length > 0) {
           await tx
             .insertInto('key_packages')

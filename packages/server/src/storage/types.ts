@@ -276,7 +276,12 @@ export interface KeyPackageStore {
     accountId: string,
     deviceId: string,
     upload: KeyPackageUpload,
-    limits: { readonly cap: number; readonly manifestSeq: number },
+    limits: {
+      readonly cap: number;
+      readonly manifestSeq: number;
+      /** Deletes the device's one-time packages first, in the same transaction (rotation). */
+      readonly replace?: boolean;
+    },
   ): Promise<number>;
   count(accountId: string, deviceId: string): Promise<KeyPackageCount>;
   /**
