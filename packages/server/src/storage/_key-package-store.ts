@@ -113,14 +113,15 @@ export function createKeyPackageStore(ctx: StoreContext): KeyPackageStore {
           .executeTakeFirst();
         if (latest?.seq == null || num(latest.seq) !== manifestSeq)
           throw new StorageConflictError('manifestSeq');
-        if (replace) {
-          await tx
+        // The device's packages of one kind (ONE_TIME or LAST_RESORT), before their successors.
+        const deleteKind = (kind: number) =>
+          tx
             .deleteFrom('key_packages')
             .where('account_id', '=', accountId)
             .where('device_id', '=', deviceId)
-            .where('last_resort', '=', ONE_TIME)
+            .where('last_resort', '=', kind)
             .execute();
-        }
+        if (replace) await deleteKind(ONE_TIME);
         if (rows.length > 0) {
           await tx
             .insertInto('key_packages')
@@ -131,12 +132,7 @@ export function createKeyPackageStore(ctx: StoreContext): KeyPackageStore {
             .execute();
         }
         if (lastResort) {
-          await tx
-            .deleteFrom('key_packages')
-            .where('account_id', '=', accountId)
-            .where('device_id', '=', deviceId)
-            .where('last_resort', '=', LAST_RESORT)
-            .execute();
+          await deleteKind(LAST_RESORT);
           await tx.insertInto('key_packages').values(lastResort).execute();
         }
         const available = await oneTimeCount(tx, accountId, deviceId);
