@@ -18,7 +18,7 @@ import { requireLogin } from './_account.js';
 import { type Context, note, result, withClient } from './_context.js';
 import { CliError, usageError } from './_errors.js';
 import { columns, formatSize, formatTime, printable, quoted } from './_format.js';
-import { claimFreePath, safeFileName } from './_safe-file-name.js';
+import { pathInside, safeFileName } from './_safe-file-name.js';
 import { EXIT } from './exit-status.js';
 
 /** How often messages --follow asks the server for more when no push wakes it. */
@@ -273,12 +273,17 @@ export function messages(ctx: Context): Promise<number> {
 
     /** Downloads a message's file into --save-files; the path, or undefined when it failed. */
     const save = async (m: ConversationMessage, d: AttachmentDescriptor) => {
-      const dir = ctx.saveFiles!;
-      const { path, release } = await claimFreePath(dir, safeFileName(d.name));
+      let path: string;
       try {
-        await saveAttachment(await client.conversations.download(m), path);
+        // Written under a hidden name until verified, then given the first free name of
+        // "name", "name (1)", …: nothing existing is replaced, and an interrupted save leaves
+        // no file that looks complete.
+        path = await saveAttachment(
+          await client.conversations.download(m),
+          pathInside(ctx.saveFiles!, safeFileName(d.name)),
+          { ifExists: 'keep-both' },
+        );
       } catch (err) {
-        await release().catch(() => {});
         failures += 1;
         errorLine(
           ctx,

@@ -1,14 +1,11 @@
 // File names chosen by another user (an attachment's descriptor) made safe to create in a
-// directory of ours: one plain name inside that directory, never a path out of it, and never a
-// name that is already taken.
-import { lstat, open, rm } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+// directory of ours: one plain name inside that directory, never a path out of it. (That it is
+// not taken is saveAttachment's part: it links the verified file to a free name.)
+import { basename, dirname, join, resolve } from 'node:path';
 import { unsafe as unsafeToShow } from './_format.js';
 
 /** Longest name we create, in UTF-8 bytes (file systems allow 255; room for a " (n)" suffix). */
 export const MAX_SAFE_NAME_BYTES = 200;
-/** Names tried with a suffix before giving up (a directory this full is a mistake). */
-const MAX_SUFFIX = 1000;
 /** Names Windows reserves whatever the extension. */
 const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
 
@@ -57,48 +54,15 @@ export function safeFileName(untrusted: string | undefined, fallback = 'attachme
   return name;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT') return false;
-    throw err;
-  }
-}
-
-/** "name.ext", "name (1).ext", "name (2).ext", ... */
-function candidate(name: string, n: number): string {
-  if (n === 0) return name;
-  const ext = extname(name);
-  return `${name.slice(0, name.length - ext.length)} (${n})${ext}`;
-}
-
 /**
- * Creates an empty file for `name` in `dir` (with a " (n)" suffix when the name or its
- * ".partial" is taken) and returns its path; the file is made with O_EXCL, so two savers never
- * get the same path and nothing existing is ever opened. `release` deletes it (on failure).
+ * The path of the plain file name `name` directly inside `dir`.
+ *
+ * @throws {Error} when `name` would not sit directly inside `dir` (defence in depth: a name from
+ *   {@link safeFileName} never does).
  */
-export async function claimFreePath(
-  dir: string,
-  name: string,
-): Promise<{ path: string; release: () => Promise<void> }> {
+export function pathInside(dir: string, name: string): string {
   const root = resolve(dir);
-  for (let n = 0; n <= MAX_SUFFIX; n++) {
-    const file = candidate(name, n);
-    const path = join(root, file);
-    // Defence in depth: whatever the name, the file must sit directly inside the directory.
-    if (dirname(path) !== root || basename(path) !== file) throw new Error('unsafe file name');
-    // The download goes to "<path>.partial" first: leave someone else's alone.
-    if (await exists(`${path}.partial`)) continue;
-    try {
-      const handle = await open(path, 'wx', 0o600);
-      await handle.close();
-    } catch (err) {
-      if ((err as { code?: unknown }).code === 'EEXIST') continue;
-      throw err;
-    }
-    return { path, release: () => rm(path, { force: true }) };
-  }
-  throw new Error(`no free name for ${name} in the directory`);
+  const path = join(root, name);
+  if (dirname(path) !== root || basename(path) !== name) throw new Error('unsafe file name');
+  return path;
 }

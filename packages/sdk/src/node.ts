@@ -4,6 +4,7 @@ import {
   chmod,
   type FileHandle,
   link,
+  lstat,
   mkdir,
   open,
   readFile,
@@ -13,7 +14,7 @@ import {
   stat,
   unlink,
 } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import {
   type AttachmentDescriptor,
   type AttachmentServerOptions,
@@ -456,43 +457,75 @@ function ioError(op: string, err: unknown): SdkError {
   );
 }
 
+/** What {@link saveAttachment} does when a file already exists at the path. */
+export type IfFileExists = 'fail' | 'replace' | 'keep-both';
+
+/** Options of {@link saveAttachment} that concern the file. */
+export interface SaveFileOptions {
+  /**
+   * When a file exists at the path once the attachment has verified: `fail` (the default:
+   * `CONFLICT`, nothing written there), `replace` it, or `keep-both` (the attachment gets the
+   * first free name of "name (1).ext", "name (2).ext", …).
+   */
+  readonly ifExists?: IfFileExists;
+}
+
 /** Options of {@link saveAttachment}. */
-export interface SaveAttachmentOptions extends AttachmentServerOptions {
+export interface SaveAttachmentOptions extends AttachmentServerOptions, SaveFileOptions {
   /** Called as plaintext is written: bytes so far, and the descriptor's size. */
   readonly onProgress?: (done: number, total: number) => void;
 }
 
+/** Names tried for `keep-both` after the path itself. */
+const MAX_NAME_SUFFIX = 1000;
+
+/** "name.ext", "name (1).ext", "name (2).ext", … */
+function numberedPath(path: string, n: number): string {
+  if (n === 0) return path;
+  const ext = extname(path);
+  return `${path.slice(0, path.length - ext.length)} (${n})${ext}`;
+}
+
 /**
  * Downloads and decrypts an attachment into the file `path` (or writes the verified plaintext
- * stream of `client.conversations.download(message)` there). The plaintext goes to
- * `<path>.partial` (mode 0600) as it is verified, and is flushed and renamed to `path` only once
- * the whole stream has verified (length, SHA-256 and every chunk, the final one included); on
- * any failure the partial file is deleted and `path` is left as it was. So a file at `path` is
- * always a complete, authentic attachment.
+ * stream of `client.conversations.download(message)` there), and returns the path it wrote.
+ * The plaintext goes to a new hidden file beside it (`.<name>.<random>.partial`, mode 0600,
+ * made with O_EXCL: nothing existing is opened or followed) as it is verified, and is flushed
+ * and linked to `path` only once the whole stream has verified (length, SHA-256 and every
+ * chunk, the final one included); on any failure it is deleted and `path` is left as it was.
+ * So a file at `path` is always a complete, authentic attachment, and an existing file is
+ * never replaced unless `ifExists` says so.
  *
  * @throws {SdkError} everything `downloadAndDecrypt` throws or its stream errors with
- *   (`ATTACHMENT_CORRUPT`, `NOT_FOUND`, `NETWORK`, …); `STORE_UNAVAILABLE` when the file cannot
- *   be written.
+ *   (`ATTACHMENT_CORRUPT`, `NOT_FOUND`, `NETWORK`, …); `CONFLICT` when a file exists at `path`
+ *   (`ifExists: 'fail'`); `STORE_UNAVAILABLE` when the file cannot be written.
  * @example
  * ```ts
  * import { saveAttachment } from '@coffer/sdk/node';
- * await saveAttachment(descriptor, './downloads/report.pdf', { server, token });
+ * const saved = await saveAttachment(descriptor, './downloads/report.pdf', { server, token, ifExists: 'keep-both' });
  * ```
  */
 export async function saveAttachment(
   source: AttachmentDescriptor | ReadableStream<Uint8Array>,
   path: string,
-  options?: SaveAttachmentOptions,
-): Promise<void> {
+  options?: SaveAttachmentOptions | SaveFileOptions,
+): Promise<string> {
   const op = 'saveAttachment';
   if (typeof path !== 'string' || path.length === 0)
     throw new SdkError('INVALID_ARGUMENT', op, '"path" expected a file path');
+  const ifExists = options?.ifExists ?? 'fail';
+  if (!['fail', 'replace', 'keep-both'].includes(ifExists))
+    throw new SdkError('INVALID_ARGUMENT', op, '"ifExists" expected fail, replace or keep-both');
   // A stream from `client.conversations.download(message)` is already being verified.
   let plaintext: ReadableStream<Uint8Array>;
   if (source instanceof ReadableStream) plaintext = source;
-  else if (options) plaintext = await downloadAndDecrypt({ ...options, descriptor: source });
+  else if (options && 'server' in options)
+    plaintext = await downloadAndDecrypt({ ...options, descriptor: source });
   else throw new SdkError('INVALID_ARGUMENT', op, '"options" expected the server and token');
-  const partial = `${path}.partial`;
+  const partial = join(
+    dirname(path),
+    `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`,
+  );
   const fileError = (err: unknown) => {
     const code = (err as { code?: unknown })?.code;
     return new SdkError(
@@ -504,12 +537,13 @@ export async function saveAttachment(
   };
   let handle: Awaited<ReturnType<typeof open>>;
   try {
-    handle = await open(partial, 'w', 0o600);
+    handle = await open(partial, 'wx', 0o600);
   } catch (err) {
     await plaintext.cancel().catch(() => {});
     throw fileError(err);
   }
   const reader = plaintext.getReader();
+  let saved: string;
   try {
     for (;;) {
       const next = await reader.read();
@@ -524,15 +558,16 @@ export async function saveAttachment(
     try {
       await handle.sync();
       await handle.close();
-      await rename(partial, path);
     } catch (err) {
       throw fileError(err);
     }
+    saved = await placeFile(op, partial, path, ifExists, fileError);
   } catch (err) {
     await handle.close().catch(() => {});
     await rm(partial, { force: true }).catch(() => {});
     throw err;
   }
+  await rm(partial, { force: true }).catch(() => {});
   if (process.platform !== 'win32') {
     const dirHandle = await open(dirname(path), 'r').catch(() => undefined);
     if (dirHandle)
@@ -541,4 +576,54 @@ export async function saveAttachment(
         .catch(() => {})
         .finally(() => dirHandle.close());
   }
+  return saved;
+}
+
+/**
+ * Gives the verified file at `partial` its name: a hard link, which fails when the name is
+ * taken (so nothing is replaced by accident), or a rename for `replace`. Where the file system
+ * has no hard links, a rename after checking the name is free.
+ */
+async function placeFile(
+  op: string,
+  partial: string,
+  path: string,
+  ifExists: IfFileExists,
+  fileError: (err: unknown) => SdkError,
+): Promise<string> {
+  if (ifExists === 'replace') {
+    await rename(partial, path).catch((err: unknown) => {
+      throw fileError(err);
+    });
+    return path;
+  }
+  const last = ifExists === 'keep-both' ? MAX_NAME_SUFFIX : 0;
+  for (let n = 0; n <= last; n++) {
+    const target = numberedPath(path, n);
+    try {
+      await link(partial, target);
+      return target;
+    } catch (err) {
+      if (isCode(err, 'EEXIST')) continue;
+      if (!isCode(err, 'EPERM') && !isCode(err, 'ENOTSUP') && !isCode(err, 'EOPNOTSUPP'))
+        throw fileError(err);
+    }
+    // No hard links here.
+    const taken = await lstat(target).then(
+      () => true,
+      (e: unknown) => !isCode(e, 'ENOENT'),
+    );
+    if (taken) continue;
+    await rename(partial, target).catch((e: unknown) => {
+      throw fileError(e);
+    });
+    return target;
+  }
+  throw new SdkError(
+    'CONFLICT',
+    op,
+    ifExists === 'fail'
+      ? 'a file exists at the path: nothing was written there'
+      : 'no free name for the file in its directory',
+  );
 }

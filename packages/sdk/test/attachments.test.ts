@@ -2,7 +2,15 @@
 // round trip, a hostile server that reorders, truncates, duplicates, flips or swaps what it
 // serves (each a typed error, and no unverified final chunk released), the Node helper's
 // all-or-nothing file, and strict descriptor decoding.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, sha256, toBase64url } from '@coffer/crypto';
@@ -377,8 +385,51 @@ describe('attachments', () => {
             'ATTACHMENT_CORRUPT',
           );
           expect(existsSync(bad)).toBe(false);
-          expect(existsSync(`${bad}.partial`)).toBe(false);
         }
+        // Nothing is left beside the file: no partial file, hidden or not.
+        expect(readdirSync(dir)).toEqual(['file.bin']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('saveAttachment never replaces or follows what exists unless told to', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'coffer-att-'));
+      try {
+        const path = join(dir, 'file.bin');
+        const mine = join(dir, 'mine.txt');
+        writeFileSync(path, "the user's own file");
+        writeFileSync(mine, 'not to be written through a link');
+        symlinkSync(mine, join(dir, 'link.bin'));
+        symlinkSync(mine, join(dir, 'file.bin.partial'));
+        const opts = { ...base, token, fetch };
+        await expectCode(saveAttachment(d, path, opts), 'CONFLICT');
+        await expectCode(saveAttachment(d, join(dir, 'link.bin'), opts), 'CONFLICT');
+        expect(readFileSync(path, 'utf8')).toBe("the user's own file");
+        expect(readFileSync(mine, 'utf8')).toBe('not to be written through a link');
+        // keep-both: the first free numbered name; replace: over the file.
+        expect(await saveAttachment(d, path, { ...opts, ifExists: 'keep-both' })).toBe(
+          join(dir, 'file (1).bin'),
+        );
+        expect(await saveAttachment(d, path, { ...opts, ifExists: 'keep-both' })).toBe(
+          join(dir, 'file (2).bin'),
+        );
+        expect(await saveAttachment(d, path, { ...opts, ifExists: 'replace' })).toBe(path);
+        for (const f of ['file.bin', 'file (1).bin', 'file (2).bin'])
+          expect(Buffer.from(readFileSync(join(dir, f))).equals(Buffer.from(data)), f).toBe(true);
+        expect(readFileSync(mine, 'utf8')).toBe('not to be written through a link');
+        expect(readdirSync(dir).sort()).toEqual([
+          'file (1).bin',
+          'file (2).bin',
+          'file.bin',
+          'file.bin.partial',
+          'link.bin',
+          'mine.txt',
+        ]);
+        await expectCode(
+          saveAttachment(d, path, { ...opts, ifExists: 'sometimes' as 'fail' }),
+          'INVALID_ARGUMENT',
+        );
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
