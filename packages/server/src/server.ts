@@ -32,6 +32,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** How long one request, its body included, may take (a large upload on a slow link). */
+export const REQUEST_TIMEOUT_MS = 60 * 60 * 1000;
+
 /**
  * Starts the Coffer server: the app of {@link createApp} on HTTP or HTTPS, plus the
  * `/v1/events` WebSocket.
@@ -52,12 +55,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         fetch: app.fetch,
         port: options.port,
         hostname: options.host,
+        // Node's default limit on a whole request, 5 minutes, would cut off an attachment
+        // upload slower than about 3.5 MB/s at the 1 GiB blob limit; headers keep their own.
         ...(options.tls
           ? {
               createServer: createHttpsServer,
-              serverOptions: { cert: options.tls.cert, key: options.tls.key },
+              serverOptions: {
+                cert: options.tls.cert,
+                key: options.tls.key,
+                requestTimeout: REQUEST_TIMEOUT_MS,
+              },
             }
-          : {}),
+          : { serverOptions: { requestTimeout: REQUEST_TIMEOUT_MS } }),
       },
       () => {
         s.off('error', reject);

@@ -4,7 +4,7 @@
 // every database, in-process and over a real socket.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, utimes, writeFile } from 'node:fs/promises';
+import { readdir, readlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { toBase64url } from '@coffer/crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import {
   MAX_BLOB_BYTES,
   sweepBlobs,
 } from '../src/http/blobs.js';
+import { REQUEST_TIMEOUT_MS } from '../src/server.js';
 import { type Account, addDevice, call, login, makeDevice, signup } from './_client.js';
 import { testDialects } from './_db.js';
 import { foundIn, foundInDirectory } from './_dump-search.js';
@@ -140,6 +141,30 @@ describe.each(dialects)('blobs (%s)', (dialect) => {
       a.token,
     );
     expect(gone.status).toBe(204);
+  });
+
+  it('answers HEAD with the size and closes the file; allows an hour for a request', async () => {
+    const server = await h.listen();
+    expect(server.server.requestTimeout).toBe(REQUEST_TIMEOUT_MS);
+    const up = await upload(server.fetch, a.token, bytes(70_000));
+    const blobFiles = async () => {
+      const fds = await readdir('/proc/self/fd').catch(() => undefined);
+      if (!fds) return 0; // not Linux: nothing to count
+      const targets = await Promise.all(
+        fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')),
+      );
+      return targets.filter((t) => t.endsWith(`${up.json.blobId}.blob`)).length;
+    };
+    for (let i = 0; i < 20; i++) {
+      const res = await server.fetch(`/v1/blobs/${up.json.blobId}`, {
+        method: 'HEAD',
+        headers: { authorization: `Bearer ${b.token}` },
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-length')).toBe('70000');
+      expect((await res.arrayBuffer()).byteLength).toBe(0);
+    }
+    expect(await blobFiles()).toBe(0);
   });
 
   it('answers an oversized or over-quota upload over a real socket too', async () => {

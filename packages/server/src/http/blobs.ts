@@ -90,14 +90,21 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
     // Checked before reading, so a full account is told at once; checked again, atomically,
     // when the row is written. Uploads in progress hold the room they may still fill (their
     // declared length, else all they are allowed), so that concurrent uploads cannot together
-    // write more than the quota to disk before their rows are refused.
-    const usage = await storage.blobs.usage(accountId);
-    const room = Math.max(0, quotaBytes - usage - (inFlight.get(accountId) ?? 0));
-    if (declared !== undefined && declared > room)
-      await refuse(new ServerError('QUOTA_EXCEEDED', op));
-    const limit = Math.min(maxBytes, room, declared ?? maxBytes);
-    reserve(accountId, limit);
+    // write more than the quota to disk before their rows are refused. The room is reserved
+    // before the usage is read, and cut down to what is left after: an upload finishing in
+    // between is then counted twice (its row and its reservation), never not at all.
+    const provisional = Math.min(maxBytes, declared ?? maxBytes);
+    reserve(accountId, provisional);
+    let held = provisional;
     try {
+      const usage = await storage.blobs.usage(accountId);
+      const others = (inFlight.get(accountId) ?? 0) - provisional;
+      const room = Math.max(0, quotaBytes - usage - others);
+      if (declared !== undefined && declared > room)
+        await refuse(new ServerError('QUOTA_EXCEEDED', op));
+      const limit = Math.min(provisional, room);
+      release(accountId, provisional - limit);
+      held = limit;
       const blobId = toBase64url(randomBytes(16));
       const written = await files.write(blobId, body, limit);
       if (!written.ok) {
@@ -124,7 +131,7 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
       }
       return c.json({ blobId, size: written.size }, 201);
     } finally {
-      release(accountId, limit);
+      release(accountId, held);
     }
   });
 
@@ -140,13 +147,16 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
     const live = record !== undefined && record.createdAt > now() - BLOB_RETENTION_MS;
     const opened = live ? await files.open(blobId) : undefined;
     if (!opened) throw new ServerError('NOT_FOUND', op);
-    return new Response(opened.stream, {
-      status: 200,
-      headers: {
-        'content-type': 'application/octet-stream',
-        'content-length': String(opened.size),
-      },
-    });
+    const headers = {
+      'content-type': 'application/octet-stream',
+      'content-length': String(opened.size),
+    };
+    // HEAD is answered by this handler too, and its body thrown away: close the file now.
+    if (c.req.method === 'HEAD') {
+      await opened.stream.cancel().catch(() => {});
+      return new Response(null, { status: 200, headers });
+    }
+    return new Response(opened.stream, { status: 200, headers });
   });
 
   app.delete('/v1/blobs/:blobId', auth, async (c) => {
