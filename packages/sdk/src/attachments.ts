@@ -398,7 +398,33 @@ async function upload(
       finished = true;
     },
   });
-  const body = source
+  // A failure to read the data is the caller's (a file that cannot be read), never the
+  // network's: it is kept apart from what the upload itself throws.
+  const reader = source.getReader();
+  const guarded = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (err) {
+        const code = (err as { code?: unknown })?.code;
+        inputError ??= new SdkError(
+          'STORE_UNAVAILABLE',
+          op,
+          `the data to upload could not be read (${typeof code === 'string' ? code : 'i/o error'})`,
+          { cause: err },
+        );
+        controller.error(inputError);
+        return;
+      }
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  const body = guarded
     .pipeThrough(counted)
     .pipeThrough(createEncryptStream(aeadKey, { context: CONTEXT, chunkSize }))
     .pipeThrough(hashed);
@@ -517,7 +543,7 @@ export async function downloadAndDecrypt(
   const declared = response.headers.get('content-length');
   if (response.body === null || (declared !== null && declared !== String(d.cipherSize))) {
     await response.body?.cancel().catch(() => {});
-    throw corrupt(op, `blob ${d.blobId} does not have the length the descriptor gives`);
+    throw corrupt(op, `the attachment does not have the length the descriptor gives`);
   }
 
   // Before decryption: the ciphertext's length and SHA-256. Its flush runs before the decryptor's,
@@ -527,28 +553,26 @@ export async function downloadAndDecrypt(
   const verified = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       received += chunk.length;
-      if (received > d.cipherSize) throw corrupt(op, `blob ${d.blobId} is longer than described`);
+      if (received > d.cipherSize) throw corrupt(op, `the attachment is longer than described`);
       hash.update(chunk);
       controller.enqueue(chunk);
     },
     flush() {
-      if (received !== d.cipherSize)
-        throw corrupt(op, `blob ${d.blobId} is shorter than described`);
+      if (received !== d.cipherSize) throw corrupt(op, `the attachment is shorter than described`);
       if (!constantTimeEqual(hash.digest(), d.sha256))
-        throw corrupt(op, `blob ${d.blobId} does not have the described sha-256`);
+        throw corrupt(op, `the attachment does not have the described sha-256`);
     },
   });
   let released = 0;
   const counted = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       released += chunk.length;
-      if (released > d.size) throw corrupt(op, `blob ${d.blobId} decrypts to more than described`);
+      if (released > d.size) throw corrupt(op, `the attachment decrypts to more than described`);
       controller.enqueue(chunk);
       options.onProgress?.(released, d.size);
     },
     flush() {
-      if (released !== d.size)
-        throw corrupt(op, `blob ${d.blobId} decrypts to less than described`);
+      if (released !== d.size) throw corrupt(op, `the attachment decrypts to less than described`);
     },
   });
   const inner = response.body
@@ -561,7 +585,7 @@ export async function downloadAndDecrypt(
   // the crypto layer calls it; a body that stops arriving is NETWORK.
   const mapError = (err: unknown): SdkError => {
     if (SdkError.is(err)) return err;
-    if (CryptoError.is(err)) return corrupt(op, `blob ${d.blobId} does not decrypt`, err);
+    if (CryptoError.is(err)) return corrupt(op, `the attachment does not decrypt`, err);
     if (options.signal?.aborted)
       return new SdkError('ABORTED', op, 'aborted by the caller', { cause: err });
     return new SdkError('NETWORK', op, 'the download broke off', { cause: err, retryable: true });

@@ -159,6 +159,25 @@ describe('attachments', () => {
     expect(d.size).toBe(data.length);
     const plain = await collect(await downloadAndDecrypt({ server: url, token, descriptor: d }));
     expect(Buffer.from(plain).equals(Buffer.from(data))).toBe(true);
+    // A file that fails to read midway is a local error, not the network's, over a socket
+    // and in process alike.
+    async function* failing() {
+      yield randomBytes(100_000);
+      throw Object.assign(new Error('input/output error'), { code: 'EIO' });
+    }
+    for (const [server2, fetch2] of [
+      [url, undefined],
+      [base.server, fetch],
+    ] as const) {
+      const err = await encryptAndUpload({
+        server: server2,
+        token,
+        data: failing(),
+        ...(fetch2 ? { fetch: fetch2 } : {}),
+      }).catch((e) => e);
+      expect(SdkError.is(err, 'STORE_UNAVAILABLE'), String(err)).toBe(true);
+      expect(err.message).toContain('EIO');
+    }
   });
 
   it('takes a ReadableStream, and an empty file', async () => {
