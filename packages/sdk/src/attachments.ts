@@ -20,7 +20,10 @@ import {
   wipe,
 } from '@coffer/crypto';
 import { SdkError } from './errors.js';
-import { errorFromResponse, type FetchLike, parseBase } from './transport.js';
+import { errorFromResponse, type FetchLike, parseBase, readCappedText } from './transport.js';
+
+/** The most of an upload's answer or a download's error body a client reads (JSON, a few bytes). */
+const MAX_ANSWER_BYTES = 64 * 1024;
 
 /** The stream-v1 context every attachment is encrypted under (its own label, with the version). */
 export const ATTACHMENT_CONTEXT = 'coffer/v1/attachment';
@@ -446,7 +449,7 @@ async function upload(
       redirect: 'error',
       ...(options.signal ? { signal: options.signal } : {}),
     } as RequestInit);
-    text = await response.text();
+    text = await readCappedText(response, MAX_ANSWER_BYTES, op);
   } catch (err) {
     if (inputError) throw inputError;
     if (SdkError.is(err)) throw err;
@@ -539,7 +542,12 @@ export async function downloadAndDecrypt(
       retryable: true,
     });
   }
-  if (!response.ok) throw errorFromResponse(op, response, await response.text().catch(() => ''));
+  if (!response.ok)
+    throw errorFromResponse(
+      op,
+      response,
+      await readCappedText(response, MAX_ANSWER_BYTES, op).catch(() => ''),
+    );
   const declared = response.headers.get('content-length');
   if (response.body === null || (declared !== null && declared !== String(d.cipherSize))) {
     await response.body?.cancel().catch(() => {});

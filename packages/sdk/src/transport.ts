@@ -20,6 +20,43 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
  */
 export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
+/**
+ * The body of `response` as text, read piece by piece and given up (the body cancelled) past
+ * `max` bytes: a hostile server cannot make a client hold more than that, whatever its
+ * content-length says or leaves unsaid.
+ *
+ * @throws {SdkError} `PROTOCOL_VIOLATION` past `max`; what the body's stream errors with.
+ */
+export async function readCappedText(
+  response: Response,
+  max: number,
+  operation: string,
+): Promise<string> {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const pieces: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const next = await reader.read();
+    if (next.done) break;
+    length += next.value.length;
+    if (length > max) {
+      await reader.cancel().catch(() => {});
+      throw new SdkError('PROTOCOL_VIOLATION', operation, 'the server answered too much data', {
+        status: response.status,
+      });
+    }
+    pieces.push(next.value);
+  }
+  const all = new Uint8Array(length);
+  let at = 0;
+  for (const piece of pieces) {
+    all.set(piece, at);
+    at += piece.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
 /** How the server's error codes (spec "Errors" table) surface to SDK callers. */
 const SERVER_CODES: Readonly<Record<string, SdkErrorCode>> = {
   BAD_REQUEST: 'INVALID_ARGUMENT',
@@ -150,7 +187,7 @@ export function createTransport(options: TransportOptions): Transport {
             status: response.status,
           });
         }
-        text = await response.text();
+        text = await readCappedText(response, MAX_RESPONSE_BYTES, operation);
       } catch (err) {
         if (SdkError.is(err)) throw err;
         if (signal?.aborted) {

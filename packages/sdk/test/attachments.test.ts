@@ -361,6 +361,39 @@ describe('attachments', () => {
       expect(released).toBe(9 * chunkSize);
     });
 
+    it('reads no more than a few KiB of an answer that never ends', async () => {
+      let pulled = 0;
+      const endless = (status: number): Response =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull(controller) {
+              pulled += 16_384;
+              controller.enqueue(new Uint8Array(16_384).fill(0x20));
+            },
+          }),
+          { status, headers: { 'content-type': 'application/json' } },
+        );
+      // A download refused with an endless error body: its status decides, and the body is
+      // given up early.
+      await expectCode(
+        downloadAndDecrypt({ ...base, token, descriptor: d, fetch: async () => endless(404) }),
+        'NOT_FOUND',
+      );
+      expect(pulled).toBeLessThan(1024 * 1024);
+      // An upload answered with an endless body.
+      pulled = 0;
+      await expectCode(
+        encryptAndUpload({
+          ...base,
+          token,
+          data: randomBytes(10),
+          fetch: async () => endless(201),
+        }),
+        'PROTOCOL_VIOLATION',
+      );
+      expect(pulled).toBeLessThan(1024 * 1024);
+    });
+
     it('refuses a length that does not match before reading', async () => {
       const lying: FetchLike = async (url, init) => {
         const res = await fetch(url, init);
