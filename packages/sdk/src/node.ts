@@ -1,5 +1,6 @@
 // @coffer/sdk/node: the Node.js pieces of the SDK (files). Nothing here runs at import time.
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import {
   chmod,
   type FileHandle,
@@ -476,6 +477,29 @@ export interface SaveAttachmentOptions extends AttachmentServerOptions, SaveFile
   readonly onProgress?: (done: number, total: number) => void;
 }
 
+/**
+ * Partial files of saves in progress. A process that exits in the middle of one (a CLI's
+ * Ctrl-C ends in process.exit) deletes them on its way out: decrypted bytes are not left behind
+ * in a file nobody will finish. (A kill or a crash leaves them; their names start with a dot.)
+ */
+const partials = new Set<string>();
+let exitHookInstalled = false;
+
+function trackPartial(path: string): void {
+  partials.add(path);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const p of partials) {
+      try {
+        rmSync(p, { force: true });
+      } catch {
+        // exiting anyway
+      }
+    }
+  });
+}
+
 /** Names tried for `keep-both` after the path itself. */
 const MAX_NAME_SUFFIX = 1000;
 
@@ -542,6 +566,7 @@ export async function saveAttachment(
     await plaintext.cancel().catch(() => {});
     throw fileError(err);
   }
+  trackPartial(partial);
   const reader = plaintext.getReader();
   let saved: string;
   try {
@@ -565,9 +590,11 @@ export async function saveAttachment(
   } catch (err) {
     await handle.close().catch(() => {});
     await rm(partial, { force: true }).catch(() => {});
+    partials.delete(partial);
     throw err;
   }
   await rm(partial, { force: true }).catch(() => {});
+  partials.delete(partial);
   if (process.platform !== 'win32') {
     const dirHandle = await open(dirname(path), 'r').catch(() => undefined);
     if (dirHandle)

@@ -2,8 +2,10 @@
 // round trip, a hostile server that reorders, truncates, duplicates, flips or swaps what it
 // serves (each a typed error, and no unverified final chunk released), the Node helper's
 // all-or-nothing file, and strict descriptor decoding.
+import { spawnSync } from 'node:child_process';
 import {
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -440,6 +442,34 @@ describe('attachments', () => {
         }
         // Nothing is left beside the file: no partial file, hidden or not.
         expect(readdirSync(dir)).toEqual(['file.bin']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('saveAttachment leaves no partial file when the process exits in the middle', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'coffer-att-exit-'));
+      try {
+        // A process saving a stream that stalls after its first bytes, then exiting (as the
+        // CLI does on Ctrl-C).
+        const script = join(dir, 'exit-midway.mts');
+        writeFileSync(
+          script,
+          `import { saveAttachment } from ${JSON.stringify(new URL('../src/node.ts', import.meta.url).pathname)};
+          const stream = new ReadableStream({
+            start(controller) { controller.enqueue(new Uint8Array(100_000).fill(7)); },
+          });
+          void saveAttachment(stream, ${JSON.stringify(join(dir, 'out', 'file.bin'))});
+          setTimeout(() => process.exit(130), 500);`,
+        );
+        mkdirSync(join(dir, 'out'));
+        const child = spawnSync(
+          process.execPath,
+          ['--conditions=@coffer/source', '--import', 'tsx', script],
+          { cwd: new URL('..', import.meta.url).pathname, encoding: 'utf8' },
+        );
+        expect(child.status, child.stderr).toBe(130);
+        expect(readdirSync(join(dir, 'out'))).toEqual([]);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
