@@ -307,7 +307,11 @@ export interface ConversationHost {
 type KeyPackages = Map<
   string,
   { pub: string; priv: string; lastResort: boolean /** ms since the epoch */; at: number }
-> & { rotatedAt?: number };
+> & {
+  rotatedAt?: number;
+  /** An upload made and stored but not yet taken by the server: sent again, never remade. */
+  unsent?: { keyPackages: string[]; lastResort?: string; replace: boolean };
+};
 
 interface StoredMessage {
   id: string;
@@ -761,11 +765,20 @@ class Conversations {
           pub: str(p, 'pub'),
           priv: str(p, 'priv'),
           lastResort: p.lastResort === true,
-          // Packages stored before times were kept: as old as can be, so rotated and pruned.
-          at: p.at === undefined ? 0 : int(p, 'at'),
+          // Packages stored before times were kept count from now: a Welcome for one may be
+          // waiting in the queue (the time is written with the next change of the record).
+          at: p.at === undefined ? this.#host.now() : int(p, 'at'),
         });
       }
       if (obj.rotatedAt !== undefined) out.rotatedAt = int(obj, 'rotatedAt');
+      if (obj.unsent !== undefined) {
+        const u = asObject(obj.unsent, 'unsent');
+        out.unsent = {
+          keyPackages: array(u, 'keyPackages').map((k) => String(k)),
+          ...(u.lastResort === undefined ? {} : { lastResort: str(u, 'lastResort') }),
+          replace: u.replace === true,
+        };
+      }
       return out;
     });
   }
@@ -774,6 +787,7 @@ class Conversations {
     await this.#host.writeRecord(`kps/${this.#me().accountId}`, {
       packages: [...map].map(([ref, p]) => ({ ref, ...p })),
       ...(map.rotatedAt === undefined ? {} : { rotatedAt: map.rotatedAt }),
+      ...(map.unsent === undefined ? {} : { unsent: map.unsent }),
     });
   }
 
@@ -984,6 +998,10 @@ class Conversations {
     if (now - (this.#keyPackagesCheckedAt.get(accountId) ?? -Infinity) < SCAN_INTERVAL_MS) return;
     this.#keyPackagesCheckedAt.set(accountId, now);
     const stored = await this.#keyPackages();
+    if (stored.unsent) {
+      await this.#uploadKeyPackages(stored, now);
+      return;
+    }
     // MLS key packages expire (their lifetime, KEY_PACKAGE_LIFETIME_MS), and an expired one
     // cannot be added to a group; claims hand out the oldest first. So every
     // KEY_PACKAGE_ROTATE_MS all of them are replaced on the server at once.
@@ -1030,20 +1048,34 @@ class Conversations {
         at: now,
       });
     }
-    // Private halves first: a key package on the server whose private half we lost is useless.
-    await this.#writeKeyPackages(stored);
-    if (fresh.length > 0 || last) {
-      await this.#request('POST', '/v1/key-packages', {
-        keyPackages: fresh.length > 0 ? fresh : [last],
-        ...(last ? { lastResort: last } : {}),
-        ...(rotate ? { replace: true } : {}),
-      });
-    }
-    if (rotate) {
-      // Rotated once the server has the new ones (a failed upload is tried again next time).
-      stored.rotatedAt = now;
+    if (fresh.length === 0 && !last) {
       await this.#writeKeyPackages(stored);
+      return;
     }
+    // Private halves first: a key package on the server whose private half we lost is useless.
+    // The upload is kept until the server takes it, so that a failure is retried with the same
+    // packages instead of piling up new ones.
+    stored.unsent = {
+      keyPackages: fresh.length > 0 ? fresh : [last as string],
+      ...(last ? { lastResort: last } : {}),
+      replace: rotate,
+    };
+    await this.#writeKeyPackages(stored);
+    await this.#uploadKeyPackages(stored, now);
+  }
+
+  /** Sends the stored upload; once taken, forgets it (and, for a rotation, notes the time). */
+  async #uploadKeyPackages(stored: KeyPackages, now: number): Promise<void> {
+    const unsent = stored.unsent;
+    if (!unsent) return;
+    await this.#request('POST', '/v1/key-packages', {
+      keyPackages: unsent.keyPackages,
+      ...(unsent.lastResort ? { lastResort: unsent.lastResort } : {}),
+      ...(unsent.replace ? { replace: true } : {}),
+    });
+    delete stored.unsent;
+    if (unsent.replace) stored.rotatedAt = now;
+    await this.#writeKeyPackages(stored);
   }
 
   async #ref(publicKeyPackage: Uint8Array): Promise<string> {
@@ -1548,7 +1580,10 @@ class Conversations {
         ...(groupInfo ? { groupInfo } : {}),
       });
     } catch (err) {
-      if (refusedByServer(err)) await this.#writeGroup(groupId, before);
+      // Refused: the key the group's GroupInfo opened with is the conversation's now (it was
+      // our unsettled commit's, if that one's), for the next try.
+      if (refusedByServer(err))
+        await this.#writeGroup(groupId, { ...before, ...(groupKey ? { key: groupKey } : {}) });
       else this.#scanFor = undefined; // outcome unknown: the next sync settles it
       throw err;
     }
@@ -2637,7 +2672,8 @@ class Conversations {
     };
     for (const groupId of (await this.#index()).groups) {
       const { group } = await this.#load(groupId);
-      if (!group.active) continue;
+      // A device that asked to leave commits nothing more there (MLS would refuse it).
+      if (!group.active || leaving(engine, group)) continue;
       const { stale, missing } = own(group);
       try {
         if (stale.length > 0) {
@@ -2649,6 +2685,12 @@ class Conversations {
           events.push({ type: 'changed', conversation: await this.#infoOf(groupId, g) });
         }
         if (missing.size > 0) {
+          // Owed before the commit: a crash after it would leave the new devices in the group
+          // and nothing to tell a later sync that their history is still to be sent.
+          if ((await this.#infoOf(groupId, group)).kind !== 'self') {
+            const owed = await this.#owedHistory();
+            if (!owed.includes(groupId)) await this.#writeOwedHistory([...owed, groupId]);
+          }
           let added: Set<string> = missing;
           const g = await this.#commit(groupId, async (e, gr, rec) => {
             added = own(gr).missing;
@@ -2670,14 +2712,17 @@ class Conversations {
       }
     }
     if (caughtUp.length > 0) {
-      // Owed before it is sent: an upload or send that fails is tried again by the next sync
-      // (the devices are in the groups by now, so nothing else would).
-      const owed = await this.#owedHistory();
-      await this.#writeOwedHistory([...new Set([...owed, ...caughtUp])]);
+      // Owed (since before the commits, see above) until it is sent: an upload or send that
+      // fails is tried again by a later sync (the devices are in the groups by now, so nothing
+      // else would).
+      this.#owedTriedAt.delete(me.accountId);
       await this.#sendOwedHistory();
     }
     if (!failed) this.#reconciled.set(me.accountId, body.seq);
   }
+
+  /** When an owed history bundle was last tried, per account. */
+  readonly #owedTriedAt = new Map<string, number>();
 
   /** Conversations whose history this account's newly added devices are still owed. */
   async #owedHistory(): Promise<string[]> {
@@ -2698,8 +2743,13 @@ class Conversations {
    * once, and the bundle is not tried again.
    */
   async #sendOwedHistory(): Promise<void> {
+    // At most once a minute: each try uploads the whole bundle again.
+    const { accountId } = this.#me();
+    const now = this.#host.now();
+    if (now - (this.#owedTriedAt.get(accountId) ?? -Infinity) < SCAN_INTERVAL_MS) return;
     const owed = await this.#owedHistory();
     if (owed.length === 0) return;
+    this.#owedTriedAt.set(accountId, now);
     const index = await this.#index();
     const groups = owed.filter((g) => index.groups.includes(g));
     try {
@@ -2726,7 +2776,8 @@ class Conversations {
     const engine = await this.#engineFor();
     for (const groupId of (await this.#index()).groups) {
       const { group } = await this.#load(groupId);
-      if (!group.active) continue;
+      // A device that asked to leave commits nothing more there (MLS would refuse it).
+      if (!group.active || leaving(engine, group)) continue;
       const stale = new Set<string>();
       for (const m of engine.members(group)) {
         const id = parseMemberIdentity(m.identity);

@@ -224,8 +224,9 @@ describe('a commit whose answer was lost', () => {
 });
 
 describe('a history bundle whose upload failed', () => {
-  test('is sent by the next sync, and the new device gets the history', async () => {
-    const alice = await signup('alice');
+  test('is sent by a later sync, and the new device gets the history', async () => {
+    let clock = Date.now();
+    const alice = await signup('alice', { now: () => clock });
     const bob = await signup('bob');
     const { id } = await alice.client.conversations.direct(bob.name);
     await bob.client.conversations.sync();
@@ -240,6 +241,10 @@ describe('a history bundle whose upload failed', () => {
     await alice.client.conversations.sync();
     const before = await phone.conversations.sync();
     expect(before.map((e) => e.type)).toEqual(['joined']);
+    // Tried again at most once a minute (each try uploads the whole bundle).
+    await alice.client.conversations.sync();
+    expect((await phone.conversations.sync()).filter((e) => e.type === 'history')).toEqual([]);
+    clock += 61_000;
     await alice.client.conversations.sync();
     const events = await phone.conversations.sync();
     expect(events.filter((e) => e.type === 'history')).toEqual([
