@@ -86,6 +86,17 @@ async function signup(
   return user;
 }
 
+/** Alice creates the group "T" with Bob and Carol, who both join. */
+async function team3(alice: User, bob: User, carol: User) {
+  const team = await alice.client.conversations.create({
+    name: 'T',
+    members: [bob.name, carol.name],
+  });
+  await bob.client.conversations.sync();
+  await carol.client.conversations.sync();
+  return team;
+}
+
 const texts = (events: ConversationEvent[]) =>
   events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []));
 const errors = (events: ConversationEvent[]) =>
@@ -272,12 +283,7 @@ describe('a rejoin from the stored group info', () => {
         latest = (JSON.parse(body) as { groupInfo?: string }).groupInfo ?? latest;
       return undefined;
     };
-    const team = await alice.client.conversations.create({
-      name: 'T',
-      members: [bob.name, carol.name],
-    });
-    await bob.client.conversations.sync();
-    await carol.client.conversations.sync();
+    const team = await team3(alice, bob, carol);
     const stale = latest;
     await alice.client.conversations.rename(team.id, 'T2');
     expect(stale).toBeDefined();
@@ -305,12 +311,7 @@ describe('a rejoin from the stored group info', () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
     const carol = await signup('carol');
-    const team = await alice.client.conversations.create({
-      name: 'T',
-      members: [bob.name, carol.name],
-    });
-    await bob.client.conversations.sync();
-    await carol.client.conversations.sync();
+    const team = await team3(alice, bob, carol);
     await alice.client.conversations.rename(team.id, 'T2');
     bob.queuePages = (body) => ({
       ...body,
