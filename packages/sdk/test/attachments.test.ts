@@ -64,6 +64,16 @@ async function expectCode(promise: Promise<unknown>, code: SdkErrorCode) {
 }
 
 /** A server that rewrites the ciphertext it serves for blob downloads. */
+/** Runs `work` in a new temporary directory, removed afterwards. */
+async function inTempDir(prefix: string, work: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    await work(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function hostile(inner: FetchLike, rewrite: (cipher: Uint8Array) => Uint8Array): FetchLike {
   return async (url, init) => {
     const res = await inner(url, init);
@@ -425,8 +435,7 @@ describe('attachments', () => {
     });
 
     it('saveAttachment writes the file only when everything verified', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'coffer-att-'));
-      try {
+      await inTempDir('coffer-att-', async (dir) => {
         const path = join(dir, 'file.bin');
         await saveAttachment(d, path, { ...base, token, fetch });
         expect(Buffer.from(readFileSync(path)).equals(Buffer.from(data))).toBe(true);
@@ -442,25 +451,22 @@ describe('attachments', () => {
         }
         // Nothing is left beside the file: no partial file, hidden or not.
         expect(readdirSync(dir)).toEqual(['file.bin']);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      });
     });
 
     it('saveAttachment leaves no partial file when the process exits in the middle', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'coffer-att-exit-'));
-      try {
+      await inTempDir('coffer-att-exit-', async (dir) => {
         // A process saving a stream that stalls after its first bytes, then exiting (as the
         // CLI does on Ctrl-C).
         const script = join(dir, 'exit-midway.mts');
         writeFileSync(
           script,
           `import { saveAttachment } from ${JSON.stringify(new URL('../src/node.ts', import.meta.url).pathname)};
-          const stream = new ReadableStream({
-            start(controller) { controller.enqueue(new Uint8Array(100_000).fill(7)); },
-          });
-          void saveAttachment(stream, ${JSON.stringify(join(dir, 'out', 'file.bin'))});
-          setTimeout(() => process.exit(130), 500);`,
+        const stream = new ReadableStream({
+          start(controller) { controller.enqueue(new Uint8Array(100_000).fill(7)); },
+        });
+        void saveAttachment(stream, ${JSON.stringify(join(dir, 'out', 'file.bin'))});
+        setTimeout(() => process.exit(130), 500);`,
         );
         mkdirSync(join(dir, 'out'));
         const child = spawnSync(
@@ -470,14 +476,11 @@ describe('attachments', () => {
         );
         expect(child.status, child.stderr).toBe(130);
         expect(readdirSync(join(dir, 'out'))).toEqual([]);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      });
     });
 
     it('saveAttachment never replaces or follows what exists unless told to', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'coffer-att-'));
-      try {
+      await inTempDir('coffer-att-', async (dir) => {
         const path = join(dir, 'file.bin');
         const mine = join(dir, 'mine.txt');
         writeFileSync(path, "the user's own file");
@@ -512,9 +515,7 @@ describe('attachments', () => {
           saveAttachment(d, path, { ...opts, ifExists: 'sometimes' as 'fail' }),
           'INVALID_ARGUMENT',
         );
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      });
     });
   });
 

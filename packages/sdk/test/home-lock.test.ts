@@ -25,6 +25,14 @@ const bootId = (() => {
   }
 })();
 
+/** The pid of a process that has exited. */
+function deadPid(): string {
+  return spawnSync(process.execPath, [
+    '-e',
+    'process.stdout.write(String(process.pid))',
+  ]).stdout.toString();
+}
+
 /** The store's lock, or 'waiting' when it is still not taken after `ms`. */
 async function lockWithin(store: LocalStore, ms: number) {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -88,10 +96,7 @@ describe('one home, two clients', () => {
     const store = fileStore(stateDir);
     await store.put('x', new Uint8Array([1]));
     // The pid of a process that has exited.
-    const dead = spawnSync(process.execPath, [
-      '-e',
-      'process.stdout.write(String(process.pid))',
-    ]).stdout.toString();
+    const dead = deadPid();
     writeFileSync(join(stateDir, 'lock'), `${dead} deadbeef`);
     const release = await store.lock?.('test');
     expect(release).toBeTypeOf('function');
@@ -259,10 +264,7 @@ describe('stale home locks', () => {
     // lock as well, so the others keep taking over stale locks together. Inside, each checks it is alone and moves a counter file forward.
     const { store, file } = await lockedStore('many-takers', '');
     rmSync(file);
-    const dead = spawnSync(process.execPath, [
-      '-e',
-      'process.stdout.write(String(process.pid))',
-    ]).stdout.toString();
+    const dead = deadPid();
     const counter = join(dir, 'many-takers', 'counter');
     writeFileSync(counter, '0');
     let inside = 0;
@@ -309,10 +311,7 @@ describe('stale home locks', () => {
   });
 
   test('a stale lock is taken over only by the holder of the takeover lock', async () => {
-    const dead = spawnSync(process.execPath, [
-      '-e',
-      'process.stdout.write(String(process.pid))',
-    ]).stdout.toString();
+    const dead = deadPid();
     const { store, file } = await lockedStore('takeover', `${dead} deadbeef`);
     // A live taker (this process) is taking it over: wait for it.
     writeFileSync(`${file}.takeover`, `${process.pid} cafe`);
