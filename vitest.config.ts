@@ -184,6 +184,7 @@ export default defineConfig({
       cryptoProject('web'),
       cryptoProject('noble'),
       ...browserProjects(),
+      nodeProject('bench-kit'),
       nodeProject('fields'),
       nodeProject('protocol'),
       nodeProject('server'),

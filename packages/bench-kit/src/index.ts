@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 /** One operation; a returned promise is awaited (so async APIs pay for their promise). */
 export type Op = () => unknown;
@@ -41,6 +42,15 @@ export interface Case {
 export interface CaseFactory {
   readonly name: string;
   readonly build: () => Promise<Case | undefined>;
+  /**
+   * Runs each side in a worker thread of its own, so each has its own heap and garbage
+   * collector. For a baseline whose garbage would otherwise be collected in our time (or ours in
+   * its): libsignal's native wrappers grow one shared heap to ~130 MB, and its 80 ms
+   * mark-compacts then fall in whichever side is running, which cut ours by a quarter. Each
+   * worker loads the bench's entry script again and builds the whole case there (so `build`
+   * runs twice and `check` in both); timing happens inside the worker.
+   */
+  readonly isolate?: boolean;
 }
 
 export interface Result {
@@ -111,15 +121,42 @@ export function log(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
+/** Times one side for about `ms` milliseconds and at least `minOps` ops, adding to `tally`. */
+type Runner = (ms: number, minOps: number, tally: Tally) => Promise<void>;
+
+/** What a case is, without its sides: all the timing loop needs besides two runners. */
+interface CaseInfo {
+  readonly name: string;
+  readonly unit: string;
+  readonly bytesPerOp?: number;
+  readonly seconds: number;
+  readonly minOps?: number;
+  readonly baselineLabel: string;
+}
+
 /** Checks, warms up, then times both sides in alternating rounds. */
 export async function runCase(c: Case, options: RunOptions): Promise<Result> {
   await c.check();
+  return measure(
+    { ...c, baselineLabel: c.baseline.label },
+    (ms, minOps, tally) => timed(c.ours.op, ms, minOps, tally),
+    (ms, minOps, tally) => timed(c.baseline.op, ms, minOps, tally),
+    options,
+  );
+}
+
+async function measure(
+  c: CaseInfo,
+  runOurs: Runner,
+  runBase: Runner,
+  options: RunOptions,
+): Promise<Result> {
   const ms = c.seconds * 1000 * options.timeScale;
   const minOps = c.minOps ?? 1;
   const warmBase: Tally = { ops: 0, ms: 0 };
   const warmOurs: Tally = { ops: 0, ms: 0 };
-  await timed(c.baseline.op, ms / 2, 1, warmBase);
-  await timed(c.ours.op, ms / 2, 1, warmOurs);
+  await runBase(ms / 2, 1, warmBase);
+  await runOurs(ms / 2, 1, warmOurs);
   // Slices of at least one op each: a slow op (a 200 ms join) gets fewer, longer slices.
   const opMs = Math.max(warmBase.ms / warmBase.ops, warmOurs.ms / warmOurs.ops);
   const slices = Math.max(1, Math.min(Math.round(ms / SLICE_MS), Math.floor(ms / opMs)));
@@ -132,11 +169,11 @@ export async function runCase(c: Case, options: RunOptions): Promise<Result> {
       // Alternate which side goes first, so that neither always does.
       const minOpsNow = i === slices - 1 ? minOps : 1;
       if ((r + i) % 2 === 0) {
-        await timed(c.baseline.op, ms / slices, minOpsNow, b);
-        await timed(c.ours.op, ms / slices, minOpsNow, o);
+        await runBase(ms / slices, minOpsNow, b);
+        await runOurs(ms / slices, minOpsNow, o);
       } else {
-        await timed(c.ours.op, ms / slices, minOpsNow, o);
-        await timed(c.baseline.op, ms / slices, minOpsNow, b);
+        await runOurs(ms / slices, minOpsNow, o);
+        await runBase(ms / slices, minOpsNow, b);
       }
     }
     ours.push((o.ops * 1000) / o.ms);
@@ -153,10 +190,147 @@ export async function runCase(c: Case, options: RunOptions): Promise<Result> {
     case: c.name,
     unit: c.unit,
     value,
-    baseline: c.baseline.label,
+    baseline: c.baselineLabel,
     baselineValue,
     ratio: Number((value / baselineValue).toFixed(3)),
   };
+}
+
+// --- isolated sides ----------------------------------------------------------------------------
+
+/** Marks the workerData of a worker that serves one side of one case. */
+const SIDE_WORKER = 'coffer-bench-side';
+
+interface SideWorkerData {
+  readonly [SIDE_WORKER]: { readonly caseName: string; readonly side: 'ours' | 'baseline' };
+}
+
+type FromSide =
+  | { readonly kind: 'skip' }
+  | { readonly kind: 'ready'; readonly info: CaseInfo; readonly goal: Goal | undefined }
+  | { readonly kind: 'tally'; readonly tally: Tally }
+  | { readonly kind: 'failed'; readonly message: string };
+
+type ToSide = { readonly kind: 'slice'; readonly ms: number; readonly minOps: number };
+
+function sideRequest(): SideWorkerData[typeof SIDE_WORKER] | undefined {
+  if (isMainThread || typeof workerData !== 'object' || workerData === null) return undefined;
+  return (workerData as Partial<SideWorkerData>)[SIDE_WORKER];
+}
+
+/** In a side worker: builds the case, checks it, then times its side on request. */
+async function serveSide(
+  factories: readonly CaseFactory[],
+  request: SideWorkerData[typeof SIDE_WORKER],
+): Promise<void> {
+  const port = parentPort!;
+  const post = (m: FromSide) => port.postMessage(m);
+  try {
+    const factory = factories.find((f) => f.name === request.caseName);
+    if (!factory) throw new Error(`no case named ${request.caseName} in this worker`);
+    const c = await factory.build();
+    if (!c) return post({ kind: 'skip' });
+    await c.check();
+    const { name, unit, bytesPerOp, seconds, minOps, goal } = c;
+    const info = { name, unit, bytesPerOp, seconds, minOps, baselineLabel: c.baseline.label };
+    const op = c[request.side].op;
+    port.on('message', (m: ToSide) => {
+      const tally: Tally = { ops: 0, ms: 0 };
+      timed(op, m.ms, m.minOps, tally).then(
+        () => post({ kind: 'tally', tally }),
+        (err: unknown) => post({ kind: 'failed', message: (err as Error).message }),
+      );
+    });
+    post({ kind: 'ready', info, goal });
+  } catch (err) {
+    post({ kind: 'failed', message: (err as Error).message });
+  }
+}
+
+/** One side of a case in a worker thread: the runner that times it there. */
+class SideWorker {
+  readonly #worker: Worker;
+  #waiting: { resolve(m: FromSide): void; reject(e: Error): void } | undefined;
+  #early: FromSide[] = [];
+  #failure: Error | undefined;
+
+  constructor(caseName: string, side: 'ours' | 'baseline') {
+    const entry = process.argv[1];
+    if (!entry) throw new Error('an isolated case needs the bench entry script in process.argv');
+    // Node 20 does not apply --import loader hooks (tsx) to a worker's entry module, so the
+    // worker registers tsx itself before importing a TypeScript entry script.
+    const url = pathToFileURL(entry).href;
+    const load = /\.[mc]?ts$/.test(entry)
+      ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((t) => { t.register(); return import(${JSON.stringify(url)}); })`
+      : `import(${JSON.stringify(url)})`;
+    const data: SideWorkerData = { [SIDE_WORKER]: { caseName, side } };
+    this.#worker = new Worker(load, { eval: true, workerData: data });
+    this.#worker.on('message', (m: FromSide) => this.#deliver(m));
+    this.#worker.on('error', (err) => this.#fail(err));
+    this.#worker.on('exit', (code) =>
+      this.#fail(new Error(`the ${side} worker of ${caseName} exited (code ${code})`)),
+    );
+  }
+
+  #deliver(m: FromSide): void {
+    if (m.kind === 'failed') {
+      this.#fail(new Error(m.message));
+      return;
+    }
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    if (waiting) waiting.resolve(m);
+    else this.#early.push(m);
+  }
+
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    waiting?.reject(this.#failure);
+  }
+
+  next(): Promise<FromSide> {
+    const early = this.#early.shift();
+    if (early) return Promise.resolve(early);
+    if (this.#failure) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => {
+      this.#waiting = { resolve, reject };
+    });
+  }
+
+  readonly run: Runner = async (ms, minOps, tally) => {
+    this.#worker.postMessage({ kind: 'slice', ms, minOps } satisfies ToSide);
+    const m = await this.next();
+    if (m.kind !== 'tally') throw new Error(`bench worker answered ${m.kind} to a slice`);
+    tally.ops += m.tally.ops;
+    tally.ms += m.tally.ms;
+  };
+
+  async stop(): Promise<void> {
+    this.#failure ??= new Error('stopped');
+    await this.#worker.terminate();
+  }
+}
+
+/** Runs an isolated case: each side built, checked and timed in its own worker thread. */
+async function runIsolated(
+  factory: CaseFactory,
+  options: RunOptions,
+): Promise<{ result: Result; goal: Goal | undefined } | undefined> {
+  const ours = new SideWorker(factory.name, 'ours');
+  const base = new SideWorker(factory.name, 'baseline');
+  try {
+    // One at a time: building both at once would slow each for the other.
+    const a = await ours.next();
+    const b = await base.next();
+    if (a.kind === 'skip' || b.kind === 'skip') return undefined;
+    if (a.kind !== 'ready' || b.kind !== 'ready') throw new Error('bench worker not ready');
+    log(`${a.info.name} ... (each side in its own worker thread)`);
+    return { result: await measure(a.info, ours.run, base.run, options), goal: a.goal };
+  } finally {
+    await Promise.all([ours.stop(), base.stop()]);
+  }
 }
 
 /** Whether a result meets its goal (true when there is none). */
@@ -179,6 +353,8 @@ export async function runBenchmarks(
   factories: readonly CaseFactory[],
   argv = process.argv.slice(2),
 ): Promise<void> {
+  const side = sideRequest();
+  if (side) return serveSide(factories, side);
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -204,12 +380,20 @@ export async function runBenchmarks(
 
   const results: { result: Result; goal: Goal | undefined }[] = [];
   const started = performance.now();
+  const options = { rounds, timeScale, verbose: values.verbose };
   for (const factory of selected) {
-    const c = await factory.build();
-    if (!c) continue;
-    log(`${c.name} ...`);
-    const result = await runCase(c, { rounds, timeScale, verbose: values.verbose });
-    results.push({ result, goal: c.goal });
+    let run: { result: Result; goal: Goal | undefined } | undefined;
+    if (factory.isolate) run = await runIsolated(factory, options);
+    else {
+      const c = await factory.build();
+      if (c) {
+        log(`${c.name} ...`);
+        run = { result: await runCase(c, options), goal: c.goal };
+      }
+    }
+    if (!run) continue;
+    const { result } = run;
+    results.push(run);
     if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
     else
       log(`  ${fmt(result.value)} ${result.unit} vs ${fmt(result.baselineValue)}: ${result.ratio}`);

@@ -355,6 +355,7 @@ function libsignalCase(oursLabel: string, alternating: boolean): CaseFactory {
   const how = alternating ? ', direction flips every message' : '';
   return {
     name,
+    isolate: true,
     async build(): Promise<Case | undefined> {
       const signal = await loadPeer<Signal>('@signalapp/libsignal-client', name, import.meta.url);
       if (!signal) return undefined;
@@ -386,6 +387,7 @@ export function conversationCases(): CaseFactory[] {
     libsignalCase(oursLabel, true),
     {
       name: `${PREFIX}/primitives-floor`,
+      isolate: true,
       async build(): Promise<Case> {
         const ours = await mlsPair(await createTsMlsEngine(accept));
         const floor = primitivesPair();
@@ -407,6 +409,7 @@ export function conversationCases(): CaseFactory[] {
     },
     {
       name: `${PREFIX}/ts-mls-default-provider`,
+      isolate: true,
       async build(): Promise<Case> {
         const ours = await mlsPair(await createTsMlsEngine(accept));
         const theirs = await mlsPair(
