@@ -60,7 +60,9 @@ import type { Transport } from './transport.js';
 //                           outgoing commit not yet confirmed — one record, so an MLS state
 //                           change, the messages it yielded and the deletion of consumed secrets
 //                           are saved in one atomic put
-//   hist/<groupId>/<n>      older history, HISTORY_CHUNK messages each
+//   hist/<groupId>/<n>      older history, HISTORY_CHUNK messages each (0 the oldest)
+//   hist/<groupId>/o<k>     history from before this device joined, merged from a history
+//                           bundle that came after chunk 0 was written (o0 the newest)
 //   owed/<accountId>        conversations whose history bundle this account's new devices are
 //                           still owed (a bundle whose upload or send failed)
 
@@ -338,6 +340,11 @@ interface GroupRecord {
   cursor: number;
   tail: StoredMessage[];
   chunks: number;
+  /**
+   * Chunks `hist/<groupId>/o<k>` older than chunk 0, `o0` the newest: history bundles merged
+   * once this device had chunked its own history (absent: none).
+   */
+  older?: number;
   /**
    * The conversation key (32 bytes): made by the creator, handed to every joiner inside the
    * Welcome (encrypted to it), sealing the GroupInfo the server keeps for resync; replaced by
@@ -697,6 +704,7 @@ class Conversations {
         // comparable): 0, so a replayed entry is processed again and MLS rejects it.
         cursor: obj.cursor === undefined ? 0 : int(obj, 'cursor'),
         chunks: int(obj, 'chunks'),
+        ...(obj.older === undefined ? {} : { older: int(obj, 'older') }),
         tail: array(obj, 'tail') as StoredMessage[],
         ...(obj.sent === undefined ? {} : { sent: int(obj, 'sent') }),
         ...(obj.out === undefined ? {} : { out: int(obj, 'out') }),
@@ -733,6 +741,7 @@ class Conversations {
       state: toBase64url(record.state),
       cursor: record.cursor,
       chunks,
+      ...(record.older ? { older: record.older } : {}),
       tail,
       ...(record.sent === undefined ? {} : { sent: record.sent }),
       ...(record.out === undefined ? {} : { out: record.out }),
@@ -2040,8 +2049,9 @@ class Conversations {
     if (!record)
       throw new SdkError('NOT_FOUND', 'conversations.history', `no conversation ${groupId} here`);
     let messages = record.tail;
-    for (let n = record.chunks - 1; n >= 0 && messages.length < limit; n--) {
-      const chunk = await this.#host.readRecord(`hist/${groupId}/${n}`);
+    for (const name of historyChunks(groupId, record)) {
+      if (messages.length >= limit) break;
+      const chunk = await this.#host.readRecord(name);
       if (chunk) messages = [...(array(chunk, 'messages') as StoredMessage[]), ...messages];
     }
     return messages.slice(-limit).map((m) => this.#message(groupId, m));
@@ -2584,6 +2594,7 @@ class Conversations {
         cursor: entry.cursor,
         tail: existing?.tail ?? [],
         chunks: existing?.chunks ?? 0,
+        ...(existing?.older ? { older: existing.older } : {}),
         ...(existing?.out === undefined ? {} : { out: existing.out }),
         sent: 0,
         renewedAt: this.#host.now(),
@@ -2925,17 +2936,45 @@ class Conversations {
         older.push(m);
       }
       if (older.length === 0) continue;
-      await this.#writeGroup(id, { ...record, tail: [...older, ...record.tail] });
+      await this.#prependHistory(id, record, older);
       events.push({ type: 'history', conversationId: id, count: older.length });
     }
     return events;
   }
 
+  /**
+   * Stores `older` (oldest first) before every message stored for a conversation. Into the tail
+   * while nothing was chunked and they fit; otherwise as chunks older than chunk 0, written
+   * before the record that counts them (a crash in between leaves chunks nothing names, written
+   * again when the bundle comes again).
+   */
+  async #prependHistory(
+    groupId: string,
+    record: GroupRecord,
+    older: readonly StoredMessage[],
+  ): Promise<void> {
+    let count = record.older ?? 0;
+    if (
+      record.chunks === 0 &&
+      count === 0 &&
+      older.length + record.tail.length <= 2 * HISTORY_CHUNK
+    ) {
+      await this.#writeGroup(groupId, { ...record, tail: [...older, ...record.tail] });
+      return;
+    }
+    for (let end = older.length; end > 0; end -= HISTORY_CHUNK) {
+      const messages = older.slice(Math.max(0, end - HISTORY_CHUNK), end);
+      await this.#host.writeRecord(`hist/${groupId}/o${count}`, { messages });
+      count += 1;
+    }
+    await this.#writeGroup(groupId, { ...record, older: count });
+  }
+
   /** The ids of every message stored for a conversation: its record's and its chunks'. */
   async #storedIds(groupId: string, record: GroupRecord): Promise<Set<string>> {
     const ids = new Set(record.tail.map((m) => m.id));
-    for (let n = 0; n < record.chunks; n++) {
-      const chunk = await this.#host.readRecord(`hist/${groupId}/${n}`);
+    for (const name of historyChunks(groupId, record)) {
+      const chunk = await this.#host.readRecord(name);
       if (chunk) for (const m of array(chunk, 'messages') as StoredMessage[]) ids.add(m.id);
     }
     return ids;
@@ -2975,6 +3014,12 @@ class Conversations {
       }),
     };
   }
+}
+
+/** The names of a conversation's history chunks, newest first. */
+function* historyChunks(groupId: string, record: GroupRecord): Generator<string> {
+  for (let n = record.chunks - 1; n >= 0; n--) yield `hist/${groupId}/${n}`;
+  for (let k = 0; k < (record.older ?? 0); k++) yield `hist/${groupId}/o${k}`;
 }
 
 /** The identity key a manifest names for itself (checked by verifyManifest right after). */

@@ -270,6 +270,41 @@ describe('a history bundle whose upload failed', () => {
   });
 });
 
+describe('a history bundle that arrives after a long history', () => {
+  test('its messages go before every message the device stored, none lost or repeated', async () => {
+    let clock = Date.now();
+    const alice = await signup('alice', { now: () => clock });
+    const bob = await signup('bob');
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    // More than a chunk's worth, so the merge spans two older chunks.
+    const before = Array.from({ length: 70 }, (_, i) => `b${i}`);
+    for (const text of before) await bob.client.conversations.send(id, text);
+    await alice.client.conversations.sync();
+    const phone = await testClient(server);
+    await phone.login(alice.name, `pw-${alice.name}-long enough`);
+    await phone.conversations.sync();
+    alice.failOnce('/v1/blobs', 'POST'); // the bundle waits for a later sync
+    await alice.client.conversations.sync();
+    await phone.conversations.sync();
+    // Meanwhile the phone stores enough messages to move some to its older chunks.
+    const later = Array.from({ length: 140 }, (_, i) => `m${i}`);
+    for (const text of later) await bob.client.conversations.send(id, text);
+    await phone.conversations.sync();
+    clock += 61_000;
+    await alice.client.conversations.sync();
+    const events = await phone.conversations.sync();
+    expect(events.filter((e) => e.type === 'history' || e.type === 'error')).toEqual([
+      { type: 'history', conversationId: id, count: 70 },
+    ]);
+    const texts = (await phone.conversations.history(id, { limit: 1000 })).map((m) => m.text);
+    expect(texts).toEqual([...before, ...later]);
+    expect((await phone.conversations.history(id, { limit: 2 })).map((m) => m.text)).toEqual(
+      later.slice(-2),
+    );
+  });
+});
+
 describe('a rejoin from the stored group info', () => {
   test('an info older than the epoch the server names is refused, not joined on a dead branch', async () => {
     const alice = await signup('alice');
