@@ -546,10 +546,7 @@ export async function saveAttachment(
   else if (options && 'server' in options)
     plaintext = await downloadAndDecrypt({ ...options, descriptor: source });
   else throw new SdkError('INVALID_ARGUMENT', op, '"options" expected the server and token');
-  const partial = join(
-    dirname(path),
-    `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`,
-  );
+  const partial = join(dirname(path), partialName(basename(path)));
   const fileError = (err: unknown) => {
     const code = (err as { code?: unknown })?.code;
     return new SdkError(
@@ -604,6 +601,19 @@ export async function saveAttachment(
         .finally(() => dirHandle.close());
   }
   return saved;
+}
+
+/** Bytes of the name a hidden partial file keeps: with its 22 added it stays under 255. */
+const PARTIAL_STEM_BYTES = 200;
+
+/**
+ * `.<name>.<random>.partial`, the name cut (at a character boundary) so that a name near the
+ * file system's 255-byte limit still leaves room for the rest.
+ */
+function partialName(name: string): string {
+  let stem = name;
+  while (Buffer.byteLength(stem) > PARTIAL_STEM_BYTES) stem = [...stem].slice(0, -1).join('');
+  return `.${stem}.${randomBytes(6).toString('hex')}.partial`;
 }
 
 /**

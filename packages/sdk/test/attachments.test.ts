@@ -517,6 +517,18 @@ describe('attachments', () => {
         );
       });
     });
+
+    it('saveAttachment saves under a name as long as the file system allows', async () => {
+      await inTempDir('coffer-att-', async (dir) => {
+        // 255 bytes, the ext4/xfs/tmpfs limit: the hidden partial name must not exceed it.
+        const name = `${'é'.repeat(120)}${'x'.repeat(11)}.bin`;
+        expect(Buffer.byteLength(name)).toBe(255);
+        const path = join(dir, name);
+        expect(await saveAttachment(d, path, { ...base, token, fetch })).toBe(path);
+        expect(Buffer.from(readFileSync(path)).equals(Buffer.from(data))).toBe(true);
+        expect(readdirSync(dir)).toEqual([name]);
+      });
+    });
   });
 
   describe('descriptors', () => {
