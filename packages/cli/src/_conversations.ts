@@ -219,7 +219,8 @@ function errorLine(ctx: Context, conversationId: string, err: SdkError | CliErro
     );
   } else {
     ctx.io.stderr.write(
-      `coffer: error: in conversation ${conversationId}: ${printable(message)} (${err.code}${detail === undefined ? '' : `, ${detail}`})\n`,
+      // The id may be the server's word (a malformed one is reported as it came): printable.
+      `coffer: error: in conversation ${printable(conversationId)}: ${printable(message)} (${printable(err.code)}${detail === undefined ? '' : `, ${printable(detail)}`})\n`,
     );
   }
 }
