@@ -58,9 +58,17 @@ async function readMessage(ctx: Context): Promise<string> {
       );
     chunks.push(bytes);
   }
-  return Buffer.concat(chunks)
-    .toString('utf8')
-    .replace(/\r?\n$/, '');
+  let text: string;
+  try {
+    // Not Buffer#toString, which would send U+FFFD in place of every byte it cannot read.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw usageError(
+      'the message on stdin is not UTF-8 text',
+      'convert it first (iconv -t UTF-8), or send it as a file with --file PATH',
+    );
+  }
+  return text.replace(/\r?\n$/, '');
 }
 
 /** A progress bar on a terminal; nothing otherwise (the caller prints a final line). */

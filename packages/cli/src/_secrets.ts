@@ -1,6 +1,5 @@
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import { CliError, interrupted, usageError } from './_errors.js';
 
 /** Where the CLI writes: process.stdout/stderr, or a collector in tests. */
@@ -91,7 +90,12 @@ function promptLine(
  */
 export function readLines(input: CliReader, count: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const decoder = new StringDecoder('utf8');
+    // Fatal: a password that is not UTF-8 must fail, not become U+FFFD (and match others).
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    const notUtf8 = () =>
+      finish(
+        usageError('stdin is not UTF-8 text', 'write the secrets on stdin as UTF-8, one per line'),
+      );
     const lines: string[] = [];
     let pending = '';
     let done = false;
@@ -117,11 +121,19 @@ export function readLines(input: CliReader, count: number): Promise<string[]> {
         finish(usageError(`a line on stdin is longer than ${MAX_LINE_BYTES} bytes`));
     };
     const onData = (chunk: Buffer | string) => {
-      pending += typeof chunk === 'string' ? chunk : decoder.write(chunk);
+      try {
+        pending += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+      } catch {
+        return notUtf8();
+      }
       take();
     };
     const onEnd = () => {
-      pending += decoder.end();
+      try {
+        pending += decoder.decode();
+      } catch {
+        return notUtf8();
+      }
       if (pending !== '') lines.push(pending);
       pending = '';
       if (lines.length < count)

@@ -9,7 +9,7 @@ export interface Run {
 
 export interface RunOptions {
   /** Piped stdin (not a terminal), e.g. for --password-stdin. Default: empty. */
-  readonly stdin?: string;
+  readonly stdin?: string | Uint8Array;
   /** stdin is a terminal: prompts are answered from `answers`. */
   readonly tty?: boolean;
   readonly answers?: string[];

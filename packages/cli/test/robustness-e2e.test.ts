@@ -66,4 +66,22 @@ describe('bad input', { timeout: 60_000 }, () => {
       .map((l) => JSON.parse(l));
     expect(errors[0]).toMatchObject({ type: 'error', conversationId: hostile });
   });
+
+  test('stdin that is not UTF-8 is refused (status 2), never sent or used as U+FFFD', async () => {
+    const latin1 = Buffer.from('caf\xe9 au lait\n', 'latin1');
+    const sent = await coffer('alice', ['send', 'bob'], { stdin: latin1 });
+    expect(sent.code).toBe(2);
+    expect(sent.stderr).toContain('coffer: error: the message on stdin is not UTF-8 text\n');
+    const got = await coffer('bob', ['messages', '--json']);
+    expect(got.stdout).not.toContain('caf');
+    expect(got.stdout).not.toContain('\ufffd');
+
+    // A password would become U+FFFD, matching every other byte there: refused too.
+    const signup = await coffer('carol', ['signup', 'carol', '--password-stdin'], {
+      stdin: Buffer.from('p\xe4ssword one\n', 'latin1'),
+    });
+    expect(signup.code).toBe(2);
+    expect(signup.stderr).toContain('coffer: error: stdin is not UTF-8 text\n');
+    expect((await coffer('carol', ['whoami'])).code).toBe(1);
+  });
 });
