@@ -2236,24 +2236,40 @@ class Conversations {
       }));
       this.#serverManifestSeq = page.manifestSeq;
       if (page.messages.length === 0) break;
-      for (const entry of page.messages) {
-        if (entry.cursor <= index.cursor) {
-          throw this.#violation('QUEUE_ORDER', 'the server repeated or reordered queue cursors');
+      const pageStart = index.cursor;
+      try {
+        for (const entry of page.messages) {
+          if (entry.cursor <= index.cursor) {
+            throw this.#violation('QUEUE_ORDER', 'the server repeated or reordered queue cursors');
+          }
+          if (isGroupId(entry.groupId)) {
+            events.push(...(await this.#handle(entry, index)));
+          } else {
+            // The server's word becomes a record name (group/<id>): an id no group can have
+            // would fail to store on every sync and stall the queue. Reported and skipped.
+            events.push(
+              this.#errorEvent(
+                entry.groupId.slice(0, 86),
+                'INVALID_GROUP_ID',
+                'a queue entry for a malformed conversation id',
+              ),
+            );
+          }
+          index.cursor = entry.cursor;
         }
-        if (isGroupId(entry.groupId)) {
-          events.push(...(await this.#handle(entry, index)));
-        } else {
-          // The server's word becomes a record name (group/<id>): an id no group can have would
-          // fail to store on every sync and stall the queue. Reported and skipped.
-          events.push(
-            this.#errorEvent(
-              entry.groupId.slice(0, 86),
-              'INVALID_GROUP_ID',
-              'a queue entry for a malformed conversation id',
-            ),
-          );
+      } catch (err) {
+        // The entries handled before the failure are saved and their events queued for the
+        // next sync to report: acknowledge them, or those that store no cursor of their own (a
+        // reflected message, an unknown conversation, a refused Welcome) would be reported again.
+        if (index.cursor > pageStart) {
+          try {
+            await this.#writeIndex(index);
+            await this.#request('POST', '/v1/queue/ack', { upTo: index.cursor });
+          } catch {
+            // Delivered again next time, as before: the failure to report is `err`.
+          }
         }
-        index.cursor = entry.cursor;
+        throw err;
       }
       // Everything up to here is saved (each group record was written before): acknowledge.
       await this.#writeIndex(index);

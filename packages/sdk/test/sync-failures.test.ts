@@ -21,6 +21,7 @@ afterAll(async () => {
 interface QueueEntry {
   cursor: number;
   kind: string;
+  groupId: string;
 }
 interface User {
   name: string;
@@ -145,6 +146,37 @@ describe('a sync that fails part of the way', () => {
     expect(texts(events)).toEqual(['after carol joined']);
     await alice.client.conversations.send(id, 'later');
     expect(texts(await bob.client.conversations.sync())).toEqual(['later']);
+  });
+});
+
+describe('a sync that fails after reporting entries that store no cursor', () => {
+  test('acknowledges what it handled, so their events are not reported twice', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const { id } = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    const elsewhere = await alice.client.conversations.create({ name: 'E', members: [carol.name] });
+    await bob.client.conversations.sync();
+    await alice.client.conversations.send(id, 'first');
+    bob.failOnce(`/v1/accounts/${carol.accountId}/manifest`);
+    await alice.client.conversations.add(id, [carol.name]);
+    await alice.client.conversations.send(id, 'after carol joined');
+    // The server names another conversation for the first entry: an error with no cursor to
+    // store; then the commit's lookup fails and the sync with it.
+    let first: number | undefined;
+    bob.queuePages = (body) => {
+      first ??= body.messages[0]?.cursor;
+      return {
+        ...body,
+        messages: body.messages.map((m) =>
+          m.cursor === first ? { ...m, groupId: elsewhere.id } : m,
+        ),
+      };
+    };
+    await expect(bob.client.conversations.sync()).rejects.toSatisfy(networkError);
+    const events = await bob.client.conversations.sync();
+    expect(errors(events)).toEqual(['UNKNOWN_GROUP']);
+    expect(texts(events)).toEqual(['after carol joined']);
   });
 });
 
