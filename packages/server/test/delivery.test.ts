@@ -737,6 +737,49 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     again.ws.close();
     sa.ws.close();
   });
+  it('coalesces a burst of queue events into one push per socket, and loses no later one', async () => {
+    const net = await h.listen();
+    const a = await fresh();
+    const b = await fresh();
+    const groupId = await group(a, [b]);
+    const ws = new WebSocket(`${net.url.replace('http', 'ws')}/v1/events`);
+    const frames: { type: string }[] = [];
+    ws.on('message', (data) => frames.push(JSON.parse(data.toString())));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    ws.send(JSON.stringify({ type: 'auth', token: b.token }));
+    const settle = async (count: number) => {
+      const deadline = Date.now() + 5000;
+      while (frames.length < count) {
+        if (Date.now() > deadline) throw new Error('timed out waiting on the socket');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Anything more would come right behind.
+      await new Promise((r) => setTimeout(r, 200));
+    };
+    await settle(1);
+    expect(frames).toEqual([{ type: 'ready' }]);
+    // A burst (a busy group, or a member flooding it): every event says the same thing, so the
+    // socket gets one push and the server one session lookup, not one per message.
+    for (let i = 0; i < 500; i++)
+      h.events.publish(b.accountId, { type: 'queue', deviceId: b.deviceId });
+    await settle(2);
+    expect(frames).toEqual([{ type: 'ready' }, { type: 'queue' }]);
+    // The next message after the burst is pushed again.
+    const r = await send(
+      a,
+      groupId,
+      { epoch: 1, kind: 'application', message: mls(), recipients: [route(b)] },
+      net.fetch,
+    );
+    expect(r.status).toBe(201);
+    await settle(3);
+    expect(frames).toEqual([{ type: 'ready' }, { type: 'queue' }, { type: 'queue' }]);
+    ws.close();
+  });
+
   /** Rows of `table` for one device (the attacker's view of the database). */
   const deviceRows = async (
     table: 'delivery_queue' | 'delivery_members',

@@ -159,15 +159,26 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
       if (!listed) return done(CLOSE_REVOKED, 'device not listed');
       if (ws.readyState !== ws.OPEN) return;
       const { accountId, deviceId, tokenHash, expiresAt } = session;
-      const onEvent = async (event: AccountEvent) => {
-        // Another device's queue: nothing for this socket.
-        if (event.type === 'queue' && event.deviceId !== deviceId) return;
-        if (event.type === 'queue') {
+      // A `queue` push holds nothing but "fetch your queue", so one whose session check is in
+      // flight covers every queue event that comes meanwhile: it is sent after them, and they
+      // were published after their commits. Without this, a burst of messages to the device
+      // made one session lookup and one frame each, per socket, unbounded.
+      let queuePushing = false;
+      const pushQueue = async () => {
+        if (queuePushing) return;
+        queuePushing = true;
+        try {
           const still = expiresAt > now() ? await deps.storage.sessions.get(tokenHash) : undefined;
           if (!still) return done(CLOSE_UNAUTHENTICATED, 'session ended');
           if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'queue' }));
-          return;
+        } finally {
+          queuePushing = false;
         }
+      };
+      const onEvent = async (event: AccountEvent) => {
+        // Another device's queue: nothing for this socket.
+        if (event.type === 'queue' && event.deviceId !== deviceId) return;
+        if (event.type === 'queue') return pushQueue();
         if (
           event.type === 'deleted' ||
           (deviceId !== null && event.revokedDeviceIds.includes(deviceId))
