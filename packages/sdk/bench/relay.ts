@@ -97,7 +97,7 @@ async function signedUp(url: string, name: string): Promise<CofferClient> {
 const texts = (events: ConversationEvent[]) =>
   events.flatMap((e) => (e.type === 'message' ? [e.message.text ?? ''] : []));
 
-async function cofferRelay(): Promise<Relay> {
+export async function cofferRelay(): Promise<Relay> {
   const server = await cofferServer();
   const suffix = Math.random().toString(36).slice(2, 8);
   const alice = await signedUp(server.url, `alice-${suffix}`);
