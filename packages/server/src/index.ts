@@ -63,10 +63,12 @@ export {
   attachEventSocket,
   CLOSE_GOING_AWAY,
   CLOSE_REVOKED,
+  CLOSE_TOO_MANY,
   CLOSE_UNAUTHENTICATED,
   EVENTS_PATH,
   type EventSocket,
   type EventSocketDeps,
+  MAX_SOCKETS_PER_DEVICE,
 } from './http/events.js';
 export { createLogger, type Logger } from './logger.js';
 export { LOOKUP_WINDOW_MS, LOOKUPS_PER_ACCOUNT } from './lookup-limiter.js';

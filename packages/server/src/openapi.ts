@@ -687,7 +687,7 @@ export const OPENAPI_DOCUMENT = {
     '/v1/events': {
       get: op({
         summary:
-          'WebSocket: send {"type":"auth","token"} first; then {"type":"ready"}, {"type":"manifest","seq"} and {"type":"queue"} pushes and {"type":"revoked"}. Close codes 4401 (auth), 4403 (revoked, or a session whose device the manifest does not list), 1001 (shutdown).',
+          'WebSocket: send {"type":"auth","token"} first; then {"type":"ready"}, {"type":"manifest","seq"} and {"type":"queue"} pushes and {"type":"revoked"}. Close codes 4401 (auth), 4403 (revoked, or a session whose device the manifest does not list), 4429 (the device opened more than 8 sockets: its oldest), 1001 (shutdown).',
         responses: { '101': ok('switching protocols'), ...errors('BAD_REQUEST') },
       }),
     },

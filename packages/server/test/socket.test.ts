@@ -163,6 +163,44 @@ describe.each(dialects)('over a real socket (%s)', (dialect) => {
     ok.ws.close();
   });
 
+  it('keeps at most 8 sockets per device, closing the oldest with 4429', async () => {
+    // spec "Events": MAX_SOCKETS_PER_DEVICE = 8, close code 4429 (literals, so that the test
+    // holds the code to the spec rather than to itself).
+    const a = await signup(net, 'wanda', 'pw');
+    const b = await signup(net, 'walt', 'pw');
+    const url = `${base.replace('http', 'ws')}/v1/events`;
+    const ready = async (token: string) => {
+      const s = openSocket(url);
+      await s.opened;
+      s.ws.send(JSON.stringify({ type: 'auth', token }));
+      await s.until(() => s.messages.length === 1);
+      expect(s.messages[0]).toEqual({ type: 'ready' });
+      return s;
+    };
+    const other = await ready(b.token);
+    const mine: ReturnType<typeof openSocket>[] = [];
+    for (let i = 0; i < 8; i++) mine.push(await ready(a.token));
+    const subscribed = h.events.size;
+    // One more: the oldest goes, unsubscribed at once; the newest and the other device's stay.
+    const newest = await ready(a.token);
+    await mine[0]!.until(() => mine[0]!.closed() !== undefined);
+    expect(mine[0]!.closed()?.code).toBe(4429);
+    expect(h.events.size).toBe(subscribed);
+    const kept = [...mine.slice(1), newest];
+    h.events.publish(a.accountId, { type: 'queue', deviceId: a.device.id });
+    for (const s of kept) await s.until(() => s.messages.length === 2);
+    expect(mine[0]!.messages).toEqual([{ type: 'ready' }]);
+    expect(other.closed()).toBeUndefined();
+    // A socket that closes leaves the count: one more opens without closing any.
+    kept[0]!.ws.close();
+    await kept[0]!.until(() => kept[0]!.closed() !== undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    const again = await ready(a.token);
+    await new Promise((r) => setTimeout(r, 100));
+    for (const s of kept.slice(1)) expect(s.closed()).toBeUndefined();
+    for (const s of [...kept.slice(1), again, other]) s.ws.close();
+  });
+
   it('closes a socket with 4401 for a bad token, and refuses other paths', async () => {
     const url = `${base.replace('http', 'ws')}/v1/events`;
     const s = openSocket(url);

@@ -19,6 +19,14 @@ export const EVENTS_PATH = '/v1/events';
 export const CLOSE_UNAUTHENTICATED = 4401;
 export const CLOSE_REVOKED = 4403;
 export const CLOSE_GOING_AWAY = 1001;
+/** Close code of a device's oldest socket when it opens one more than {@link MAX_SOCKETS_PER_DEVICE}. */
+export const CLOSE_TOO_MANY = 4429;
+/**
+ * Open sockets one device may hold: a device is one app (a few windows at most). Past this its
+ * oldest is closed, so that a client reconnecting without closing (or one token opened in a
+ * loop) cannot pile up subscriptions, each of which every event of the account reaches.
+ */
+export const MAX_SOCKETS_PER_DEVICE = 8;
 /** The auth message must come this soon after the upgrade. */
 export const AUTH_TIMEOUT_MS = 10_000;
 /** Client messages are one small JSON object. */
@@ -86,6 +94,8 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
   const devices = deps.devices ?? createDeviceDirectory(deps.storage.manifests);
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   const sockets = new Set<WebSocket>();
+  /** Authenticated sockets per `accountId:deviceId`, oldest first. */
+  const byDevice = new Map<string, Map<WebSocket, (code: number, reason: string) => void>>();
   let closing = false;
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -108,9 +118,12 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
     sockets.add(ws);
     let alive = true;
     let unsubscribe: (() => void) | undefined;
+    let leave: (() => void) | undefined;
     const done = (code: number, reason: string) => {
       unsubscribe?.();
       unsubscribe = undefined;
+      leave?.();
+      leave = undefined;
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
     };
     const authTimer = setTimeout(
@@ -130,6 +143,7 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
       clearTimeout(authTimer);
       clearInterval(heartbeat);
       unsubscribe?.();
+      leave?.();
       sockets.delete(ws);
     });
 
@@ -198,6 +212,19 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
           done(1011, 'internal error');
         });
       });
+      const key = `${accountId}:${deviceId}`;
+      const mine = byDevice.get(key) ?? new Map<WebSocket, typeof done>();
+      byDevice.set(key, mine);
+      mine.set(ws, done);
+      leave = () => {
+        mine.delete(ws);
+        if (mine.size === 0 && byDevice.get(key) === mine) byDevice.delete(key);
+      };
+      // Oldest first: unsubscribed and out of the count at once, closed with 4429.
+      for (const [, end] of mine) {
+        if (mine.size <= MAX_SOCKETS_PER_DEVICE) break;
+        end(CLOSE_TOO_MANY, 'too many sockets for this device');
+      }
       ws.send(JSON.stringify({ type: 'ready' }));
     });
   };
