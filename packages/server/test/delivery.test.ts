@@ -998,6 +998,112 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     expect(rest.more).toBe(true);
   });
 
+  it.runIf(dialect === 'postgres')(
+    'a message racing the deletion of a recipient account leaves no entry or route behind',
+    async () => {
+      // A delivery store over the same database whose transaction stops before it commits,
+      // after its last check (a plugin holds the result of the statement `gateAt` picks), while
+      // the account is deleted through the real storage. Its sealer passes bytes through.
+      let gate: { reached: () => void; release: Promise<void> } | undefined;
+      let gateAt: ((node: { kind: string }) => boolean) | undefined;
+      const held = new Set<unknown>();
+      const pauser: KyselyPlugin = {
+        transformQuery(args) {
+          if (gateAt?.(args.node)) held.add(args.queryId);
+          return args.node;
+        },
+        async transformResult(args) {
+          if (held.delete(args.queryId) && gate) {
+            gate.reached();
+            await gate.release;
+          }
+          return args.result;
+        },
+      };
+      const db = h.db.raw().withPlugin(pauser);
+      const plain = (_c: unknown, _r: unknown, v: Uint8Array) => Promise.resolve(v);
+      const store = createDeliveryStore({
+        db,
+        dialect,
+        sealer: { seal: plain, open: plain } as unknown as Sealer,
+        now: () => h.clock.now,
+        transaction: transactionRunner(db, dialect),
+      });
+      const tableOf = (node: unknown): string | undefined => {
+        const n = node as {
+          from?: { froms?: { table?: { identifier?: { name?: string } } }[] };
+          into?: { table?: { identifier?: { name?: string } } };
+        };
+        return n.from?.froms?.[0]?.table?.identifier?.name ?? n.into?.table?.identifier?.name;
+      };
+      const race = async (
+        message: Parameters<typeof store.append>[0],
+        victim: string,
+        last: (node: { kind: string }) => boolean,
+      ) => {
+        let count = 0;
+        gateAt = (node) => last(node) && ++count === 1;
+        let reached!: () => void;
+        const at = new Promise<void>((r) => {
+          reached = r;
+        });
+        let release!: () => void;
+        gate = { reached, release: new Promise<void>((r) => (release = r)) };
+        const sent = store.append(message, { now: h.clock.now, cap: 100, welcomeCap: 10 });
+        await at;
+        const deleted = h.storage.accounts.delete(victim);
+        // Long enough for the deletion to commit, were it not made to wait.
+        await new Promise((r) => setTimeout(r, 300));
+        release();
+        const [result] = await Promise.all([sent, deleted]);
+        gate = undefined;
+        gateAt = undefined;
+        return result;
+      };
+
+      // A message to a member: its last statement is the second read of the routing set.
+      const a = await fresh();
+      const b = await fresh();
+      const groupId = await group(a, [b]);
+      let reads = 0;
+      const app = await race(
+        {
+          groupId,
+          sender: route(a),
+          epoch: 1,
+          kind: 'application',
+          message: new Uint8Array(8),
+          recipients: [route(b)],
+        },
+        b.accountId,
+        (node) =>
+          node.kind === 'SelectQueryNode' && tableOf(node) === 'delivery_members' && ++reads === 2,
+      );
+      expect(app.ok).toBe(true);
+      expect(await deviceRows('delivery_queue', route(b))).toBe(0);
+      expect(await deviceRows('delivery_members', route(b))).toBe(0);
+
+      // A welcome to an outsider: its last statement adds the route.
+      const c = await fresh();
+      const welcome = await race(
+        {
+          groupId,
+          sender: route(a),
+          epoch: 1,
+          kind: 'welcome',
+          message: new Uint8Array(8),
+          recipients: [route(c)],
+          manifestSeqs: new Map([[c.accountId, 1]]),
+        },
+        c.accountId,
+        (node) => node.kind === 'InsertQueryNode' && tableOf(node) === 'delivery_members',
+      );
+      expect(welcome.ok).toBe(true);
+      expect(await deviceRows('delivery_queue', route(c))).toBe(0);
+      expect(await deviceRows('delivery_members', route(c))).toBe(0);
+    },
+  );
+
   it("refuses a session whose device the account's manifest does not list (409)", async () => {
     const a = await fresh();
     const groupId = await group(a, []);

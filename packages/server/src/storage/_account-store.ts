@@ -1,6 +1,7 @@
 import { sha256, utf8Encode } from '@coffer/crypto';
 import type { Kysely } from 'kysely';
 import type { StoreContext } from './_context.js';
+import { lockAccount } from './_key-package-store.js';
 import {
   appendManifest,
   endUnlistedSessions,
@@ -162,6 +163,11 @@ export function createAccountStore(ctx: StoreContext): AccountStore {
       // The foreign keys cascade too; deleting each table explicitly keeps this correct even on a
       // SQLite connection opened elsewhere without `foreign_keys = ON`.
       return ctx.transaction(async (tx) => {
+        // PostgreSQL: a message in flight to one of the account's devices holds a share lock on
+        // this row (_delivery-store.ts): taking it first means that message either commits
+        // before the deletes below (and its queue entry and route go with the rest) or finds
+        // the routes and manifests gone. (SQLite's single writer serialises this already.)
+        if (ctx.dialect === 'postgres') await lockAccount(tx, accountId);
         const blobs = await tx
           .selectFrom('blobs')
           .select('blob_id')

@@ -222,6 +222,17 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
             .execute();
 
           const welcome = m.kind === 'welcome';
+          if (ctx.dialect === 'postgres' && recipients.length > 0) {
+            // The recipients' account rows, shared, before their queues: an account deletion
+            // locks its row first (_account-store.ts), so it either waits for this message
+            // (and then deletes its entries and routes) or has committed, and the checks
+            // below find the routes and manifests gone. Shared locks do not wait on each
+            // other; the exclusive holders (deletion, revocation, uploads) take one account
+            // and never a group, so no cycle.
+            const accounts = [...new Set(recipients.map((r) => r.accountId))].sort();
+            await sql`select 1 from accounts where account_id in (${sql.join(accounts)})
+              order by account_id for key share`.execute(tx);
+          }
           for (const route of recipients) {
             const cursor = await nextCursor(tx, route);
             const oldest = (await oldestCursor(tx, route)) ?? cursor;
