@@ -61,6 +61,33 @@ export function result(ctx: Context, value: object, text: string): void {
   );
 }
 
+/**
+ * As {@link result}, and resolves once stdout has taken the line (for a writer that says so,
+ * see CliWriter). Rejects with OUTPUT_FAILED when it cannot: a pipe closed by its reader
+ * (`| head -1`), a full disk.
+ */
+export function written(ctx: Context, value: object, text: string): Promise<void> {
+  const out = ctx.io.stdout;
+  const line = ctx.json ? `${JSON.stringify(value)}\n` : text.endsWith('\n') ? text : `${text}\n`;
+  // A writer without a callback parameter (a plain function collecting text) never calls one.
+  if (out.write.length < 2) {
+    out.write(line);
+    return Promise.resolve();
+  }
+  return new Promise((resolve, reject) => {
+    out.write(line, (err) => {
+      if (!err) return resolve();
+      const code = (err as { code?: unknown }).code;
+      reject(
+        new CliError(
+          'OUTPUT_FAILED',
+          `cannot write to stdout (${typeof code === 'string' ? code : 'i/o error'}): stopped before fetching more`,
+        ),
+      );
+    });
+  });
+}
+
 /** Progress for a person, on stderr; nothing with --json, where stderr carries only errors. */
 export function note(ctx: Context, text: string): void {
   if (!ctx.json) ctx.io.stderr.write(`coffer: ${text}\n`);

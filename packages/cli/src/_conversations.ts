@@ -15,7 +15,7 @@ import {
 } from '@coffer/sdk';
 import { saveAttachment } from '@coffer/sdk/node';
 import { requireLogin } from './_account.js';
-import { type Context, note, result, withClient } from './_context.js';
+import { type Context, note, result, withClient, written } from './_context.js';
 import { CliError, usageError } from './_errors.js';
 import { columns, formatSize, formatTime, printable, quoted } from './_format.js';
 import { pathInside, safeFileName } from './_safe-file-name.js';
@@ -327,30 +327,28 @@ export function messages(ctx: Context): Promise<number> {
           fileText = `[file ${printable(d.name ?? '(no name)')} ${formatSize(d.size)}]`;
         } else fileText = '[file that cannot be read]';
       }
-      if (ctx.json) {
-        ctx.io.stdout.write(
-          `${JSON.stringify({
-            type: 'message',
-            conversation: label,
-            message: {
-              conversationId: m.conversationId,
-              id: m.id,
-              sender: m.sender,
-              own: m.own,
-              sentAt: m.sentAt,
-              receivedAt: m.receivedAt,
-              type: m.type,
-              ...(m.text === undefined ? {} : { text: m.text }),
-              ...(file === undefined ? {} : { attachment: file }),
-            },
-          })}\n`,
-        );
-        return;
-      }
       const body = [fileText, m.text === undefined ? '' : printable(m.text)]
         .filter((part) => part !== '')
         .join(' ');
-      ctx.io.stdout.write(`${formatTime(m.sentAt)} ${label} ${senderOf(m)}: ${body}\n`);
+      await written(
+        ctx,
+        {
+          type: 'message',
+          conversation: label,
+          message: {
+            conversationId: m.conversationId,
+            id: m.id,
+            sender: m.sender,
+            own: m.own,
+            sentAt: m.sentAt,
+            receivedAt: m.receivedAt,
+            type: m.type,
+            ...(m.text === undefined ? {} : { text: m.text }),
+            ...(file === undefined ? {} : { attachment: file }),
+          },
+        },
+        `${formatTime(m.sentAt)} ${label} ${senderOf(m)}: ${body}`,
+      );
     };
 
     const onEvent = async (event: ConversationEvent) => {
@@ -365,7 +363,7 @@ export function messages(ctx: Context): Promise<number> {
             info.kind === 'direct'
               ? `the conversation with ${labelOf(info, info.id, me)} (${info.id})`
               : `the group ${quoted(info.name)} (${info.id})`;
-          result(
+          await written(
             ctx,
             { type: event.type, conversation: infoJson(info) },
             event.type === 'joined'
@@ -376,7 +374,7 @@ export function messages(ctx: Context): Promise<number> {
         }
         case 'removed': {
           const label = labelOf(infos.get(event.conversationId), event.conversationId, me);
-          result(
+          await written(
             ctx,
             { type: 'removed', conversationId: event.conversationId },
             label === event.conversationId
@@ -395,6 +393,9 @@ export function messages(ctx: Context): Promise<number> {
       for (const event of await client.conversations.sync()) await onEvent(event);
       return failures > 0 ? EXIT.error : EXIT.ok;
     }
+    // Each event is written out (await) before the next is asked for, and the SDK's follow
+    // fetches (and acknowledges) more only when this batch is through: a stdout that fails
+    // (| head -1 done reading) stops it with OUTPUT_FAILED before anything more is taken.
     // Following: woken by the server's push over its event socket, with the interval as the
     // fallback; a server that went away for a moment is waited for, not fatal.
     while (!signal?.aborted) {

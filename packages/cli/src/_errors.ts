@@ -11,6 +11,7 @@ export const CLI_ERROR_CODES = [
   'UNKNOWN_DEVICE',
   'COMMIT_NOT_ALLOWED',
   'INTERRUPTED',
+  'OUTPUT_FAILED',
   'ERROR',
 ] as const;
 export type CliErrorCode = (typeof CLI_ERROR_CODES)[number];
@@ -93,6 +94,8 @@ export function hintFor(code: string, context: HintContext): string | undefined 
       if (context.command.startsWith('groups') || context.command === 'send')
         return 'coffer groups lists the conversations of this device; a user must have logged in once since conversations exist';
       return undefined;
+    case 'OUTPUT_FAILED':
+      return 'a command reading coffer messages must read all of it: what was fetched and not shown is not fetched again';
     case 'COMMIT_NOT_ALLOWED':
       return 'ask an admin of the conversation (the one who created it)';
     case 'ATTACHMENT_CORRUPT':

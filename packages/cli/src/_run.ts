@@ -1,5 +1,6 @@
 // The process entry of `coffer` (bin/coffer.mjs runs it): wires the real streams, environment
 // and Ctrl-C to main(). Everything else lives in cli.ts, which tests call directly.
+import { wantsJson } from './_args.js';
 import { main } from './cli.js';
 import { EXIT } from './exit-status.js';
 
@@ -11,10 +12,15 @@ const onSignal = () => {
 };
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
-// A closed pipe (`coffer help | head`) is not an error.
+// A write that fails also reaches its callback, where `coffer messages` stops on it; here it
+// must not be thrown (a stack trace, and an exit before the home is closed). A closed pipe
+// (`coffer help | head`) is not an error; another failure (a full disk) is, once main is done.
+let stdoutFailed: string | undefined;
 process.stdout.on('error', (err: { code?: unknown }) => {
-  if (err.code !== 'EPIPE') throw err;
+  if (err.code !== 'EPIPE') stdoutFailed ??= typeof err.code === 'string' ? err.code : 'i/o error';
 });
+// Nothing more can be said on a stderr that fails.
+process.stderr.on('error', () => {});
 
 const status = await main(process.argv.slice(2), {
   stdin: process.stdin,
@@ -29,4 +35,12 @@ process.off('SIGTERM', onSignal);
 process.stdin.destroy();
 // An interrupted command may leave a request in flight; nothing of it is wanted any more.
 if (status === EXIT.interrupted) process.exit(status);
-process.exitCode = status;
+if (status === EXIT.ok && stdoutFailed !== undefined) {
+  const message = `cannot write to stdout (${stdoutFailed})`;
+  process.stderr.write(
+    wantsJson(process.argv.slice(2))
+      ? `${JSON.stringify({ error: { code: 'OUTPUT_FAILED', message } })}\n`
+      : `coffer: error: ${message}\n`,
+  );
+  process.exitCode = EXIT.error;
+} else process.exitCode = status;

@@ -4,7 +4,12 @@ import { CliError, interrupted, usageError } from './_errors.js';
 
 /** Where the CLI writes: process.stdout/stderr, or a collector in tests. */
 export interface CliWriter {
-  write(chunk: string): unknown;
+  /**
+   * A writer that takes `callback` (a Node stream does) calls it once the chunk is written, or
+   * with the error that stopped it (a closed pipe): `coffer messages` waits for it before it
+   * fetches, and so acknowledges, anything more.
+   */
+  write(chunk: string, callback?: (err?: Error | null) => void): unknown;
   readonly isTTY?: boolean;
 }
 

@@ -18,6 +18,11 @@ export interface RunOptions {
   readonly env?: Record<string, string>;
   readonly fetch?: typeof fetch;
   readonly signal?: AbortSignal;
+  /**
+   * Writes to stdout that succeed; later ones fail with EPIPE, as when the reader of a pipe
+   * has gone (`| head -1`). Default: all succeed.
+   */
+  readonly stdoutWrites?: number;
   /** Called with every stdout write as it happens (devices link prints its code early). */
   readonly onStdout?: (chunk: string) => void;
 }
@@ -28,6 +33,7 @@ export const transcript: string[] = [];
 /** Runs `coffer` in-process with collecting streams. */
 export async function cli(argv: readonly string[], options: RunOptions = {}): Promise<Run> {
   let stdout = '';
+  let writes = 0;
   let stderr = '';
   const answers = [...(options.answers ?? [])];
   let stdin: CliIo['stdin'];
@@ -41,9 +47,18 @@ export async function cli(argv: readonly string[], options: RunOptions = {}): Pr
     stdin,
     stdinIsTTY: options.tty ?? false,
     stdout: {
-      write: (s: string) => {
+      // As a Node stream: the callback says when the chunk is written, or why it was not.
+      write: (s: string, callback?: (err?: Error | null) => void) => {
+        writes += 1;
+        if (options.stdoutWrites !== undefined && writes > options.stdoutWrites) {
+          const err = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+          setImmediate(() => callback?.(err));
+          return false;
+        }
         stdout += s;
         options.onStdout?.(s);
+        setImmediate(() => callback?.(null));
+        return true;
       },
     },
     stderr: { write: (s: string) => (stderr += s) },

@@ -1,8 +1,10 @@
 // coffer send / messages against the real server with bad input: hostile server answers and
 // peers, stdin that is not UTF-8, a stdout that closes early (| head -1).
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cli, json, type RunOptions } from './_cli.js';
 import { startServer, type TestServer } from './_server.js';
@@ -43,14 +45,15 @@ describe('bad input', { timeout: 60_000 }, () => {
   test('a conversation id from a hostile server cannot put escape sequences on the terminal', async () => {
     expect((await coffer('alice', ['send', 'bob', 'first'])).code).toBe(0);
     const hostile = '\u001b]0;owned\u0007\u001b[2J\u009b31m';
-    // The server renames the conversation of every queue entry to a string no id can be.
+    // The server renames the conversation of queue entries to a string no id can be.
     const rewrite: typeof fetch = async (input, init) => {
       const res = await fetch(input, init);
       const url = input instanceof Request ? input.url : String(input);
       if (!new URL(url).pathname.endsWith('/v1/queue') || (init?.method ?? 'GET') !== 'GET')
         return res;
-      const body = (await res.json()) as { messages: { groupId: string }[] };
-      for (const m of body.messages) m.groupId = hostile;
+      const body = (await res.json()) as { messages: { groupId: string; kind: string }[] };
+      // Not the Welcome: bob joins, and later tests use the conversation.
+      for (const m of body.messages) if (m.kind !== 'welcome') m.groupId = hostile;
       return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
     };
     const got = await coffer('bob', ['messages'], { fetch: rewrite });
@@ -83,5 +86,80 @@ describe('bad input', { timeout: 60_000 }, () => {
     expect(signup.code).toBe(2);
     expect(signup.stderr).toContain('coffer: error: stdin is not UTF-8 text\n');
     expect((await coffer('carol', ['whoami'])).code).toBe(1);
+  });
+
+  test('messages --follow whose stdout fails stops (status 1) before fetching, so acknowledging, more', async () => {
+    expect((await coffer('bob', ['messages'])).code).toBe(0);
+    const stop = new AbortController();
+    let shown = '';
+    const seen = (text: string) =>
+      new Promise<void>((resolve) => {
+        const check = setInterval(() => {
+          if (shown.includes(text)) resolve(clearInterval(check));
+        }, 20);
+      });
+    const following = coffer('bob', ['messages', '--follow'], {
+      signal: stop.signal,
+      stdoutWrites: 1,
+      onStdout: (chunk) => (shown += chunk),
+    });
+    const ended = following.then(() => 'ended');
+    expect((await coffer('alice', ['send', 'bob', 'shown'])).code).toBe(0);
+    await seen(': shown');
+    // The reader has gone: this one cannot be written (and was fetched with it).
+    expect((await coffer('alice', ['send', 'bob', 'not written'])).code).toBe(0);
+    const pause = (ms: number) => new Promise((r) => setTimeout(() => r('running'), ms));
+    expect(await Promise.race([ended, pause(5000)])).toBe('ended');
+    // Sent after the failure: no longer fetched by the stopped follow, so the next run has it.
+    expect((await coffer('alice', ['send', 'bob', 'still there'])).code).toBe(0);
+    await pause(1500);
+    stop.abort();
+    const run = await following;
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      'coffer: error: cannot write to stdout (EPIPE): stopped before fetching more\n' +
+        'coffer: hint: a command reading coffer messages must read all of it: what was fetched and not shown is not fetched again\n',
+    );
+    const next = await coffer('bob', ['messages']);
+    expect(next.code).toBe(0);
+    expect(next.stdout).toMatch(/: still there$/m);
+  });
+
+  test('the real launcher: a reader that goes away (| head -1) ends messages --follow, no stack trace', async () => {
+    const bin = fileURLToPath(new URL('../bin/coffer.mjs', import.meta.url));
+    const child = spawn(
+      process.execPath,
+      [bin, 'messages', '--follow', '--json', '--home', home('bob'), '--server', server.url],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // head -1: reads the first line, then closes its end of the pipe.
+    const first = new Promise<string>((resolve) =>
+      child.stdout.once('data', (d) => {
+        child.stdout.destroy();
+        resolve(String(d));
+      }),
+    );
+    const start = Date.now();
+    while (server.subscribers() === 0 && Date.now() - start < 20_000)
+      await new Promise((r) => setTimeout(r, 50));
+    expect((await coffer('alice', ['send', 'bob', 'to head'])).code).toBe(0);
+    expect(JSON.parse((await first).split('\n')[0]!)).toMatchObject({ type: 'message' });
+    expect((await coffer('alice', ['send', 'bob', 'into the closed pipe'])).code).toBe(0);
+    const status = await Promise.race([
+      exited,
+      new Promise((r) => setTimeout(() => r('still running'), 10_000)),
+    ]);
+    child.kill('SIGKILL');
+    expect(status).toBe(1);
+    expect(stderr).not.toContain('    at ');
+    const lines = stderr.split('\n').filter((l) => l !== '');
+    expect(lines.map((l) => JSON.parse(l))).toEqual([
+      { error: expect.objectContaining({ code: 'OUTPUT_FAILED' }) },
+    ]);
+    expect((await coffer('alice', ['send', 'bob', 'after head'])).code).toBe(0);
+    expect((await coffer('bob', ['messages'])).stdout).toMatch(/: after head$/m);
   });
 });
