@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { type ClientOptions, type CofferClient, createClient } from '@coffer/sdk';
 import { openNodeHome } from '@coffer/sdk/node';
-import { CliError, usageError } from './_errors.js';
+import { CliError, interrupted, usageError } from './_errors.js';
 import {
   type CliReader,
   type CliWriter,
@@ -219,4 +219,24 @@ export async function withClient<T>(
   }
   await client.close();
   return value;
+}
+
+/** Rejects with INTERRUPTED as soon as `signal` aborts, without waiting for `work`. */
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(interrupted());
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }

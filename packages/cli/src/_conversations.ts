@@ -15,8 +15,8 @@ import {
 } from '@coffer/sdk';
 import { saveAttachment } from '@coffer/sdk/node';
 import { requireLogin } from './_account.js';
-import { type Context, note, result, withClient, written } from './_context.js';
-import { CliError, usageError } from './_errors.js';
+import { type Context, note, result, untilAborted, withClient, written } from './_context.js';
+import { CliError, interrupted, usageError } from './_errors.js';
 import { columns, formatSize, formatTime, printable, quoted } from './_format.js';
 import { pathInside, safeFileName } from './_safe-file-name.js';
 import { EXIT } from './exit-status.js';
@@ -390,7 +390,11 @@ export function messages(ctx: Context): Promise<number> {
     };
 
     if (!ctx.follow) {
-      for (const event of await client.conversations.sync()) await onEvent(event);
+      // Ctrl-C stops the fetch, but not the writing of what it brought: that was acknowledged
+      // to the server, and would not come again.
+      const events = await untilAborted(client.conversations.sync(), signal);
+      for (const event of events) await onEvent(event);
+      if (signal?.aborted) throw interrupted();
       return failures > 0 ? EXIT.error : EXIT.ok;
     }
     // Each event is written out (await) before the next is asked for, and the SDK's follow

@@ -5,7 +5,7 @@ import { SdkError } from '@coffer/sdk';
 import { login, logout, passwd, recover, signup, whoami } from './_account.js';
 import { parseCommandLine, wantsJson } from './_args.js';
 import { COMMAND_OPTIONS, type CommandSpec, helpTopic, resolveCommand } from './_commands.js';
-import { type CliIo, type Context, note } from './_context.js';
+import { type CliIo, type Context, note, untilAborted } from './_context.js';
 import {
   groupsAdd,
   groupsCreate,
@@ -17,7 +17,7 @@ import {
   send,
 } from './_conversations.js';
 import { joinLink, link, list, rename, revoke } from './_devices.js';
-import { CliError, type HintContext, hintFor, interrupted, usageError } from './_errors.js';
+import { CliError, type HintContext, hintFor, usageError } from './_errors.js';
 import { printable } from './_format.js';
 import { commandHelp, DEFAULT_SERVER, usageText } from './_usage.js';
 import { EXIT, exitStatusFor } from './exit-status.js';
@@ -87,26 +87,6 @@ async function version(): Promise<string> {
   // src/ and dist/ both sit one level below package.json.
   const text = await readFile(new URL('../package.json', import.meta.url), 'utf8');
   return (JSON.parse(text) as { version: string }).version;
-}
-
-/** Rejects with INTERRUPTED as soon as `signal` aborts, without waiting for `work`. */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return work;
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(interrupted());
-    if (signal.aborted) onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 /**
@@ -202,8 +182,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         ctx,
         `warning: ${server} is plain http: session tokens cross the network readable (use https)`,
       );
-    // messages --follow stops on the signal itself, and that is its normal end (status 0).
-    if (spec.name === 'messages' && ctx.follow) return await RUN[spec.name]!(ctx);
+    // messages stops on the signal itself: what it fetched (and so acknowledged) is written out
+    // first; for --follow that is its normal end (status 0).
+    if (spec.name === 'messages') return await RUN[spec.name]!(ctx);
     return await untilAborted(RUN[spec.name]!(ctx), io.signal);
   } catch (err) {
     if (ctx?.username !== undefined) hints.username = ctx.username;

@@ -162,4 +162,20 @@ describe('bad input', { timeout: 60_000 }, () => {
     expect((await coffer('alice', ['send', 'bob', 'after head'])).code).toBe(0);
     expect((await coffer('bob', ['messages'])).stdout).toMatch(/: after head$/m);
   });
+
+  test('Ctrl-C while messages writes what it fetched: all of it is written, then status 130', async () => {
+    expect((await coffer('bob', ['messages'])).code).toBe(0);
+    for (const text of ['one', 'two', 'three'])
+      expect((await coffer('alice', ['send', 'bob', text])).code).toBe(0);
+    const stop = new AbortController();
+    // Ctrl-C as the first line appears: the three were fetched, so acknowledged, together.
+    const run = await coffer('bob', ['messages'], {
+      signal: stop.signal,
+      onStdout: () => stop.abort(),
+    });
+    expect(run.code).toBe(130);
+    expect(run.stdout).toMatch(/: one\n.*: two\n.*: three\n$/);
+    expect(run.stderr).toBe('coffer: error: interrupted\n');
+    expect((await coffer('bob', ['messages'])).stdout).toBe('');
+  });
 });
