@@ -99,7 +99,8 @@ export interface WebSocketLike {
   send(data: string): void;
   close(): void;
   addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
-  addEventListener(type: 'close' | 'error' | 'open', listener: () => void): void;
+  addEventListener(type: 'close', listener: (event: { code?: unknown }) => void): void;
+  addEventListener(type: 'error' | 'open', listener: () => void): void;
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
@@ -113,6 +114,12 @@ class PushChannel {
   #ready = false;
   #wake: (() => void) | undefined;
   #pending = false;
+  /** Sockets that closed since the last one was ready, for the reconnect backoff. */
+  #failures = 0;
+  /** No new socket before this time (ms, performance clock). */
+  #retryAt = 0;
+  /** The server refused this session's socket for good (4401, 4403): polling only. */
+  #refused = false;
   readonly #host: ConversationHost;
   readonly #signal: AbortSignal | undefined;
 
@@ -123,7 +130,7 @@ class PushChannel {
 
   #open(): void {
     const Socket = this.#host.webSocket;
-    if (!Socket || this.#socket) return;
+    if (!Socket || this.#socket || this.#refused || performance.now() < this.#retryAt) return;
     let socket: WebSocketLike;
     try {
       const { server, token } = this.#host.blobs();
@@ -142,15 +149,45 @@ class PushChannel {
       } catch {
         return;
       }
-      if (type === 'ready') this.#ready = true;
+      if (type === 'ready') {
+        this.#ready = true;
+        this.#failures = 0;
+        // Subscribed now: what arrived between the last queue read and this moment was pushed
+        // to no one, so one sync catches up.
+        this.#poke();
+      }
       if (type === 'queue' || type === 'manifest') this.#poke();
     });
-    const dropped = () => {
+    let closed = false;
+    const dropped = (event?: { code?: unknown }) => {
+      const code = event?.code;
+      // The session or device is over: sockets would be refused forever; the syncs report it.
+      if (code === CLOSE_UNAUTHENTICATED || code === CLOSE_REVOKED) this.#refused = true;
+      if (closed) return; // an 'error' is followed by a 'close'
+      closed = true;
       if (this.#socket === socket) this.#socket = undefined;
+      const wasReady = this.#ready;
       this.#ready = false;
+      if (!this.#refused) {
+        // Exponential backoff with jitter (0.5–1 s, 1–2 s, … up to 32–64 s), so that clients
+        // do not reconnect in step after a restart, nor spin on a server refusing sockets.
+        this.#failures += 1;
+        const base = RECONNECT_BASE_MS * 2 ** Math.min(this.#failures - 1, 6);
+        this.#retryAt = performance.now() + base / 2 + (Math.random() * base) / 2;
+      }
+      // A socket that was up and dropped wakes the loop: it catches up and reconnects, instead
+      // of sleeping out the long interval meant for a working socket.
+      if (wasReady) this.#poke();
     };
     socket.addEventListener('close', dropped);
-    socket.addEventListener('error', dropped);
+    socket.addEventListener('error', () => {
+      try {
+        socket.close();
+      } catch {
+        // already closing
+      }
+      dropped();
+    });
   }
 
   #poke(): void {
@@ -189,6 +226,12 @@ class PushChannel {
     this.#socket = undefined;
   }
 }
+
+/** Close codes of the event socket after which no new socket is opened (http-api-v1 "Events"). */
+const CLOSE_UNAUTHENTICATED = 4401;
+const CLOSE_REVOKED = 4403;
+/** The first reconnect delay (halved to doubled by jitter); it doubles per failed socket. */
+const RECONNECT_BASE_MS = 1000;
 
 /** With the event socket up, `follow` still syncs this often (a push could be lost). */
 const PUSH_FALLBACK_MS = 30_000;

@@ -492,6 +492,80 @@ describe('conversations', () => {
     expect(texts(await bob.client.conversations.sync())).toEqual(['only you now']);
   });
 
+  test('follow catches up when its socket is ready or drops, backs off, and stops on 4401', async () => {
+    // A socket the test drives: the client's view of the server's event socket.
+    type Listener = (event: { data?: unknown; code?: unknown }) => void;
+    class FakeSocket {
+      static all: FakeSocket[] = [];
+      readonly listeners = new Map<string, Listener[]>();
+      constructor(readonly url: string) {
+        FakeSocket.all.push(this);
+      }
+      send() {}
+      close() {}
+      addEventListener(type: string, listener: Listener) {
+        this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
+      }
+      emit(type: string, event: { data?: unknown; code?: unknown } = {}) {
+        for (const l of this.listeners.get(type) ?? []) l(event);
+      }
+    }
+    let queueReads = 0;
+    const counting: typeof server.fetch = (url, init) => {
+      if (url.includes('/v1/queue?')) queueReads++;
+      return server.fetch(url, init);
+    };
+    const bob = await signup('bob', counting, {
+      webSocket: FakeSocket as unknown as NonNullable<
+        Parameters<typeof testClient>[1]
+      >['webSocket'],
+    });
+    const stop = new AbortController();
+    const following = (async () => {
+      // Far longer than the test: only the socket's events can wake the loop.
+      for await (const _ of bob.client.conversations.follow({
+        signal: stop.signal,
+        intervalMs: 60_000,
+      }));
+    })();
+    const settle = () => new Promise((r) => setTimeout(r, 100));
+    const readsAfter = async (act: () => void) => {
+      const before = queueReads;
+      act();
+      await settle();
+      return queueReads - before;
+    };
+    await settle();
+    expect(FakeSocket.all).toHaveLength(1);
+    const first = FakeSocket.all[0]!;
+    first.emit('open');
+    // Ready: subscribed from now on; what came before was pushed to no one, so one sync.
+    expect(await readsAfter(() => first.emit('message', { data: '{"type":"ready"}' }))).toBe(1);
+    expect(await readsAfter(() => first.emit('message', { data: '{"type":"queue"}' }))).toBe(1);
+    // Dropped after it was up: the loop wakes at once, catches up, and waits before reopening.
+    expect(await readsAfter(() => first.emit('close', { code: 1006 }))).toBe(1);
+    expect(FakeSocket.all).toHaveLength(1);
+    stop.abort();
+    await following;
+
+    // A session the server refuses (4401): no socket again, however often the loop turns.
+    const stop2 = new AbortController();
+    const before = FakeSocket.all.length;
+    const polling = (async () => {
+      for await (const _ of bob.client.conversations.follow({
+        signal: stop2.signal,
+        intervalMs: 10,
+      }));
+    })();
+    await settle();
+    expect(FakeSocket.all).toHaveLength(before + 1);
+    FakeSocket.all.at(-1)!.emit('close', { code: 4401 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(FakeSocket.all).toHaveLength(before + 1);
+    stop2.abort();
+    await polling;
+  });
+
   test("follow wakes on the server's push over the event socket, not only on its interval", async () => {
     const url = await server.listen();
     const real = { fetch: (u: string, init: RequestInit) => fetch(u, init) };
