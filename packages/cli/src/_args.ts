@@ -14,8 +14,10 @@ export interface Options {
   readonly file?: string;
   /** messages: keep syncing until interrupted. */
   readonly follow: boolean;
-  /** messages: where received attachments are saved. */
+  /** messages, history: where received attachments are saved. */
   readonly saveFiles?: string;
+  /** history: how many of the newest messages (the text as given; checked by the command). */
+  readonly limit?: string;
   readonly help: boolean;
   readonly version: boolean;
 }
@@ -38,6 +40,7 @@ const OPTIONS = {
   file: { type: 'string' },
   follow: { type: 'boolean' },
   'save-files': { type: 'string' },
+  limit: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -110,7 +113,15 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     given.add(token.name);
   }
   const v = parsed.values;
-  for (const name of ['server', 'home', 'device-name', 'group', 'file', 'save-files'] as const) {
+  for (const name of [
+    'server',
+    'home',
+    'device-name',
+    'group',
+    'file',
+    'save-files',
+    'limit',
+  ] as const) {
     if (v[name] === '') throw usageError(`--${name} needs a value`);
   }
   return {
@@ -123,6 +134,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
       ...(v.group === undefined ? {} : { group: back(v.group) }),
       ...(v.file === undefined ? {} : { file: v.file }),
       ...(v['save-files'] === undefined ? {} : { saveFiles: v['save-files'] }),
+      ...(v.limit === undefined ? {} : { limit: v.limit }),
       follow: v.follow === true,
       json: v.json === true,
       passwordStdin: v['password-stdin'] === true,

@@ -7,7 +7,8 @@ export type CommandOption =
   | 'group'
   | 'file'
   | 'follow'
-  | 'save-files';
+  | 'save-files'
+  | 'limit';
 
 /** Every option that only some commands take. */
 export const COMMAND_OPTIONS: readonly CommandOption[] = [
@@ -17,6 +18,7 @@ export const COMMAND_OPTIONS: readonly CommandOption[] = [
   'file',
   'follow',
   'save-files',
+  'limit',
 ];
 
 /** What the command line of one command looks like, and its help. */
@@ -221,6 +223,23 @@ safe first (no directories, no "..", no control characters), whatever the sender
 
 With --json every event is one JSON object on its own line of stdout ({"type":"message",...});
 errors are JSON lines on stderr. File keys are never printed.`,
+  },
+  {
+    name: 'history',
+    synopsis: ['history USER', 'history --group ID'],
+    summary: 'show the messages this device stored for a conversation',
+    minArgs: 0,
+    maxArgs: 1,
+    options: ['group', 'limit', 'save-files'],
+    details: `Shows the newest messages (20, or N with --limit, at most 10000) of your one-to-one
+conversation with USER, or of the conversation ID with --group, oldest first, in the format of
+coffer messages. They come from this device's encrypted local history (the server is only asked
+who USER is): what coffer messages showed, and older messages another of your devices handed
+this one when it joined.
+
+--save-files DIR downloads the files of those messages (yours too) into DIR, as coffer
+messages --save-files does: a file a message announced is kept on the server for its
+retention period, so one missed when it arrived can be saved later.`,
   },
   {
     name: 'groups list',

@@ -50,6 +50,8 @@ export interface Context {
   readonly file?: string;
   readonly follow: boolean;
   readonly saveFiles?: string;
+  /** --limit (history): checked, 1 to 10000. */
+  readonly limit?: number;
   /** The username the command is about, once known: hints name it. */
   username?: string;
 }

@@ -30,6 +30,8 @@ const PROGRESS_FROM_BYTES = 1024 * 1024;
 /** Redraws of the progress bar are at least this far apart. */
 const PROGRESS_EVERY_MS = 100;
 const BAR_WIDTH = 30;
+/** Messages coffer history shows without --limit. */
+const DEFAULT_HISTORY_LIMIT = 20;
 
 /** Runs `fn` with the logged-in client; NOT_LOGGED_IN before anything else. */
 function withChat<T>(
@@ -253,103 +255,124 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+/**
+ * Writes messages out as coffer messages shows them (a line each, or JSON lines), saving their
+ * files into --save-files when given (`saveOwn`: this account's own files too). `failures()`
+ * counts the messages whose file could not be read or saved.
+ */
+function messagePrinter(
+  ctx: Context,
+  client: CofferClient,
+  me: AccountInfo,
+  infos: Map<string, ConversationInfo>,
+  saveOwn: boolean,
+) {
+  let failures = 0;
+  const infoOf = async (id: string) => {
+    let info = infos.get(id);
+    if (!info) {
+      info = await client.conversations.get(id).catch(() => undefined);
+      if (info) infos.set(id, info);
+    }
+    return info;
+  };
+  const senderOf = (m: ConversationMessage) =>
+    m.own ? printable(me.username) : printable(m.sender.username ?? m.sender.accountId);
+
+  /** Downloads a message's file into --save-files; the path, or undefined when it failed. */
+  const save = async (m: ConversationMessage, d: AttachmentDescriptor) => {
+    let path: string;
+    try {
+      // Written under a hidden name until verified, then given the first free name of
+      // "name", "name (1)", …: nothing existing is replaced, and an interrupted save leaves
+      // no file that looks complete.
+      path = await saveAttachment(
+        await client.conversations.download(m),
+        pathInside(ctx.saveFiles!, safeFileName(d.name)),
+        { ifExists: 'keep-both' },
+      );
+    } catch (err) {
+      failures += 1;
+      errorLine(
+        ctx,
+        m.conversationId,
+        SdkError.is(err)
+          ? err
+          : new CliError('ERROR', err instanceof Error ? err.message : String(err)),
+      );
+      return undefined;
+    }
+    note(ctx, `saved ${printable(path)}`);
+    return path;
+  };
+
+  const onMessage = async (m: ConversationMessage) => {
+    const label = labelOf(await infoOf(m.conversationId), m.conversationId, me);
+    let file: { name?: string; size: number; mediaType?: string; savedTo?: string } | undefined;
+    let fileText = '';
+    if (m.type === 'attachment') {
+      let d: AttachmentDescriptor | undefined;
+      try {
+        d = decodeAttachmentDescriptor(m.attachment ?? {});
+      } catch (err) {
+        failures += 1;
+        if (SdkError.is(err)) errorLine(ctx, m.conversationId, err);
+        else throw err;
+      }
+      if (d) {
+        file = fileSummary(d);
+        const savedTo =
+          ctx.saveFiles !== undefined && (saveOwn || !m.own) ? await save(m, d) : undefined;
+        if (savedTo !== undefined) file = { ...file, savedTo };
+        fileText = `[file ${printable(d.name ?? '(no name)')} ${formatSize(d.size)}]`;
+      } else fileText = '[file that cannot be read]';
+    }
+    const body = [fileText, m.text === undefined ? '' : printable(m.text)]
+      .filter((part) => part !== '')
+      .join(' ');
+    await written(
+      ctx,
+      {
+        type: 'message',
+        conversation: label,
+        message: {
+          conversationId: m.conversationId,
+          id: m.id,
+          sender: m.sender,
+          own: m.own,
+          sentAt: m.sentAt,
+          receivedAt: m.receivedAt,
+          type: m.type,
+          ...(m.text === undefined ? {} : { text: m.text }),
+          ...(file === undefined ? {} : { attachment: file }),
+        },
+      },
+      `${formatTime(m.sentAt)} ${label} ${senderOf(m)}: ${body}`,
+    );
+  };
+  return { onMessage, failures: () => failures };
+}
+
+/** Makes the --save-files directory (mode 0700) when given. */
+async function saveFilesDir(ctx: Context): Promise<void> {
+  if (ctx.saveFiles === undefined) return;
+  try {
+    await mkdir(ctx.saveFiles, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    throw usageError(
+      `cannot make the directory ${printable(ctx.saveFiles)} (${typeof code === 'string' ? code : 'i/o error'})`,
+    );
+  }
+}
+
 export function messages(ctx: Context): Promise<number> {
   const signal = ctx.io.signal;
   return withChat(ctx, async (client, me) => {
     const infos = new Map<string, ConversationInfo>();
-    let failures = 0;
-    if (ctx.saveFiles !== undefined) {
-      try {
-        await mkdir(ctx.saveFiles, { recursive: true, mode: 0o700 });
-      } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        throw usageError(
-          `cannot make the directory ${printable(ctx.saveFiles)} (${typeof code === 'string' ? code : 'i/o error'})`,
-        );
-      }
-    }
-
-    const infoOf = async (id: string) => {
-      let info = infos.get(id);
-      if (!info) {
-        info = await client.conversations.get(id).catch(() => undefined);
-        if (info) infos.set(id, info);
-      }
-      return info;
-    };
-    const senderOf = (m: ConversationMessage) =>
-      m.own ? printable(me.username) : printable(m.sender.username ?? m.sender.accountId);
-
-    /** Downloads a message's file into --save-files; the path, or undefined when it failed. */
-    const save = async (m: ConversationMessage, d: AttachmentDescriptor) => {
-      let path: string;
-      try {
-        // Written under a hidden name until verified, then given the first free name of
-        // "name", "name (1)", …: nothing existing is replaced, and an interrupted save leaves
-        // no file that looks complete.
-        path = await saveAttachment(
-          await client.conversations.download(m),
-          pathInside(ctx.saveFiles!, safeFileName(d.name)),
-          { ifExists: 'keep-both' },
-        );
-      } catch (err) {
-        failures += 1;
-        errorLine(
-          ctx,
-          m.conversationId,
-          SdkError.is(err)
-            ? err
-            : new CliError('ERROR', err instanceof Error ? err.message : String(err)),
-        );
-        return undefined;
-      }
-      note(ctx, `saved ${printable(path)}`);
-      return path;
-    };
-
-    const onMessage = async (m: ConversationMessage) => {
-      const label = labelOf(await infoOf(m.conversationId), m.conversationId, me);
-      let file: { name?: string; size: number; mediaType?: string; savedTo?: string } | undefined;
-      let fileText = '';
-      if (m.type === 'attachment') {
-        let d: AttachmentDescriptor | undefined;
-        try {
-          d = decodeAttachmentDescriptor(m.attachment ?? {});
-        } catch (err) {
-          failures += 1;
-          if (SdkError.is(err)) errorLine(ctx, m.conversationId, err);
-          else throw err;
-        }
-        if (d) {
-          file = fileSummary(d);
-          const savedTo = ctx.saveFiles !== undefined && !m.own ? await save(m, d) : undefined;
-          if (savedTo !== undefined) file = { ...file, savedTo };
-          fileText = `[file ${printable(d.name ?? '(no name)')} ${formatSize(d.size)}]`;
-        } else fileText = '[file that cannot be read]';
-      }
-      const body = [fileText, m.text === undefined ? '' : printable(m.text)]
-        .filter((part) => part !== '')
-        .join(' ');
-      await written(
-        ctx,
-        {
-          type: 'message',
-          conversation: label,
-          message: {
-            conversationId: m.conversationId,
-            id: m.id,
-            sender: m.sender,
-            own: m.own,
-            sentAt: m.sentAt,
-            receivedAt: m.receivedAt,
-            type: m.type,
-            ...(m.text === undefined ? {} : { text: m.text }),
-            ...(file === undefined ? {} : { attachment: file }),
-          },
-        },
-        `${formatTime(m.sentAt)} ${label} ${senderOf(m)}: ${body}`,
-      );
-    };
+    await saveFilesDir(ctx);
+    const printer = messagePrinter(ctx, client, me, infos, false);
+    const onMessage = printer.onMessage;
 
     const onEvent = async (event: ConversationEvent) => {
       switch (event.type) {
@@ -395,7 +418,7 @@ export function messages(ctx: Context): Promise<number> {
       const events = await untilAborted(client.conversations.sync(), signal);
       for (const event of events) await onEvent(event);
       if (signal?.aborted) throw interrupted();
-      return failures > 0 ? EXIT.error : EXIT.ok;
+      return printer.failures() > 0 ? EXIT.error : EXIT.ok;
     }
     // Each event is written out (await) before the next is asked for, and the SDK's follow
     // fetches (and acknowledges) more only when this batch is through: a stdout that fails
@@ -416,6 +439,47 @@ export function messages(ctx: Context): Promise<number> {
       }
     }
     return EXIT.ok;
+  });
+}
+
+// ---- history ---------------------------------------------------------------------------------
+
+/**
+ * Shows the stored messages of one conversation, oldest first, from this device's encrypted
+ * local history (the server is asked only to look USER up, and for the files of --save-files).
+ */
+export function history(ctx: Context): Promise<number> {
+  const byGroup = ctx.group !== undefined;
+  const [user] = ctx.args;
+  if (byGroup && user !== undefined)
+    throw usageError(
+      `unexpected argument ${printable(user)}`,
+      'usage: coffer history USER | coffer history --group ID',
+    );
+  if (!byGroup && user === undefined)
+    throw usageError('missing USER (or --group ID)', 'usage: coffer history USER');
+  return withChat(ctx, async (client, me) => {
+    const conversation = byGroup
+      ? await client.conversations.get(ctx.group!)
+      : await client.conversations.find(user!);
+    if (!conversation)
+      throw new SdkError(
+        'NOT_FOUND',
+        'history',
+        `this device has no conversation with ${printable(user!)}`,
+        {},
+      );
+    await saveFilesDir(ctx);
+    const infos = new Map([[conversation.id, conversation]]);
+    const printer = messagePrinter(ctx, client, me, infos, true);
+    const stored = await client.conversations.history(conversation.id, {
+      limit: ctx.limit ?? DEFAULT_HISTORY_LIMIT,
+    });
+    for (const m of stored) {
+      if (ctx.io.signal?.aborted) throw interrupted();
+      await printer.onMessage(m);
+    }
+    return printer.failures() > 0 ? EXIT.error : EXIT.ok;
   });
 }
 

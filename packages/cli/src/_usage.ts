@@ -32,7 +32,8 @@ const OPTIONS = `Options (anywhere on the line; "--" ends them):
   --group ID           send: to the group conversation ID instead of a user
   --file PATH          send: attach the file PATH (encrypted, uploaded as it is read)
   --follow             messages: keep fetching until Ctrl-C
-  --save-files DIR     messages: save received files in DIR (never overwriting)
+  --save-files DIR     messages, history: save received files in DIR (never overwriting)
+  --limit N            history: show the N newest messages (default 20)
   -h, --help           help (coffer COMMAND --help: that command's)
   --version            the version`;
 
@@ -48,7 +49,8 @@ Then run "coffer devices join" on the new device and type the code; the first de
 to confirm the new device's name. See coffer help devices link.
 
 Messages are end-to-end encrypted: "coffer send bob hello" starts (or continues) the
-conversation with bob; "coffer messages" shows what arrived. Groups have an admin, who adds,
+conversation with bob; "coffer messages" shows what arrived, "coffer history bob" what this
+device stored. Groups have an admin, who adds,
 removes and renames. See coffer help send, coffer help messages, coffer help groups.
 
 ${OPTIONS}
@@ -76,6 +78,7 @@ Examples:
   $ coffer send bob 'see you at 6'
   $ coffer send bob --file report.pdf 'the report'
   $ coffer messages --follow --save-files ~/Downloads/coffer
+  $ coffer history bob --limit 100
   $ coffer groups create team bob carol
   $ echo 'hello team' | coffer send --group 9x1TcV2kQk6f0bq3wYc0Aw
 `;
@@ -87,6 +90,7 @@ const OPTION_VALUES: Partial<Record<CommandOption, string>> = {
   group: ' ID',
   file: ' PATH',
   'save-files': ' DIR',
+  limit: ' N',
 };
 
 /** The options line of a command's help: its own options, then the ones every command takes. */

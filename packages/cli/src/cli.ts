@@ -13,6 +13,7 @@ import {
   groupsList,
   groupsRemove,
   groupsRename,
+  history,
   messages,
   send,
 } from './_conversations.js';
@@ -39,6 +40,7 @@ const RUN: Readonly<Record<string, (ctx: Context) => Promise<number>>> = {
   'devices revoke': revoke,
   send,
   messages,
+  history,
   'groups list': groupsList,
   'groups create': groupsCreate,
   'groups add': groupsAdd,
@@ -63,6 +65,16 @@ function missingWord(spec: CommandSpec, given: number): string {
   if (spec.name === 'devices rename') return 'NAME';
   const words = (spec.synopsis[0] ?? '').split(' ').filter((w) => /^[A-Z]/.test(w));
   return words[given] ?? words.at(-1) ?? 'argument';
+}
+
+/** Messages coffer history may show at once (the SDK's limit). */
+const MAX_HISTORY_LIMIT = 10_000;
+
+function historyLimit(text: string): number {
+  const n = /^[0-9]{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(n >= 1 && n <= MAX_HISTORY_LIMIT))
+    throw usageError(`--limit expected a whole number from 1 to ${MAX_HISTORY_LIMIT}`);
+  return n;
 }
 
 /** Hosts where plain http stays on this machine. */
@@ -174,6 +186,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       ...(options.group === undefined ? {} : { group: options.group }),
       ...(options.file === undefined ? {} : { file: options.file }),
       ...(options.saveFiles === undefined ? {} : { saveFiles: options.saveFiles }),
+      ...(options.limit === undefined ? {} : { limit: historyLimit(options.limit) }),
       follow: options.follow,
     };
     const url = new URL(server);

@@ -46,7 +46,7 @@ describe('help and version', () => {
     const run = await cli(['help', 'nope']);
     expect(run.code).toBe(2);
     expect(run.stderr).toBe(
-      'coffer: error: unknown command nope\ncoffer: hint: commands: signup, login, logout, whoami, devices, send, messages, groups, passwd, recover, help; see coffer help\n',
+      'coffer: error: unknown command nope\ncoffer: hint: commands: signup, login, logout, whoami, devices, send, messages, history, groups, passwd, recover, help; see coffer help\n',
     );
   });
 

@@ -304,6 +304,45 @@ describe('conversations from the command line', { timeout: 60_000 }, () => {
     expect(stdout).toMatch(new RegExp(`UTC ${ids.alice} ${ids.alice}: while you follow$`, 'm'));
   });
 
+  test('history shows what this device stored, oldest first; --save-files saves files again', async () => {
+    const got = await coffer('bob', ['history', 'alice', '--limit', '3']);
+    expect(got.code).toBe(0);
+    const shown = lines(got.stdout);
+    expect(shown).toHaveLength(3);
+    expect(shown[0]).toContain('[file ..');
+    expect(shown[0]).toContain('x ');
+    expect(shown[1]).toContain('[file .. ');
+    expect(shown[2]).toMatch(/alice alice: while you follow$/);
+    // By default the 20 newest; JSON lines as messages prints them.
+    const all = await coffer('bob', ['history', 'alice', '--json']);
+    const events = lines(all.stdout).map(
+      (l) => JSON.parse(l) as { type: string; message: { text?: string } },
+    );
+    expect(events.every((e) => e.type === 'message')).toBe(true);
+    expect(events.map((e) => e.message.text)).toContain('the big one');
+    expect(events.length).toBeGreaterThan(3);
+    expect(events.length).toBeLessThanOrEqual(20);
+    // A file missed when it arrived can be saved later, from the history.
+    const again = join(dir, 'again');
+    const saved = await coffer('bob', ['history', 'alice', '--limit', '4', '--save-files', again]);
+    expect(saved.code).toBe(0);
+    expect(readdirSync(again).sort()).toEqual(['_._etc_x', '_._x', 'attachment']);
+    expect(readFileSync(join(again, '_._etc_x'), 'utf8')).toBe('not for /etc: ../../etc/x');
+    // Groups by id; nothing for a user never talked to; --limit checked.
+    const group = await coffer('alice', ['history', '--group', groupId, '--json']);
+    expect(group.code).toBe(0);
+    expect(lines(group.stdout).length).toBeGreaterThan(0);
+    const none = await coffer('carol', ['history', 'bob']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('this device has no conversation with bob');
+    for (const limit of ['0', '10001', 'ten', '-1', '1.5']) {
+      const bad = await coffer('bob', ['history', 'alice', `--limit=${limit}`]);
+      expect(bad.code, limit).toBe(2);
+    }
+    expect((await coffer('bob', ['history', 'alice', '--group', groupId])).code).toBe(2);
+    expect((await coffer('bob', ['history'])).code).toBe(2);
+  });
+
   test('no password, token or file key was ever printed', () => {
     const all = transcript.join('\n');
     for (const secret of secrets) expect(all).not.toContain(secret);

@@ -436,6 +436,12 @@ export interface ConversationsApi {
    * has a key package on the server): nothing is created; try again once it has synced.
    */
   direct(user: string): Promise<ConversationInfo>;
+  /**
+   * The 1:1 conversation with `user` this device holds (the active one, else the latest it was
+   * in), or undefined; never creates one. Looks `user` up on the server when it is a username
+   * this device has not seen.
+   */
+  find(user: string): Promise<ConversationInfo | undefined>;
   /** A new group with this account as its admin and `members` (usernames or account ids). */
   create(options: { name: string; members?: readonly string[] }): Promise<ConversationInfo>;
   list(): Promise<ConversationInfo[]>;
@@ -507,6 +513,7 @@ export function createConversations(
   const c = new Conversations(host, options);
   return {
     direct: (user) => run('conversations.direct', () => c.direct(user)),
+    find: (user) => run('conversations.find', () => c.find(user)),
     create: (o) => run('conversations.create', () => c.create(o)),
     list: () => run('conversations.list', () => c.list()),
     get: (id) => run('conversations.get', () => c.info(id)),
@@ -1753,6 +1760,19 @@ class Conversations {
   }
 
   // ---- public operations -------------------------------------------------------------------
+
+  async find(user: string): Promise<ConversationInfo | undefined> {
+    this.#op = 'conversations.find';
+    const other = await this.#resolve(user);
+    let found: ConversationInfo | undefined;
+    for (const id of (await this.#index()).groups) {
+      const info = await this.info(id);
+      if (info.kind !== 'direct' || !info.admins.includes(other)) continue;
+      if (info.active) return info;
+      found = info;
+    }
+    return found;
+  }
 
   async direct(user: string): Promise<ConversationInfo> {
     this.#op = 'conversations.direct';

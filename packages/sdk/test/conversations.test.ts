@@ -306,6 +306,22 @@ describe('conversations', () => {
     ]);
   });
 
+  test('find returns the 1:1 conversation this device holds with a user, and never creates one', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    expect(await alice.client.conversations.find(bob.name)).toBeUndefined();
+    expect(await alice.client.conversations.list()).toEqual([]);
+    const chat = await alice.client.conversations.direct(bob.name);
+    expect((await alice.client.conversations.find(bob.name))?.id).toBe(chat.id);
+    expect((await alice.client.conversations.find(bob.accountId))?.id).toBe(chat.id);
+    await bob.client.conversations.sync();
+    // Bob never looked Alice up: found by a lookup of her name.
+    expect((await bob.client.conversations.find(alice.name.toUpperCase()))?.id).toBe(chat.id);
+    await expect(alice.client.conversations.find('no such user!')).rejects.toSatisfy((e) =>
+      SdkError.is(e, 'INVALID_USERNAME'),
+    );
+  });
+
   test('a history bundle adds no message a device already holds in its older history', async () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
