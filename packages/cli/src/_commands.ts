@@ -212,7 +212,8 @@ once, one line each:
 
 CONVERSATION is a group's name, or the other account of a one-to-one conversation; accounts
 show as their ids. Messages that could not be used (forged, undecryptable, out of order) are
-reported on stderr with their error code, never skipped silently.
+reported on stderr with their error code, never skipped silently; the rest is still shown, and
+the status is then 1 (as when a file could not be saved).
 
 --follow keeps going until Ctrl-C (or SIGTERM), then exits with status 0: the server's event
 socket wakes it as soon as something arrives, and it also asks every second while that socket

@@ -373,6 +373,8 @@ export function messages(ctx: Context): Promise<number> {
     await saveFilesDir(ctx);
     const printer = messagePrinter(ctx, client, me, infos, false);
     const onMessage = printer.onMessage;
+    /** Events that reported a message or change that could not be used. */
+    let unusable = 0;
 
     const onEvent = async (event: ConversationEvent) => {
       switch (event.type) {
@@ -407,6 +409,7 @@ export function messages(ctx: Context): Promise<number> {
           return;
         }
         case 'error':
+          unusable += 1;
           errorLine(ctx, event.conversationId, event.error);
           return;
       }
@@ -418,7 +421,9 @@ export function messages(ctx: Context): Promise<number> {
       const events = await untilAborted(client.conversations.sync(), signal);
       for (const event of events) await onEvent(event);
       if (signal?.aborted) throw interrupted();
-      return printer.failures() > 0 ? EXIT.error : EXIT.ok;
+      // Status 1 when something arrived that could not be used, or a file was not saved: a
+      // script notices without reading stderr.
+      return printer.failures() + unusable > 0 ? EXIT.error : EXIT.ok;
     }
     // Each event is written out (await) before the next is asked for, and the SDK's follow
     // fetches (and acknowledges) more only when this batch is through: a stdout that fails

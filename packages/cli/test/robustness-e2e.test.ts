@@ -58,6 +58,8 @@ describe('bad input', { timeout: 60_000 }, () => {
     };
     const got = await coffer('bob', ['messages'], { fetch: rewrite });
     expect(got.stderr).toContain('(PROTOCOL_VIOLATION, INVALID_GROUP_ID)');
+    // Something arrived that could not be used: a script sees it in the status.
+    expect(got.code).toBe(1);
     expect(controls(got.stdout + got.stderr)).toEqual([]);
     expect(got.stderr).toContain('\\u001b]0;owned\\u0007');
 
