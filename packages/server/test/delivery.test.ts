@@ -998,9 +998,9 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     expect(rest.more).toBe(true);
   });
 
-  it.runIf(dialect === 'postgres')(
-    'a message racing the deletion of a recipient account leaves no entry or route behind',
-    async () => {
+  // PostgreSQL only (SQLite's single writer serialises the two): declared, not skipped, there.
+  if (dialect === 'postgres')
+    it('a message racing the deletion of a recipient account leaves no entry or route behind', async () => {
       // A delivery store over the same database whose transaction stops before it commits,
       // after its last check (a plugin holds the result of the statement `gateAt` picks), while
       // the account is deleted through the real storage. Its sealer passes bytes through.
@@ -1101,8 +1101,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
       expect(welcome.ok).toBe(true);
       expect(await deviceRows('delivery_queue', route(c))).toBe(0);
       expect(await deviceRows('delivery_members', route(c))).toBe(0);
-    },
-  );
+    });
 
   it("refuses a session whose device the account's manifest does not list (409)", async () => {
     const a = await fresh();
