@@ -79,7 +79,7 @@ export const KEY_PACKAGE_ROTATE_MS = 7 * 24 * 3600 * 1000;
 const KEY_PACKAGE_KEEP_MS = KEY_PACKAGE_LIFETIME_MS + 31 * 24 * 3600 * 1000;
 const KEY_PACKAGE_LOW = 5;
 /** Messages kept in a conversation's record before the oldest move to a history chunk. */
-export const HISTORY_CHUNK = 64;
+export const HISTORY_CHUNK = 16;
 /** Queue entries asked for per request (the server allows up to 100). */
 const QUEUE_PAGE = 100;
 /** A contact's manifest is fetched again at most this often while checking credentials. */
