@@ -15,7 +15,7 @@ import {
 } from '@coffer/sdk';
 import { saveAttachment } from '@coffer/sdk/node';
 import { requireLogin } from './_account.js';
-import { type Context, note, result, untilAborted, withClient, written } from './_context.js';
+import { type Context, note, result, withClient, written } from './_context.js';
 import { CliError, interrupted, usageError } from './_errors.js';
 import { columns, formatSize, formatTime, printable, quoted } from './_format.js';
 import { pathInside, safeFileName } from './_safe-file-name.js';
@@ -416,9 +416,21 @@ export function messages(ctx: Context): Promise<number> {
     };
 
     if (!ctx.follow) {
-      // Ctrl-C stops the fetch, but not the writing of what it brought: that was acknowledged
-      // to the server, and would not come again.
-      const events = await untilAborted(client.conversations.sync(), signal);
+      // Ctrl-C neither cuts the fetch short nor the writing of what it brought: once the
+      // server has taken the acknowledgement (possibly before the last request of the sync),
+      // those entries do not come again and their events exist only in this sync's result.
+      // A second Ctrl-C quits at once (_run.ts).
+      const onAbort = () => note(ctx, 'interrupted: finishing the fetch in progress');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let events: ConversationEvent[];
+      try {
+        events = await client.conversations.sync();
+      } catch (err) {
+        if (signal?.aborted) throw interrupted();
+        throw err;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
       for (const event of events) await onEvent(event);
       if (signal?.aborted) throw interrupted();
       // Status 1 when something arrived that could not be used, or a file was not saved: a

@@ -180,4 +180,21 @@ describe('bad input', { timeout: 60_000 }, () => {
     expect(run.stderr).toBe('coffer: error: interrupted\n');
     expect((await coffer('bob', ['messages'])).stdout).toBe('');
   });
+
+  test('Ctrl-C after the queue was acknowledged, before the fetch ended: what it brought is written', async () => {
+    expect((await coffer('bob', ['messages'])).code).toBe(0);
+    expect((await coffer('alice', ['send', 'bob', 'acknowledged'])).code).toBe(0);
+    const stop = new AbortController();
+    // Ctrl-C once the server has taken the acknowledgement: the entry will not come again.
+    const ackThenStop: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      const url = input instanceof Request ? input.url : String(input);
+      if (new URL(url).pathname.endsWith('/v1/queue/ack')) stop.abort();
+      return res;
+    };
+    const run = await coffer('bob', ['messages'], { fetch: ackThenStop, signal: stop.signal });
+    expect(run.code).toBe(130);
+    expect(run.stdout).toMatch(/: acknowledged\n$/);
+    expect((await coffer('bob', ['messages'])).stdout).toBe('');
+  });
 });
