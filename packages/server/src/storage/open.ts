@@ -17,6 +17,7 @@ import type { StorageDb } from './_schema.js';
 import { createSealer } from './_sealer.js';
 import { createSecretStore } from './_secret-store.js';
 import { createSessionStore } from './_session-store.js';
+import { cachingStatements } from './_sqlite-statements.js';
 import { createThrottleStore } from './_throttle-store.js';
 import type { Storage } from './types.js';
 
@@ -89,7 +90,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
     url === undefined
       ? new Kysely<StorageDb>({
           dialect: new SqliteDialect({
-            database: openSqlite(sqlitePath!, options.sqliteSync ?? 'normal'),
+            database: cachingStatements(openSqlite(sqlitePath!, options.sqliteSync ?? 'normal')),
           }),
         })
       : new Kysely<StorageDb>({
