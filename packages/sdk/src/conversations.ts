@@ -438,8 +438,8 @@ export interface ConversationsApi {
   direct(user: string): Promise<ConversationInfo>;
   /**
    * The 1:1 conversation with `user` this device holds (the active one, else the latest it was
-   * in), or undefined; never creates one. Looks `user` up on the server when it is a username
-   * this device has not seen.
+   * in), or undefined (always for this account itself); never creates one. Looks `user` up on
+   * the server when it is a username this device has not seen.
    */
   find(user: string): Promise<ConversationInfo | undefined>;
   /** A new group with this account as its admin and `members` (usernames or account ids). */
@@ -1764,6 +1764,8 @@ class Conversations {
   async find(user: string): Promise<ConversationInfo | undefined> {
     this.#op = 'conversations.find';
     const other = await this.#resolve(user);
+    // This account is an admin of every 1:1 conversation it is in: none is "with" itself.
+    if (other === this.#me().accountId) return undefined;
     let found: ConversationInfo | undefined;
     for (const id of (await this.#index()).groups) {
       const info = await this.info(id);

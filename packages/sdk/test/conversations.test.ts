@@ -322,6 +322,16 @@ describe('conversations', () => {
     );
   });
 
+  test('find with this account itself finds no 1:1 conversation (every one has it as admin)', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    expect(await alice.client.conversations.find(alice.name)).toBeUndefined();
+    expect(await alice.client.conversations.find(alice.accountId)).toBeUndefined();
+    expect(await bob.client.conversations.find(bob.name)).toBeUndefined();
+  });
+
   test('a history bundle adds no message a device already holds in its older history', async () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
