@@ -586,10 +586,28 @@ describe('conversations', () => {
     await settle();
     expect(FakeSocket.all).toHaveLength(before + 1);
     FakeSocket.all.at(-1)!.emit('close', { code: 4401 });
-    await new Promise((r) => setTimeout(r, 300));
+    // Longer than the backoff after one failed socket (at most 1 s), which alone would have
+    // kept a new socket away for a shorter wait: only the 4401 rule explains none here.
+    await new Promise((r) => setTimeout(r, 1300));
     expect(FakeSocket.all).toHaveLength(before + 1);
     stop2.abort();
     await polling;
+
+    // The same wait after an ordinary drop (1006): the loop does open a new socket.
+    const stop3 = new AbortController();
+    const reopening = (async () => {
+      for await (const _ of bob.client.conversations.follow({
+        signal: stop3.signal,
+        intervalMs: 10,
+      }));
+    })();
+    await settle();
+    const count = FakeSocket.all.length;
+    FakeSocket.all.at(-1)!.emit('close', { code: 1006 });
+    await new Promise((r) => setTimeout(r, 1300));
+    expect(FakeSocket.all.length).toBeGreaterThan(count);
+    stop3.abort();
+    await reopening;
   });
 
   test("follow wakes on the server's push over the event socket, not only on its interval", async () => {
