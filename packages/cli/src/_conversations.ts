@@ -157,7 +157,7 @@ export function send(ctx: Context): Promise<number> {
     throw usageError('missing USER (or --group ID)', 'usage: coffer send USER [TEXT]');
   if (byGroup && second !== undefined)
     throw usageError(
-      `unexpected argument ${printable(second)}`,
+      `with --group the group is the recipient: give only the TEXT, not ${printable(first!)} and ${printable(second)}`,
       'usage: coffer send --group ID [TEXT] (quote a text with spaces)',
     );
   const user = byGroup ? undefined : first;
