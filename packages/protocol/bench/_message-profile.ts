@@ -7,24 +7,13 @@
 //   PROFILE=/tmp/message.cpuprofile npx tsx --conditions=@coffer/source bench/_message-profile.ts
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { utf8Encode } from '@coffer/crypto';
-import { createTsMlsEngine, type MlsGroup } from '../src/index.js';
+import { createTsMlsEngine } from '../src/index.js';
+import { mlsPair } from './conversation.js';
 
-const engine = await createTsMlsEngine({ validateCredential: async () => true });
-const a = await engine.createKeyPackage({ identity: utf8Encode('a') });
-const b = await engine.createKeyPackage({ identity: utf8Encode('b') });
-let groupA: MlsGroup = await engine.createGroup(utf8Encode('bench'), a);
-const added = await engine.addMembers(groupA, [b.publicKeyPackage]);
-groupA = added.group;
-let groupB = await engine.joinFromWelcome(added.welcome, b);
+const pair = await mlsPair(await createTsMlsEngine({ validateCredential: async () => true }));
 const pt = new Uint8Array(1024).fill(7);
 async function run(n: number) {
-  for (let i = 0; i < n; i++) {
-    const out = await engine.encrypt(groupA, pt);
-    groupA = out.group;
-    const r = await engine.process(groupB, out.message);
-    groupB = r.group;
-  }
+  for (let i = 0; i < n; i++) await pair.send(pt);
 }
 await run(3000);
 const session = process.env.PROFILE ? new Session() : undefined;

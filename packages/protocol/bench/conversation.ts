@@ -24,13 +24,13 @@ const MESSAGE = 1 * KiB;
 const SECONDS = 0.5;
 const PREFIX = 'conversation-1to1/1KiB';
 
-interface Pair {
+export interface Pair {
   /** A sends to B (or, `back`, B sends to A); returns what the receiver read. */
   send(plaintext: Uint8Array, back?: boolean): Promise<Uint8Array>;
 }
 
 /** A two-member MLS group on `engine`; send() = A encrypts, B processes. */
-async function mlsPair(engine: GroupEngine): Promise<Pair> {
+export async function mlsPair(engine: GroupEngine): Promise<Pair> {
   const a = await engine.createKeyPackage({ identity: utf8Encode('a') });
   const b = await engine.createKeyPackage({ identity: utf8Encode('b') });
   let groupA: MlsGroup = await engine.createGroup(utf8Encode('bench'), a);
