@@ -523,6 +523,7 @@ class Client implements CofferClient {
         writeRecord: (name, fields) => this.#localState().writeRecord(name, fields),
         deleteRecord: (name) => this.#localState().deleteRecord(name),
         now: () => this.#parts.now(),
+        closing: this.#closing.signal,
       },
       (op, fn) => this.#run(op, fn),
       parts.conversations,

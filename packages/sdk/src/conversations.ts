@@ -346,6 +346,8 @@ export interface ConversationHost {
   writeRecord(name: string, fields: Record<string, unknown>): Promise<void>;
   deleteRecord(name: string): Promise<void>;
   now(): number;
+  /** Aborted when the client closes: a follow loop ends then, and closes its socket. */
+  readonly closing?: AbortSignal;
 }
 
 /** This device's key packages by ref (private halves), and when they were last all replaced. */
@@ -498,7 +500,10 @@ export interface ConversationsApi {
   leave(conversationId: string): Promise<void>;
   /** Calls `listener` with every event `sync` finds; returns the unsubscribe function. */
   on(listener: (event: ConversationEvent) => void): () => void;
-  /** Syncs every `intervalMs` (default 1000) and yields events until `signal` aborts. */
+  /**
+   * Syncs every `intervalMs` (default 1000) and yields events until `signal` aborts or the
+   * client closes.
+   */
   follow(options?: { signal?: AbortSignal; intervalMs?: number }): AsyncIterable<ConversationEvent>;
 }
 
@@ -705,13 +710,20 @@ class Conversations {
       );
     }
     const signal = options.signal;
-    const push = new PushChannel(this.#host, signal);
+    const closing = this.#host.closing;
+    // The client's close() also wakes the wait and ends the loop: else it would sleep out its
+    // interval (30 s with the socket up) holding the socket, and so the process, open.
+    const push = new PushChannel(
+      this.#host,
+      signal && closing ? AbortSignal.any([signal, closing]) : (signal ?? closing),
+    );
     try {
       while (!signal?.aborted) {
         for (const event of await sync()) yield event;
         // Woken by the server's push ({"type":"queue"}) when the event socket is up, else by the
         // interval; a socket that drops is opened again on the next round (catch-up is the sync).
         await push.wait(interval);
+        if (closing?.aborted) break;
       }
     } finally {
       push.close();

@@ -518,6 +518,46 @@ describe('conversations', () => {
     expect(texts(await bob.client.conversations.sync())).toEqual(['only you now']);
   });
 
+  test('closing the client ends a follow loop at once and closes its event socket', async () => {
+    class FakeSocket {
+      static all: FakeSocket[] = [];
+      closed = false;
+      constructor(readonly url: string) {
+        FakeSocket.all.push(this);
+      }
+      send() {}
+      close() {
+        this.closed = true;
+      }
+      addEventListener() {}
+    }
+    const bob = await signup('bob', server.fetch, {
+      webSocket: FakeSocket as unknown as NonNullable<
+        Parameters<typeof testClient>[1]
+      >['webSocket'],
+    });
+    const stop = new AbortController();
+    try {
+      const following = (async () => {
+        // Far longer than the test: only the close can end the wait.
+        for await (const _ of bob.client.conversations.follow({
+          signal: stop.signal,
+          intervalMs: 60_000,
+        }));
+        return 'ended';
+      })();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(FakeSocket.all).toHaveLength(1);
+      await bob.client.close();
+      const running = new Promise((r) => setTimeout(() => r('still waiting'), 1000));
+      // Before, the loop slept out its interval holding the socket (and the process) open.
+      expect(await Promise.race([following, running])).toBe('ended');
+      expect(FakeSocket.all[0]!.closed).toBe(true);
+    } finally {
+      stop.abort();
+    }
+  });
+
   test('follow catches up when its socket is ready or drops, backs off, and stops on 4401', async () => {
     // A socket the test drives: the client's view of the server's event socket.
     type Listener = (event: { data?: unknown; code?: unknown }) => void;
