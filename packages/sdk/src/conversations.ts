@@ -2536,16 +2536,20 @@ class Conversations {
           ? record
           : { ...record, peers: { ...record.peers, [peer]: Math.max(last ?? 0, content.n) } };
       if (content.type === 'history' || record.tail.some((m) => m.id === content.id)) {
-        await this.#writeGroup(entry.groupId, {
+        const handled: GroupRecord = {
           ...withPeers,
           state: engine.exportState(processed.group),
           cursor: entry.cursor,
-        });
-        if (content.type !== 'history') return gap;
+        };
+        if (content.type !== 'history') {
+          await this.#writeGroup(entry.groupId, handled);
+          return gap;
+        }
         // Only this account's own devices may hand it history, and only in its own
         // conversation: anything else claiming to be a bundle is refused, never merged.
         const kind = (await this.#infoOf(entry.groupId, processed.group)).kind;
         if (kind !== 'self' || sender.accountId !== me.accountId) {
+          await this.#writeGroup(entry.groupId, handled);
           return [
             ...gap,
             this.#errorEvent(
@@ -2555,13 +2559,26 @@ class Conversations {
             ),
           ];
         }
-        return [
-          ...gap,
-          ...(await this.#receiveHistory(
-            entry.groupId,
-            content.attachment as Record<string, unknown>,
-          )),
-        ];
+        // Merged before the entry is stored as handled: a download that fails for now (it
+        // throws) or a crash in between leaves the entry to come again, and the merge adds
+        // nothing twice. Stored as handled first, the bundle was lost for good either way.
+        const merged = await this.#receiveHistory(
+          entry.groupId,
+          content.attachment as Record<string, unknown>,
+        );
+        // The merge may have stored history in this very conversation: keep it.
+        const after = await this.#readGroup(entry.groupId);
+        await this.#writeGroup(entry.groupId, {
+          ...handled,
+          ...(after
+            ? {
+                tail: after.tail,
+                chunks: after.chunks,
+                ...(after.older ? { older: after.older } : {}),
+              }
+            : {}),
+        });
+        return [...gap, ...merged];
       }
       if (content.type === 'attachment') {
         try {
@@ -2993,6 +3010,9 @@ class Conversations {
       if (bundle.v !== 1) throw new Error('bundle version');
       conversations = array(bundle, 'conversations');
     } catch (err) {
+      // A failure for now (the network, a busy server, the session): the sync fails and the
+      // entry comes again (see #handle), rather than the bundle being dropped.
+      if (SdkError.is(err) && (err.retryable || err.code === 'NOT_LOGGED_IN')) throw err;
       return [
         this.#errorEvent(groupId, 'INVALID_HISTORY', 'a history bundle that does not open', err),
       ];
@@ -3039,7 +3059,7 @@ class Conversations {
    * Stores `older` (oldest first) before every message stored for a conversation. Into the tail
    * while nothing was chunked and they fit; otherwise as chunks older than chunk 0, written
    * before the record that counts them (a crash in between leaves chunks nothing names, written
-   * again when the bundle comes again).
+   * again when the bundle's entry comes again: it is stored as handled only after the merge).
    */
   async #prependHistory(
     groupId: string,

@@ -302,6 +302,44 @@ describe('a history bundle whose upload failed', () => {
   });
 });
 
+describe('a history bundle whose download fails', () => {
+  test('is merged by a later sync: its entry is not taken as handled before the merge', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    for (const text of ['old one', 'old two']) await bob.client.conversations.send(id, text);
+    await alice.client.conversations.sync();
+    // The new device's download of the bundle breaks off once (a connection reset).
+    let failDownload = true;
+    const flaky: FetchLike = async (url, init) => {
+      if (failDownload && url.includes('/v1/blobs/') && (init.method ?? 'GET') === 'GET') {
+        failDownload = false;
+        throw new TypeError('connection reset');
+      }
+      return server.fetch(url, init);
+    };
+    const phone = await testClient({ fetch: flaky });
+    await phone.login(alice.name, `pw-${alice.name}-long enough`);
+    await phone.conversations.sync();
+    await alice.client.conversations.sync(); // adds the phone, sends it the bundle
+    const first = await phone.conversations.sync().then(
+      (events) => events,
+      (err: unknown) => err,
+    );
+    expect(failDownload).toBe(false);
+    // Failing, or reporting the failure, is fine; losing the bundle for good is not.
+    const events = [...(Array.isArray(first) ? first : []), ...(await phone.conversations.sync())];
+    expect(events.filter((e) => e.type === 'history')).toEqual([
+      { type: 'history', conversationId: id, count: 2 },
+    ]);
+    expect((await phone.conversations.history(id, { limit: 10 })).map((m) => m.text)).toEqual([
+      'old one',
+      'old two',
+    ]);
+  });
+});
+
 describe('a history bundle that arrives after a long history', () => {
   test('its messages go before every message the device stored, none lost or repeated', async () => {
     let clock = Date.now();
