@@ -171,8 +171,10 @@ class PushChannel {
       if (!this.#refused) {
         // Exponential backoff with jitter (0.5–1 s, 1–2 s, … up to 32–64 s), so that clients
         // do not reconnect in step after a restart, nor spin on a server refusing sockets.
-        this.#failures += 1;
-        const base = RECONNECT_BASE_MS * 2 ** Math.min(this.#failures - 1, 6);
+        // Closed for a newer socket of this device (4429): straight to the longest step, or the
+        // device's followers would close each other's sockets in turn, every second.
+        this.#failures = code === CLOSE_TOO_MANY ? RECONNECT_MAX_STEP + 1 : this.#failures + 1;
+        const base = RECONNECT_BASE_MS * 2 ** Math.min(this.#failures - 1, RECONNECT_MAX_STEP);
         this.#retryAt = performance.now() + base / 2 + (Math.random() * base) / 2;
       }
       // A socket that was up and dropped wakes the loop: it catches up and reconnects, instead
@@ -230,8 +232,12 @@ class PushChannel {
 /** Close codes of the event socket after which no new socket is opened (http-api-v1 "Events"). */
 const CLOSE_UNAUTHENTICATED = 4401;
 const CLOSE_REVOKED = 4403;
+/** Close code of a device's oldest socket when it opened more than the server allows. */
+const CLOSE_TOO_MANY = 4429;
 /** The first reconnect delay (halved to doubled by jitter); it doubles per failed socket. */
 const RECONNECT_BASE_MS = 1000;
+/** Doublings of the reconnect delay at most (32–64 s with jitter): tried again within a minute. */
+const RECONNECT_MAX_STEP = 6;
 
 /** With the event socket up, `follow` still syncs this often (a push could be lost). */
 const PUSH_FALLBACK_MS = 30_000;

@@ -558,6 +558,54 @@ describe('conversations', () => {
     }
   });
 
+  test('a socket the server closed for too many (4429) is not replaced at once', async () => {
+    // Nine followers of one device: each new socket closes the oldest, whose follower would
+    // reconnect within a second and close the next oldest, round and round.
+    type Listener = (event: { data?: unknown; code?: unknown }) => void;
+    class FakeSocket {
+      static all: FakeSocket[] = [];
+      readonly listeners = new Map<string, Listener[]>();
+      constructor(readonly url: string) {
+        FakeSocket.all.push(this);
+      }
+      send() {}
+      close() {}
+      addEventListener(type: string, listener: Listener) {
+        this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
+      }
+      emit(type: string, event: { data?: unknown; code?: unknown } = {}) {
+        for (const l of this.listeners.get(type) ?? []) l(event);
+      }
+    }
+    const bob = await signup('bob', server.fetch, {
+      webSocket: FakeSocket as unknown as NonNullable<
+        Parameters<typeof testClient>[1]
+      >['webSocket'],
+    });
+    const stop = new AbortController();
+    const following = (async () => {
+      for await (const _ of bob.client.conversations.follow({
+        signal: stop.signal,
+        intervalMs: 10,
+      }));
+    })();
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      expect(FakeSocket.all).toHaveLength(1);
+      const socket = FakeSocket.all[0]!;
+      socket.emit('open');
+      socket.emit('message', { data: '{"type":"ready"}' });
+      await new Promise((r) => setTimeout(r, 50));
+      socket.emit('close', { code: 4429 });
+      // An ordinary drop is replaced within a second (see the test below); this one is not.
+      await new Promise((r) => setTimeout(r, 1300));
+      expect(FakeSocket.all).toHaveLength(1);
+    } finally {
+      stop.abort();
+      await following;
+    }
+  });
+
   test('follow catches up when its socket is ready or drops, backs off, and stops on 4401', async () => {
     // A socket the test drives: the client's view of the server's event socket.
     type Listener = (event: { data?: unknown; code?: unknown }) => void;
