@@ -211,7 +211,8 @@ once, one line each:
   joined CONVERSATION / changed ... / removed from ...  conversation changes
 
 CONVERSATION is a group's name, or the other account of a one-to-one conversation; accounts
-show as their ids. Messages that could not be used (forged, undecryptable, out of order) are
+show as their usernames once known (a sender's message states it, and the server's directory
+must confirm it), else as their ids. Messages that could not be used (forged, undecryptable, out of order) are
 reported on stderr with their error code, never skipped silently; the rest is still shown, and
 the status is then 1 (as when a file could not be saved).
 

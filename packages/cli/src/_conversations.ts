@@ -307,7 +307,17 @@ function messagePrinter(
   };
 
   const onMessage = async (m: ConversationMessage) => {
-    const label = labelOf(await infoOf(m.conversationId), m.conversationId, me);
+    let info = await infoOf(m.conversationId);
+    if (
+      info?.kind === 'direct' &&
+      m.sender.username !== undefined &&
+      info.members.some((x) => x.accountId === m.sender.accountId && x.username === undefined)
+    ) {
+      // The message made the sender's name known (confirmed by the directory): name it.
+      infos.delete(m.conversationId);
+      info = (await infoOf(m.conversationId)) ?? info;
+    }
+    const label = labelOf(info, m.conversationId, me);
     let file: { name?: string; size: number; mediaType?: string; savedTo?: string } | undefined;
     let fileText = '';
     if (m.type === 'attachment') {

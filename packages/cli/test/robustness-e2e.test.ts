@@ -197,4 +197,15 @@ describe('bad input', { timeout: 60_000 }, () => {
     expect(run.stdout).toMatch(/: acknowledged\n$/);
     expect((await coffer('bob', ['messages'])).stdout).toBe('');
   });
+
+  test('history | head -1: the reader going away ends it quietly (status 0), nothing is lost', async () => {
+    const all = await coffer('bob', ['history', 'alice']);
+    expect(all.code).toBe(0);
+    expect(all.stdout.split('\n').length).toBeGreaterThan(2);
+    // One line taken, then the pipe is closed (EPIPE): history fetches nothing and loses nothing.
+    const head = await coffer('bob', ['history', 'alice'], { stdoutWrites: 1 });
+    expect(head.stdout).toBe(`${all.stdout.split('\n')[0]}\n`);
+    expect(head.stderr).toBe('');
+    expect(head.code).toBe(0);
+  });
 });

@@ -7,6 +7,7 @@ import { fromBase64url, toBase64url, utf8Decode, utf8Encode } from '@coffer/cryp
 import { assertBytes, invalidArgument, ProtocolError } from './errors.js';
 import { ID_LENGTH, isId } from './ids.js';
 import type { MlsCommitChange, MlsMember } from './mls/group-engine.js';
+import { normalizeUsername } from './username.js';
 
 /** A member's MLS credential identity: account id bytes then device id bytes (spec §2). */
 export const MEMBER_IDENTITY_LENGTH = 2 * ID_LENGTH;
@@ -364,6 +365,11 @@ export type MessageContent = MessageBody & {
    * sees a jump knows messages of that sender were dropped on the way.
    */
   readonly n?: number;
+  /**
+   * The sending account's username, as the sender states it: a receiver that does not know the
+   * account's name uses it only once the server's directory maps it to that account.
+   */
+  readonly username?: string;
 };
 
 const PAD_MARK = 0x80;
@@ -439,6 +445,9 @@ function checkContent(op: string, c: MessageContent): void {
   if (c.n !== undefined && (!Number.isSafeInteger(c.n) || c.n < 1)) {
     throw bad('"n" expected a positive integer');
   }
+  if (c.username !== undefined && normalizeUsername(c.username) !== c.username) {
+    throw bad('"username" expected a username in its normal form');
+  }
   const text = (value: unknown, required: boolean) => {
     if (value === undefined && !required) return;
     if (typeof value !== 'string' || utf8Encode(value).length > MAX_TEXT_LENGTH) {
@@ -451,9 +460,9 @@ function checkContent(op: string, c: MessageContent): void {
     }
   };
   const allowed: Record<string, string[]> = {
-    text: ['type', 'id', 'sentAt', 'n', 'text'],
-    attachment: ['type', 'id', 'sentAt', 'n', 'attachment', 'text'],
-    history: ['type', 'id', 'sentAt', 'n', 'attachment'],
+    text: ['type', 'id', 'sentAt', 'n', 'username', 'text'],
+    attachment: ['type', 'id', 'sentAt', 'n', 'username', 'attachment', 'text'],
+    history: ['type', 'id', 'sentAt', 'n', 'username', 'attachment'],
   };
   const keys = allowed[c.type as string];
   if (!keys) throw bad('unknown content type');

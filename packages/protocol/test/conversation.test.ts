@@ -221,6 +221,15 @@ describe('message content', () => {
       'INVALID_CONTENT',
     );
     expect(decodeContent(encodeContent({ ...content, n: 7 })).n).toBe(7);
+    // The sender's username: in its normal form only.
+    expect(decodeContent(encodeContent({ ...content, username: 'alice.s' })).username).toBe(
+      'alice.s',
+    );
+    for (const username of ['Alice', ' alice', 'a', '\u001b[2Jalice', 7])
+      await expectCode(
+        () => decodeContent(json({ ...content, v: 1, username })),
+        'INVALID_CONTENT',
+      );
     await expectCode(() => encodeContent({ ...content, n: 0 }), 'INVALID_CONTENT');
     await expectCode(() => decodeContent(json({ ...content, v: 1, n: 1.5 })), 'INVALID_CONTENT');
     await expectCode(

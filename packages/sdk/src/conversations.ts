@@ -266,8 +266,9 @@ export interface ConversationMember {
   readonly accountId: string;
   readonly deviceId: string;
   /**
-   * The account's username, when this device knows it: its own, or one it looked up. The
-   * server has no account-id-to-name directory; names are never taken from other members.
+   * The account's username, when this device knows it: its own, one it looked up, or one its
+   * messages stated and the server's directory confirmed (the server has no account-id-to-name
+   * directory, and nothing is taken on a member's word alone).
    */
   readonly username?: string;
 }
@@ -997,6 +998,30 @@ class Conversations {
   #names: { accountId: string; map: Map<string, string> } | undefined;
 
   /** Usernames this device knows (looked up, or its own), per logged-in account. */
+  /** Name claims already checked against the directory, `accountId/username` (this process). */
+  readonly #claimsChecked = new Set<string>();
+
+  /**
+   * Remembers the username a sender's message states for its account, when this device knows
+   * no name for that account and the server's directory maps the name to it: a member cannot
+   * pass itself off as another account, and nothing is taken on the member's word alone.
+   * Each claim is looked up at most once per process; a failed lookup leaves the account shown
+   * by its id.
+   */
+  async #learnName(accountId: string, claimed: string | undefined): Promise<void> {
+    if (claimed === undefined || (await this.#knownNames()).has(accountId)) return;
+    const key = `${accountId}/${claimed}`;
+    if (this.#claimsChecked.has(key)) return;
+    this.#claimsChecked.add(key);
+    try {
+      const res = await this.#request('GET', `/v1/users/${encodeURIComponent(claimed)}`);
+      if (res.accountId === accountId) await this.#remember(accountId, claimed);
+    } catch (err) {
+      if (SdkError.is(err, 'STORE_CORRUPT') || SdkError.is(err, 'STORE_UNAVAILABLE')) throw err;
+      // Not confirmed (unknown name, network): the account stays shown by its id.
+    }
+  }
+
   async #knownNames(): Promise<Map<string, string>> {
     const { accountId, username } = this.#host.session();
     if (this.#names?.accountId !== accountId) {
@@ -2057,9 +2082,11 @@ class Conversations {
    */
   async #sendContent(groupId: string, content: MessageContent): Promise<ConversationMessage> {
     await this.#knownNames();
+    // Receivers who do not know this account's name check it against the server's directory.
+    const username = normalizeUsername(this.#host.session().username) ?? undefined;
     const encoded = (n: number): Uint8Array => {
       try {
-        return encodeContent({ ...content, n });
+        return encodeContent({ ...content, n, ...(username === undefined ? {} : { username }) });
       } catch (err) {
         throw new SdkError('INVALID_ARGUMENT', this.#op, 'the message is too long or malformed', {
           cause: err,
@@ -2613,6 +2640,8 @@ class Conversations {
         cursor: entry.cursor,
         tail: [...record.tail, stored],
       });
+      // After the message is authenticated, decrypted and stored.
+      await this.#learnName(sender.accountId, content.username);
       return [...gap, { type: 'message', message: this.#message(entry.groupId, stored) }];
     }
     const key =

@@ -306,6 +306,39 @@ describe('conversations', () => {
     ]);
   });
 
+  test("a sender's name is learned from its message only when the directory confirms it", async () => {
+    const alice = await signup('alice');
+    // Bob's view of the directory: honest, until told to answer another account for a name.
+    let lie: { name: string; accountId: string } | undefined;
+    const directory: typeof server.fetch = async (url, init) => {
+      if (lie && url.endsWith(`/v1/users/${lie.name}`))
+        return Response.json({ accountId: lie.accountId });
+      return server.fetch(url, init);
+    };
+    const bob = await signup('bob', directory);
+    const carol = await signup('carol');
+    const chat = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    expect((await bob.client.conversations.get(chat.id)).members.map((m) => m.username)).toEqual(
+      expect.arrayContaining([bob.name, undefined]),
+    );
+    await alice.client.conversations.send(chat.id, 'hi');
+    const [event] = await bob.client.conversations.sync();
+    expect(event).toMatchObject({ type: 'message', message: { sender: { username: alice.name } } });
+    const names = (await bob.client.conversations.get(chat.id)).members.map((m) => m.username);
+    expect(names.sort()).toEqual([alice.name, bob.name].sort());
+    // Carol's name, as the directory (lying) maps it to another account: not taken.
+    lie = { name: carol.name, accountId: alice.accountId };
+    const withCarol = await carol.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    await carol.client.conversations.send(withCarol.id, 'hello');
+    const [fromCarol] = await bob.client.conversations.sync();
+    expect(fromCarol).toMatchObject({ type: 'message' });
+    if (fromCarol?.type !== 'message') throw new Error('expected a message');
+    expect(fromCarol.message.sender.accountId).toBe(carol.accountId);
+    expect(fromCarol.message.sender.username).toBeUndefined();
+  });
+
   test('find returns the 1:1 conversation this device holds with a user, and never creates one', async () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
