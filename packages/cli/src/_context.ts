@@ -80,14 +80,26 @@ export function written(ctx: Context, value: object, text: string): Promise<void
     out.write(line, (err) => {
       if (!err) return resolve();
       const code = (err as { code?: unknown }).code;
-      reject(
-        new CliError(
-          'OUTPUT_FAILED',
-          `cannot write to stdout (${typeof code === 'string' ? code : 'i/o error'}): stopped before fetching more`,
-        ),
+      const reason = typeof code === 'string' ? code : 'i/o error';
+      const failed = new CliError(
+        'OUTPUT_FAILED',
+        `cannot write to stdout (${reason}): stopped before fetching more`,
       );
+      outputFailures.set(failed, reason);
+      reject(failed);
     });
   });
+}
+
+/** Why stdout refused a line, per OUTPUT_FAILED error of {@link written}. */
+const outputFailures = new WeakMap<Error, string>();
+
+/**
+ * The system's code for a write {@link written} could not make (`EPIPE`: the reader of the
+ * pipe has gone, as with `| head -1`; `ENOSPC`, …), or undefined for any other error.
+ */
+export function outputFailure(err: unknown): string | undefined {
+  return err instanceof Error ? outputFailures.get(err) : undefined;
 }
 
 /** Progress for a person, on stderr; nothing with --json, where stderr carries only errors. */

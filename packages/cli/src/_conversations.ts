@@ -15,7 +15,7 @@ import {
 } from '@coffer/sdk';
 import { saveAttachment } from '@coffer/sdk/node';
 import { requireLogin } from './_account.js';
-import { type Context, note, result, withClient, written } from './_context.js';
+import { type Context, note, outputFailure, result, withClient, written } from './_context.js';
 import { CliError, interrupted, usageError } from './_errors.js';
 import { columns, formatSize, formatTime, printable, quoted } from './_format.js';
 import { pathInside, safeFileName } from './_safe-file-name.js';
@@ -504,7 +504,17 @@ export function history(ctx: Context): Promise<number> {
     });
     for (const m of stored) {
       if (ctx.io.signal?.aborted) throw interrupted();
-      await printer.onMessage(m);
+      try {
+        await printer.onMessage(m);
+      } catch (err) {
+        const reason = outputFailure(err);
+        // The reader has gone (| head -1): it has what it wanted, and nothing is lost (the
+        // history stays stored, and nothing was fetched), so not an error.
+        if (reason === 'EPIPE') break;
+        if (reason !== undefined)
+          throw new CliError('OUTPUT_FAILED', `cannot write to stdout (${reason})`);
+        throw err;
+      }
     }
     return printer.failures() > 0 ? EXIT.error : EXIT.ok;
   });

@@ -95,7 +95,10 @@ export function hintFor(code: string, context: HintContext): string | undefined 
         return 'coffer groups lists the conversations of this device; a user must have logged in once since conversations exist';
       return undefined;
     case 'OUTPUT_FAILED':
-      return 'a command reading coffer messages must read all of it: what was fetched and not shown is not fetched again';
+      // Only coffer messages acknowledges what it fetched; coffer history's is stored here.
+      return context.command === 'messages'
+        ? 'a command reading coffer messages must read all of it: what was fetched and not shown is not fetched again'
+        : undefined;
     case 'COMMIT_NOT_ALLOWED':
       return 'ask an admin of the conversation (the one who created it)';
     case 'ATTACHMENT_CORRUPT':
