@@ -425,6 +425,12 @@ export function messages(ctx: Context): Promise<number> {
       }
     };
 
+    /** Writes out the events a failed sync kept (acknowledged, so never fetched again). */
+    const writeKept = async () => {
+      const kept = await client.conversations.unreported().catch(() => []);
+      for (const event of kept) await onEvent(event);
+    };
+
     if (!ctx.follow) {
       // Ctrl-C neither cuts the fetch short nor the writing of what it brought: once the
       // server has taken the acknowledgement (possibly before the last request of the sync),
@@ -436,6 +442,8 @@ export function messages(ctx: Context): Promise<number> {
       try {
         events = await client.conversations.sync();
       } catch (err) {
+        // What the sync handled before it failed was acknowledged: written out before the error.
+        await writeKept();
         if (signal?.aborted) throw interrupted();
         throw err;
       } finally {
@@ -460,7 +468,10 @@ export function messages(ctx: Context): Promise<number> {
         });
         for await (const event of events) await onEvent(event);
       } catch (err) {
-        if (!SdkError.is(err) || !err.retryable || signal?.aborted) throw err;
+        if (!SdkError.is(err) || !err.retryable || signal?.aborted) {
+          if (!CliError.is(err, 'OUTPUT_FAILED')) await writeKept();
+          throw err;
+        }
         note(ctx, `warning: could not fetch messages (${err.code}); trying again`);
         await sleep(FOLLOW_INTERVAL_MS, signal);
       }

@@ -198,6 +198,26 @@ describe('bad input', { timeout: 60_000 }, () => {
     expect((await coffer('bob', ['messages'])).stdout).toBe('');
   });
 
+  test('a sync that fails after the acknowledgement: what it handled is written, then the error', async () => {
+    expect((await coffer('bob', ['messages'])).code).toBe(0);
+    expect((await coffer('alice', ['send', 'bob', 'taken before the failure'])).code).toBe(0);
+    // The server takes the acknowledgement; its answer is lost: the entry will not come again.
+    const loseAck: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      const url = input instanceof Request ? input.url : String(input);
+      if (new URL(url).pathname.endsWith('/v1/queue/ack')) throw new TypeError('connection reset');
+      return res;
+    };
+    for (const argv of [['messages'], ['messages', '--json']]) {
+      if (argv.length > 1)
+        expect((await coffer('alice', ['send', 'bob', 'taken before the failure'])).code).toBe(0);
+      const run = await coffer('bob', argv, { fetch: loseAck });
+      expect(run.code, argv.join(' ')).toBe(4); // NETWORK
+      expect(run.stdout).toContain('taken before the failure');
+    }
+    expect((await coffer('bob', ['messages'])).stdout).toBe('');
+  });
+
   test('history | head -1: the reader going away ends it quietly (status 0), nothing is lost', async () => {
     const all = await coffer('bob', ['history', 'alice']);
     expect(all.code).toBe(0);

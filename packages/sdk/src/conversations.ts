@@ -465,8 +465,17 @@ export interface ConversationsApi {
    * that others can add it to conversations. Call it once after signup, login or linking.
    */
   prepare(): Promise<void>;
-  /** Fetches the queue, processes, stores and acknowledges everything new. */
+  /**
+   * Fetches the queue, processes, stores and acknowledges everything new. When it fails part of
+   * the way, the events of what it handled before the failure (acknowledged, so not fetched
+   * again) are kept for the next sync(), or for {@link ConversationsApi.unreported}.
+   */
   sync(): Promise<ConversationEvent[]>;
+  /**
+   * Takes the events a failed sync() kept (see sync), so that a program about to exit can still
+   * show them; empty when there are none. The messages are in the local history either way.
+   */
+  unreported(): Promise<ConversationEvent[]>;
   /**
    * Encrypts `data` under a fresh key, uploads the ciphertext, and sends its reference (with
    * optional text) to the conversation.
@@ -562,6 +571,7 @@ export function createConversations(
       });
     },
     sync: () => run('conversations.sync', () => c.sync()),
+    unreported: () => run('conversations.unreported', async () => c.takeUnreported()),
     prepare: () => run('conversations.prepare', () => c.prepare()),
     history: (id, o) => run('conversations.history', () => c.history(id, o?.limit ?? 100)),
     add: (id, users) => run('conversations.add', () => c.add(id, users)),
@@ -2230,6 +2240,13 @@ class Conversations {
     this.#op = 'conversations.prepare';
     this.#keyPackagesCheckedAt.delete(this.#me().accountId);
     await this.#replenish();
+  }
+
+  takeUnreported(): ConversationEvent[] {
+    const events = this.#unreported;
+    this.#unreported = [];
+    this.#emit(events);
+    return events;
   }
 
   async sync(): Promise<ConversationEvent[]> {

@@ -118,6 +118,23 @@ describe('a sync that fails part of the way', () => {
     expect((await bob.client.conversations.history(id)).map((m) => m.text)).toEqual(['one', 'two']);
   });
 
+  test('unreported() takes the events a failed sync kept, once', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    await alice.client.conversations.send(id, 'kept');
+    expect(await bob.client.conversations.unreported()).toEqual([]);
+    bob.loseAnswerOnce('/v1/queue/ack', 'POST');
+    await expect(bob.client.conversations.sync()).rejects.toSatisfy(networkError);
+    const heard: ConversationEvent[] = [];
+    bob.client.conversations.on((e) => heard.push(e));
+    expect(texts(await bob.client.conversations.unreported())).toEqual(['kept']);
+    expect(texts(heard)).toEqual(['kept']);
+    expect(await bob.client.conversations.unreported()).toEqual([]);
+    expect(await bob.client.conversations.sync()).toEqual([]);
+  });
+
   test("a Welcome whose members' manifests could not be fetched is opened by the next sync", async () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
