@@ -503,11 +503,23 @@ function trackPartial(path: string): void {
 /** Names tried for `keep-both` after the path itself. */
 const MAX_NAME_SUFFIX = 1000;
 
-/** "name.ext", "name (1).ext", "name (2).ext", … */
+/** Bytes a file name may have on the usual file systems (ext4, xfs, btrfs, tmpfs, APFS). */
+const MAX_FILE_NAME_BYTES = 255;
+
+/**
+ * "name.ext", "name (1).ext", "name (2).ext", …; the name is cut (at a character boundary)
+ * where the suffix would take it past the file system's limit.
+ */
 function numberedPath(path: string, n: number): string {
   if (n === 0) return path;
   const ext = extname(path);
-  return `${path.slice(0, path.length - ext.length)} (${n})${ext}`;
+  const dir = dirname(path);
+  const name = basename(path);
+  let stem = name.slice(0, name.length - ext.length);
+  const suffix = ` (${n})${ext}`;
+  while (stem.length > 0 && Buffer.byteLength(stem + suffix) > MAX_FILE_NAME_BYTES)
+    stem = [...stem].slice(0, -1).join('');
+  return join(dir, `${stem}${suffix}`);
 }
 
 /**

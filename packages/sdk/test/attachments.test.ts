@@ -527,6 +527,16 @@ describe('attachments', () => {
         expect(await saveAttachment(d, path, { ...base, token, fetch })).toBe(path);
         expect(Buffer.from(readFileSync(path)).equals(Buffer.from(data))).toBe(true);
         expect(readdirSync(dir)).toEqual([name]);
+        // Taken: keep-both cuts the name to make room for " (1)".
+        const second = await saveAttachment(d, path, {
+          ...base,
+          token,
+          fetch,
+          ifExists: 'keep-both',
+        });
+        expect(second).toBe(join(dir, `${'é'.repeat(120)}${'x'.repeat(7)} (1).bin`));
+        expect(Buffer.byteLength(second.slice(dir.length + 1))).toBe(255);
+        expect(Buffer.from(readFileSync(second)).equals(Buffer.from(data))).toBe(true);
       });
     });
   });
