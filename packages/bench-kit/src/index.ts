@@ -319,17 +319,18 @@ async function runIsolated(
   options: RunOptions,
 ): Promise<{ result: Result; goal: Goal | undefined } | undefined> {
   const ours = new SideWorker(factory.name, 'ours');
-  const base = new SideWorker(factory.name, 'baseline');
+  let base: SideWorker | undefined;
   try {
     // One at a time: building both at once would slow each for the other.
     const a = await ours.next();
+    base = new SideWorker(factory.name, 'baseline');
     const b = await base.next();
     if (a.kind === 'skip' || b.kind === 'skip') return undefined;
     if (a.kind !== 'ready' || b.kind !== 'ready') throw new Error('bench worker not ready');
     log(`${a.info.name} ... (each side in its own worker thread)`);
     return { result: await measure(a.info, ours.run, base.run, options), goal: a.goal };
   } finally {
-    await Promise.all([ours.stop(), base.stop()]);
+    await Promise.all([ours.stop(), base?.stop()]);
   }
 }
 
