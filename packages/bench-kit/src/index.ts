@@ -323,6 +323,7 @@ async function runIsolated(
   try {
     // One at a time: building both at once would slow each for the other.
     const a = await ours.next();
+    if (a.kind === 'skip') return undefined;
     base = new SideWorker(factory.name, 'baseline');
     const b = await base.next();
     if (a.kind === 'skip' || b.kind === 'skip') return undefined;
