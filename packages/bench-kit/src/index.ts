@@ -326,7 +326,7 @@ async function runIsolated(
     if (a.kind === 'skip') return undefined;
     base = new SideWorker(factory.name, 'baseline');
     const b = await base.next();
-    if (a.kind === 'skip' || b.kind === 'skip') return undefined;
+    if (b.kind === 'skip') return undefined;
     if (a.kind !== 'ready' || b.kind !== 'ready') throw new Error('bench worker not ready');
     log(`${a.info.name} ... (each side in its own worker thread)`);
     return { result: await measure(a.info, ours.run, base.run, options), goal: a.goal };
