@@ -1007,22 +1007,25 @@ class Conversations {
 
   #names: { accountId: string; map: Map<string, string> } | undefined;
 
-  /** Usernames this device knows (looked up, or its own), per logged-in account. */
-  /** Name claims already checked against the directory, `accountId/username` (this process). */
+  /**
+   * Sender accounts whose name claim was checked against the directory (this process). Per
+   * account, not per claim: an account has one name, and the server counts every lookup
+   * against this account's hourly limit (300), so a member claiming a new name in each message
+   * must not cost a lookup each (using up the limit that direct, find and add need).
+   */
   readonly #claimsChecked = new Set<string>();
 
   /**
    * Remembers the username a sender's message states for its account, when this device knows
    * no name for that account and the server's directory maps the name to it: a member cannot
    * pass itself off as another account, and nothing is taken on the member's word alone.
-   * Each claim is looked up at most once per process; a failed lookup leaves the account shown
-   * by its id.
+   * One claim per account is looked up, once per process; a failed or refused lookup leaves
+   * the account shown by its id.
    */
   async #learnName(accountId: string, claimed: string | undefined): Promise<void> {
     if (claimed === undefined || (await this.#knownNames()).has(accountId)) return;
-    const key = `${accountId}/${claimed}`;
-    if (this.#claimsChecked.has(key)) return;
-    this.#claimsChecked.add(key);
+    if (this.#claimsChecked.has(accountId)) return;
+    this.#claimsChecked.add(accountId);
     try {
       const res = await this.#request('GET', `/v1/users/${encodeURIComponent(claimed)}`);
       if (res.accountId === accountId) await this.#remember(accountId, claimed);
@@ -1032,6 +1035,7 @@ class Conversations {
     }
   }
 
+  /** Usernames this device knows (looked up, or its own), per logged-in account. */
   async #knownNames(): Promise<Map<string, string>> {
     const { accountId, username } = this.#host.session();
     if (this.#names?.accountId !== accountId) {

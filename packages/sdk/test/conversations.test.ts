@@ -1,10 +1,13 @@
 // Conversations end to end over the real server (SQLite in memory): 1:1 and groups, every device
 // of every member, the admin rules, leaving, renaming, and that the server only ever carries
 // ciphertext.
+
+import { randomBytes } from '@coffer/crypto';
 import { isId } from '@coffer/protocol';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
-import { type CofferClient, type ConversationEvent, SdkError } from '../src/index.js';
+import { type CofferClient, type ConversationEvent, memoryStore, SdkError } from '../src/index.js';
+import { openLocalState } from '../src/local-state.js';
 import { type TestServer, tap, testClient, testServer, username } from './_server.js';
 
 let server: TestServer;
@@ -337,6 +340,39 @@ describe('conversations', () => {
     if (fromCarol?.type !== 'message') throw new Error('expected a message');
     expect(fromCarol.message.sender.accountId).toBe(carol.accountId);
     expect(fromCarol.message.sender.username).toBeUndefined();
+  });
+
+  test('name claims cost one directory lookup per sender account, however many names it claims', async () => {
+    // Bob's lookups count against his hourly limit on the server (300): a member that claimed a
+    // new name in every message made him use it up, and sync wait on a lookup per message.
+    const { fetch, seen } = tap(server.fetch);
+    const bob = await signup('bob', fetch);
+    const store = memoryStore();
+    const storeKey = randomBytes(32);
+    const mallory = await signup('mallory', server.fetch, { store, storeKey: storeKey.slice() });
+    const carol = await signup('carol');
+    const chat = await mallory.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    await mallory.client.close();
+    // Mallory's device states whatever name it likes (here: its stored username, rewritten).
+    const claims = [carol.name, username('x'), username('y'), username('z'), mallory.name];
+    for (const claim of claims) {
+      const local = await openLocalState(store, storeKey);
+      const account = await local.readAccount(mallory.accountId);
+      if (!account) throw new Error('no account record');
+      await local.writeAccount({ ...account, username: claim });
+      const device = await testClient(server, { store, storeKey: storeKey.slice() });
+      await device.conversations.send(chat.id, `as ${claim}`);
+      await device.close();
+    }
+    const before = seen.length;
+    const events = await bob.client.conversations.sync();
+    expect(texts(events)).toEqual(claims.map((c) => `as ${c}`));
+    const lookups = seen.slice(before).filter((r) => r.path.startsWith('/v1/users/'));
+    expect(lookups).toHaveLength(1);
+    // The first claim was not hers: her messages show her account id.
+    for (const e of events)
+      if (e.type === 'message') expect(e.message.sender.username).toBeUndefined();
   });
 
   test('find returns the 1:1 conversation this device holds with a user, and never creates one', async () => {
