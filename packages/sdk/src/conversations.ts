@@ -1030,7 +1030,11 @@ class Conversations {
       const res = await this.#request('GET', `/v1/users/${encodeURIComponent(claimed)}`);
       if (res.accountId === accountId) await this.#remember(accountId, claimed);
     } catch (err) {
-      if (SdkError.is(err, 'STORE_CORRUPT') || SdkError.is(err, 'STORE_UNAVAILABLE')) throw err;
+      if (SdkError.is(err, 'STORE_CORRUPT') || SdkError.is(err, 'STORE_UNAVAILABLE')) {
+        // The entry comes again (see #handle): checked again then.
+        this.#claimsChecked.delete(accountId);
+        throw err;
+      }
       // Not confirmed (unknown name, network): the account stays shown by its id.
     }
   }
@@ -2654,6 +2658,10 @@ class Conversations {
           ];
         }
       }
+      // After the message is authenticated and decrypted, before the record that marks its
+      // entry handled: a store failure here fails the sync and the entry comes again, where
+      // after that write it came again as a duplicate, and its event was lost.
+      await this.#learnName(sender.accountId, content.username);
       const stored = this.#storedMessage(content, sender);
       await this.#writeGroup(entry.groupId, {
         ...withPeers,
@@ -2661,8 +2669,6 @@ class Conversations {
         cursor: entry.cursor,
         tail: [...record.tail, stored],
       });
-      // After the message is authenticated, decrypted and stored.
-      await this.#learnName(sender.accountId, content.username);
       return [...gap, { type: 'message', message: this.#message(entry.groupId, stored) }];
     }
     const key =

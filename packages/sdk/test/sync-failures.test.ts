@@ -6,6 +6,7 @@ import {
   type CofferClient,
   type ConversationEvent,
   type FetchLike,
+  memoryStore,
   SdkError,
 } from '../src/index.js';
 import { SERVER_URL, type TestServer, testClient, testServer, username } from './_server.js';
@@ -116,6 +117,47 @@ describe('a sync that fails part of the way', () => {
     await expect(bob.client.conversations.sync()).rejects.toSatisfy(networkError);
     expect(texts(await bob.client.conversations.sync())).toEqual(['one', 'two']);
     expect((await bob.client.conversations.history(id)).map((m) => m.text)).toEqual(['one', 'two']);
+  });
+
+  test("a store failure while remembering a sender's name loses neither the message event nor the name", async () => {
+    const alice = await signup('alice');
+    // Bob's home: the write of his names record fails once (a full disk).
+    const inner = memoryStore();
+    let failNames = false;
+    const store = {
+      get: (name: string) => inner.get(name),
+      delete: (name: string) => inner.delete(name),
+      async put(name: string, value: Uint8Array) {
+        if (failNames && name.startsWith('names/')) {
+          failNames = false;
+          throw new SdkError('STORE_UNAVAILABLE', 'test', 'local store unavailable (ENOSPC)');
+        }
+        await inner.put(name, value);
+      },
+    };
+    const bob = await signup('bob', { store });
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    await alice.client.conversations.send(id, 'hi');
+    failNames = true;
+    // Her message states her name, which Bob's device does not know yet: confirmed, then stored.
+    await expect(bob.client.conversations.sync()).rejects.toSatisfy((err) =>
+      SdkError.is(err, 'STORE_UNAVAILABLE'),
+    );
+    expect(failNames).toBe(false);
+    const events = [
+      ...(await bob.client.conversations.unreported()),
+      ...(await bob.client.conversations.sync()),
+    ];
+    expect(events).toEqual([
+      expect.objectContaining({
+        type: 'message',
+        message: expect.objectContaining({
+          text: 'hi',
+          sender: expect.objectContaining({ username: alice.name }),
+        }),
+      }),
+    ]);
   });
 
   test('unreported() takes the events a failed sync kept, once', async () => {
