@@ -736,7 +736,16 @@ class Conversations {
     );
     try {
       while (!signal?.aborted) {
-        for (const event of await sync()) yield event;
+        let events: ConversationEvent[];
+        try {
+          events = await sync();
+        } catch (err) {
+          // Closed while this sync waited its turn behind another call: it never ran, so
+          // nothing was fetched; the loop ends as the client closing ends it anywhere else.
+          if (closing?.aborted && SdkError.is(err, 'NOT_READY')) break;
+          throw err;
+        }
+        for (const event of events) yield event;
         // Woken by the server's push ({"type":"queue"}) when the event socket is up, else by the
         // interval; a socket that drops is opened again on the next round (catch-up is the sync).
         await push.wait(interval);

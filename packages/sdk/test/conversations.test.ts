@@ -587,6 +587,61 @@ describe('conversations', () => {
     expect(texts(await bob.client.conversations.sync())).toEqual(['only you now']);
   });
 
+  test('closing the client while a follow sync waits behind another call ends the loop quietly', async () => {
+    class FakeSocket {
+      send() {}
+      close() {}
+      addEventListener() {}
+    }
+    // Bob's next message post waits until the test lets it go.
+    let open = () => {};
+    const opened = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let arrived = () => {};
+    const reached = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    let armed = false;
+    const fetch: typeof server.fetch = async (url, init) => {
+      if (armed && init.method === 'POST' && url.includes('/messages')) {
+        armed = false;
+        arrived();
+        await opened;
+      }
+      return server.fetch(url, init);
+    };
+    const alice = await signup('alice');
+    const bob = await signup('bob', fetch, {
+      webSocket: FakeSocket as unknown as NonNullable<
+        Parameters<typeof testClient>[1]
+      >['webSocket'],
+    });
+    const chat = await bob.client.conversations.direct(alice.name);
+    const stop = new AbortController();
+    const following = (async () => {
+      for await (const _ of bob.client.conversations.follow({
+        signal: stop.signal,
+        intervalMs: 10,
+      }));
+      return 'ended';
+    })().catch((err: unknown) => err);
+    try {
+      armed = true;
+      const sending = bob.client.conversations.send(chat.id, 'hi');
+      await reached;
+      // The loop's next sync is queued behind the send by now.
+      await new Promise((r) => setTimeout(r, 100));
+      const closed = bob.client.close();
+      open();
+      await sending;
+      await closed;
+      expect(await following).toBe('ended');
+    } finally {
+      stop.abort();
+    }
+  });
+
   test('closing the client ends a follow loop at once and closes its event socket', async () => {
     class FakeSocket {
       static all: FakeSocket[] = [];
