@@ -1071,8 +1071,19 @@ class Conversations {
   async #remember(accountId: string, username: string): Promise<void> {
     const map = await this.#knownNames();
     if (map.get(accountId) === username) return;
+    // A name belongs to one account at a time: one freed by a deleted account and taken by a
+    // new one no longer names the old.
+    for (const [other, name] of map)
+      if (name === username && other !== accountId) map.delete(other);
     map.set(accountId, username);
-    if (map.size > MAX_KNOWN_NAMES) map.delete(map.keys().next().value as string);
+    if (map.size > MAX_KNOWN_NAMES) {
+      const own = this.#me().accountId;
+      for (const other of map.keys()) {
+        if (other === own) continue; // never this account's own name
+        map.delete(other);
+        break;
+      }
+    }
     await this.#host.writeRecord(`names/${this.#me().accountId}`, {
       names: [...map].map(([a, u]) => ({ accountId: a, username: u })),
     });

@@ -375,6 +375,31 @@ describe('conversations', () => {
       if (e.type === 'message') expect(e.message.sender.username).toBeUndefined();
   });
 
+  test('a name freed by a deleted account and taken by a new one no longer names the old', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const old = await bob.client.conversations.direct(alice.name);
+    await alice.client.conversations.sync();
+    expect(
+      (await bob.client.conversations.get(old.id)).members.find(
+        (m) => m.accountId === alice.accountId,
+      )?.username,
+    ).toBe(alice.name);
+    await alice.client.deleteAccount(`pw-${alice.name}-long enough`);
+    // Someone else signs up with the freed name; Bob starts a conversation with that name.
+    const client = await testClient(server);
+    const { account } = await client.signup(alice.name, `pw-${alice.name}-other one`);
+    await client.conversations.sync();
+    const chat = await bob.client.conversations.direct(alice.name);
+    expect(chat.id).not.toBe(old.id);
+    const named = (id: string, accountId: string) =>
+      bob.client.conversations
+        .get(id)
+        .then((c) => c.members.find((m) => m.accountId === accountId)?.username);
+    expect(await named(chat.id, account.accountId)).toBe(alice.name);
+    expect(await named(old.id, alice.accountId)).toBeUndefined();
+  });
+
   test('find returns the 1:1 conversation this device holds with a user, and never creates one', async () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
