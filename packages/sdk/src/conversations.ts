@@ -92,6 +92,8 @@ const GROUP_INFO_CONTEXT = 'coffer/v1/group-info';
 const CONVERSATION_KEY_LABEL = 'coffer/v1/conversation-key';
 /** Messages per conversation a history bundle carries to a new device. */
 const MAX_BUNDLE_MESSAGES = 1000;
+/** A sender's name claim whose lookup could not be made is looked up again after this long. */
+const CLAIM_RETRY_MS = 10 * 60 * 1000;
 /** Usernames remembered per account (contacts looked up). */
 const MAX_KNOWN_NAMES = 10_000;
 /** A WebSocket as the SDK uses it: the browser's, Node 22's, or the `ws` package's. */
@@ -1022,19 +1024,21 @@ class Conversations {
    * against this account's hourly limit (300), so a member claiming a new name in each message
    * must not cost a lookup each (using up the limit that direct, find and add need).
    */
-  readonly #claimsChecked = new Set<string>();
+  readonly #claimsChecked = new Map<string, number>();
 
   /**
    * Remembers the username a sender's message states for its account, when this device knows
    * no name for that account and the server's directory maps the name to it: a member cannot
    * pass itself off as another account, and nothing is taken on the member's word alone.
-   * One claim per account is looked up, once per process; a failed or refused lookup leaves
-   * the account shown by its id.
+   * One claim per account is looked up, once per process, or again after
+   * CLAIM_RETRY_MS when the lookup could not be made (the network, a rate limit); a refused
+   * claim leaves the account shown by its id.
    */
   async #learnName(accountId: string, claimed: string | undefined): Promise<void> {
     if (claimed === undefined || (await this.#knownNames()).has(accountId)) return;
-    if (this.#claimsChecked.has(accountId)) return;
-    this.#claimsChecked.add(accountId);
+    const now = this.#host.now();
+    if ((this.#claimsChecked.get(accountId) ?? -Infinity) > now) return;
+    this.#claimsChecked.set(accountId, Number.POSITIVE_INFINITY);
     try {
       const res = await this.#request('GET', `/v1/users/${encodeURIComponent(claimed)}`);
       if (res.accountId === accountId) await this.#remember(accountId, claimed);
@@ -1044,7 +1048,10 @@ class Conversations {
         this.#claimsChecked.delete(accountId);
         throw err;
       }
-      // Not confirmed (unknown name, network): the account stays shown by its id.
+      // Not confirmed now: the account stays shown by its id, and is asked about again later
+      // when the lookup could not be made (an unknown name is a refusal: never again here).
+      if (SdkError.is(err) && err.code !== 'NOT_FOUND')
+        this.#claimsChecked.set(accountId, now + CLAIM_RETRY_MS);
     }
   }
 

@@ -375,6 +375,39 @@ describe('conversations', () => {
       if (e.type === 'message') expect(e.message.sender.username).toBeUndefined();
   });
 
+  test('a name lookup that could not be made is tried again after ten minutes, not before', async () => {
+    let clock = Date.now();
+    let failLookups = false;
+    let lookups = 0;
+    const flaky: typeof server.fetch = async (url, init) => {
+      if (url.includes('/v1/users/')) {
+        lookups++;
+        if (failLookups) throw new TypeError('connection reset');
+      }
+      return server.fetch(url, init);
+    };
+    const bob = await signup('bob', flaky, { now: () => clock });
+    const alice = await signup('alice');
+    const chat = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    failLookups = true;
+    const first = lookups;
+    const sender = async (text: string) => {
+      await alice.client.conversations.send(chat.id, text);
+      const [event] = await bob.client.conversations.sync();
+      return event?.type === 'message' ? event.message.sender.username : 'no message';
+    };
+    expect(await sender('one')).toBeUndefined();
+    expect(lookups).toBe(first + 1);
+    clock += 5 * 60 * 1000;
+    expect(await sender('two')).toBeUndefined();
+    expect(lookups).toBe(first + 1); // not yet
+    failLookups = false;
+    clock += 6 * 60 * 1000;
+    expect(await sender('three')).toBe(alice.name);
+    expect(lookups).toBe(first + 2);
+  });
+
   test('a name freed by a deleted account and taken by a new one no longer names the old', async () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
