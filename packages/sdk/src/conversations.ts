@@ -90,6 +90,8 @@ const SCAN_INTERVAL_MS = 60_000;
 const GROUP_INFO_CONTEXT = 'coffer/v1/group-info';
 /** MLS-Exporter label of the conversation key after a removal (spec §4.6). */
 const CONVERSATION_KEY_LABEL = 'coffer/v1/conversation-key';
+/** Syncs that try a history bundle whose download fails for now, before it is given up. */
+const MAX_BUNDLE_TRIES = 5;
 /** Messages per conversation a history bundle carries to a new device. */
 const MAX_BUNDLE_MESSAGES = 1000;
 /** A sender's name claim whose lookup could not be made is looked up again after this long. */
@@ -411,6 +413,11 @@ interface GroupRecord {
   out?: number;
   /** The highest `n` seen per sender device (`accountId.deviceId`). */
   peers?: Record<string, number>;
+  /**
+   * Syncs whose download of the history bundle in queue entry `cursor` failed for now (the
+   * network, a busy server): after MAX_BUNDLE_TRIES the bundle is given up and the queue moves on.
+   */
+  bundleTries?: { cursor: number; n: number };
   /** When this device last committed fresh keys (or joined). */
   renewedAt?: number;
   /** A commit sent and not yet confirmed, with the state it leads to. */
@@ -799,6 +806,14 @@ class Conversations {
         ...(obj.sent === undefined ? {} : { sent: int(obj, 'sent') }),
         ...(obj.out === undefined ? {} : { out: int(obj, 'out') }),
         ...(obj.peers === undefined ? {} : { peers: counters(obj.peers) }),
+        ...(obj.bundleTries === undefined
+          ? {}
+          : {
+              bundleTries: {
+                cursor: int(asObject(obj.bundleTries, 'bundleTries'), 'cursor'),
+                n: int(asObject(obj.bundleTries, 'bundleTries'), 'n'),
+              },
+            }),
         ...(obj.key === undefined ? {} : { key: bytes(obj, 'key', 32) }),
         ...(obj.renewedAt === undefined ? {} : { renewedAt: int(obj, 'renewedAt') }),
         ...(obj.welcome ? { welcome: welcomeFrom(obj.welcome) } : {}),
@@ -836,6 +851,7 @@ class Conversations {
       ...(record.sent === undefined ? {} : { sent: record.sent }),
       ...(record.out === undefined ? {} : { out: record.out }),
       ...(record.peers === undefined ? {} : { peers: record.peers }),
+      ...(record.bundleTries === undefined ? {} : { bundleTries: record.bundleTries }),
       ...(record.key === undefined ? {} : { key: toBase64url(record.key) }),
       ...(record.renewedAt === undefined ? {} : { renewedAt: record.renewedAt }),
       ...(record.welcome ? { welcome: welcomeTo(record.welcome) } : {}),
@@ -2647,14 +2663,41 @@ class Conversations {
         // Merged before the entry is stored as handled: a download that fails for now (it
         // throws) or a crash in between leaves the entry to come again, and the merge adds
         // nothing twice. Stored as handled first, the bundle was lost for good either way.
-        const merged = await this.#receiveHistory(
-          entry.groupId,
-          content.attachment as Record<string, unknown>,
-        );
+        const { bundleTries, ...done } = handled;
+        const tries = bundleTries?.cursor === entry.cursor ? bundleTries.n : 0;
+        let merged: ConversationEvent[];
+        try {
+          merged = await this.#receiveHistory(
+            entry.groupId,
+            content.attachment as Record<string, unknown>,
+          );
+        } catch (err) {
+          if (!SdkError.is(err) || !err.retryable) throw err;
+          if (tries + 1 < MAX_BUNDLE_TRIES) {
+            // Counted on the record as it was (the entry stays unhandled), for the next sync.
+            const current = (await this.#readGroup(entry.groupId)) ?? record;
+            await this.#writeGroup(entry.groupId, {
+              ...current,
+              bundleTries: { cursor: entry.cursor, n: tries + 1 },
+            });
+            throw err;
+          }
+          // A blob that fails sync after sync would hold every later entry back: given up.
+          await this.#writeGroup(entry.groupId, done);
+          return [
+            ...gap,
+            this.#errorEvent(
+              entry.groupId,
+              'HISTORY_UNAVAILABLE',
+              `a history bundle that could not be downloaded in ${MAX_BUNDLE_TRIES} syncs`,
+              err,
+            ),
+          ];
+        }
         // The merge may have stored history in this very conversation: keep it.
         const after = await this.#readGroup(entry.groupId);
         await this.#writeGroup(entry.groupId, {
-          ...handled,
+          ...done,
           ...(after
             ? {
                 tail: after.tail,

@@ -399,6 +399,36 @@ describe('a history bundle whose download fails', () => {
   });
 });
 
+describe('a history bundle whose download keeps failing', () => {
+  test('is given up after five syncs, and the queue moves on', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    await bob.client.conversations.send(id, 'old');
+    await alice.client.conversations.sync();
+    // Every download of a blob by the new device breaks off (a blob store that is down).
+    const broken: FetchLike = async (url, init) => {
+      if (url.includes('/v1/blobs/') && (init.method ?? 'GET') === 'GET')
+        throw new TypeError('connection reset');
+      return server.fetch(url, init);
+    };
+    const phone = await testClient({ fetch: broken });
+    await phone.login(alice.name, `pw-${alice.name}-long enough`);
+    await phone.conversations.sync();
+    await alice.client.conversations.sync(); // adds the phone, sends it the bundle
+    await bob.client.conversations.send(id, 'after the bundle');
+    for (let i = 0; i < 4; i++)
+      await expect(phone.conversations.sync()).rejects.toSatisfy(networkError);
+    const events = await phone.conversations.sync();
+    expect(errors(events)).toEqual(['HISTORY_UNAVAILABLE']);
+    expect(texts(events)).toEqual(['after the bundle']);
+    expect((await phone.conversations.history(id)).map((m) => m.text)).toEqual([
+      'after the bundle',
+    ]);
+  });
+});
+
 describe('a history bundle that arrives after a long history', () => {
   test('its messages go before every message the device stored, none lost or repeated', async () => {
     let clock = Date.now();
