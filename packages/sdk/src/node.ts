@@ -372,22 +372,52 @@ export async function openNodeHome(
   if (!storeKey) {
     const fresh = new Uint8Array(randomBytes(STORE_KEY_LENGTH));
     try {
-      // 'wx': two processes opening a new home at once agree on the first key written.
-      const handle = await open(keyFile, 'wx', 0o600);
-      try {
-        await handle.writeFile(fresh);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      storeKey = fresh;
+      storeKey = (await placeNewKey(keyFile, fresh)) ? fresh : await readKey(op, keyFile);
     } catch (err) {
-      if (!isCode(err, 'EEXIST')) throw ioError(op, err);
-      storeKey = await readKey(op, keyFile);
-      if (!storeKey) throw new SdkError('STORE_CORRUPT', op, 'store.key vanished while opening');
+      throw ioError(op, err);
     }
+    if (!storeKey) throw new SdkError('STORE_CORRUPT', op, 'store.key vanished while opening');
   }
   return { store: fileStore(join(dir, 'state')), storeKey };
+}
+
+/**
+ * Puts a new key at `keyFile` unless one is there: true when this one was placed. Written
+ * whole and flushed under a temporary name first, then hard-linked to the name (which fails
+ * when it exists), so that two processes opening a new home at once agree on the first key, and
+ * none reads a key file still being written (or left empty by a crash). Where the file system
+ * has no hard links, created in place with O_EXCL as before.
+ */
+async function placeNewKey(keyFile: string, key: Uint8Array): Promise<boolean> {
+  const temp = `${keyFile}.${randomBytes(6).toString('hex')}.tmp`;
+  const write = async (file: string) => {
+    const handle = await open(file, 'wx', 0o600);
+    try {
+      await handle.writeFile(key);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  };
+  try {
+    await write(temp);
+    try {
+      await link(temp, keyFile);
+      return true;
+    } catch (err) {
+      if (isCode(err, 'EEXIST')) return false;
+      if (!isCode(err, 'EPERM') && !isCode(err, 'ENOTSUP') && !isCode(err, 'EOPNOTSUPP')) throw err;
+    }
+    try {
+      await write(keyFile);
+      return true;
+    } catch (err) {
+      if (isCode(err, 'EEXIST')) return false;
+      throw err;
+    }
+  } finally {
+    await rm(temp, { force: true }).catch(() => {});
+  }
 }
 
 async function readKey(op: string, file: string): Promise<Uint8Array | undefined> {
