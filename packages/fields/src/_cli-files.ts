@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileDurably } from './_durable-file.js';
 import {
   type CheckpointStore,
   parseCheckpoint,
@@ -7,24 +7,14 @@ import {
   serializeCheckpoint,
 } from './reencrypt.js';
 
-/**
- * Replaces `path` with `text` all at once (a temporary file beside it, then rename), so a crash
- * mid-write never leaves a truncated keyring or checkpoint.
- */
+/** Replaces `path` with `text` all at once and durably (see {@link writeFileDurably}). */
 export async function replaceFile(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, text, { flag: 'wx' });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeFileDurably(path, text, { replace: true });
 }
 
-/** Writes `text` to a new file, refusing to replace one. */
+/** Writes `text` to a new file, refusing to replace one (EEXIST), all at once and durably. */
 export async function createFile(path: string, text: string): Promise<void> {
-  await writeFile(path, text, { flag: 'wx' });
+  await writeFileDurably(path, text, { replace: false });
 }
 
 /** A {@link CheckpointStore} in a JSON file; no file yet means no checkpoint. */

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import {
   type AeadKey,
   CryptoError,
@@ -10,6 +10,7 @@ import {
   MAX_KEY_ID_LENGTH,
   toBase64url,
 } from '@coffer/crypto';
+import { writeFileDurably } from '../_durable-file.js';
 import { FieldsError } from '../errors.js';
 import type { KeyProvider } from '../key-provider.js';
 
@@ -127,7 +128,9 @@ export async function localProviderFromFile(
 export async function generateKekFile(path: string): Promise<void> {
   const kek = generateAeadKey();
   try {
-    await writeFile(path, `${toBase64url(kek)}\n`, { mode: 0o600, flag: 'wx' });
+    // Flushed before it is used: a KEK lost to a power cut after the data it wraps reached the
+    // database would make all of that data unreadable.
+    await writeFileDurably(path, `${toBase64url(kek)}\n`, { replace: false, mode: 0o600 });
   } catch (err) {
     const exists = (err as { code?: unknown }).code === 'EEXIST';
     throw new FieldsError(

@@ -1,0 +1,61 @@
+// Files that must survive a crash whole: KEK files, keyrings, re-encryption checkpoints.
+import { randomBytes } from 'node:crypto';
+import { link, open, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+const isCode = (err: unknown, code: string) => (err as { code?: unknown })?.code === code;
+
+/** Writes a new file whole and flushes it to disk. */
+async function writeFlushed(path: string, text: string, mode: number): Promise<void> {
+  const handle = await open(path, 'wx', mode);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Flushes a directory's entries (a new or renamed name), where the platform allows it. */
+async function flushDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  const handle = await open(dir, 'r').catch(() => undefined);
+  if (handle)
+    await handle
+      .sync()
+      .catch(() => {})
+      .finally(() => handle.close());
+}
+
+/**
+ * Puts `text` at `path` durably and all at once: written and flushed under a temporary name
+ * beside it, then renamed over `path` (`replace`) or hard-linked to it, which fails with
+ * EEXIST when `path` exists; then the directory is flushed. So a crash or power loss leaves the
+ * old file or the whole new one, never a truncated key, keyring or checkpoint, and a reader
+ * never sees one half written. Where the file system has no hard links, a new file is created
+ * in place with O_EXCL (flushed, but visible while it is written).
+ */
+export async function writeFileDurably(
+  path: string,
+  text: string,
+  options: { replace: boolean; mode?: number },
+): Promise<void> {
+  const mode = options.mode ?? 0o600;
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFlushed(tmp, text, mode);
+    if (options.replace) await rename(tmp, path);
+    else {
+      try {
+        await link(tmp, path);
+      } catch (err) {
+        if (!isCode(err, 'EPERM') && !isCode(err, 'ENOTSUP') && !isCode(err, 'EOPNOTSUPP'))
+          throw err;
+        await writeFlushed(path, text, mode);
+      }
+    }
+    await flushDir(dirname(path));
+  } finally {
+    await rm(tmp, { force: true }).catch(() => {});
+  }
+}
