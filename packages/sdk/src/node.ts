@@ -382,11 +382,20 @@ export async function openNodeHome(
 }
 
 /**
+ * Errors of link() on a file system without hard links: EPERM (FAT, per link(2)), ENOTSUP /
+ * EOPNOTSUPP (some network file systems), ENOSYS (FUSE without a link operation: sshfs without
+ * the hardlink extension).
+ */
+const NO_HARD_LINKS = ['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'];
+
+/**
  * Puts a new key at `keyFile` unless one is there: true when this one was placed. Written
  * whole and flushed under a temporary name first, then hard-linked to the name (which fails
  * when it exists), so that two processes opening a new home at once agree on the first key, and
  * none reads a key file still being written (or left empty by a crash). Where the file system
- * has no hard links, created in place with O_EXCL as before.
+ * has no hard links, created in place with O_EXCL as before; a write that fails there removes
+ * the file it created, or every later open would find it short (STORE_CORRUPT). Then the
+ * directory is flushed: records sealed under a key whose name a power loss took are lost.
  */
 async function placeNewKey(keyFile: string, key: Uint8Array): Promise<boolean> {
   const temp = `${keyFile}.${randomBytes(6).toString('hex')}.tmp`;
@@ -395,29 +404,32 @@ async function placeNewKey(keyFile: string, key: Uint8Array): Promise<boolean> {
     try {
       await handle.writeFile(key);
       await handle.sync();
-    } finally {
-      await handle.close();
+    } catch (err) {
+      await handle.close().catch(() => {});
+      await unlink(file).catch(() => {});
+      throw err;
     }
+    await handle.close();
   };
   try {
     await write(temp);
     try {
       await link(temp, keyFile);
-      return true;
     } catch (err) {
       if (isCode(err, 'EEXIST')) return false;
-      if (!isCode(err, 'EPERM') && !isCode(err, 'ENOTSUP') && !isCode(err, 'EOPNOTSUPP')) throw err;
-    }
-    try {
-      await write(keyFile);
-      return true;
-    } catch (err) {
-      if (isCode(err, 'EEXIST')) return false;
-      throw err;
+      if (!NO_HARD_LINKS.some((code) => isCode(err, code))) throw err;
+      try {
+        await write(keyFile);
+      } catch (err) {
+        if (isCode(err, 'EEXIST')) return false;
+        throw err;
+      }
     }
   } finally {
     await rm(temp, { force: true }).catch(() => {});
   }
+  await flushDir(dirname(keyFile));
+  return true;
 }
 
 async function readKey(op: string, file: string): Promise<Uint8Array | undefined> {
@@ -459,15 +471,19 @@ async function writeAtomic(file: string, value: Uint8Array): Promise<void> {
     await rm(temp, { force: true }).catch(() => {});
     throw err;
   }
-  // The rename itself is durable once the directory is flushed (not possible on Windows).
-  if (process.platform !== 'win32') {
-    const dirHandle = await open(dirname(file), 'r').catch(() => undefined);
-    if (dirHandle)
-      await dirHandle
-        .sync()
-        .catch(() => {})
-        .finally(() => dirHandle.close());
-  }
+  // The rename itself is durable once the directory is flushed.
+  await flushDir(dirname(file));
+}
+
+/** Flushes a directory's entries (a new or renamed name); not possible on Windows. */
+async function flushDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  const dirHandle = await open(dir, 'r').catch(() => undefined);
+  if (dirHandle)
+    await dirHandle
+      .sync()
+      .catch(() => {})
+      .finally(() => dirHandle.close());
 }
 
 function isCode(err: unknown, code: string): boolean {
