@@ -5,15 +5,28 @@ import { dirname } from 'node:path';
 
 const isCode = (err: unknown, code: string) => (err as { code?: unknown })?.code === code;
 
-/** Writes a new file whole and flushes it to disk. */
+/**
+ * Errors of link() on a file system without hard links: EPERM (FAT, per link(2)), ENOTSUP /
+ * EOPNOTSUPP (some network file systems), ENOSYS (FUSE without a link operation: sshfs without
+ * the hardlink extension).
+ */
+const NO_HARD_LINKS = ['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'];
+
+/**
+ * Writes a new file whole and flushes it to disk. A write that fails removes the file it
+ * created: a short KEK or keyring left in place would be refused as existing ever after.
+ */
 async function writeFlushed(path: string, text: string, mode: number): Promise<void> {
   const handle = await open(path, 'wx', mode);
   try {
     await handle.writeFile(text);
     await handle.sync();
-  } finally {
-    await handle.close();
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await rm(path, { force: true }).catch(() => {});
+    throw err;
   }
+  await handle.close();
 }
 
 /** Flushes a directory's entries (a new or renamed name), where the platform allows it. */
@@ -49,8 +62,7 @@ export async function writeFileDurably(
       try {
         await link(tmp, path);
       } catch (err) {
-        if (!isCode(err, 'EPERM') && !isCode(err, 'ENOTSUP') && !isCode(err, 'EOPNOTSUPP'))
-          throw err;
+        if (!NO_HARD_LINKS.some((code) => isCode(err, code))) throw err;
         await writeFlushed(path, text, mode);
       }
     }
