@@ -1092,8 +1092,11 @@ class Conversations {
   }
 
   async #remember(accountId: string, username: string): Promise<void> {
-    const map = await this.#knownNames();
-    if (map.get(accountId) === username) return;
+    const known = await this.#knownNames();
+    if (known.get(accountId) === username) return;
+    // Changed in a copy, kept once stored: a write that fails leaves the name unknown, so the
+    // lookup is made (and the record written) again, instead of a name only in memory.
+    const map = new Map(known);
     // A name belongs to one account at a time: one freed by a deleted account and taken by a
     // new one no longer names the old.
     for (const [other, name] of map)
@@ -1110,6 +1113,7 @@ class Conversations {
     await this.#host.writeRecord(`names/${this.#me().accountId}`, {
       names: [...map].map(([a, u]) => ({ accountId: a, username: u })),
     });
+    if (this.#names?.map === known) this.#names = { accountId: this.#names.accountId, map };
   }
 
   async #named(m: MemberId): Promise<ConversationMember> {

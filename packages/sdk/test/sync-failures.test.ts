@@ -160,6 +160,38 @@ describe('a sync that fails part of the way', () => {
     ]);
   });
 
+  test('a name whose record write failed is stored by the next sync, not only kept in memory', async () => {
+    const alice = await signup('alice');
+    const inner = memoryStore();
+    let failNames = false;
+    const store = {
+      get: (name: string) => inner.get(name),
+      delete: (name: string) => inner.delete(name),
+      async put(name: string, value: Uint8Array) {
+        if (failNames && name.startsWith('names/')) {
+          failNames = false;
+          throw new SdkError('STORE_UNAVAILABLE', 'test', 'local store unavailable (ENOSPC)');
+        }
+        await inner.put(name, value);
+      },
+    };
+    const storeKey = new Uint8Array(32).fill(9);
+    const bob = await signup('bob', { store, storeKey });
+    const { id } = await alice.client.conversations.direct(bob.name);
+    await bob.client.conversations.sync();
+    await alice.client.conversations.send(id, 'hi');
+    failNames = true;
+    await expect(bob.client.conversations.sync()).rejects.toSatisfy((err) =>
+      SdkError.is(err, 'STORE_UNAVAILABLE'),
+    );
+    await bob.client.conversations.sync();
+    // Bob's app starts again on the same home: the name was stored, not only remembered.
+    const again = await testClient({ fetch: server.fetch }, { store: inner, storeKey });
+    const [message] = await again.conversations.history(id);
+    expect(message?.text).toBe('hi');
+    expect(message?.sender.username).toBe(alice.name);
+  });
+
   test('unreported() takes the events a failed sync kept, once', async () => {
     const alice = await signup('alice');
     const bob = await signup('bob');
