@@ -90,8 +90,10 @@ const SCAN_INTERVAL_MS = 60_000;
 const GROUP_INFO_CONTEXT = 'coffer/v1/group-info';
 /** MLS-Exporter label of the conversation key after a removal (spec §4.6). */
 const CONVERSATION_KEY_LABEL = 'coffer/v1/conversation-key';
-/** Syncs that try a history bundle whose download fails for now, before it is given up. */
+/** Syncs that try a history bundle whose download fails for now, before it is given up… */
 const MAX_BUNDLE_TRIES = 5;
+/** …over at least this long (a short outage that many syncs meet gives up nothing). */
+const BUNDLE_GIVE_UP_MS = 60 * 60 * 1000;
 /** Messages per conversation a history bundle carries to a new device. */
 const MAX_BUNDLE_MESSAGES = 1000;
 /** A sender's name claim whose lookup could not be made is looked up again after this long. */
@@ -415,9 +417,10 @@ interface GroupRecord {
   peers?: Record<string, number>;
   /**
    * Syncs whose download of the history bundle in queue entry `cursor` failed for now (the
-   * network, a busy server): after MAX_BUNDLE_TRIES the bundle is given up and the queue moves on.
+   * network, a busy server), the first at `first` (ms): after MAX_BUNDLE_TRIES of them over at
+   * least BUNDLE_GIVE_UP_MS the bundle is given up and the queue moves on.
    */
-  bundleTries?: { cursor: number; n: number };
+  bundleTries?: { cursor: number; n: number; first: number };
   /** When this device last committed fresh keys (or joined). */
   renewedAt?: number;
   /** A commit sent and not yet confirmed, with the state it leads to. */
@@ -812,6 +815,7 @@ class Conversations {
               bundleTries: {
                 cursor: int(asObject(obj.bundleTries, 'bundleTries'), 'cursor'),
                 n: int(asObject(obj.bundleTries, 'bundleTries'), 'n'),
+                first: int(asObject(obj.bundleTries, 'bundleTries'), 'first'),
               },
             }),
         ...(obj.key === undefined ? {} : { key: bytes(obj, 'key', 32) }),
@@ -2668,7 +2672,10 @@ class Conversations {
         // throws) or a crash in between leaves the entry to come again, and the merge adds
         // nothing twice. Stored as handled first, the bundle was lost for good either way.
         const { bundleTries, ...done } = handled;
-        const tries = bundleTries?.cursor === entry.cursor ? bundleTries.n : 0;
+        const now = this.#host.now();
+        const tried = bundleTries?.cursor === entry.cursor ? bundleTries : undefined;
+        const tries = tried?.n ?? 0;
+        const first = tried?.first ?? now;
         let merged: ConversationEvent[];
         try {
           merged = await this.#receiveHistory(
@@ -2677,17 +2684,19 @@ class Conversations {
           );
         } catch (err) {
           if (!SdkError.is(err) || !err.retryable) throw err;
-          if (tries + 1 < MAX_BUNDLE_TRIES) {
+          // Not given up on a short outage that many syncs in a row meet (follow syncs at
+          // every push): only after MAX_BUNDLE_TRIES syncs over BUNDLE_GIVE_UP_MS.
+          if (tries + 1 < MAX_BUNDLE_TRIES || now - first < BUNDLE_GIVE_UP_MS) {
             // Counted on the record as it was (the entry stays unhandled), for the next sync.
             const current = (await this.#readGroup(entry.groupId)) ?? record;
             await this.#writeGroup(entry.groupId, {
               ...current,
-              bundleTries: { cursor: entry.cursor, n: tries + 1 },
+              bundleTries: { cursor: entry.cursor, n: tries + 1, first },
             });
             throw err;
           }
           // A blob that fails sync after sync would hold every later entry back: given up.
-          await this.#writeGroup(entry.groupId, done);
+          await this.#writeGroup(entry.groupId, await this.#withStoredHistory(entry.groupId, done));
           return [
             ...gap,
             this.#errorEvent(
@@ -2698,18 +2707,7 @@ class Conversations {
             ),
           ];
         }
-        // The merge may have stored history in this very conversation: keep it.
-        const after = await this.#readGroup(entry.groupId);
-        await this.#writeGroup(entry.groupId, {
-          ...done,
-          ...(after
-            ? {
-                tail: after.tail,
-                chunks: after.chunks,
-                ...(after.older ? { older: after.older } : {}),
-              }
-            : {}),
-        });
+        await this.#writeGroup(entry.groupId, await this.#withStoredHistory(entry.groupId, done));
         return [...gap, ...merged];
       }
       if (content.type === 'attachment') {
@@ -3217,6 +3215,22 @@ class Conversations {
       count += 1;
     }
     await this.#writeGroup(groupId, { ...record, older: count });
+  }
+
+  /**
+   * `record` with the history stored for the conversation now (tail and chunks): a merge may
+   * have stored history in the very conversation whose record is about to be written.
+   */
+  async #withStoredHistory(groupId: string, record: GroupRecord): Promise<GroupRecord> {
+    const now = await this.#readGroup(groupId);
+    if (!now) return record;
+    const { older: _, ...rest } = record;
+    return {
+      ...rest,
+      tail: now.tail,
+      chunks: now.chunks,
+      ...(now.older ? { older: now.older } : {}),
+    };
   }
 
   /** The ids of every message stored for a conversation: its record's and its chunks'. */

@@ -432,7 +432,8 @@ describe('a history bundle whose download fails', () => {
 });
 
 describe('a history bundle whose download keeps failing', () => {
-  test('is given up after five syncs, and the queue moves on', async () => {
+  test('is given up after five syncs over an hour, and the queue moves on', async () => {
+    let clock = Date.now();
     const alice = await signup('alice');
     const bob = await signup('bob');
     const { id } = await alice.client.conversations.direct(bob.name);
@@ -445,13 +446,15 @@ describe('a history bundle whose download keeps failing', () => {
         throw new TypeError('connection reset');
       return server.fetch(url, init);
     };
-    const phone = await testClient({ fetch: broken });
+    const phone = await testClient({ fetch: broken }, { now: () => clock });
     await phone.login(alice.name, `pw-${alice.name}-long enough`);
     await phone.conversations.sync();
     await alice.client.conversations.sync(); // adds the phone, sends it the bundle
     await bob.client.conversations.send(id, 'after the bundle');
-    for (let i = 0; i < 4; i++)
+    // Many syncs in a short outage (follow syncs at every push) give nothing up.
+    for (let i = 0; i < 8; i++)
       await expect(phone.conversations.sync()).rejects.toSatisfy(networkError);
+    clock += 61 * 60 * 1000;
     const events = await phone.conversations.sync();
     expect(errors(events)).toEqual(['HISTORY_UNAVAILABLE']);
     expect(texts(events)).toEqual(['after the bundle']);
