@@ -432,7 +432,7 @@ async function rotate(values: Values, io: CliIo): Promise<number> {
   // under two KEKs.
   await createFieldCipher(keyring, provider).keyBytes(purpose, primaryVersion(keyring, purpose));
   const next = await rotateKey(keyring, provider, kekId, purpose);
-  await replaceFile(path, `${JSON.stringify(next, null, 2)}\n`);
+  await saveKeyring(path, next);
   const version = primaryVersion(next, purpose);
   if (values.json) printJson(io, { keyring: path, purpose, version });
   else if (purpose === 'data')
@@ -444,6 +444,18 @@ async function rotate(values: Values, io: CliIo): Promise<number> {
       `added index key ${version} to ${path}; rebuild indexes through <index>_next: ${NAME} reencrypt --mode blind-index ...\n`,
     );
   return EXIT.ok;
+}
+
+/** Replaces the keyring file at once and durably; a failure names the file and the cause. */
+async function saveKeyring(path: string, keyring: unknown): Promise<void> {
+  try {
+    await replaceFile(path, `${JSON.stringify(keyring, null, 2)}\n`);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    throw failure(
+      `cannot write ${path} (${typeof code === 'string' ? code : 'i/o error'}); the keyring there is unchanged`,
+    );
+  }
 }
 
 async function rewrap(values: Values, io: CliIo): Promise<number> {
@@ -461,7 +473,7 @@ async function rewrap(values: Values, io: CliIo): Promise<number> {
     to: to.provider,
     kekId: to.kekId,
   });
-  await replaceFile(path, `${JSON.stringify(next, null, 2)}\n`);
+  await saveKeyring(path, next);
   if (values.json) printJson(io, { keyring: path, kekId: to.kekId, keys: next.keys.length });
   else
     io.stdout.write(
