@@ -8,6 +8,7 @@ import {
   lstat,
   mkdir,
   open,
+  readdir,
   readFile,
   readlink,
   rename,
@@ -378,6 +379,7 @@ export async function openNodeHome(
     }
     if (!storeKey) throw new SdkError('STORE_CORRUPT', op, 'store.key vanished while opening');
   }
+  await sweepKeyTemps(dir);
   return { store: fileStore(join(dir, 'state')), storeKey };
 }
 
@@ -430,6 +432,25 @@ async function placeNewKey(keyFile: string, key: Uint8Array): Promise<boolean> {
   }
   await flushDir(dirname(keyFile));
   return true;
+}
+
+/** A temporary key file older than this was left by a crash (a placement takes milliseconds). */
+const STALE_TEMP_MS = 10 * 60 * 1000;
+
+/**
+ * Deletes `store.key.<random>.tmp` files a crash left while placing a new key (each holds a key
+ * nothing uses); best effort. Young ones may belong to an opener placing its key right now.
+ */
+async function sweepKeyTemps(dir: string): Promise<void> {
+  const pattern = /^store\.key\.[0-9a-f]{12}\.tmp$/; // STORE_KEY_FILE's temporaries
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!pattern.test(name)) continue;
+    const path = join(dir, name);
+    const info = await lstat(path).catch(() => undefined);
+    if (info?.isFile() && Date.now() - info.mtimeMs > STALE_TEMP_MS)
+      await rm(path, { force: true }).catch(() => {});
+  }
 }
 
 async function readKey(op: string, file: string): Promise<Uint8Array | undefined> {

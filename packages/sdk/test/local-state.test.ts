@@ -1,5 +1,5 @@
 // Local state at rest: encrypted, bound to record names, and tamper-evident.
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromBase64url, fromHex, randomBytes, toBase64url, utf8Encode } from '@coffer/crypto';
@@ -188,6 +188,22 @@ describe('stores', () => {
 
     await writeFile(join(dir, 'store.key'), randomBytes(31));
     await expect(openNodeHome(dir)).rejects.toSatisfy(corrupt);
+  });
+
+  it('an open deletes temporary key files a crash left, not one being placed now', async () => {
+    const dir = join(await tempDir(), 'home');
+    await openNodeHome(dir);
+    const old = join(dir, 'store.key.0123456789ab.tmp');
+    const fresh = join(dir, 'store.key.ba9876543210.tmp');
+    const other = join(dir, 'store.key.notes.tmp');
+    for (const f of [old, fresh, other]) await writeFile(f, new Uint8Array(32), { mode: 0o600 });
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await utimes(old, hourAgo, hourAgo);
+    await utimes(other, hourAgo, hourAgo);
+    await openNodeHome(dir);
+    expect((await readdir(dir)).sort()).toEqual(
+      ['store.key', 'store.key.ba9876543210.tmp', 'store.key.notes.tmp'].sort(),
+    );
   });
 
   it('concurrent first opens agree on one key, and none reads it half written', async () => {
