@@ -99,6 +99,31 @@ async function team3(alice: User, bob: User, carol: User) {
   return team;
 }
 
+/** A home whose next write of a names record fails (a full disk), once armed. */
+function namesFailOnce() {
+  const inner = memoryStore();
+  let armed = false;
+  return {
+    arm: () => {
+      armed = true;
+    },
+    armed: () => armed,
+    /** The store underneath, which never fails: a later process opening the same home. */
+    inner,
+    store: {
+      get: (name: string) => inner.get(name),
+      delete: (name: string) => inner.delete(name),
+      async put(name: string, value: Uint8Array) {
+        if (armed && name.startsWith('names/')) {
+          armed = false;
+          throw new SdkError('STORE_UNAVAILABLE', 'test', 'local store unavailable (ENOSPC)');
+        }
+        await inner.put(name, value);
+      },
+    },
+  };
+}
+
 const texts = (events: ConversationEvent[]) =>
   events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []));
 const errors = (events: ConversationEvent[]) =>
@@ -122,29 +147,18 @@ describe('a sync that fails part of the way', () => {
   test("a store failure while remembering a sender's name loses neither the message event nor the name", async () => {
     const alice = await signup('alice');
     // Bob's home: the write of his names record fails once (a full disk).
-    const inner = memoryStore();
-    let failNames = false;
-    const store = {
-      get: (name: string) => inner.get(name),
-      delete: (name: string) => inner.delete(name),
-      async put(name: string, value: Uint8Array) {
-        if (failNames && name.startsWith('names/')) {
-          failNames = false;
-          throw new SdkError('STORE_UNAVAILABLE', 'test', 'local store unavailable (ENOSPC)');
-        }
-        await inner.put(name, value);
-      },
-    };
+    const names = namesFailOnce();
+    const { store } = names;
     const bob = await signup('bob', { store });
     const { id } = await alice.client.conversations.direct(bob.name);
     await bob.client.conversations.sync();
     await alice.client.conversations.send(id, 'hi');
-    failNames = true;
+    names.arm();
     // Her message states her name, which Bob's device does not know yet: confirmed, then stored.
     await expect(bob.client.conversations.sync()).rejects.toSatisfy((err) =>
       SdkError.is(err, 'STORE_UNAVAILABLE'),
     );
-    expect(failNames).toBe(false);
+    expect(names.armed()).toBe(false);
     const events = [
       ...(await bob.client.conversations.unreported()),
       ...(await bob.client.conversations.sync()),
@@ -162,31 +176,20 @@ describe('a sync that fails part of the way', () => {
 
   test('a name whose record write failed is stored by the next sync, not only kept in memory', async () => {
     const alice = await signup('alice');
-    const inner = memoryStore();
-    let failNames = false;
-    const store = {
-      get: (name: string) => inner.get(name),
-      delete: (name: string) => inner.delete(name),
-      async put(name: string, value: Uint8Array) {
-        if (failNames && name.startsWith('names/')) {
-          failNames = false;
-          throw new SdkError('STORE_UNAVAILABLE', 'test', 'local store unavailable (ENOSPC)');
-        }
-        await inner.put(name, value);
-      },
-    };
+    const names = namesFailOnce();
+    const { store } = names;
     const storeKey = new Uint8Array(32).fill(9);
     const bob = await signup('bob', { store, storeKey });
     const { id } = await alice.client.conversations.direct(bob.name);
     await bob.client.conversations.sync();
     await alice.client.conversations.send(id, 'hi');
-    failNames = true;
+    names.arm();
     await expect(bob.client.conversations.sync()).rejects.toSatisfy((err) =>
       SdkError.is(err, 'STORE_UNAVAILABLE'),
     );
     await bob.client.conversations.sync();
     // Bob's app starts again on the same home: the name was stored, not only remembered.
-    const again = await testClient({ fetch: server.fetch }, { store: inner, storeKey });
+    const again = await testClient({ fetch: server.fetch }, { store: names.inner, storeKey });
     const [message] = await again.conversations.history(id);
     expect(message?.text).toBe('hi');
     expect(message?.sender.username).toBe(alice.name);
