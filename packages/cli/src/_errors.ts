@@ -112,9 +112,13 @@ export function hintFor(code: string, context: HintContext): string | undefined 
     case 'TOO_MANY_DEVICES':
       return 'an account holds at most 64 devices: revoke one you no longer use (coffer devices revoke ID)';
     case 'CONFLICT':
-      return context.command === 'devices join'
-        ? 'that code was used already: run coffer devices link again on the other device'
-        : 'another device changed the account at the same moment: run the command again';
+      if (context.command === 'devices join')
+        return 'that code was used already: run coffer devices link again on the other device';
+      // In conversations the message says what collided: a user with no device to add yet, one
+      // already in the group, a recipient offline so long its queue is full, a busy group.
+      if (context.command === 'send' || context.command.startsWith('groups '))
+        return 'a user with no device yet must log in (or run coffer messages) once first; anything else: try again later';
+      return 'another device changed the account at the same moment: run the command again';
     case 'STORE_CORRUPT':
       return `the state in ${context.home} cannot be read: move it away and log in again (your account keys are backed up on the server)`;
     case 'STORE_UNAVAILABLE':

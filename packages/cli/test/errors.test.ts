@@ -36,4 +36,8 @@ test('hints name the server, the home and the user they are about', () => {
   expect(hintFor('RATE_LIMITED', { ...context, retryAfter: 2.2 })).toBe('try again in 3 s');
   expect(hintFor('RATE_LIMITED', context)).toBe('too many attempts: try again later');
   expect(hintFor('STORE_CORRUPT', context)).toContain('/home/a/.coffer');
+  // A conversation's CONFLICT is not a race on the account: running it again as is may not help.
+  for (const command of ['send', 'groups add', 'groups create'])
+    expect(hintFor('CONFLICT', { ...context, command })).not.toContain('changed the account');
+  expect(hintFor('CONFLICT', context)).toContain('changed the account');
 });
