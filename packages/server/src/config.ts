@@ -49,7 +49,8 @@ export class ConfigError extends Error {
 
 /** The usage text (`coffer-server --help`). */
 export const USAGE = `usage: coffer-server [--port N] [--host H] [--data-dir DIR] [--database-url URL]
-                     [--tls-cert FILE --tls-key FILE] [--trust-proxy LIST]
+                     [--sqlite-sync MODE] [--blob-dir DIR] [--tls-cert FILE --tls-key FILE]
+                     [--trust-proxy LIST]
 
 Runs the Coffer server (HTTP API v1 and /v1/events WebSocket).
 
