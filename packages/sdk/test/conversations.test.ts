@@ -44,6 +44,36 @@ async function secondDevice(user: User): Promise<User> {
   return { ...user, client };
 }
 
+type SocketListener = (event: { data?: unknown; code?: unknown }) => void;
+
+/**
+ * A WebSocket class the test drives (the client's view of the server's event socket): every
+ * socket the client makes is in `all`, and `emit` plays the server's side.
+ */
+function fakeSockets() {
+  class FakeSocket {
+    static all: FakeSocket[] = [];
+    readonly listeners = new Map<string, SocketListener[]>();
+    closed = false;
+    constructor(readonly url: string) {
+      FakeSocket.all.push(this);
+    }
+    send() {}
+    close() {
+      this.closed = true;
+    }
+    addEventListener(type: string, listener: SocketListener) {
+      this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
+    }
+    emit(type: string, event: { data?: unknown; code?: unknown } = {}) {
+      for (const l of this.listeners.get(type) ?? []) l(event);
+    }
+  }
+  return Object.assign(FakeSocket, {
+    asOption: FakeSocket as unknown as NonNullable<Parameters<typeof testClient>[1]>['webSocket'],
+  });
+}
+
 const texts = (events: ConversationEvent[]) =>
   events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []));
 
@@ -646,11 +676,7 @@ describe('conversations', () => {
   });
 
   test('closing the client while a follow sync waits behind another call ends the loop quietly', async () => {
-    class FakeSocket {
-      send() {}
-      close() {}
-      addEventListener() {}
-    }
+    const FakeSocket = fakeSockets();
     // Bob's next message post waits until the test lets it go.
     let open = () => {};
     const opened = new Promise<void>((resolve) => {
@@ -671,9 +697,7 @@ describe('conversations', () => {
     };
     const alice = await signup('alice');
     const bob = await signup('bob', fetch, {
-      webSocket: FakeSocket as unknown as NonNullable<
-        Parameters<typeof testClient>[1]
-      >['webSocket'],
+      webSocket: FakeSocket.asOption,
     });
     const chat = await bob.client.conversations.direct(alice.name);
     const stop = new AbortController();
@@ -701,22 +725,9 @@ describe('conversations', () => {
   });
 
   test('closing the client ends a follow loop at once and closes its event socket', async () => {
-    class FakeSocket {
-      static all: FakeSocket[] = [];
-      closed = false;
-      constructor(readonly url: string) {
-        FakeSocket.all.push(this);
-      }
-      send() {}
-      close() {
-        this.closed = true;
-      }
-      addEventListener() {}
-    }
+    const FakeSocket = fakeSockets();
     const bob = await signup('bob', server.fetch, {
-      webSocket: FakeSocket as unknown as NonNullable<
-        Parameters<typeof testClient>[1]
-      >['webSocket'],
+      webSocket: FakeSocket.asOption,
     });
     const stop = new AbortController();
     try {
@@ -743,26 +754,9 @@ describe('conversations', () => {
   test('a socket the server closed for too many (4429) is not replaced at once', async () => {
     // Nine followers of one device: each new socket closes the oldest, whose follower would
     // reconnect within a second and close the next oldest, round and round.
-    type Listener = (event: { data?: unknown; code?: unknown }) => void;
-    class FakeSocket {
-      static all: FakeSocket[] = [];
-      readonly listeners = new Map<string, Listener[]>();
-      constructor(readonly url: string) {
-        FakeSocket.all.push(this);
-      }
-      send() {}
-      close() {}
-      addEventListener(type: string, listener: Listener) {
-        this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
-      }
-      emit(type: string, event: { data?: unknown; code?: unknown } = {}) {
-        for (const l of this.listeners.get(type) ?? []) l(event);
-      }
-    }
+    const FakeSocket = fakeSockets();
     const bob = await signup('bob', server.fetch, {
-      webSocket: FakeSocket as unknown as NonNullable<
-        Parameters<typeof testClient>[1]
-      >['webSocket'],
+      webSocket: FakeSocket.asOption,
     });
     const stop = new AbortController();
     const following = (async () => {
@@ -789,32 +783,14 @@ describe('conversations', () => {
   });
 
   test('follow catches up when its socket is ready or drops, backs off, and stops on 4401', async () => {
-    // A socket the test drives: the client's view of the server's event socket.
-    type Listener = (event: { data?: unknown; code?: unknown }) => void;
-    class FakeSocket {
-      static all: FakeSocket[] = [];
-      readonly listeners = new Map<string, Listener[]>();
-      constructor(readonly url: string) {
-        FakeSocket.all.push(this);
-      }
-      send() {}
-      close() {}
-      addEventListener(type: string, listener: Listener) {
-        this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
-      }
-      emit(type: string, event: { data?: unknown; code?: unknown } = {}) {
-        for (const l of this.listeners.get(type) ?? []) l(event);
-      }
-    }
+    const FakeSocket = fakeSockets();
     let queueReads = 0;
     const counting: typeof server.fetch = (url, init) => {
       if (url.includes('/v1/queue?')) queueReads++;
       return server.fetch(url, init);
     };
     const bob = await signup('bob', counting, {
-      webSocket: FakeSocket as unknown as NonNullable<
-        Parameters<typeof testClient>[1]
-      >['webSocket'],
+      webSocket: FakeSocket.asOption,
     });
     const stop = new AbortController();
     const following = (async () => {
