@@ -671,14 +671,7 @@ export async function saveAttachment(
   }
   await rm(partial, { force: true }).catch(() => {});
   partials.delete(partial);
-  if (process.platform !== 'win32') {
-    const dirHandle = await open(dirname(path), 'r').catch(() => undefined);
-    if (dirHandle)
-      await dirHandle
-        .sync()
-        .catch(() => {})
-        .finally(() => dirHandle.close());
-  }
+  await flushDir(dirname(path));
   return saved;
 }
 
@@ -721,8 +714,7 @@ async function placeFile(
       return target;
     } catch (err) {
       if (isCode(err, 'EEXIST')) continue;
-      if (!isCode(err, 'EPERM') && !isCode(err, 'ENOTSUP') && !isCode(err, 'EOPNOTSUPP'))
-        throw fileError(err);
+      if (!NO_HARD_LINKS.some((code) => isCode(err, code))) throw fileError(err);
     }
     // No hard links here.
     const taken = await lstat(target).then(

@@ -1,4 +1,4 @@
-// A new home's store key on file systems without hard links (FAT, sshfs without the hardlink
+// A new home's store key, and a saved attachment, on file systems without hard links (FAT, sshfs without the hardlink
 // extension): link() fails as such a file system makes it fail, mocked, since none can be
 // mounted here; every other file operation is real.
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -42,7 +42,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   };
 });
 
-const { openNodeHome } = await import('../src/node.js');
+const { openNodeHome, saveAttachment } = await import('../src/node.js');
 
 beforeEach(() => {
   linkError = undefined;
@@ -94,5 +94,24 @@ describe('a new home where the file system has no hard links', () => {
     const key = new Uint8Array(32).fill(7);
     await writeFile(join(dir, 'store.key'), key, { mode: 0o600 });
     expect((await openNodeHome(dir)).storeKey).toEqual(key);
+  });
+});
+
+describe('saving an attachment', () => {
+  it('where link() fails as sshfs makes it (ENOSYS), is renamed into place, and flushed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-nolink-'));
+    linkError = 'ENOSYS';
+    const path = join(dir, 'file.bin');
+    const bytes = new Uint8Array([1, 2, 3]);
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(bytes);
+        c.close();
+      },
+    });
+    expect(await saveAttachment(stream, path)).toBe(path);
+    expect(new Uint8Array(await readFile(path))).toEqual(bytes);
+    expect(await readdir(dir)).toEqual(['file.bin']);
+    if (process.platform !== 'win32') expect(steps).toContain(`flush ${dir}`);
   });
 });
