@@ -760,6 +760,8 @@ function hintFor(err: FieldsError, mode?: ReencryptMode): string | undefined {
     return 'this KEK did not wrap the keyring: pass the KEK used at init (or at the last rewrap)';
   if (err.code === 'UNKNOWN_KEY' && /no KEK/.test(m))
     return 'pass --kek-id with the KEK id the keyring records';
+  if (/looks like a KEK itself/.test(m))
+    return 'pass the name of the variable that holds the KEK (--kek-env VAR), or the path of its file (--kek-file PATH), never the KEK';
   if (/cannot read key file/.test(m)) return `create a KEK with: ${NAME} keygen --kek-file PATH`;
   if (/environment variable .* is not set/.test(m))
     return `set it from your secrets manager (a new KEK: ${NAME} keygen --env)`;

@@ -12,7 +12,10 @@ import {
 } from '@coffer/crypto';
 import { writeFileDurably } from '../_durable-file.js';
 import { FieldsError } from '../errors.js';
-import type { KeyProvider } from '../key-provider.js';
+import type { KeyOperation, KeyProvider } from '../key-provider.js';
+
+/** Keyring data and index keys (spec/wrapped-key-v1.md: every provider wraps 32 bytes). */
+const DATA_KEY_BYTES = 32;
 
 /**
  * A provider whose KEKs are held in this process: for development and tests, or where a
@@ -62,6 +65,7 @@ export async function createLocalProvider(
   return {
     kind: 'local',
     async keyOperation(request) {
+      checkRequest(request);
       const op = `provider.local.${request.op}`;
       const kek = keys.get(request.kekId);
       if (!kek) throw new FieldsError('UNKNOWN_KEY', op, `no KEK "${request.kekId}"`);
@@ -91,6 +95,13 @@ export async function localProviderFromEnv(
   kekId = 'env',
   env = process.env,
 ): Promise<LocalProvider> {
+  // The usual slip is passing the variable's value (the KEK) for its name: never echo that.
+  if (typeof variable !== 'string' || looksLikeKek(variable))
+    throw new FieldsError(
+      'INVALID_ARGUMENT',
+      'provider.local',
+      'expected the name of an environment variable, got what looks like a KEK itself (not shown): pass the name, e.g. COFFER_FIELDS_KEK',
+    );
   const text = env[variable];
   if (!text)
     throw new FieldsError(
@@ -119,7 +130,14 @@ export async function localProviderFromFile(
   try {
     text = await readFile(path, 'utf8');
   } catch {
-    throw new FieldsError('INVALID_ARGUMENT', 'provider.local', `cannot read key file ${path}`);
+    // A KEK passed where its file's path belongs is not echoed either.
+    throw new FieldsError(
+      'INVALID_ARGUMENT',
+      'provider.local',
+      looksLikeKek(path)
+        ? 'cannot read key file: expected a path, got what looks like a KEK itself (not shown)'
+        : `cannot read key file ${path}`,
+    );
   }
   return createLocalProvider({ [kekId]: decodeKek(text.trim(), `key file ${path}`) });
 }
@@ -140,6 +158,38 @@ export async function generateKekFile(path: string): Promise<void> {
     );
   } finally {
     kek.fill(0);
+  }
+}
+
+/**
+ * A request as the KeyProvider contract has it (as the PKCS#11 and KMIP providers check it):
+ * anything else is the caller's mistake, INVALID_ARGUMENT, never a failed unwrap.
+ */
+function checkRequest(request: KeyOperation): void {
+  const op = 'provider.local.keyOperation';
+  const invalid = (message: string) => new FieldsError('INVALID_ARGUMENT', op, message);
+  if (typeof request !== 'object' || request === null)
+    throw invalid('"request" expected an object');
+  if (request.op !== 'wrap' && request.op !== 'unwrap')
+    throw invalid('"op" expected wrap or unwrap');
+  if (typeof request.kekId !== 'string') throw invalid('"kekId" expected a string');
+  if (!(request.context instanceof Uint8Array)) throw invalid('"context" expected a Uint8Array');
+  if (request.op === 'wrap') {
+    if (!(request.key instanceof Uint8Array) || request.key.length !== DATA_KEY_BYTES)
+      throw invalid(`"key" expected ${DATA_KEY_BYTES} bytes`);
+  } else if (!(request.wrapped instanceof Uint8Array)) {
+    throw invalid('"wrapped" expected a Uint8Array');
+  }
+}
+
+/** True for a KEK's text form (base64url of 32 bytes, as keygen writes it), which no message may hold. */
+function looksLikeKek(text: string): boolean {
+  const t = text.trim();
+  if (!/^[A-Za-z0-9_-]{43}$/.test(t)) return false;
+  try {
+    return fromBase64url(t).length === 32;
+  } catch {
+    return false;
   }
 }
 
