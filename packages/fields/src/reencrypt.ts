@@ -1,4 +1,9 @@
-import { type BlindIndexSpec, createBlindIndexer, type Normalizer } from './blind-index.js';
+import {
+  type BlindIndexSpec,
+  createBlindIndexer,
+  DEFAULT_INDEX_BITS,
+  type Normalizer,
+} from './blind-index.js';
 import { FieldsError, type FieldsErrorCode } from './errors.js';
 import type { FieldCipher, FieldContext, StoredValue } from './field-cipher.js';
 import { type Keyring, primaryVersion } from './keyring.js';
@@ -145,6 +150,11 @@ export interface ReencryptCheckpoint extends ReencryptCounts {
   readonly target: number;
   /** The last row done; undefined before the first. */
   readonly lastKey?: RowKey;
+  /**
+   * `blind-index` mode: each index filled (column, name, shadow column, bits, normalisers), so
+   * that a run with other indexes does not resume where this one stopped.
+   */
+  readonly indexes?: readonly string[];
   /** True once the whole table was scanned; a later run starts a new pass. */
   readonly complete: boolean;
 }
@@ -244,11 +254,12 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
   const columns = table.columns.map((c) => c.name);
   const rowWork = rowWorker(options);
   const target = rowWork.target;
+  const indexes = mode === 'blind-index' ? indexIdentities(options.blindIndex?.indexes) : undefined;
 
   const store = dryRun ? undefined : options.checkpoint;
   let saved = await store?.load();
   if (saved?.complete) saved = undefined;
-  if (saved) checkResume(saved, { table: table.name, mode, columns, target });
+  if (saved) checkResume(saved, { table: table.name, mode, columns, target, indexes });
 
   const counts = {
     rowsScanned: saved?.rowsScanned ?? 0,
@@ -280,6 +291,7 @@ export async function reencrypt(options: ReencryptOptions): Promise<ReencryptRep
       columns,
       target,
       ...(lastKey === undefined ? {} : { lastKey }),
+      ...(indexes === undefined ? {} : { indexes }),
       complete,
       ...counts,
       versions: versionObject(versions),
@@ -476,6 +488,12 @@ export function parseCheckpoint(text: string): ReencryptCheckpoint {
       throw bad('lastKey');
     lastKey = BigInt(b);
   } else if (key !== undefined) throw bad('lastKey');
+  const indexes = c.indexes;
+  if (
+    indexes !== undefined &&
+    (!Array.isArray(indexes) || !indexes.every((x) => typeof x === 'string'))
+  )
+    throw bad('indexes');
   return {
     format: CHECKPOINT_FORMAT,
     table: c.table,
@@ -483,6 +501,7 @@ export function parseCheckpoint(text: string): ReencryptCheckpoint {
     columns: c.columns as string[],
     target: c.target,
     ...(lastKey === undefined ? {} : { lastKey }),
+    ...(indexes === undefined ? {} : { indexes: indexes as string[] }),
     complete: c.complete,
     rowsScanned: c.rowsScanned as number,
     rowsUpdated: c.rowsUpdated as number,
@@ -761,9 +780,28 @@ function checkBatch(
   }
 }
 
+/** What makes each index of a blind-index run the index it is (a checkpoint records them). */
+function indexIdentities(indexes: readonly ShadowIndexSpec[] | undefined): string[] {
+  return (indexes ?? []).map((index) =>
+    JSON.stringify([
+      index.column,
+      index.name,
+      shadowColumnOf(index),
+      index.bits ?? DEFAULT_INDEX_BITS,
+      index.normalize ?? [],
+    ]),
+  );
+}
+
 function checkResume(
   saved: ReencryptCheckpoint,
-  now: { table: string; mode: ReencryptMode; columns: readonly string[]; target: number },
+  now: {
+    table: string;
+    mode: ReencryptMode;
+    columns: readonly string[];
+    target: number;
+    indexes: readonly string[] | undefined;
+  },
 ): void {
   const why =
     saved.table !== now.table
@@ -775,7 +813,11 @@ function checkResume(
           : // After another rotation the rows already done hold an older key: start over.
             saved.mode !== 'encrypt-plaintext' && saved.target !== now.target
             ? `targets key version ${saved.target}, not ${now.target}`
-            : undefined;
+            : // The rows already done hold the other indexes' values (or none).
+              now.indexes !== undefined &&
+                JSON.stringify(saved.indexes ?? null) !== JSON.stringify(now.indexes)
+              ? 'is for other blind indexes (name, column, bits or normalisers)'
+              : undefined;
   if (why)
     throw new FieldsError(
       'INVALID_ARGUMENT',

@@ -519,6 +519,66 @@ describe('reencrypt: blind-index shadow column', () => {
   });
 });
 
+describe('reencrypt: blind-index resume', () => {
+  test('a checkpoint is not resumed with other indexes (name, column, bits or normalisers)', async () => {
+    const { keyring, provider, fields: v1fields } = await setup();
+    const mem = memoryTable('users', [{ name: 'email' }]);
+    for (let i = 1; i <= 6; i++) {
+      mem.rows.set(i, {
+        values: {
+          email: await v1fields.encrypt(emailOf(i), { table: 'users', column: 'email', rowId: i }),
+          email_eq_next: null,
+          other_next: null,
+        },
+      });
+    }
+    const next = await rotateKey(keyring, provider, 'kek1', 'index');
+    const fields = createFieldCipher(next, provider);
+    const spec = { column: 'email', name: 'email_eq', bits: 32, normalize: ['casefold'] as const };
+    const store = memoryStore();
+    const controller = new AbortController();
+    const first = await reencrypt({
+      fields,
+      table: mem.table,
+      mode: 'blind-index',
+      blindIndex: { keyring: next, indexes: [spec] },
+      batchSize: 2,
+      checkpoint: store,
+      signal: controller.signal,
+      onProgress: () => controller.abort(),
+    });
+    expect(first).toMatchObject({ complete: false, rowsUpdated: 2, lastKey: 2 });
+    // Resumed with another index, the rows before the checkpoint would keep the first run's
+    // index: a shadow column that silently misses rows once lookups switch to it.
+    for (const other of [
+      { ...spec, bits: 16 },
+      { ...spec, normalize: ['trim', 'casefold'] as const },
+      { ...spec, name: 'other', indexColumn: 'other' },
+    ]) {
+      const err = await reencrypt({
+        fields,
+        table: mem.table,
+        mode: 'blind-index',
+        blindIndex: { keyring: next, indexes: [other] },
+        batchSize: 2,
+        checkpoint: store,
+      }).catch((e: unknown) => e);
+      expect(FieldsError.is(err, 'INVALID_ARGUMENT')).toBe(true);
+      expect((err as Error).message).toMatch(/checkpoint .*remove it/);
+    }
+    expect(mem.writes.size).toBe(2);
+    const resumed = await reencrypt({
+      fields,
+      table: mem.table,
+      mode: 'blind-index',
+      blindIndex: { keyring: next, indexes: [{ ...spec }] },
+      batchSize: 2,
+      checkpoint: store,
+    });
+    expect(resumed).toMatchObject({ complete: true, resumed: true, rowsUpdated: 6 });
+  });
+});
+
 describe('reencrypt: contracts', () => {
   test('a checkpoint from another run is refused; checkpoints round-trip exactly', async () => {
     const { old, fields } = await rotated();
