@@ -138,6 +138,7 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
 
   /** The spec's bits, checked (its normalisers are checked as they run: see normalized). */
   function checkBits(op: string, spec: BlindIndexSpec): number {
+    checkSpec(op, spec);
     const bits = spec.bits ?? DEFAULT_INDEX_BITS;
     if (!Number.isInteger(bits) || bits < 8 || bits > 256) {
       throw new FieldsError('INVALID_ARGUMENT', op, '"bits" expected an integer from 8 to 256');
@@ -248,9 +249,17 @@ export function createBlindIndexer(keyring: Keyring, fields: FieldCipher) {
      */
     async preload(specs: readonly BlindIndexSpec[]): Promise<void> {
       const op = 'fields.blindIndexPreload';
+      if (!Array.isArray(specs))
+        throw new FieldsError('INVALID_ARGUMENT', op, '"specs" expected an array of index specs');
+      for (const spec of specs) checkSpec(op, spec);
       await Promise.all(specs.map((spec) => indexKey(partsOf(op, spec))));
     },
   };
+}
+
+function checkSpec(op: string, spec: unknown): asserts spec is BlindIndexSpec {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec))
+    throw new FieldsError('INVALID_ARGUMENT', op, '"spec" expected { table, column, name }');
 }
 
 export interface BlindIndexPlan {

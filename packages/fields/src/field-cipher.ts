@@ -535,7 +535,10 @@ export function createFieldCipher(keyring: Keyring, provider: KeyProvider): Fiel
         throw new FieldsError('INVALID_ARGUMENT', op, '"columns" expected [{ table, column }]');
       const versions = keyring.keys.filter((k) => k.purpose === 'data').map((k) => k.version);
       const pending: Promise<AeadKey>[] = [];
-      for (const { table, column } of columns) {
+      for (const entry of columns) {
+        if (typeof entry !== 'object' || entry === null)
+          throw new FieldsError('INVALID_ARGUMENT', op, '"columns" expected [{ table, column }]');
+        const { table, column } = entry;
         // Validates the names as encryption does (bindingContext checks them).
         bindingContext(op, { table, column, rowId: 1 });
         for (const v of versions) pending.push(columnKey(v, table, column));

@@ -71,6 +71,9 @@ describe('blind indexes', () => {
     const { keyring, fields } = await setup();
     const index = createBlindIndexer(keyring, fields);
     expect(() => index.computeSync('x', spec)).toThrow(/not loaded; await preload/);
+    // Malformed arguments are the package's INVALID_ARGUMENT, not a TypeError.
+    for (const bad of ['x', spec, [null], [undefined]])
+      expect(await codeOf(index.preload(bad as never))).toBe('INVALID_ARGUMENT');
     await index.preload([spec, { ...spec, name: 'other', tenant: 'acme' }]);
     for (const value of ['  Alice@Example.COM ', 'x'.repeat(1000), '', 'caf\u00e9']) {
       expect(index.computeSync(value, spec)).toBe(await index.compute(value, spec));

@@ -227,6 +227,9 @@ describe('field encryption', () => {
       'UNSUPPORTED_OPERATION',
     );
     expect(await codeOf(fields.preload([{ table: '', column: 'c' }]))).toBe('INVALID_ARGUMENT');
+    // Not a TypeError from destructuring: the package's own error, naming the argument.
+    for (const bad of [[null], ['users'], [undefined]])
+      expect(await codeOf(fields.preload(bad as never))).toBe('INVALID_ARGUMENT');
     expect(calls).toEqual(['unwrap', 'unwrap']);
   });
 });
