@@ -1,18 +1,22 @@
 import { backend } from '#backend';
 import { CryptoError } from './errors.js';
 
+/** node:crypto's own limit (2^31 - 1), so that every back end refuses the same lengths. */
+const MAX_RANDOM_BYTES = 2 ** 31 - 1;
+
 /**
  * Returns `length` bytes from the platform's cryptographically secure generator.
  *
- * @throws {CryptoError} `INVALID_ARGUMENT` when `length` is not a non-negative safe integer.
+ * @throws {CryptoError} `INVALID_ARGUMENT` when `length` is not an integer from 0 to
+ *   {@link MAX_RANDOM_BYTES}.
  * @example const salt = randomBytes(32);
  */
 export function randomBytes(length: number): Uint8Array {
-  if (!Number.isSafeInteger(length) || length < 0) {
+  if (!Number.isSafeInteger(length) || length < 0 || length > MAX_RANDOM_BYTES) {
     throw new CryptoError(
       'INVALID_ARGUMENT',
       'random.randomBytes',
-      '"length" expected a non-negative integer',
+      `"length" expected an integer from 0 to ${MAX_RANDOM_BYTES}`,
     );
   }
   return backend.randomBytes(length);

@@ -35,4 +35,12 @@ describe('random', () => {
       expect(() => randomPublicBytes(bad)).toThrow(CryptoError);
     expect(() => randomBytes(-1)).toThrow(CryptoError);
   });
+
+  test('randomBytes refuses lengths past its cap alike on every back end', () => {
+    // node:crypto threw its own RangeError here; the pure-JS back end allocated 2 GiB.
+    for (const bad of [2 ** 31, 2 ** 40])
+      expect(() => randomBytes(bad)).toThrow(
+        expect.objectContaining({ name: 'CryptoError', code: 'INVALID_ARGUMENT' }),
+      );
+  });
 });
