@@ -1,5 +1,5 @@
 // Manifests, backups and revocation, in-process, on every database.
-import { toBase64url } from '@coffer/crypto';
+import { sha256, toBase64url } from '@coffer/crypto';
 import {
   decodeManifestBody,
   generateKeyPair,
@@ -198,5 +198,34 @@ describe.each(dialects)('devices (%s)', (dialect) => {
     const plain = await successor(a, {});
     r = await put(a, { manifest: wire(plain.manifest), backup: toBase64url(sealed.backup) });
     expect(r.status).toBe(422);
+  });
+
+  it('takes every u32 the formats allow: history cursors and backup versions past 2^31', async () => {
+    // account-v1: seq and backupVersion are u32, and the history cursor goes up to 2^32 - 1;
+    // PostgreSQL's `integer` stops at 2^31 - 1, which made these a 500 there.
+    const a = await fresh();
+    for (const after of ['2147483647', '2147483648', '4294967295']) {
+      const r = await call(
+        h.fetch,
+        'GET',
+        `/v1/manifest/history?after=${after}`,
+        undefined,
+        a.token,
+      );
+      expect(r.status, after).toBe(200);
+      expect(r.json).toEqual({ manifests: [] });
+    }
+    // The server checks a backup's account, version and hash (account-v1 §5.3), not its wraps:
+    // the first backup with its version field set to 2^31 is one the manifest may commit to.
+    const backup = a.backup.slice();
+    new DataView(backup.buffer).setUint32(2 + 22, 2 ** 31);
+    const next = await successor(a, {
+      backupVersion: 2 ** 31,
+      backupHash: await sha256(backup),
+    });
+    const r = await put(a, { manifest: wire(next.manifest), backup: toBase64url(backup) });
+    expect(r.status).toBe(200);
+    const got = await call(h.fetch, 'GET', '/v1/backup', undefined, a.token);
+    expect(got.json).toEqual({ backup: toBase64url(backup), version: 2 ** 31 });
   });
 });

@@ -122,6 +122,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           '0005_delivery_limits',
           '0006_retired_accounts',
           '0007_link_refusal',
+          '0008_u32_columns',
         ]);
         const keyrings = await tdb.raw().selectFrom('coffer_keyring').selectAll().execute();
         expect(keyrings).toHaveLength(1);

@@ -347,6 +347,28 @@ function linkRefusal(): Migration {
 }
 
 /**
+ * account-v1: a manifest's seq and backupVersion are u32, and `GET /v1/manifest/history` takes a
+ * cursor up to 2^32 - 1. PostgreSQL's `integer` stops at 2^31 - 1 (a backup version or cursor
+ * past it failed there as a 500), so both columns become `bigint`; SQLite's INTEGER is 64-bit
+ * already.
+ */
+function u32Columns(dialect: StorageDialect): Migration {
+  return {
+    async up(db: AnyDb) {
+      if (dialect !== 'postgres') return;
+      await db.schema
+        .alterTable('manifests')
+        .alterColumn('seq', (c) => c.setDataType('bigint'))
+        .execute();
+      await db.schema
+        .alterTable('backups')
+        .alterColumn('version', (c) => c.setDataType('bigint'))
+        .execute();
+    },
+  };
+}
+
+/**
  * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
  * has shipped: add the next.
  */
@@ -361,6 +383,7 @@ export function storageMigrations(dialect: StorageDialect): MigrationProvider {
         '0005_delivery_limits': deliveryLimits(),
         '0006_retired_accounts': retiredAccounts(dialect),
         '0007_link_refusal': linkRefusal(),
+        '0008_u32_columns': u32Columns(dialect),
       };
     },
   };
