@@ -33,7 +33,7 @@ import { requestLog } from './middleware/request-log.js';
 import { securityHeaders } from './middleware/security-headers.js';
 import { openApiRoutes } from './openapi.js';
 import type { SignupLimits } from './signup-limiter.js';
-import type { Storage } from './storage/types.js';
+import { type Storage, StorageConflictError } from './storage/types.js';
 import { createThrottle, type Throttle } from './throttle.js';
 
 export type { AppContext, AppEnv } from './http/_env.js';
@@ -170,6 +170,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.onError((err, c) => {
     if (ServerError.is(err)) return errorResponse(err);
+    // A write that raced its account's deletion: the session went with the account.
+    if (err instanceof StorageConflictError && err.what === 'deletedAccount')
+      return errorResponse(new ServerError('UNAUTHENTICATED', 'http', 'the account is gone'));
     const context = { reqId: c.get('requestId'), method: c.req.method, route: routeLabel(c) };
     if (isUnavailable(err)) {
       logger.warn({ ...context, err }, 'dependency unavailable');

@@ -408,13 +408,16 @@ export const OPENAPI_DOCUMENT = {
     '/v1/links/{linkId}/approve': {
       post: op({
         summary:
-          'Approve: the sealed response, and a session for the new device (listed in the current manifest)',
+          'Approve (from a listed device): the sealed response, and a session for the new device (listed in the current manifest)',
         auth: 'session',
         parameters: [pathParam('linkId', 'link id')],
         requestBody: jsonBody(
           object({ sealed: b64url('sealed link response'), deviceId: ref('Id') }),
         ),
-        responses: { '204': ok('approved'), ...errors(...bodyErrors, 'NOT_FOUND', 'CONFLICT') },
+        responses: {
+          '204': ok('approved'),
+          ...errors(...bodyErrors, 'FORBIDDEN', 'NOT_FOUND', 'CONFLICT'),
+        },
       }),
     },
     '/v1/links/{linkId}/refuse': {

@@ -3,15 +3,19 @@ import { fromBase64url, toBase64url } from '@coffer/crypto';
 import { newAccountId } from '@coffer/protocol';
 import * as opaque from '@serenity-kit/opaque';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../src/app.js';
+import { createLogger } from '../src/logger.js';
+import { createMetrics } from '../src/metrics.js';
 import {
   SIGNUP_FINISHES_PER_ADDRESS,
   SIGNUP_LIMITS,
   SIGNUP_STARTS_PER_ADDRESS,
   SIGNUP_WINDOW_MS,
 } from '../src/signup-limiter.js';
+import type { Storage } from '../src/storage/types.js';
 import { addDevice, call, login, makeDevice, signup } from './_client.js';
 import { testDialects } from './_db.js';
-import { createHarness, type Harness } from './_harness.js';
+import { createHarness, type Fetcher, type Harness } from './_harness.js';
 
 const dialects = await testDialects();
 
@@ -400,6 +404,69 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
     } finally {
       h.address.value = '192.0.2.1';
     }
+  });
+
+  it("answers a write racing its account's deletion with 401, never 500", async () => {
+    // The deletion commits between a request's checks (its session, or the name's lookup) and
+    // its write, which then refers to an account that is gone (a foreign key in the database).
+    let armed: 'links' | 'logins' | 'sessions' | undefined;
+    const deleteFirst = async (hook: typeof armed, accountId: string | null) => {
+      if (armed !== hook || accountId === null) return;
+      armed = undefined;
+      await h.storage.accounts.delete(accountId);
+    };
+    const storage: Storage = {
+      ...h.storage,
+      links: {
+        ...h.storage.links,
+        async create(link) {
+          await deleteFirst('links', link.accountId);
+          return h.storage.links.create(link);
+        },
+      },
+      logins: {
+        ...h.storage.logins,
+        async put(loginId, state) {
+          await deleteFirst('logins', state.accountId);
+          return h.storage.logins.put(loginId, state);
+        },
+      },
+      sessions: {
+        ...h.storage.sessions,
+        async create(session) {
+          await deleteFirst('sessions', session.accountId);
+          return h.storage.sessions.create(session);
+        },
+      },
+    };
+    const app = createApp({
+      storage,
+      ...h.secrets,
+      logger: createLogger({ level: 'silent' }),
+      metrics: createMetrics({ processMetrics: false }),
+      now: () => h.clock.now,
+      clientAddress: () => h.address.value,
+    });
+    const fetcher: Fetcher = async (path, init) => app.request(path, init);
+
+    const a = await signup(h.fetch, 'racer-links', 'pw');
+    armed = 'links';
+    const created = await call(fetcher, 'POST', '/v1/links', { linkId: 'ABCDEFGH' }, a.token);
+    expect(created.status).toBe(401);
+    expect(created.json.error.code).toBe('UNAUTHENTICATED');
+
+    await signup(h.fetch, 'racer-start', 'pw');
+    armed = 'logins';
+    const started = await login(fetcher, 'racer-start', 'pw');
+    expect(started.start.status).toBe(401);
+    expect(started.start.json.error.code).toBe('INVALID_CREDENTIALS');
+
+    await signup(h.fetch, 'racer-finish', 'pw');
+    armed = 'sessions';
+    const finished = await login(fetcher, 'racer-finish', 'pw');
+    expect(finished.finish?.status).toBe(401);
+    expect(finished.finish?.json.error.code).toBe('INVALID_CREDENTIALS');
+    expect(armed).toBeUndefined();
   });
 
   it('deletes an account only with a recent password', async () => {

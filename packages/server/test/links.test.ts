@@ -8,7 +8,7 @@ import {
   sealLinkResponse,
 } from '@coffer/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addDevice, call, makeDevice, signup } from './_client.js';
+import { addDevice, call, login, makeDevice, signup } from './_client.js';
 import { testDialects } from './_db.js';
 import { createHarness, type Harness } from './_harness.js';
 
@@ -138,6 +138,43 @@ describe.each(dialects)('links (%s)', (dialect) => {
       status: 'refused',
     });
     expect((await call(h.fetch, 'POST', `${path}/pickup`, { pickup })).status).toBe(404);
+  });
+
+  it("approves only from a session of a device the account's manifest lists", async () => {
+    // A password proves the account, not a device: a login naming no device (or an unlisted one)
+    // must not be able to hand itself a session for a listed device through a link of its own
+    // (spec "Login": a session for a listed device needs that device's proof).
+    const a = await signup(h.fetch, 'yara', 'pw');
+    const noDevice = await login(h.fetch, 'yara', 'pw');
+    const unlisted = await login(h.fetch, 'yara', 'pw', (await makeDevice('stolen')).id);
+    for (const [session, status] of [
+      [noDevice.finish?.json.token as string, 403],
+      [unlisted.finish?.json.token as string, 409],
+    ] as const) {
+      const code = generateLinkCode();
+      const path = `/v1/links/${code.linkId}`;
+      expect(
+        (await call(h.fetch, 'POST', '/v1/links', { linkId: code.linkId }, session)).status,
+      ).toBe(201);
+      const pickup = randomBytes(32);
+      const req = {
+        sealed: toBase64url(randomBytes(64)),
+        pickupHash: toBase64url(await sha256(pickup)),
+      };
+      expect((await call(h.fetch, 'PUT', `${path}/request`, req)).status).toBe(204);
+      const body = { sealed: toBase64url(randomBytes(64)), deviceId: a.device.id };
+      expect((await call(h.fetch, 'POST', `${path}/approve`, body, session)).status).toBe(status);
+      const got = await call(h.fetch, 'POST', `${path}/pickup`, { pickup: toBase64url(pickup) });
+      expect(got.json).toEqual({ status: 'waiting' });
+    }
+    // Only the sessions of the signup device and the two logins exist: none was made for pickup.
+    const sessions = await h.db
+      .raw()
+      .selectFrom('sessions')
+      .select('device_id')
+      .where('account_id', '=', a.accountId)
+      .execute();
+    expect(sessions.filter((s) => s.device_id === a.device.id)).toHaveLength(1);
   });
 
   it('a refusal and an approval racing: exactly one lands', async () => {

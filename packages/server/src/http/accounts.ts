@@ -172,11 +172,13 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
     const record = found ? toBase64url(found.opaqueRecord) : null;
     const started = await startLogin(deps.opaqueSetup, identifier, record, request, op);
     const loginId = toBase64url(randomBytes(16));
-    await storage.logins.put(loginId, {
-      accountId: found?.accountId ?? null,
-      serverLoginState: packLoginState({ keys, serverLoginState: started.serverLoginState }),
-      expiresAt: now() + LOGIN_STATE_TTL_MS,
-    });
+    await storage.logins
+      .put(loginId, {
+        accountId: found?.accountId ?? null,
+        serverLoginState: packLoginState({ keys, serverLoginState: started.serverLoginState }),
+        expiresAt: now() + LOGIN_STATE_TTL_MS,
+      })
+      .catch((err: unknown) => accountGone(err, op));
     return c.json({ loginId, loginResponse: started.loginResponse });
   });
 
@@ -211,15 +213,20 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
     const { token, tokenHash } = await newToken();
     const t = now();
     const expiresAt = t + SESSION_TTL_MS;
-    await storage.sessions.create({
-      tokenHash,
-      accountId,
-      deviceId: deviceId ?? null,
-      kind: 'session',
-      createdAt: t,
-      expiresAt,
-      authAt: t,
-    });
+    await storage.sessions
+      .create({
+        tokenHash,
+        accountId,
+        deviceId: deviceId ?? null,
+        kind: 'session',
+        createdAt: t,
+        expiresAt,
+        authAt: t,
+      })
+      .catch((err: unknown) => {
+        deps.metrics.logins.inc({ outcome: 'failure' });
+        return accountGone(err, op);
+      });
     await deps.throttle.confirm(state.keys);
     deps.metrics.logins.inc({ outcome: 'success' });
     return c.json({ token, expiresAt, accountId });
@@ -257,6 +264,18 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
   });
 
   return app;
+}
+
+/**
+ * A login whose account was deleted between its lookup and its write is answered like any
+ * failed login; every other error propagates.
+ *
+ * @throws {ServerError} `INVALID_CREDENTIALS` for a write that raced the account's deletion.
+ */
+function accountGone(err: unknown, op: string): never {
+  if (err instanceof StorageConflictError && err.what === 'deletedAccount')
+    throw new ServerError('INVALID_CREDENTIALS', op);
+  throw err;
 }
 
 /**

@@ -8,6 +8,7 @@ import { ServerError } from '../errors.js';
 import { requireAuth } from '../middleware/auth.js';
 import { LINK_TTL_MS, newToken, SESSION_TTL_MS } from '../sessions.js';
 import { StorageConflictError } from '../storage/types.js';
+import { listedDevice } from './_devices.js';
 import type { AppEnv, RouteDeps } from './_env.js';
 import { readJson } from './_json.js';
 import { bytesField, idField, LIMITS } from './validate.js';
@@ -39,7 +40,7 @@ export function linkRoutes(deps: RouteDeps): Hono<AppEnv> {
     try {
       await storage.links.create({ linkId, accountId: c.get('session').accountId, expiresAt });
     } catch (err) {
-      if (err instanceof StorageConflictError)
+      if (err instanceof StorageConflictError && err.what === 'link')
         throw new ServerError('CONFLICT', op, 'link id in use');
       throw err;
     }
@@ -77,7 +78,10 @@ export function linkRoutes(deps: RouteDeps): Hono<AppEnv> {
     const body = readJson(c, op);
     const sealed = bytesField(body, 'sealed', op, { max: LIMITS.linkSealed });
     const deviceId = idField(body, 'deviceId', op);
-    const accountId = c.get('session').accountId;
+    // The approval makes a session for a listed device, so it must come from one: a password
+    // proves the account, not a device (spec "Login"), and a session naming no device or an
+    // unlisted one would otherwise hand itself a listed device's session through its own link.
+    const { accountId } = await listedDevice(deps.devices, c.get('session'), op);
     const link = await storage.links.get(linkId, now());
     if (!link || link.accountId !== accountId)
       throw new ServerError('NOT_FOUND', op, 'link not found');

@@ -32,10 +32,19 @@ interface DriverError {
   readonly message?: unknown;
 }
 
-/** The StorageConflictError a unique violation stands for, or undefined for any other error. */
+/**
+ * The StorageConflictError a unique violation stands for, `deletedAccount` for a foreign-key
+ * violation, or undefined for any other error.
+ */
 export function conflictFrom(err: unknown): StorageConflictError | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const e = err as DriverError;
+  // A foreign key refused the write: what it refers to was deleted meanwhile. Every parent a
+  // request can lose under it is an account (delivery rows are written with their parents, in
+  // one transaction under the group's lock), so the write raced its account's deletion.
+  // PostgreSQL: SQLSTATE 23503 foreign_key_violation; SQLite: the extended result code.
+  if (e.code === '23503' || e.code === 'SQLITE_CONSTRAINT_FOREIGNKEY')
+    return new StorageConflictError('deletedAccount', 'the account is gone');
   // PostgreSQL: SQLSTATE 23505 unique_violation, with the constraint's name.
   if (e.code === '23505') {
     const hit = UNIQUE_CONSTRAINTS.find((c) => c.constraint === e.constraint);

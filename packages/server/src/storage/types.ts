@@ -71,11 +71,22 @@ export interface ThrottleState {
   readonly notBefore: number;
 }
 
-/** Thrown by a storage method when a unique constraint refuses the write. */
+/**
+ * Thrown by a storage method when a unique constraint refuses the write, or (`deletedAccount`)
+ * when a foreign key does: the write refers to a row deleted meanwhile, in practice the account
+ * (deleted between the request's checks and its write).
+ */
 export class StorageConflictError extends Error {
   override readonly name = 'StorageConflictError';
   constructor(
-    readonly what: 'username' | 'accountId' | 'manifestSeq' | 'link' | 'keyPackageCap' | 'other',
+    readonly what:
+      | 'username'
+      | 'accountId'
+      | 'manifestSeq'
+      | 'link'
+      | 'keyPackageCap'
+      | 'deletedAccount'
+      | 'other',
     message = `conflict on ${what}`,
   ) {
     super(message);
