@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -21,6 +21,18 @@ describe('writeFileDurably', () => {
     await writeFileDurably(path, 'three', { replace: true });
     expect(await readFile(path, 'utf8')).toBe('three');
     expect(await readdir(dir)).toEqual(['k']);
+  });
+
+  it("removes a crash's stale temporary files beside the path, never fresh or other files", async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'server.kek');
+    const old = new Date(Date.now() - 11 * 60 * 1000);
+    const stale = ['server.kek.0123456789ab.tmp', 'server.kek.ba9876543210.tmp'];
+    const kept = ['server.kek.aaaaaaaaaaaa.tmp', 'other.kek.0123456789ab.tmp', 'server.kek.notes'];
+    for (const name of [...stale, ...kept]) await writeFile(join(dir, name), 'a KEK never used');
+    for (const name of [...stale, kept[1]!, kept[2]!]) await utimes(join(dir, name), old, old);
+    await writeFileDurably(path, 'k', { replace: false });
+    expect((await readdir(dir)).sort()).toEqual([...kept, 'server.kek'].sort());
   });
 
   it('concurrent creations: one wins, and a reader never sees the file partly written', async () => {
