@@ -20,6 +20,7 @@ import { type RunningServer, startServer } from './server.js';
 import { loadServerSecrets } from './server-secrets.js';
 import { openStorage } from './storage/open.js';
 import type { Storage } from './storage/types.js';
+import { THROTTLE_IDLE_MS } from './throttle.js';
 
 /** The KEK id of the local key file (recorded beside the wrapped keyring, so it must not change). */
 export const LOCAL_KEK_ID = 'local';
@@ -164,6 +165,7 @@ export async function runServer(
   logger.info(`coffer server listening on ${running.url} (${where})`);
 
   // Expired sessions, login states and links are refused when read; this only reclaims space.
+  // Throttle counts idle for a day start over (spec "Throttling").
   // Delivery retention (spec "Delivery"): messages older than 30 days go, acknowledged or not.
   // Blob retention (spec "Blobs"): blobs older than 30 days, orphaned files, abandoned uploads.
   const blobFiles = createBlobFiles(config.blobs.dir);
@@ -173,6 +175,7 @@ export async function runServer(
       storage.sessions.deleteExpired(t),
       storage.logins.deleteExpired?.(t),
       storage.links.deleteExpired?.(t),
+      storage.throttle.deleteIdle?.(t - THROTTLE_IDLE_MS),
       storage.delivery.deleteOlderThan(t - DELIVERY_RETENTION_MS),
       sweepBlobs(storage, blobFiles, t),
     ]).catch((err: unknown) => {

@@ -11,6 +11,12 @@ export const FREE_FAILURES = 4;
 export const ACCOUNT_MAX_DELAY_MS = 60 * 1000;
 /** Longest wait for one address. */
 export const ADDRESS_MAX_DELAY_MS = 15 * 60 * 1000;
+/**
+ * A key with no attempt for this long starts over (the sweep deletes its state): a day of quiet
+ * buys an attacker 4 free attempts, less than a day of waiting at the caps gives, while names
+ * and addresses tried once no longer stay in the table for good.
+ */
+export const THROTTLE_IDLE_MS = 24 * 60 * 60 * 1000;
 
 /** The two throttle keys of one attempt. */
 export interface ThrottleKeys {

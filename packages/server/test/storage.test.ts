@@ -123,6 +123,7 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
           '0006_retired_accounts',
           '0007_link_refusal',
           '0008_u32_columns',
+          '0009_throttle_idle',
         ]);
         const keyrings = await tdb.raw().selectFrom('coffer_keyring').selectAll().execute();
         expect(keyrings).toHaveLength(1);
@@ -669,6 +670,18 @@ describe.each(DIALECTS)('storage on %s', (dialect) => {
         expect(seen).toEqual([0, 1]);
         expect(await storage.throttle.get(a)).toBeUndefined();
         expect(await storage.throttle.get(b)).toEqual({ failures: 19, notBefore: 5 });
+      });
+
+      test('deleteIdle removes the states idle since before the cut, and only those', async () => {
+        const idle = [rand(32), rand(32)];
+        const recent = rand(32);
+        const t = Date.now();
+        await storage.throttle.put(idle[0]!, { failures: 9, notBefore: t - 3_000 });
+        await storage.throttle.put(idle[1]!, { failures: 1, notBefore: t - 2_001 });
+        await storage.throttle.put(recent, { failures: 9, notBefore: t - 2_000 });
+        expect(await storage.throttle.deleteIdle?.(t - 2_000)).toBeGreaterThanOrEqual(2);
+        for (const key of idle) expect(await storage.throttle.get(key)).toBeUndefined();
+        expect(await storage.throttle.get(recent)).toEqual({ failures: 9, notBefore: t - 2_000 });
       });
     });
 

@@ -368,6 +368,19 @@ function u32Columns(dialect: StorageDialect): Migration {
   };
 }
 
+/** The hourly sweep deletes idle throttle states (spec "Throttling") by their `not_before`. */
+function throttleIdleIndex(): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createIndex('throttle_idle_idx')
+        .on('throttle')
+        .column('not_before')
+        .execute();
+    },
+  };
+}
+
 /**
  * The migrations for `dialect`, by name; names sort in the order they run. Never edit one that
  * has shipped: add the next.
@@ -384,6 +397,7 @@ export function storageMigrations(dialect: StorageDialect): MigrationProvider {
         '0006_retired_accounts': retiredAccounts(dialect),
         '0007_link_refusal': linkRefusal(),
         '0008_u32_columns': u32Columns(dialect),
+        '0009_throttle_idle': throttleIdleIndex(),
       };
     },
   };

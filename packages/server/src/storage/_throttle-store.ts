@@ -3,7 +3,9 @@ import { num } from './_rows.js';
 import type { ThrottleStore } from './types.js';
 
 /** The ThrottleStore over the shared context. Keys arrive as HMACs and are stored as given. */
-export function createThrottleStore(ctx: StoreContext): ThrottleStore {
+export function createThrottleStore(
+  ctx: StoreContext,
+): ThrottleStore & Required<Pick<ThrottleStore, 'deleteIdle'>> {
   return {
     async get(key) {
       const row = await ctx.db
@@ -68,6 +70,13 @@ export function createThrottleStore(ctx: StoreContext): ThrottleStore {
 
     async clear(key) {
       await ctx.transaction((tx) => tx.deleteFrom('throttle').where('key', '=', key).execute());
+    },
+
+    async deleteIdle(before) {
+      const result = await ctx.transaction((tx) =>
+        tx.deleteFrom('throttle').where('not_before', '<', before).executeTakeFirst(),
+      );
+      return Number(result.numDeletedRows);
     },
   };
 }

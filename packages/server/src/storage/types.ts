@@ -219,6 +219,11 @@ export interface ThrottleStore {
     keys: readonly Uint8Array[],
     next: (current: ThrottleState | undefined, index: number) => ThrottleState | null,
   ): Promise<void>;
+  /**
+   * Deletes the states whose `notBefore` is before `before` (keys idle since then: their count
+   * starts over); returns how many. Optional.
+   */
+  deleteIdle?(before: number): Promise<number>;
 }
 
 export interface LinkStore {
