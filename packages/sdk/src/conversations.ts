@@ -916,7 +916,7 @@ class Conversations {
   async #manifestOf(accountId: string, fresh: boolean | 'now' = false): Promise<ManifestBody> {
     const me = this.#me();
     if (accountId === me.accountId) return this.#host.ownManifest(fresh !== false);
-    const pinned = this.#contacts.get(accountId) ?? (await this.#readPin(accountId));
+    const pinned = await this.#pinOf(accountId);
     const recent = pinned && this.#host.now() - pinned.checkedAt < MANIFEST_TTL_MS;
     if (pinned && (fresh === false || (fresh === true && recent))) return pinned.body;
     const res = await this.#request(
@@ -978,13 +978,36 @@ class Conversations {
     }
   }
 
-  async #readPin(accountId: string): Promise<ContactPin | undefined> {
+  /**
+   * The pin of a contact: the newer of the one in memory and the one stored. Another process on
+   * this home may have pinned a newer manifest since this one looked (it runs under the same
+   * lock, between our operations): a pin from memory alone would take back, as not older than
+   * what it trusts, a manifest the home had already moved past (a revoked device brought back),
+   * and store it over the newer one.
+   */
+  async #pinOf(accountId: string): Promise<ContactPin | undefined> {
+    const cached = this.#contacts.get(accountId);
     const obj = await this.#host.readRecord(`contact/${accountId}`);
-    if (!obj) return undefined;
+    if (!obj) return cached;
     const manifest = this.#stored(`contact/${accountId}`, () => ({
       body: bytes(obj, 'body'),
       signature: bytes(obj, 'signature'),
     }));
+    if (
+      cached &&
+      constantTimeEqual(cached.manifest.body, manifest.body) &&
+      constantTimeEqual(cached.manifest.signature, manifest.signature)
+    ) {
+      return cached;
+    }
+    const stored = await this.#readPin(accountId, manifest);
+    // A newer one in memory: its write failed, and the next lookup writes it again.
+    if (cached && cached.body.seq > stored.body.seq) return cached;
+    this.#contacts.set(accountId, stored);
+    return stored;
+  }
+
+  async #readPin(accountId: string, manifest: SignedManifest): Promise<ContactPin> {
     let body: ManifestBody;
     try {
       const identityKey = firstSightIdentity(manifest);
@@ -994,9 +1017,7 @@ class Conversations {
         cause: err,
       });
     }
-    const pin = { manifest, body, checkedAt: 0 };
-    this.#contacts.set(accountId, pin);
-    return pin;
+    return { manifest, body, checkedAt: 0 };
   }
 
   /** MLS credential check: the identity's account lists the device with exactly this key. */
@@ -1490,6 +1511,7 @@ class Conversations {
       // be processed (the engine keeps past epochs' keys for late messages).
       const next: GroupRecord = {
         ...record,
+        ...peersOf(engine, out.group, record),
         state: pending.state,
         ...(key ? { key } : {}),
         sent: 0,
@@ -1716,10 +1738,15 @@ class Conversations {
         : undefined) ?? (await this.#serverGroupInfo(groupId, record));
     if (!server) return undefined;
     const { epoch, info } = server;
+    const held = engine.importState(record.state).epoch;
     const out = await engine.joinExternal(info, await this.#newKeyPackage(), { resync: true });
     // A GroupInfo older than the group's epoch would put this device on a branch nobody
-    // follows, silently: the server's two answers must agree.
-    if (out.group.epoch !== BigInt(epoch) + 1n) {
+    // follows, silently: the server's two answers must agree. Nor may they agree on the past:
+    // a GroupInfo of an epoch before the one this device holds (one the server kept, served
+    // again with the epoch it was at then) would roll the conversation back (its members,
+    // admins and name) on this device. A fork is rejoined from the group's GroupInfo at this
+    // device's own epoch, so the join always lands past it.
+    if (out.group.epoch !== BigInt(epoch) + 1n || out.group.epoch <= held) {
       throw this.#violation(
         'STALE_GROUP_INFO',
         'the stored group info is not of the epoch the server says the group is at',
@@ -2401,71 +2428,85 @@ class Conversations {
       }
       this.#scanFor = again ? undefined : accountId;
     }
-    for (;;) {
-      const res = await this.#request('GET', `/v1/queue?after=${index.cursor}&limit=${QUEUE_PAGE}`);
-      const page = this.#shape('queue', () => ({
-        manifestSeq: res.manifestSeq === undefined ? undefined : int(res, 'manifestSeq'),
-        more: res.more === true,
-        messages: array(res, 'messages').map((e) => {
-          const o = asObject(e, 'entry');
-          const sender = asObject(o.sender, 'sender');
-          return {
-            cursor: int(o, 'cursor'),
-            groupId: str(o, 'groupId'),
-            seq: int(o, 'seq'),
-            epoch: int(o, 'epoch'),
-            kind: str(o, 'kind'),
-            sender: { accountId: str(sender, 'accountId'), deviceId: str(sender, 'deviceId') },
-            message: bytes(o, 'message'),
-          };
-        }),
-      }));
-      this.#serverManifestSeq = page.manifestSeq;
-      if (page.messages.length === 0) break;
-      const pageStart = index.cursor;
-      try {
-        for (const entry of page.messages) {
-          if (entry.cursor <= index.cursor) {
-            throw this.#violation('QUEUE_ORDER', 'the server repeated or reordered queue cursors');
+    try {
+      for (;;) {
+        const res = await this.#request(
+          'GET',
+          `/v1/queue?after=${index.cursor}&limit=${QUEUE_PAGE}`,
+        );
+        const page = this.#shape('queue', () => ({
+          manifestSeq: res.manifestSeq === undefined ? undefined : int(res, 'manifestSeq'),
+          more: res.more === true,
+          messages: array(res, 'messages').map((e) => {
+            const o = asObject(e, 'entry');
+            const sender = asObject(o.sender, 'sender');
+            return {
+              cursor: int(o, 'cursor'),
+              groupId: str(o, 'groupId'),
+              seq: int(o, 'seq'),
+              epoch: int(o, 'epoch'),
+              kind: str(o, 'kind'),
+              sender: { accountId: str(sender, 'accountId'), deviceId: str(sender, 'deviceId') },
+              message: bytes(o, 'message'),
+            };
+          }),
+        }));
+        this.#serverManifestSeq = page.manifestSeq;
+        if (page.messages.length === 0) break;
+        const pageStart = index.cursor;
+        try {
+          for (const entry of page.messages) {
+            if (entry.cursor <= index.cursor) {
+              throw this.#violation(
+                'QUEUE_ORDER',
+                'the server repeated or reordered queue cursors',
+              );
+            }
+            if (isGroupId(entry.groupId)) {
+              events.push(...(await this.#handle(entry, index)));
+            } else {
+              // The server's word becomes a record name (group/<id>): an id no group can have
+              // would fail to store on every sync and stall the queue. Reported and skipped.
+              events.push(
+                this.#errorEvent(
+                  entry.groupId.slice(0, 86),
+                  'INVALID_GROUP_ID',
+                  'a queue entry for a malformed conversation id',
+                ),
+              );
+            }
+            index.cursor = entry.cursor;
           }
-          if (isGroupId(entry.groupId)) {
-            events.push(...(await this.#handle(entry, index)));
-          } else {
-            // The server's word becomes a record name (group/<id>): an id no group can have
-            // would fail to store on every sync and stall the queue. Reported and skipped.
-            events.push(
-              this.#errorEvent(
-                entry.groupId.slice(0, 86),
-                'INVALID_GROUP_ID',
-                'a queue entry for a malformed conversation id',
-              ),
-            );
+        } catch (err) {
+          // The entries handled before the failure are saved and their events queued for the
+          // next sync to report: acknowledge them, or those that store no cursor of their own (a
+          // reflected message, an unknown conversation, a refused Welcome) would be reported again.
+          if (index.cursor > pageStart) {
+            try {
+              await this.#writeIndex(index);
+              await this.#request('POST', '/v1/queue/ack', { upTo: index.cursor });
+            } catch {
+              // Delivered again next time, as before: the failure to report is `err`.
+            }
           }
-          index.cursor = entry.cursor;
+          throw err;
         }
-      } catch (err) {
-        // The entries handled before the failure are saved and their events queued for the
-        // next sync to report: acknowledge them, or those that store no cursor of their own (a
-        // reflected message, an unknown conversation, a refused Welcome) would be reported again.
-        if (index.cursor > pageStart) {
-          try {
-            await this.#writeIndex(index);
-            await this.#request('POST', '/v1/queue/ack', { upTo: index.cursor });
-          } catch {
-            // Delivered again next time, as before: the failure to report is `err`.
-          }
-        }
-        throw err;
+        // Everything up to here is saved (each group record was written before): acknowledge.
+        await this.#writeIndex(index);
+        await this.#request('POST', '/v1/queue/ack', { upTo: index.cursor });
+        if (!page.more) break;
       }
-      // Everything up to here is saved (each group record was written before): acknowledge.
-      await this.#writeIndex(index);
-      await this.#request('POST', '/v1/queue/ack', { upTo: index.cursor });
-      if (!page.more) break;
-    }
-    // A pending commit whose group moved on and that no queue entry settled.
-    for (const id of unsettled.keys()) {
-      const record = await this.#readGroup(id);
-      if (record?.pending) await this.#settleByGroupInfo(id, record);
+      // A pending commit whose group moved on and that no queue entry settled.
+      for (const id of unsettled.keys()) {
+        const record = await this.#readGroup(id);
+        if (record?.pending) await this.#settleByGroupInfo(id, record);
+      }
+    } catch (err) {
+      // The scan that found these runs once per process: a sync that fails before settling
+      // them (the network, on the way through the queue) leaves them for the next one, which
+      // would otherwise never look again, and the group stayed at the epoch our commit left.
+      if (unsettled.size > 0) this.#scanFor = undefined;
+      throw err;
     }
   }
 
@@ -2750,6 +2791,7 @@ class Conversations {
     await this.#writeGroup(entry.groupId, {
       ...record,
       ...(key ? { key } : {}),
+      ...(result.kind === 'commit' ? peersOf(engine, processed.group, record) : {}),
       state: engine.exportState(processed.group),
       cursor: entry.cursor,
     });
@@ -2790,13 +2832,16 @@ class Conversations {
     const packages = await this.#keyPackages();
     const earlier = existing ? engine.importState(existing.state) : undefined;
     if (earlier?.active) {
-      // A duplicate. Delivered again after a crash between storing the group and deleting the
-      // key package it used: delete that now.
+      // A duplicate. Delivered again after a crash (or a failed write) between storing the
+      // group and deleting the key package it used: delete that now. That join never returned
+      // its event (it failed at that write): it is reported now.
       if (existing?.cursor === entry.cursor) {
         const opened = await this.#openWelcome(engine, entry.message, packages);
         if (opened && !opened.lastResort) {
           packages.delete(opened.ref);
           await this.#writeKeyPackages(packages);
+          const joined = await this.#infoOf(entry.groupId, earlier);
+          return joined.kind === 'self' ? [] : [{ type: 'joined', conversation: joined }];
         }
       }
       return [];
@@ -2843,9 +2888,14 @@ class Conversations {
         sent: 0,
         renewedAt: this.#host.now(),
       });
-      await this.#writeKeyPackages(packages);
+      // The index before the key package goes: a failure (or crash) between the writes leaves
+      // either a conversation the index does not name yet, whose Welcome comes again and still
+      // opens, or one it names, whose Welcome comes again as a duplicate and deletes the
+      // package then. The other way round, the Welcome came again for a conversation not in the
+      // index with its package gone: KEY_PACKAGE_USED, and the conversation was lost.
       if (!index.groups.includes(entry.groupId)) index.groups.push(entry.groupId);
       await this.#writeIndex(index);
+      await this.#writeKeyPackages(packages);
       const joined = await this.#infoOf(entry.groupId, group);
       return joined.kind === 'self' ? [] : [{ type: 'joined', conversation: joined }];
     }
@@ -3329,6 +3379,27 @@ function refusedByServer(err: unknown): boolean {
     cause = (cause as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/**
+ * The record's message counters (`peers`) of the devices still in `group`: those of devices
+ * that left are dropped at each commit, or every device a group ever held (accounts that
+ * revoke and add devices without end) would stay in the record rewritten at every message.
+ */
+function peersOf(
+  engine: GroupEngine,
+  group: MlsGroup,
+  record: GroupRecord,
+): { peers?: Record<string, number> } {
+  if (!record.peers) return {};
+  const members = new Set<string>();
+  for (const m of engine.members(group)) {
+    const id = parseMemberIdentity(m.identity);
+    if (id) members.add(`${id.accountId}.${id.deviceId}`);
+  }
+  const peers: Record<string, number> = {};
+  for (const [peer, n] of Object.entries(record.peers)) if (members.has(peer)) peers[peer] = n;
+  return { peers };
 }
 
 /** The record without its pending commit (settled one way or the other). */
