@@ -74,8 +74,12 @@ export function parseMemberIdentity(identity: Uint8Array): MemberId | undefined 
   };
 }
 
+// Control characters (Cc) and, in a /u regex, lone surrogates (Cs): UTF-8 cannot hold those,
+// and utf8Encode would silently write U+FFFD instead of the name it was given.
+const NAME_FORBIDDEN = /[\p{Cc}\p{Cs}]/u;
+
 function checkName(op: string, name: string): void {
-  if (typeof name !== 'string' || name !== name.normalize('NFC') || /\p{Cc}/u.test(name)) {
+  if (typeof name !== 'string' || NAME_FORBIDDEN.test(name) || name !== name.normalize('NFC')) {
     throw new ProtocolError(
       'INVALID_CONVERSATION',
       op,
@@ -92,7 +96,13 @@ function checkName(op: string, name: string): void {
 }
 
 function checkData(op: string, data: ConversationData): void {
-  if (typeof data !== 'object' || data === null || !(data.kind in KIND_CODES)) {
+  // Own keys only: `in` also finds "toString", "constructor"… on Object.prototype.
+  if (
+    typeof data !== 'object' ||
+    data === null ||
+    typeof data.kind !== 'string' ||
+    !Object.hasOwn(KIND_CODES, data.kind)
+  ) {
     throw new ProtocolError('INVALID_CONVERSATION', op, 'unknown conversation kind');
   }
   checkName(op, data.name);
@@ -374,6 +384,13 @@ export type MessageContent = MessageBody & {
 
 const PAD_MARK = 0x80;
 
+/** spec §5.1: the keys each content type may hold, and no others. */
+const CONTENT_FIELDS: Readonly<Record<MessageBody['type'], readonly string[]>> = {
+  text: ['type', 'id', 'sentAt', 'n', 'username', 'text'],
+  attachment: ['type', 'id', 'sentAt', 'n', 'username', 'attachment', 'text'],
+  history: ['type', 'id', 'sentAt', 'n', 'username', 'attachment'],
+};
+
 /** Length the content is padded to: multiples of 256 bytes, then of 1/16 of the power of two. */
 export function paddedLength(length: number): number {
   const n = length + 1;
@@ -459,12 +476,12 @@ function checkContent(op: string, c: MessageContent): void {
       throw bad('"attachment" expected an object');
     }
   };
-  const allowed: Record<string, string[]> = {
-    text: ['type', 'id', 'sentAt', 'n', 'username', 'text'],
-    attachment: ['type', 'id', 'sentAt', 'n', 'username', 'attachment', 'text'],
-    history: ['type', 'id', 'sentAt', 'n', 'username', 'attachment'],
-  };
-  const keys = allowed[c.type as string];
+  // A string naming one of the three types, looked up among own keys only: a type such as
+  // "constructor" (inherited from Object.prototype) or ["text"] (a key once coerced) is unknown.
+  const keys =
+    typeof c.type === 'string' && Object.hasOwn(CONTENT_FIELDS, c.type)
+      ? CONTENT_FIELDS[c.type]
+      : undefined;
   if (!keys) throw bad('unknown content type');
   for (const key of Object.keys(c)) if (!keys.includes(key)) throw bad(`unexpected "${key}"`);
   if (c.type === 'text') text(c.text, true);

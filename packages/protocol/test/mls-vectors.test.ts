@@ -13,6 +13,7 @@ import {
   type Kdf,
   type MlsMessage,
   mlsMessageDecoder,
+  nodeTypes,
   type PrivateKey,
   type PublicKey,
   type Signature,
@@ -426,12 +427,13 @@ describe.skipIf(!mlsVectorsAvailable)('RFC 9420 vectors, suite 1, through our pr
       const open = async (wire: string) => {
         const msg = decode(mlsMessageDecoder, h(wire)) as MlsMessage;
         if (msg.wireformat !== 2) throw new Error('expected a private message');
-        // Test-vectors spec: a secret tree for 2 members; the sender is leaf 1.
+        // Test-vectors spec: a secret tree for 2 members; the sender is leaf 1, which must be a
+        // member's (non-blank) leaf of the ratchet tree (its key is given: signature_pub).
         const result = await mp.unprotectPrivateMessage(
           h(c.sender_data_secret),
           msg.privateMessage,
           createSecretTree(2, h(c.encryption_secret)),
-          [],
+          [undefined, undefined, { nodeType: nodeTypes.leaf, leaf: {} }],
           groupContext,
           defaultKeyRetentionConfig,
           cs,

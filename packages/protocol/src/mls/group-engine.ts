@@ -1079,6 +1079,12 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       const { publicPackage, privatePackage } = decodeKeyPackage(operation, keyPackage);
       const msg = decodeMessage(operation, groupInfo, 'group info');
       if (msg.wireformat !== wireformats.mls_group_info) throw rejected(operation, 'group info');
+      // conversation-v1 §1: suite 1 only. ts-mls checks a Welcome's GroupInfo against the key
+      // package's suite, but not an external join's: the state would carry the other suite's
+      // id in its GroupContext (and importState refuses such a state).
+      if (msg.groupInfo.groupContext.cipherSuite !== MLS_DEFAULT_CIPHERSUITE) {
+        throw rejected(operation, 'group info');
+      }
       let out: Awaited<ReturnType<typeof joinGroupExternal>>;
       try {
         out = await joinGroupExternal({
