@@ -123,6 +123,7 @@ export {
   MAX_GROUP_STATE_LENGTH,
   MAX_IDENTITY_LENGTH,
   MAX_MLS_MESSAGE_LENGTH,
+  MAX_TREE_NODES,
   MLS_STATE_VERSION,
   type MlsCommitChange,
   type MlsGroup,

@@ -1,5 +1,6 @@
 // Hostile messages a member, a joiner or the relaying server can send: each must be refused
-// with a typed error (MLS_MESSAGE_REJECTED) quickly, not tie the client up in a loop. ts-mls ran
+// with a typed error (MLS_MESSAGE_REJECTED) quickly, not tie the client up in a loop or leave it
+// with a state every later operation pays for. ts-mls ran
 // these loops synchronously, so a vitest timeout cannot interrupt them: the tests also time the
 // call. The messages are built by hand with ts-mls internals, as in review-findings.test.ts.
 // Every case here took from tens of seconds to hours on the unpatched ts-mls; the fixes are in
@@ -9,10 +10,13 @@ import {
   type ClientState,
   clientStateDecoder,
   contentTypes,
+  createCommit,
+  createGroupInfoWithExternalPubAndRatchetTree,
   decode,
   defaultProposalTypes,
   encode,
   type MlsMessage,
+  mlsMessageDecoder,
   mlsMessageEncoder,
   type Proposal,
   proposalOrRefTypes,
@@ -27,6 +31,7 @@ import {
   createCofferCryptoProvider,
   createTsMlsEngine,
   MAX_MLS_MESSAGE_LENGTH,
+  MAX_TREE_NODES,
   MLS_DEFAULT_CIPHERSUITE,
 } from '../src/index.js';
 import { expectCode } from './_helpers.js';
@@ -146,5 +151,52 @@ describe('commits with very many proposals (ts-mls checked them pairwise, by cop
     }
     const bytes = await memberCommit(p, proposals);
     await refusedQuickly(() => p.engine.process(p.bob, bytes));
+  });
+});
+
+describe('a ratchet tree wider than any Coffer group (mostly blank: its signer chose its width)', () => {
+  /**
+   * Alice's client, modified: Bob's leaf (a key-package leaf, whose signature does not bind its
+   * index) moved to the far end of a tree of `nodes` nodes, all blank in between. What she signs
+   * from it (a Welcome's GroupInfo, or a GroupInfo) carries that tree, hashes and all.
+   */
+  async function wideTree(nodes: number) {
+    const p = await pair();
+    const state = stateOf(p.engine.exportState(p.alice));
+    const bobLeaf = state.ratchetTree[2];
+    const ratchetTree: ClientState['ratchetTree'] = new Array(nodes).fill(undefined);
+    ratchetTree[0] = state.ratchetTree[0];
+    ratchetTree[nodes - 1] = bobLeaf;
+    return { ...p, state: { ...state, ratchetTree } };
+  }
+
+  test('a Welcome or GroupInfo whose tree exceeds MAX_TREE_NODES is MLS_MESSAGE_REJECTED', {
+    timeout: 60_000,
+  }, async () => {
+    const nodes = 2 * (MAX_TREE_NODES + 1) - 1; // the next full width
+    const { engine, state, cs } = await wideTree(nodes);
+    const carol = await engine.createKeyPackage({ identity: utf8Encode('carol') });
+    const kp = decode(mlsMessageDecoder, carol.publicKeyPackage) as MlsMessage;
+    if (kp.wireformat !== wireformats.mls_key_package) throw new Error('not a key package');
+    const made = await createCommit({
+      context: { cipherSuite: cs, authService: { validateCredential: async () => true } },
+      state,
+      extraProposals: [
+        { proposalType: defaultProposalTypes.add, add: { keyPackage: kp.keyPackage } },
+      ],
+      ratchetTreeExtension: true,
+    });
+    if (!made.welcome) throw new Error('no welcome');
+    expect(made.newState.ratchetTree.length).toBe(nodes);
+    const welcome = encode(mlsMessageEncoder, made.welcome);
+    await expectCode(() => engine.joinFromWelcome(welcome, carol), 'MLS_MESSAGE_REJECTED');
+    const info = await createGroupInfoWithExternalPubAndRatchetTree(made.newState, [], cs);
+    const bytes = encode(mlsMessageEncoder, {
+      wireformat: wireformats.mls_group_info,
+      version: protocolVersions.mls10,
+      groupInfo: info,
+    });
+    const dave = await engine.createKeyPackage({ identity: utf8Encode('dave') });
+    await expectCode(() => engine.joinExternal(bytes, dave), 'MLS_MESSAGE_REJECTED');
   });
 });

@@ -59,6 +59,14 @@ export const MAX_MLS_MESSAGE_LENGTH = 4 * 1024 * 1024;
 export const MAX_GROUP_STATE_LENGTH = 16 * 1024 * 1024;
 /** Most members a group may have: Coffer groups are the devices of a few accounts; bounds tree size. */
 export const MAX_GROUP_SIZE = 1024;
+/**
+ * Most ratchet-tree nodes a group's tree may have. Adds fill the leftmost blank leaf first and a
+ * group never holds more than MAX_GROUP_SIZE members, so a real tree has at most that many
+ * leaves (2·MAX_GROUP_SIZE − 1 nodes); twice that leaves room. A tree from a GroupInfo is what
+ * its signer made: millions of blank nodes fit in a 4 MiB Welcome, and every later operation
+ * would walk them.
+ */
+export const MAX_TREE_NODES = 4 * MAX_GROUP_SIZE - 1;
 /** Group ids name conversations; they are not data. */
 export const MAX_GROUP_ID_LENGTH = 256;
 /** Credential identities (device or account ids), not data. */
@@ -397,6 +405,11 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     return out && out[1] === bytes.length ? out[0] : undefined;
   }
 
+  /** More members than a group may have, or a tree wider than any such group's (see MAX_TREE_NODES). */
+  function oversized(state: ClientState): boolean {
+    return state.ratchetTree.length > MAX_TREE_NODES || memberCount(state) > MAX_GROUP_SIZE;
+  }
+
   function memberCount(state: ClientState): number {
     let n = 0;
     for (let i = 0; i < state.ratchetTree.length; i += 2) {
@@ -654,7 +667,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
     } catch {
       throw rejected(operation, 'welcome');
     }
-    if (memberCount(joined.state) > MAX_GROUP_SIZE) throw rejected(operation, 'welcome');
+    if (oversized(joined.state)) throw rejected(operation, 'welcome');
     const data = joined.groupInfoExtensions.find(
       (e) => e.extensionType === WELCOME_DATA_EXTENSION_TYPE,
     );
@@ -902,7 +915,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
           );
         }
         // An application message leaves the ratchet tree as it was; only commits change membership.
-        if (result.kind !== 'applicationMessage' && memberCount(result.newState) > MAX_GROUP_SIZE) {
+        if (result.kind !== 'applicationMessage' && oversized(result.newState)) {
           throw rejected(operation);
         }
         if (result.kind === 'applicationMessage') {
@@ -1097,7 +1110,7 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
       } catch {
         throw rejected(operation, 'group info');
       }
-      if (memberCount(out.newState) > MAX_GROUP_SIZE) throw rejected(operation, 'group info');
+      if (oversized(out.newState)) throw rejected(operation, 'group info');
       return {
         group: handle(out.newState),
         commit: encodeMessage({
