@@ -14,6 +14,7 @@ import {
   DEFAULT_CHUNK_SIZE,
   fromBase64url,
   importAeadKey,
+  MAX_CHUNKS,
   randomBytes,
   toBase64url,
   utf8Encode,
@@ -48,6 +49,8 @@ const CONTEXT = utf8Encode(ATTACHMENT_CONTEXT);
 const PIECE = 1024 * 1024;
 const BLOB_ID = /^[A-Za-z0-9_-]{21}[AQgw]$/;
 const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$/;
+/** An unknown field named in an error: anything else a sender wrote (a key, text) is not echoed. */
+const PLAIN_FIELD_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 const DESCRIPTOR_FIELDS = new Set([
   'v',
   'blobId',
@@ -183,7 +186,9 @@ function checkDescriptor(
     throw fail('"chunkSize" expected a power of two from 1024 to 16777216');
   if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0)
     throw fail('"size" expected a non-negative integer');
-  if (d.size > Number.MAX_SAFE_INTEGER / 2) throw fail('"size" is out of range');
+  // stream-v1 §3: at most MAX_CHUNKS chunks; no sender can have encrypted more.
+  if (d.size > Number.MAX_SAFE_INTEGER / 2 || Math.ceil(d.size / d.chunkSize) > MAX_CHUNKS)
+    throw fail('"size" is out of range');
   if (d.cipherSize !== cipherSizeOf(d.size, d.chunkSize))
     throw fail('"cipherSize" does not match "size" and "chunkSize"');
   checkName(d.name, fail);
@@ -245,7 +250,11 @@ export function decodeAttachmentDescriptor(input: string | object): AttachmentDe
         : '"v" expected a version number',
     );
   }
-  for (const k of Object.keys(o)) if (!DESCRIPTOR_FIELDS.has(k)) throw fail(`unknown field "${k}"`);
+  for (const k of Object.keys(o)) {
+    // The name is the sender's text (it may be a key): echoed only when it looks like a field.
+    if (!DESCRIPTOR_FIELDS.has(k))
+      throw fail(PLAIN_FIELD_NAME.test(k) ? `unknown field "${k}"` : 'an unknown field');
+  }
   const bytes = (k: string, length: number) => {
     const v = get(k);
     let out: Uint8Array | undefined;
