@@ -496,7 +496,7 @@ class Client implements CofferClient {
       revoke: (deviceId) => this.#run('devices.revoke', () => this.#revoke(deviceId)),
       startLink: () => this.#run('devices.startLink', () => this.#startLink()),
       joinByLink: (code, options) =>
-        this.#run('devices.joinByLink', () => this.#joinByLink(code, options ?? {})),
+        this.#run('devices.joinByLink', () => this.#joinByLink(code, options)),
     };
     this.conversations = createConversations(
       {
@@ -562,11 +562,11 @@ class Client implements CofferClient {
     this.#local = undefined;
   }
 
-  signup(username: string, password: string, options: JoinOptions = {}) {
+  signup(username: string, password: string, options?: JoinOptions) {
     return this.#run('client.signup', () => this.#signup(username, password, options));
   }
 
-  login(username: string, password: string, options: JoinOptions = {}) {
+  login(username: string, password: string, options?: JoinOptions) {
     return this.#run('client.login', () => this.#login(username, password, options));
   }
 
@@ -582,7 +582,7 @@ class Client implements CofferClient {
     return this.#run('client.changePassword', () => this.#changePassword(oldPassword, newPassword));
   }
 
-  recover(username: string, recoveryCode: string, newPassword: string, options: JoinOptions = {}) {
+  recover(username: string, recoveryCode: string, newPassword: string, options?: JoinOptions) {
     return this.#run('client.recover', () =>
       this.#recover(username, recoveryCode, newPassword, options),
     );
@@ -964,8 +964,9 @@ class Client implements CofferClient {
 
   // --- account operations ---
 
-  async #signup(username: string, password: string, options: JoinOptions) {
+  async #signup(username: string, password: string, given: JoinOptions | undefined) {
     const op = this.#op;
+    const options = checkOptions<JoinOptions>(op, given);
     this.#requireLoggedOut();
     const name = normalizeUsername(username, op);
     checkPassword(op, 'password', password);
@@ -1013,8 +1014,13 @@ class Client implements CofferClient {
     return { account: accountInfo(current), recoveryCode: bundle.recoveryCode.text };
   }
 
-  async #login(username: string, password: string, options: JoinOptions): Promise<AccountInfo> {
+  async #login(
+    username: string,
+    password: string,
+    given: JoinOptions | undefined,
+  ): Promise<AccountInfo> {
     const op = this.#op;
+    const options = checkOptions<JoinOptions>(op, given);
     this.#requireLoggedOut();
     const name = normalizeUsername(username, op);
     checkPassword(op, 'password', password);
@@ -1098,6 +1104,10 @@ class Client implements CofferClient {
       manifest: verified,
     };
     if (!listed) {
+      // The key is on the home before the manifest listing it leaves for the server: a crash
+      // or a failed write after the upload must not leave the account listing a device whose
+      // key no one holds (the next login finds it here and proves it instead of adding another).
+      await this.#localState().writeAccount(accountRecord(current));
       current = await this.#commit(
         current,
         () => ({
@@ -1208,9 +1218,10 @@ class Client implements CofferClient {
     username: string,
     codeText: string,
     newPassword: string,
-    options: JoinOptions,
+    given: JoinOptions | undefined,
   ): Promise<AccountInfo> {
     const op = this.#op;
+    const options = checkOptions<JoinOptions>(op, given);
     this.#requireLoggedOut();
     const name = normalizeUsername(username, op);
     const code = parseCode(op, codeText);
@@ -1245,6 +1256,17 @@ class Client implements CofferClient {
         reg.state,
         registrationResponse,
       );
+      if (!listed) {
+        // As in a login: the new key is kept before a manifest listing it is uploaded. What
+        // this home trusted stays as it was until the server's history has been checked.
+        await this.#localState().writeAccount({
+          accountId: r.accountId,
+          username: name,
+          deviceId,
+          deviceSeed: device.seed,
+          ...(earlier?.manifest ? { manifest: earlier.manifest } : {}),
+        });
+      }
       let next: VerifiedManifest;
       let grant: SessionGrant;
       try {
@@ -1405,6 +1427,9 @@ class Client implements CofferClient {
       }
     }
     const linkCode = code;
+    // spec §6: a link lives 10 minutes. The server's expiry is its word; a wait never runs past
+    // the spec's lifetime (with joinByLink's slack), whatever later time the server names.
+    expiresAt = Math.min(expiresAt, this.#parts.now() + LINK_WAIT_MS);
     const accountId = current.accountId;
     let waited = false;
     const wait = async (options: LinkWaitOptions): Promise<DeviceInfo> => {
@@ -1418,9 +1443,10 @@ class Client implements CofferClient {
           '"onRequest" expected a function that asks the user to confirm the new device',
         );
       }
-      waited = true;
+      // Checked before the offer is marked used: a caller's mistake does not spend it.
       const pollMs = checkPollMs(wop, options.pollMs);
-      const signal = this.#signal(options.signal);
+      const signal = this.#signal(checkSignal(wop, options.signal));
+      waited = true;
       const stillOurs = () => {
         if (this.#state !== 'ready') throw new SdkError('NOT_READY', wop, 'the client is closed');
         const cur = this.#current;
@@ -1526,8 +1552,9 @@ class Client implements CofferClient {
     return { id: request.deviceId, name, addedAt: entry?.addedAt ?? addedAt, current: false };
   }
 
-  async #joinByLink(codeText: string, options: JoinByLinkOptions): Promise<AccountInfo> {
+  async #joinByLink(codeText: string, given: JoinByLinkOptions | undefined): Promise<AccountInfo> {
     const op = this.#op;
+    const options = checkOptions<JoinByLinkOptions>(op, given);
     this.#requireLoggedOut();
     let code: LinkCode;
     try {
@@ -1539,7 +1566,7 @@ class Client implements CofferClient {
     }
     const deviceName = normalizeDeviceName(options.deviceName ?? DEFAULT_DEVICE_NAME, op);
     const pollMs = checkPollMs(op, options.pollMs);
-    const signal = this.#signal(options.signal);
+    const signal = this.#signal(checkSignal(op, options.signal));
     const device = await generateKeyPair();
     const deviceId = newDeviceId();
     const pickup = randomBytes(32);
@@ -1747,6 +1774,23 @@ function parseCode(op: string, text: string): RecoveryCode {
 function checkId(op: string, id: unknown): void {
   if (!isId(id))
     throw new SdkError('INVALID_ARGUMENT', op, '"deviceId" expected a device id (22 characters)');
+}
+
+/** A caller's options object: undefined or null for none; anything else not an object is a mistake. */
+function checkOptions<T extends object>(op: string, options: unknown): Partial<T> {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') {
+    throw new SdkError('INVALID_ARGUMENT', op, '"options" expected an object');
+  }
+  return options as Partial<T>;
+}
+
+function checkSignal(op: string, signal: unknown): AbortSignal | undefined {
+  if (signal === undefined) return undefined;
+  if (!(signal instanceof AbortSignal)) {
+    throw new SdkError('INVALID_ARGUMENT', op, '"signal" expected an AbortSignal');
+  }
+  return signal;
 }
 
 function checkPollMs(op: string, pollMs: number | undefined): number {

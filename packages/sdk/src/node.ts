@@ -614,6 +614,8 @@ export async function saveAttachment(
   options?: SaveAttachmentOptions | SaveFileOptions,
 ): Promise<string> {
   const op = 'saveAttachment';
+  if (options !== undefined && (typeof options !== 'object' || options === null))
+    throw new SdkError('INVALID_ARGUMENT', op, '"options" expected an object');
   if (typeof path !== 'string' || path.length === 0)
     throw new SdkError('INVALID_ARGUMENT', op, '"path" expected a file path');
   const ifExists = options?.ifExists ?? 'fail';
@@ -650,7 +652,14 @@ export async function saveAttachment(
       const next = await reader.read();
       if (next.done) break;
       try {
-        await handle.write(next.value);
+        // One write() may take fewer bytes than it was given (a full disk, a file size limit)
+        // without failing: the rest is written until it all is, or the next write fails.
+        const chunk = next.value;
+        for (let at = 0; at < chunk.length; ) {
+          const { bytesWritten } = await handle.write(chunk, at, chunk.length - at);
+          if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+          at += bytesWritten;
+        }
       } catch (err) {
         await reader.cancel().catch(() => {});
         throw fileError(err);
