@@ -70,7 +70,8 @@ export function wantsJson(argv: readonly string[]): boolean {
  */
 export function parseCommandLine(argv: readonly string[]): CommandLine {
   // Ids are b64url and 1 in 64 begins with "-": one the user pastes (a device or conversation
-  // id, 22 to 86 characters of the alphabet) is a word, not an unknown option.
+  // id, 22 to 86 characters of the alphabet) is a word, not an unknown option. Every value
+  // comes back as given: a device name or a path of that shape is an option's value.
   const ids = new Map<string, string>();
   const line = argv.map((arg) => {
     if (!/^-[A-Za-z0-9_-]{21,85}$/.test(arg) || arg.startsWith('--')) return arg;
@@ -128,13 +129,13 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     words: parsed.positionals.map(back),
     given,
     options: {
-      ...(v.server === undefined ? {} : { server: v.server }),
-      ...(v.home === undefined ? {} : { home: v.home }),
-      ...(v['device-name'] === undefined ? {} : { deviceName: v['device-name'] }),
+      ...(v.server === undefined ? {} : { server: back(v.server) }),
+      ...(v.home === undefined ? {} : { home: back(v.home) }),
+      ...(v['device-name'] === undefined ? {} : { deviceName: back(v['device-name']) }),
       ...(v.group === undefined ? {} : { group: back(v.group) }),
-      ...(v.file === undefined ? {} : { file: v.file }),
-      ...(v['save-files'] === undefined ? {} : { saveFiles: v['save-files'] }),
-      ...(v.limit === undefined ? {} : { limit: v.limit }),
+      ...(v.file === undefined ? {} : { file: back(v.file) }),
+      ...(v['save-files'] === undefined ? {} : { saveFiles: back(v['save-files']) }),
+      ...(v.limit === undefined ? {} : { limit: back(v.limit) }),
       follow: v.follow === true,
       json: v.json === true,
       passwordStdin: v['password-stdin'] === true,

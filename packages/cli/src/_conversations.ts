@@ -23,6 +23,8 @@ import { EXIT } from './exit-status.js';
 
 /** How often messages --follow asks the server for more when no push wakes it. */
 const FOLLOW_INTERVAL_MS = 1000;
+/** The longest wait messages --follow takes from a server's retry-after (a hostile one could say days). */
+const MAX_RETRY_WAIT_MS = 10 * 60 * 1000;
 /** A message read from stdin longer than this is a file piped by mistake (the SDK caps text at 64 KiB). */
 const MAX_STDIN_BYTES = 1024 * 1024;
 /** Uploads from this size on get a progress bar (on a terminal). */
@@ -472,8 +474,16 @@ export function messages(ctx: Context): Promise<number> {
           if (!CliError.is(err, 'OUTPUT_FAILED')) await writeKept();
           throw err;
         }
-        note(ctx, `warning: could not fetch messages (${err.code}); trying again`);
-        await sleep(FOLLOW_INTERVAL_MS, signal);
+        // A server that says when to come back (RATE_LIMITED) is not asked again before then.
+        const wait = Math.min(
+          MAX_RETRY_WAIT_MS,
+          Math.max(FOLLOW_INTERVAL_MS, (err.retryAfter ?? 0) * 1000),
+        );
+        note(
+          ctx,
+          `warning: could not fetch messages (${err.code}); trying again${wait > FOLLOW_INTERVAL_MS ? ` in ${Math.ceil(wait / 1000)} s` : ''}`,
+        );
+        await sleep(wait, signal);
       }
     }
     return EXIT.ok;

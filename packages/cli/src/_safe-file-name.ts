@@ -6,8 +6,12 @@ import { unsafe as unsafeToShow } from './_format.js';
 
 /** Longest name we create, in UTF-8 bytes (file systems allow 255; room for a " (n)" suffix). */
 export const MAX_SAFE_NAME_BYTES = 200;
-/** Names Windows reserves whatever the extension. */
-const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
+/**
+ * Names Windows takes for devices whatever the extension, and whatever spaces end the name
+ * before it ("NUL .txt" is NUL): the documented ones, their superscript-digit ports (COM¹) and
+ * the console's and clock's own.
+ */
+const RESERVED = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$|clock\$)$/i;
 
 /** What terminals must not see (see _format), plus zero-width marks and what Windows refuses. */
 function unsafe(c: number): boolean {
@@ -50,7 +54,7 @@ export function safeFileName(untrusted: string | undefined, fallback = 'attachme
     .replace(/[.\s]+$/, '');
   name = truncateUtf8(name, MAX_SAFE_NAME_BYTES).replace(/[.\s]+$/, '');
   if (name === '') name = fallback;
-  if (RESERVED.test(name.split('.')[0] ?? '')) name = `_${name}`;
+  if (RESERVED.test((name.split('.')[0] ?? '').trimEnd())) name = `_${name}`;
   return name;
 }
 

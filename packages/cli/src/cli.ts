@@ -56,6 +56,14 @@ const ADMIN_ACTIONS: Readonly<Record<string, string>> = {
   'groups rename': 'rename it',
 };
 
+/** The secrets a command asks for (never an argument), by command. */
+const SECRET_ASKED: Readonly<Record<string, string>> = {
+  signup: 'password',
+  login: 'password',
+  passwd: 'password',
+  recover: 'recovery code or password',
+};
+
 /** The usage lines of a command, as a hint. */
 const usageHint = (spec: CommandSpec) =>
   `usage: ${spec.synopsis.map((s) => `coffer ${s}`).join(' | ')}`;
@@ -159,8 +167,16 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     if (args.length < spec.minArgs)
       throw usageError(`missing ${missingWord(spec, args.length)}`, usageHint(spec));
-    if (args.length > spec.maxArgs)
+    if (args.length > spec.maxArgs) {
+      const secret = SECRET_ASKED[spec.name];
+      // Not echoed: a word too many here is most likely the secret itself, typed on the line.
+      if (secret !== undefined)
+        throw usageError(
+          `unexpected argument (not shown: coffer ${spec.name} takes no ${secret} on the command line, where the process list and the shell history would keep it)`,
+          `${usageHint(spec)}; the ${secret} is asked for without echo, or read with --password-stdin`,
+        );
       throw usageError(`unexpected argument ${printable(args[spec.maxArgs]!)}`, usageHint(spec));
+    }
 
     const envServer = io.env.COFFER_SERVER || undefined;
     const server =

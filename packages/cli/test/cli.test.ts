@@ -75,13 +75,25 @@ describe('usage errors: status 2, a message and a hint on stderr, nothing on std
     [['whoami', '--home', 'a', '--home=b'], '--home given twice', ''],
     [['whoami', '--server', ''], '--server needs a value', ''],
     [['signup'], 'missing USER', 'usage: coffer signup USER'],
-    [['signup', 'alice', 'bob'], 'unexpected argument bob', 'usage: coffer signup USER'],
+    [
+      ['signup', 'alice', 'bob'],
+      'unexpected argument (not shown: coffer signup takes no password on the command line, where the process list and the shell history would keep it)',
+      'usage: coffer signup USER',
+    ],
     [['login'], 'missing USER', 'usage: coffer login USER'],
-    [['login', 'a', 'b'], 'unexpected argument b', 'usage: coffer login USER'],
+    [
+      ['login', 'a', 'b'],
+      'unexpected argument (not shown: coffer login takes no password on the command line, where the process list and the shell history would keep it)',
+      'usage: coffer login USER',
+    ],
     [['recover'], 'missing USER', 'usage: coffer recover USER'],
     [['logout', 'now'], 'unexpected argument now', 'usage: coffer logout'],
     [['whoami', 'really'], 'unexpected argument really', 'usage: coffer whoami'],
-    [['passwd', 'alice'], 'unexpected argument alice', 'usage: coffer passwd'],
+    [
+      ['passwd', 'alice'],
+      'unexpected argument (not shown: coffer passwd takes no password on the command line, where the process list and the shell history would keep it)',
+      'usage: coffer passwd',
+    ],
     [['devices', 'list', 'all'], 'unexpected argument all', 'usage: coffer devices [list]'],
     [
       ['devices', 'rename'],
