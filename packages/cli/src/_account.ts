@@ -1,5 +1,14 @@
 import { type AccountInfo, type CofferClient, SdkError } from '@coffer/sdk';
-import { askSecrets, type Context, joinOptions, note, result, withClient } from './_context.js';
+import {
+  askSecrets,
+  type Context,
+  joinOptions,
+  note,
+  outputFailure,
+  result,
+  withClient,
+  written,
+} from './_context.js';
 import { CliError, usageError } from './_errors.js';
 import { columns, printable, quoted } from './_format.js';
 import { publishKeyPackages } from './_key-packages.js';
@@ -53,7 +62,9 @@ export function signup(ctx: Context): Promise<number> {
     note(ctx, "creating the account and this device's keys...");
     const { account, recoveryCode } = await client.signup(username, password!, joinOptions(ctx));
     await publishKeyPackages(ctx, client);
-    result(
+    // Shown this once: a stdout that cannot take it (a closed pipe, a full disk) must not end
+    // in status 0 as if the user had it.
+    await written(
       ctx,
       { account, recoveryCode },
       `created the account ${accountLine(account)}
@@ -67,7 +78,15 @@ account if the password is forgotten, and nobody, the server's operators include
 the password for you. Anyone with this code and the username can take over the account.
 To use it: coffer recover ${printable(account.username)}
 `,
-    );
+    ).catch((err: unknown) => {
+      const reason = outputFailure(err);
+      if (reason === undefined) throw err;
+      throw new CliError(
+        'OUTPUT_FAILED',
+        `cannot write to stdout (${reason}): the account ${printable(account.username)} was created and this device is logged in, but its recovery code was not shown, and it cannot be shown again`,
+        'without the recovery code a forgotten password cannot be replaced: keep the password safe',
+      );
+    });
     return EXIT.ok;
   });
 }

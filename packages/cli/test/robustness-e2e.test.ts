@@ -41,6 +41,30 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+describe('a stdout that cannot take the output', { timeout: 60_000 }, () => {
+  test('signup whose recovery code cannot be written ends in an error, never status 0', async () => {
+    for (const json of [false, true]) {
+      const user = json ? 'erin' : 'dave';
+      const run = await coffer(
+        user,
+        ['signup', user, '--password-stdin', ...(json ? ['--json'] : [])],
+        {
+          stdin: 'a long enough password for erin and dave\n',
+          stdoutWrites: 0,
+        },
+      );
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe('');
+      const error = json
+        ? (JSON.parse(run.stderr.trim()) as { error: { code: string; message: string } }).error
+        : { code: 'OUTPUT_FAILED', message: run.stderr };
+      expect(error.code).toBe('OUTPUT_FAILED');
+      expect(error.message).toContain('recovery code was not shown');
+      expect(run.stderr).not.toMatch(/[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}/);
+    }
+  });
+});
+
 describe('bad input', { timeout: 60_000 }, () => {
   test('a conversation id from a hostile server cannot put escape sequences on the terminal', async () => {
     expect((await coffer('alice', ['send', 'bob', 'first'])).code).toBe(0);
