@@ -190,7 +190,8 @@ export async function openBackup(
  * `version` in the next manifest.
  *
  * @throws {ProtocolError} the codes of {@link openBackup}; `INVALID_ARGUMENT` also for a
- *   `newExportKey` under 32 bytes.
+ *   `newExportKey` under 32 bytes, or a manifest at backup version 2^32 − 1 (refused before the
+ *   backup is opened). On any failure the opened seed is wiped.
  * @example
  * const next = await rewrapBackup(backup, { manifest: body, recoveryCode, newExportKey });
  * const nextBody = await nextManifestBody(manifest, { backupVersion: next.version, backupHash: next.hash });
@@ -202,6 +203,10 @@ export async function rewrapBackup(
   const op = 'backup.rewrap';
   assertObject(op, 'options', options);
   assertExportKey(op, 'newExportKey', options.newExportKey);
+  // spec §5.3: the version is a u32, so the last one has no successor. openInner requires the
+  // backup's version to equal the manifest's, so refuse it here, before any secret is opened.
+  if ((options.manifest as Partial<ManifestBody> | null | undefined)?.backupVersion === MAX_U32)
+    throw invalidArgument(op, 'the backup is at the last version');
   const opened = await openInner(op, backup, options);
   const { decoded, bk, plaintext } = opened;
   try {
@@ -215,6 +220,10 @@ export async function rewrapBackup(
       plaintext,
     );
     return Object.freeze({ ...sealed, secrets: opened.secrets });
+  } catch (err) {
+    // The seed goes to the caller only with a new backup; on any failure nobody else will wipe it.
+    wipe(opened.secrets.identitySeed);
+    throw err;
   } finally {
     wipe(bk, plaintext);
   }

@@ -1,4 +1,4 @@
-import { importSigningKey, randomBytes, type SigningKey } from '@coffer/crypto';
+import { importSigningKey, randomBytes, type SigningKey, wipe } from '@coffer/crypto';
 import { assertBytes } from './errors.js';
 
 /** Ed25519 seeds (RFC 8032 secret keys) are 32 bytes (spec §2). */
@@ -21,7 +21,13 @@ export interface Ed25519KeyPair {
  * @example const identity = await generateKeyPair();
  */
 export async function generateKeyPair(): Promise<Ed25519KeyPair> {
-  return keyPairFromSeed(randomBytes(SEED_LENGTH));
+  // keyPairFromSeed keeps its own copy: this one would otherwise outlive the caller's wipe.
+  const seed = randomBytes(SEED_LENGTH);
+  try {
+    return await keyPairFromSeed(seed);
+  } finally {
+    wipe(seed);
+  }
 }
 
 /**
