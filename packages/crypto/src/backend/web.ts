@@ -53,20 +53,30 @@ function hasNative(curve: Curve): Promise<boolean> {
   return p;
 }
 
+// RFC 7748 §4.1: the X25519 base point, u = 9.
+const X25519_BASE = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 9 : 0));
+
 /**
- * Imports a private key non-extractable for use, and reads its public key from a second,
- * short-lived extractable import (WebCrypto cannot derive a public key any other way).
+ * Imports a private key non-extractable for use, with its public key. An X25519 public key is
+ * X25519(k, 9) (RFC 7748 §6.1), computed from the non-extractable key itself. WebCrypto has no
+ * such route for Ed25519, so its public key comes from a second, short-lived extractable import
+ * exported as a JWK (whose `d` leaves a string copy of the seed that cannot be wiped).
  */
 async function importPrivate(curve: Curve, secret: Uint8Array): Promise<PrivateKey> {
   const usages: KeyUsage[] = curve === 'Ed25519' ? ['sign'] : ['deriveBits'];
   const der = pkcs8(curve === 'Ed25519' ? ED25519_PKCS8 : X25519_PKCS8, secret);
   try {
     const key = await subtle().importKey('pkcs8', der, curve, false, usages);
+    if (curve === 'X25519') {
+      const base = await subtle().importKey('raw', X25519_BASE, 'X25519', false, []);
+      const publicKey = await subtle().deriveBits({ name: 'X25519', public: base }, key, 256);
+      return { handle: asHandle(key), publicKey: new Uint8Array(publicKey) };
+    }
     const jwk = await subtle().exportKey(
       'jwk',
       await subtle().importKey('pkcs8', der, curve, true, usages),
     );
-    return { handle: key as unknown as KeyHandle, publicKey: base64urlToBytes(jwk.x ?? '') };
+    return { handle: asHandle(key), publicKey: base64urlToBytes(jwk.x ?? '') };
   } finally {
     der.fill(0);
   }
@@ -78,8 +88,29 @@ function base64urlToBytes(s: string): Uint8Array {
   return Uint8Array.from(bin, (c) => c.charCodeAt(0));
 }
 
+/**
+ * `b` as WebCrypto takes it. WebCrypto refuses views of shared or resizable memory (WebIDL
+ * BufferSource; a shared WebAssembly.Memory exists in any page), which node:crypto and @noble
+ * read like any other: such a view is copied, so every back end gives the same answer.
+ */
 function buf(b: Uint8Array): Uint8Array<ArrayBuffer> {
-  return b as Uint8Array<ArrayBuffer>;
+  const memory = b.buffer as ArrayBufferLike & { resizable?: boolean };
+  if (memory instanceof ArrayBuffer && memory.resizable !== true)
+    return b as Uint8Array<ArrayBuffer>;
+  return new Uint8Array(b);
+}
+
+/** Imports key bytes through {@link buf}, wiping the copy it may have made. */
+async function importSecret<T>(
+  key: Uint8Array,
+  use: (bytes: Uint8Array<ArrayBuffer>) => Promise<T>,
+) {
+  const bytes = buf(key);
+  try {
+    return await use(bytes);
+  } finally {
+    if (bytes !== key) bytes.fill(0);
+  }
 }
 
 export const backend: Backend = {
@@ -96,7 +127,9 @@ export const backend: Backend = {
 
   async hmac(hash, key, data) {
     if (data.length < NATIVE_HASH_THRESHOLD) return noble.hmac(hash, key, data);
-    const k = await subtle().importKey('raw', buf(key), { name: 'HMAC', hash }, false, ['sign']);
+    const k = await importSecret(key, (raw) =>
+      subtle().importKey('raw', raw, { name: 'HMAC', hash }, false, ['sign']),
+    );
     return new Uint8Array(await subtle().sign('HMAC', k, buf(data)));
   },
 
@@ -107,7 +140,9 @@ export const backend: Backend = {
     // Chromium's WebCrypto has no AES-192 (Coffer uses AES-256; the raw layer serves vectors).
     if (algorithm !== 'AES-GCM' || key.length === 24) return noble.aeadKey(algorithm, key);
     return asHandle(
-      await subtle().importKey('raw', buf(key), 'AES-GCM', false, ['encrypt', 'decrypt']),
+      await importSecret(key, (raw) =>
+        subtle().importKey('raw', raw, 'AES-GCM', false, ['encrypt', 'decrypt']),
+      ),
     );
   },
 
