@@ -29,7 +29,10 @@ export interface LocalStore {
    * Optional. Takes the store's exclusive lock, waiting while another holder (another process
    * on the same home) has it, and resolves to its release function. The client holds it for
    * each operation, so that two processes never both read, change and write the same records
-   * (two MLS states moving on from one would reuse keys). Stores one process owns need none.
+   * (two MLS states moving on from one would reuse keys). A store needs one whenever two clients
+   * can have it open at once, whether in two processes, two browser tabs on one IndexedDB
+   * database, or one process (each client orders only its own calls); a store only one open
+   * client ever uses needs none.
    */
   lock?(operation: string): Promise<() => Promise<void>>;
 }
@@ -44,7 +47,10 @@ export const MAX_RECORD_NAME_LENGTH = 100;
 
 /**
  * A {@link LocalStore} in memory: for tests, and for short-lived clients that keep nothing.
- * Values are copied in and out, so callers cannot change what is stored by accident.
+ * Values are copied in and out, so callers cannot change what is stored by accident. Its lock
+ * is held in this process: two clients given one store (in one page or process) take turns, as
+ * two processes on one home do, instead of both sending from one MLS state (which would reuse
+ * its message keys).
  *
  * @example
  * ```ts
@@ -53,7 +59,23 @@ export const MAX_RECORD_NAME_LENGTH = 100;
  */
 export function memoryStore(): LocalStore {
   const records = new Map<string, Uint8Array>();
+  // The holders in turn: each waits for the one before it to release.
+  let last: Promise<void> = Promise.resolve();
   return {
+    async lock() {
+      let release!: () => void;
+      const before = last;
+      last = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      await before;
+      let released = false;
+      return async () => {
+        if (released) return;
+        released = true;
+        release();
+      };
+    },
     async get(name) {
       checkRecordName('memoryStore.get', name);
       return records.get(name)?.slice();
