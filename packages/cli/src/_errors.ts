@@ -115,7 +115,7 @@ export function hintFor(code: string, context: HintContext): string | undefined 
       if (context.command === 'devices join')
         return 'that code was used already: run coffer devices link again on the other device';
       // In conversations the message says what collided: a user with no device to add yet, one
-      // already in the group, a recipient offline so long its queue is full, a busy group.
+      // already in the group, a Welcome to a device holding too many unread ones, a busy group.
       if (context.command === 'send' || context.command.startsWith('groups '))
         return 'a user with no device yet must log in (or run coffer messages) once first; anything else: try again later';
       return 'another device changed the account at the same moment: run the command again';

@@ -72,8 +72,9 @@ const SERVER_CODES: Readonly<Record<string, SdkErrorCode>> = {
   MANIFEST_CONFLICT: 'CONFLICT',
   CONFLICT: 'CONFLICT',
   // Delivery refusals of a well-behaved server (spec "Delivery"): a commit that lost its epoch
-  // to another member's (the conversations layer catches up and retries first), and a message
-  // to a device whose queue is full. Neither says anything about the server's honesty.
+  // to another member's (the conversations layer catches up and retries first), and a Welcome
+  // to a device that holds too many unacknowledged ones. Neither says anything about the
+  // server's honesty.
   EPOCH_CONFLICT: 'CONFLICT',
   QUEUE_FULL: 'CONFLICT',
   // The server refused a manifest or backup this client made: either a bug on one side or a

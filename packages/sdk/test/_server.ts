@@ -53,7 +53,12 @@ export interface TestServer {
  * `close`; check `testDialects()` of the server's test/_db.ts first).
  */
 export async function testServer(
-  options: { now?: () => number; maxBlobBytes?: number; database?: TestDialect } = {},
+  options: {
+    now?: () => number;
+    maxBlobBytes?: number;
+    database?: TestDialect;
+    maxQueueEntries?: number;
+  } = {},
 ): Promise<TestServer> {
   let db: TestDatabase | undefined;
   let storage: Storage;
@@ -76,6 +81,7 @@ export async function testServer(
     // wrong passwords would trip when run together) leaves only the per-account one.
     clientAddress: () => `198.51.100.${(requests++ % 250) + 1}`,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.maxQueueEntries ? { maxQueueEntries: options.maxQueueEntries } : {}),
     blobs: {
       dir: blobDir,
       ...(options.maxBlobBytes === undefined ? {} : { maxBytes: options.maxBlobBytes }),

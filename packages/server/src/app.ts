@@ -15,7 +15,12 @@ import {
   blobRoutes,
   MAX_BLOB_BYTES,
 } from './http/blobs.js';
-import { DELIVERY_BODY_PATH, deliveryRoutes, MAX_DELIVERY_BODY_BYTES } from './http/delivery.js';
+import {
+  DELIVERY_BODY_PATH,
+  deliveryRoutes,
+  MAX_DELIVERY_BODY_BYTES,
+  MAX_QUEUE_ENTRIES,
+} from './http/delivery.js';
 import { deviceRoutes } from './http/devices.js';
 import { eventRoutes } from './http/events.js';
 import { healthRoutes } from './http/health.js';
@@ -65,6 +70,8 @@ export interface AppDeps {
    * `SIGNUP_LIMITS`: 30 and 10).
    */
   readonly signupLimits?: SignupLimits;
+  /** Entries a device queue holds before messages skip it (default `MAX_QUEUE_ENTRIES`; tests). */
+  readonly maxQueueEntries?: number;
 }
 
 /** The blob directory and its limits, for {@link AppDeps}. */
@@ -77,18 +84,19 @@ export interface BlobOptions {
   readonly quotaBytes?: number;
 }
 
+/** A limit from the options, or its default; anything but a positive integer is a mistake. */
+function positive(value: number | undefined, fallback: number, name: string): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`"${name}" expected a positive integer`);
+  return v;
+}
+
 function blobService(options: BlobOptions | undefined): BlobService | undefined {
   if (!options) return undefined;
-  const limit = (value: number | undefined, fallback: number, name: string) => {
-    const v = value ?? fallback;
-    if (!Number.isSafeInteger(v) || v < 1)
-      throw new Error(`"blobs.${name}" expected a positive integer`);
-    return v;
-  };
   return {
     files: createBlobFiles(options.dir),
-    maxBytes: limit(options.maxBytes, MAX_BLOB_BYTES, 'maxBytes'),
-    quotaBytes: limit(options.quotaBytes, BLOB_QUOTA_BYTES, 'quotaBytes'),
+    maxBytes: positive(options.maxBytes, MAX_BLOB_BYTES, 'blobs.maxBytes'),
+    quotaBytes: positive(options.quotaBytes, BLOB_QUOTA_BYTES, 'blobs.quotaBytes'),
   };
 }
 
@@ -133,6 +141,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     throttle: deps.throttle ?? createThrottle(deps.storage.throttle, deps.throttleKey, now),
     blobs: blobService(deps.blobs),
     devices: createDeviceDirectory(deps.storage.manifests),
+    maxQueueEntries: positive(deps.maxQueueEntries, MAX_QUEUE_ENTRIES, 'maxQueueEntries'),
   };
   const { logger } = deps;
   const app = new Hono<AppEnv>();

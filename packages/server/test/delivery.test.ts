@@ -555,7 +555,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
     expect(r.status).toBe(413);
   });
 
-  it('refuses a message to a full queue (nothing stored) and forgets messages after 30 days', async () => {
+  it('skips a full queue (the others still get the message) and forgets messages after 30 days', async () => {
     const a = await fresh();
     const b = await fresh();
     const groupId = await group(a, [b]);
@@ -586,11 +586,14 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
       },
       { now: h.clock.now, cap, welcomeCap: 100 },
     );
-    expect(full).toEqual({ ok: false, reason: 'queueFull', route: route(b) });
-    // Nothing of the refused message stayed, in either queue; the seq was not used.
-    expect((await queue(a)).json.messages).toEqual([]);
+    // Queued for a, not for b (whose queue keeps what it held, in order).
+    expect(full).toMatchObject({ ok: true, epoch: 1, skipped: [route(b)] });
+    expect((await queue(a)).json.messages.map((m: { seq: number }) => m.seq)).toEqual([
+      full.ok && full.seq,
+    ]);
     const held = (await queue(b)).json.messages;
     expect(held).toHaveLength(cap);
+    expect(held.map((m: { seq: number }) => m.seq)).not.toContain(full.ok && full.seq);
     // Acknowledging makes room.
     await ack(b, held[0].cursor);
     const next = await h.storage.delivery.append(
@@ -604,7 +607,8 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
       },
       { now: h.clock.now, cap, welcomeCap: 100 },
     );
-    expect(next).toEqual({ ok: true, seq: held[cap - 1].seq + 1, epoch: 1 });
+    // The skipped message used its seq: b sees the gap (seq jumps past it).
+    expect(next).toEqual({ ok: true, seq: held[cap - 1].seq + 2, epoch: 1, skipped: [] });
 
     // Retention: 30 days later the sweep deletes what is still queued. (The store is given the
     // times directly: moving the app's clock 30 days would expire the test's sessions too.)
@@ -838,7 +842,7 @@ describe.each(dialects)('delivery (%s)', (dialect) => {
         { now: h.clock.now, cap: 3, welcomeCap: MAX_QUEUED_WELCOMES },
       );
     for (let i = 0; i < 3; i++) expect((await appendReal()).ok).toBe(true);
-    expect(await appendReal()).toMatchObject({ ok: false, reason: 'queueFull' });
+    expect(await appendReal()).toMatchObject({ ok: true, skipped: [route(victim)] });
     // Acknowledging makes room for welcomes again.
     await drain(victim);
     expect((await welcome([route(victim)])).status).toBe(201);

@@ -47,4 +47,6 @@ export interface RouteDeps {
   readonly blobs: BlobService | undefined;
   /** Accounts' current devices, shared by the routes that check a device is listed. */
   readonly devices: DeviceDirectory;
+  /** Entries a device queue holds before messages skip it (spec "Delivery"). */
+  readonly maxQueueEntries: number;
 }

@@ -204,7 +204,7 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
             ? { manifestSeqs: await listedRecipients(devices, recipients, op) }
             : {}),
         },
-        { now: now(), cap: MAX_QUEUE_ENTRIES, welcomeCap: MAX_QUEUED_WELCOMES },
+        { now: now(), cap: deps.maxQueueEntries, welcomeCap: MAX_QUEUED_WELCOMES },
       );
     let result = await append();
     // A recipient's account changed its manifest between the check and the queue locks: check
@@ -215,12 +215,6 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
       switch (result.reason) {
         case 'epoch':
           throw new ServerError('EPOCH_CONFLICT', op, undefined, { epoch: result.epoch });
-        case 'queueFull':
-          throw new ServerError(
-            'QUEUE_FULL',
-            op,
-            `the queue of device ${result.route.deviceId} of account ${result.route.accountId} is full`,
-          );
         case 'welcomesFull':
           throw new ServerError(
             'QUEUE_FULL',
@@ -234,9 +228,11 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
           throw notMember(op);
       }
     }
-    // After the commit: sockets of each recipient device are told to fetch their queue.
+    // After the commit: sockets of each recipient device it was queued for are told to fetch.
+    const skipped = new Set(result.skipped.map((r) => `${r.accountId}.${r.deviceId}`));
     for (const r of recipients)
-      events.publish(r.accountId, { type: 'queue', deviceId: r.deviceId });
+      if (!skipped.has(`${r.accountId}.${r.deviceId}`))
+        events.publish(r.accountId, { type: 'queue', deviceId: r.deviceId });
     return c.json({ seq: result.seq, epoch: result.epoch }, 201);
   });
 

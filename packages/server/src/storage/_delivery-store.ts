@@ -79,6 +79,20 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
     return num(row.next_cursor) - 1;
   }
 
+  /**
+   * Gives back the cursor {@link nextCursor} just took (in the same transaction, which holds the
+   * row's lock since then): a skipped recipient's cursors stay contiguous, as the held-count
+   * below assumes.
+   */
+  async function returnCursor(tx: Kysely<StorageDb>, route: DeviceRoute): Promise<void> {
+    await tx
+      .updateTable('delivery_devices')
+      .set({ next_cursor: sql`next_cursor - 1` })
+      .where('account_id', '=', route.accountId)
+      .where('device_id', '=', route.deviceId)
+      .execute();
+  }
+
   /** Unacknowledged welcomes in the device's queue (an index range of at most the welcome cap). */
   async function welcomeCount(tx: Kysely<StorageDb>, route: DeviceRoute): Promise<number> {
     const row = await tx
@@ -233,6 +247,8 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
             await sql`select 1 from accounts where account_id in (${sql.join(accounts)})
               order by account_id for key share`.execute(tx);
           }
+          // Recipients whose queue is full: the message is not queued for them (see `cap`).
+          const skipped: DeviceRoute[] = [];
           for (const route of recipients) {
             const cursor = await nextCursor(tx, route);
             const oldest = (await oldestCursor(tx, route)) ?? cursor;
@@ -246,8 +262,13 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
                 throw new Refused({ ok: false, reason: 'welcomesFull', route });
             } else if (held > cap && held - (await welcomeCount(tx, route)) > cap) {
               // (Welcomes are counted only when the queue is that long: the common case pays
-              // for no second query.)
-              throw new Refused({ ok: false, reason: 'queueFull', route });
+              // for no second query.) A device that is away for long (a lost phone nobody
+              // revoked) must not stop the group for everyone: the others get the message, and
+              // this device, once it drains its queue, finds the gap (a later epoch, a sender's
+              // numbers jumping) and rejoins from the GroupInfo, as after withheld messages.
+              await returnCursor(tx, route);
+              skipped.push(route);
+              continue;
             }
             await tx
               .insertInto('delivery_queue')
@@ -294,7 +315,7 @@ export function createDeliveryStore(ctx: StoreContext): DeliveryStore {
               .where('device_id', '=', r.deviceId)
               .execute();
           }
-          return { ok: true, seq, epoch: newEpoch };
+          return { ok: true, seq, epoch: newEpoch, skipped };
         });
       } catch (err) {
         if (err instanceof Refused) return err.result;

@@ -340,15 +340,19 @@ export interface NewDelivery {
 
 /** What {@link DeliveryStore.append} decided. Expected refusals are values, not exceptions. */
 export type DeliveryResult =
-  | { readonly ok: true; readonly seq: number; readonly epoch: number }
+  | {
+      readonly ok: true;
+      readonly seq: number;
+      readonly epoch: number;
+      /** Recipients whose queue held `cap` entries (welcomes not counted): not queued for them. */
+      readonly skipped: readonly DeviceRoute[];
+    }
   /** A commit or message for another epoch than the current one (also a second creation). */
   | { readonly ok: false; readonly reason: 'epoch'; readonly epoch: number }
   /** The sender (or, except for a welcome, a recipient) is not in the routing set. */
   | { readonly ok: false; readonly reason: 'notMember' }
   /** The group does not exist and the message is not a creating commit at epoch 0. */
   | { readonly ok: false; readonly reason: 'unknownGroup' }
-  /** A recipient's queue holds `cap` entries (welcomes not counted): nothing was stored. */
-  | { readonly ok: false; readonly reason: 'queueFull'; readonly route: DeviceRoute }
   /** Welcome only: a recipient holds `welcomeCap` unacknowledged welcomes: nothing was stored. */
   | { readonly ok: false; readonly reason: 'welcomesFull'; readonly route: DeviceRoute }
   /** Welcome only: a recipient account's manifest is no longer the one in `manifestSeqs`. */
@@ -375,8 +379,9 @@ export interface DeliveryStore {
    * seq (a commit also moves the epoch to epoch + 1), and appends it to every recipient's queue.
    * A commit at epoch 0 for an unknown group creates it with the sender as its only member.
    * Concurrent commits for one epoch: exactly one is accepted, the others get `epoch`.
-   * A queue holds at most `cap` entries that are not welcomes, and at most `welcomeCap`
-   * welcomes. Recipients are checked again after their queues are locked, so that a message
+   * A queue holds at most `cap` entries that are not welcomes (a message finding one full is
+   * queued for the other recipients and not for it: `skipped`), and at most `welcomeCap`
+   * welcomes (a welcome finding that full is refused as a whole). Recipients are checked again after their queues are locked, so that a message
    * racing a device's revocation ({@link ManifestStore.append}) either commits first (and is
    * deleted with the rest) or is refused.
    */
