@@ -1497,7 +1497,7 @@ class Conversations {
       } catch (err) {
         if (lostEpochRace(err, attempt)) {
           await this.#writeGroup(groupId, { ...record });
-          await this.#catchUp();
+          await this.#catchUpAfterConflict(groupId, epoch, attempt);
           continue;
         }
         if (refusedByServer(err)) {
@@ -1526,6 +1526,44 @@ class Conversations {
         this.#scanFor = undefined; // the commit is in; the next sync posts the Welcome again
       }
       return out.group;
+    }
+  }
+
+  /**
+   * After EPOCH_CONFLICT on a post made at `epoch`: catches up, the commit that moved the group
+   * being in this device's queue. Unless it never reaches this device (the server dropped it or
+   * let it expire, or it came garbled and MLS rejected it): then the catch-up leaves the group
+   * at `epoch`, every retry meets the same conflict, and the device could send nothing at all
+   * for as long as no other member wrote (only an entry of a later epoch made it rejoin). So a
+   * conflict that a catch-up did not resolve makes it rejoin from the sealed GroupInfo, as such
+   * an entry would; once per call (after the first conflict: the server queues a commit to
+   * every member in the transaction that moves the epoch, so a race lost to one that reaches
+   * this device is resolved by that first catch-up). The server's word moves nothing by itself:
+   * #resync joins only from a GroupInfo that only members can seal, past this device's epoch.
+   */
+  async #catchUpAfterConflict(groupId: string, epoch: number, attempt: number): Promise<void> {
+    await this.#catchUp();
+    if (attempt !== 0) return;
+    const { record, group } = await this.#load(groupId);
+    if (!group.active || Number(group.epoch) !== epoch) return;
+    try {
+      const again = await this.#resync(groupId, record);
+      if (again) {
+        this.#unreported.push({
+          type: 'resynced',
+          conversation: await this.#infoOf(groupId, again),
+        });
+      }
+    } catch (err) {
+      // Reported as #handle reports a failed rejoin; the retry then fails as it did before.
+      this.#unreported.push(
+        this.#errorEvent(
+          groupId,
+          SdkError.is(err) ? (err.detail ?? err.code) : 'RESYNC_FAILED',
+          'could not rejoin the conversation',
+          err,
+        ),
+      );
     }
   }
 
@@ -2123,7 +2161,7 @@ class Conversations {
         return;
       } catch (err) {
         if (lostEpochRace(err, attempt)) {
-          await this.#catchUp();
+          await this.#catchUpAfterConflict(groupId, epoch, attempt);
           continue;
         }
         throw err;
@@ -2231,7 +2269,7 @@ class Conversations {
           out: refused ? (record.out ?? 0) : n,
         });
         if (lostEpochRace(err, attempt)) {
-          await this.#catchUp();
+          await this.#catchUpAfterConflict(groupId, epoch, attempt);
           continue;
         }
         throw err;
