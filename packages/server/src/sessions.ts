@@ -1,4 +1,5 @@
 import { fromBase64url, randomBytes, sha256, toBase64url } from '@coffer/crypto';
+import type { NewSession, SessionStore } from './storage/types.js';
 
 /** spec/http-api-v1.md: sessions expire after 30 days. */
 export const SESSION_TTL_MS = 30 * 24 * 60 * 60 * 1000;
@@ -39,6 +40,39 @@ export async function newToken(): Promise<NewToken> {
   const tokenHash = await sha256(bytes);
   bytes.fill(0);
   return { token, tokenHash };
+}
+
+/** A session made by {@link issueSession}: its token (for the client) and what was stored. */
+export interface IssuedSession extends NewToken {
+  readonly expiresAt: number;
+}
+
+/**
+ * Makes a token and stores its session, created `now` and expiring `ttlMs` later; `authAt` is
+ * when a password or recovery code was proved (default `now`; 0 for none).
+ *
+ * @example const { token, expiresAt } = await issueSession(storage.sessions, { accountId, deviceId, kind: 'session', now: t, ttlMs: SESSION_TTL_MS });
+ */
+export async function issueSession(
+  sessions: SessionStore,
+  session: Pick<NewSession, 'accountId' | 'deviceId' | 'kind'> & {
+    readonly now: number;
+    readonly ttlMs: number;
+    readonly authAt?: number;
+  },
+): Promise<IssuedSession> {
+  const { token, tokenHash } = await newToken();
+  const expiresAt = session.now + session.ttlMs;
+  await sessions.create({
+    tokenHash,
+    accountId: session.accountId,
+    deviceId: session.deviceId,
+    kind: session.kind,
+    createdAt: session.now,
+    expiresAt,
+    authAt: session.authAt ?? session.now,
+  });
+  return { token, tokenHash, expiresAt };
 }
 
 /**

@@ -12,7 +12,7 @@ import {
   registrationResponse,
   startLogin,
 } from '../opaque.js';
-import { LOGIN_STATE_TTL_MS, newToken, SESSION_TTL_MS } from '../sessions.js';
+import { issueSession, LOGIN_STATE_TTL_MS, newToken, SESSION_TTL_MS } from '../sessions.js';
 import { createSignupLimiter, type SignupLimits } from '../signup-limiter.js';
 import { StorageConflictError } from '../storage/types.js';
 import type { ThrottleKeys } from '../throttle.js';
@@ -210,23 +210,16 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
       throw new ServerError('INVALID_CREDENTIALS', op);
     }
     const accountId = taken.accountId;
-    const { token, tokenHash } = await newToken();
-    const t = now();
-    const expiresAt = t + SESSION_TTL_MS;
-    await storage.sessions
-      .create({
-        tokenHash,
-        accountId,
-        deviceId: deviceId ?? null,
-        kind: 'session',
-        createdAt: t,
-        expiresAt,
-        authAt: t,
-      })
-      .catch((err: unknown) => {
-        deps.metrics.logins.inc({ outcome: 'failure' });
-        return accountGone(err, op);
-      });
+    const { token, expiresAt } = await issueSession(storage.sessions, {
+      accountId,
+      deviceId: deviceId ?? null,
+      kind: 'session',
+      now: now(),
+      ttlMs: SESSION_TTL_MS,
+    }).catch((err: unknown) => {
+      deps.metrics.logins.inc({ outcome: 'failure' });
+      return accountGone(err, op);
+    });
     await deps.throttle.confirm(state.keys);
     deps.metrics.logins.inc({ outcome: 'success' });
     return c.json({ token, expiresAt, accountId });

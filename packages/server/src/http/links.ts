@@ -6,7 +6,7 @@ import { decodeManifestBody } from '@coffer/protocol';
 import { Hono } from 'hono';
 import { ServerError } from '../errors.js';
 import { requireAuth } from '../middleware/auth.js';
-import { LINK_TTL_MS, newToken, SESSION_TTL_MS } from '../sessions.js';
+import { issueSession, LINK_TTL_MS, SESSION_TTL_MS } from '../sessions.js';
 import { StorageConflictError } from '../storage/types.js';
 import { listedDevice } from './_devices.js';
 import type { AppEnv, RouteDeps } from './_env.js';
@@ -91,17 +91,13 @@ export function linkRoutes(deps: RouteDeps): Hono<AppEnv> {
     const current = await storage.manifests.latest(accountId);
     if (!current || !decodeManifestBody(current.body).devices.some((d) => d.id === deviceId))
       throw new ServerError('CONFLICT', op, 'the current manifest does not list the device');
-    const { token, tokenHash } = await newToken();
-    const t = now();
-    const expiresAt = t + SESSION_TTL_MS;
     // B has proved no password: authAt 0, so B must log in before a sensitive operation.
-    await storage.sessions.create({
-      tokenHash,
+    const { token, tokenHash, expiresAt } = await issueSession(storage.sessions, {
       accountId,
       deviceId,
       kind: 'session',
-      createdAt: t,
-      expiresAt,
+      now: now(),
+      ttlMs: SESSION_TTL_MS,
       authAt: 0,
     });
     if (!(await storage.links.setResponse(linkId, { sealed, token, expiresAt }))) {

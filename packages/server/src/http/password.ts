@@ -4,7 +4,7 @@ import { Hono } from 'hono';
 import { ServerError } from '../errors.js';
 import { assertRecentAuth, requireAuth } from '../middleware/auth.js';
 import { OPAQUE_SIZES, registrationResponse } from '../opaque.js';
-import { newToken, RECOVERY_TTL_MS, SESSION_TTL_MS } from '../sessions.js';
+import { issueSession, RECOVERY_TTL_MS, SESSION_TTL_MS } from '../sessions.js';
 import { StorageConflictError } from '../storage/types.js';
 import { parseUsername } from '../username.js';
 import type { AppEnv, RouteDeps } from './_env.js';
@@ -46,17 +46,12 @@ export function passwordRoutes(deps: RouteDeps): Hono<AppEnv> {
       storage.backups.get(found.accountId),
     ]);
     if (!manifest || !backup) throw new ServerError('INVALID_CREDENTIALS', op);
-    const { token, tokenHash } = await newToken();
-    const t = now();
-    const expiresAt = t + RECOVERY_TTL_MS;
-    await storage.sessions.create({
-      tokenHash,
+    const { token, expiresAt } = await issueSession(storage.sessions, {
       accountId: found.accountId,
       deviceId: null,
       kind: 'recovery',
-      createdAt: t,
-      expiresAt,
-      authAt: t,
+      now: now(),
+      ttlMs: RECOVERY_TTL_MS,
     });
     await deps.throttle.confirm(keys);
     return c.json({
@@ -135,17 +130,12 @@ export function passwordRoutes(deps: RouteDeps): Hono<AppEnv> {
       return c.json({ token, expiresAt: session.expiresAt });
     }
     // A recovery token is spent: the device gets a session of its own.
-    const { token, tokenHash } = await newToken();
-    const t = now();
-    const expiresAt = t + SESSION_TTL_MS;
-    await storage.sessions.create({
-      tokenHash,
+    const { token, expiresAt } = await issueSession(storage.sessions, {
       accountId,
       deviceId: deviceId ?? null,
       kind: 'session',
-      createdAt: t,
-      expiresAt,
-      authAt: t,
+      now: now(),
+      ttlMs: SESSION_TTL_MS,
     });
     await storage.sessions.delete(session.tokenHash);
     return c.json({ token, expiresAt });
