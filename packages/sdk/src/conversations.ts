@@ -1546,6 +1546,13 @@ class Conversations {
     if (attempt !== 0) return;
     const { record, group } = await this.#load(groupId);
     if (!group.active || Number(group.epoch) !== epoch) return;
+    // The catch-up's own queue pass rejoined once already (and failed): not twice per call.
+    if (this.#resynced.has(groupId)) return;
+    // The server's word that the group moved is not enough: only a GroupInfo a member sealed
+    // past this device's epoch (or at it, on another branch) shows it missed something. A
+    // server answering EPOCH_CONFLICT while the group stands still must not make it rejoin.
+    if (!(await this.#movedPast(groupId, record, group))) return;
+    this.#resynced.add(groupId);
     try {
       const again = await this.#resync(groupId, record);
       if (again) {
@@ -1741,6 +1748,32 @@ class Conversations {
     } catch (err) {
       throw this.#violation('INVALID_GROUP_INFO', 'the stored group info does not open', err);
     }
+  }
+
+  /**
+   * Whether the sealed GroupInfo the server keeps shows the group past this device's epoch, or
+   * at it on another branch (under our unsettled commit's key first, as #resync opens it).
+   */
+  async #movedPast(groupId: string, record: GroupRecord, group: MlsGroup): Promise<boolean> {
+    const key = record.pending?.key;
+    const server =
+      (key
+        ? await this.#serverGroupInfo(groupId, { ...record, key }).catch(() => undefined)
+        : undefined) ?? (await this.#serverGroupInfo(groupId, record).catch(() => undefined));
+    if (!server) return false;
+    const engine = await this.#engineFor();
+    let theirs: { epoch: bigint; transcriptHash: Uint8Array };
+    try {
+      theirs = engine.epochOfGroupInfo(server.info);
+    } catch {
+      return false;
+    }
+    const ours = engine.epochOf(group);
+    return (
+      theirs.epoch > ours.epoch ||
+      (theirs.epoch === ours.epoch &&
+        !constantTimeEqual(theirs.transcriptHash, ours.transcriptHash))
+    );
   }
 
   /**
