@@ -1511,7 +1511,9 @@ class Conversations {
       // be processed (the engine keeps past epochs' keys for late messages).
       const next: GroupRecord = {
         ...record,
-        ...peersOf(engine, out.group, record),
+        // Counters of the old epoch's members: entries queued before this commit (a removed
+        // device's last messages among them) are still to be processed, gaps and all.
+        ...peersIn(record, before),
         state: pending.state,
         ...(key ? { key } : {}),
         sent: 0,
@@ -3468,6 +3470,15 @@ function peersOf(
     const id = parseMemberIdentity(m.identity);
     if (id) members.add(`${id.accountId}.${id.deviceId}`);
   }
+  return peersIn(record, members);
+}
+
+/** The record's message counters (`peers`) of the devices in `members` (`accountId.deviceId`). */
+function peersIn(
+  record: GroupRecord,
+  members: ReadonlySet<string>,
+): { peers?: Record<string, number> } {
+  if (!record.peers) return {};
   const peers: Record<string, number> = {};
   for (const [peer, n] of Object.entries(record.peers)) if (members.has(peer)) peers[peer] = n;
   return { peers };
