@@ -291,3 +291,37 @@ describe("a conversation's record", () => {
     expect(await peersOf()).toEqual([`${bob.accountId}.${(await bob.client.whoami())!.deviceId}`]);
   });
 });
+
+describe('a commit of ours that removes a member', () => {
+  test('still notices messages the server dropped from that member before the commit', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const carol = await signup('carol');
+    const team = await alice.client.conversations.create({
+      name: 'T',
+      members: [bob.name, carol.name],
+    });
+    await bob.client.conversations.sync();
+    await carol.client.conversations.sync();
+    await bob.client.conversations.send(team.id, 'one');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['one']);
+    await bob.client.conversations.send(team.id, 'two');
+    await bob.client.conversations.send(team.id, 'three');
+    // Alice removes Bob before she reads 'two' and 'three' (still queued, of the old epoch).
+    await alice.client.conversations.remove(team.id, [bob.name]);
+    // The server keeps 'two' from Alice for good.
+    let withheld = false;
+    alice.queuePages = (page) => ({
+      ...page,
+      messages: page.messages.filter((m) => {
+        if (withheld || m.kind !== 'application') return true;
+        withheld = true;
+        return false;
+      }),
+    });
+    const events = await alice.client.conversations.sync();
+    expect(withheld).toBe(true);
+    expect(texts(events)).toEqual(['three']);
+    expect(errors(events)).toEqual(['MESSAGES_MISSING']);
+  });
+});
