@@ -160,3 +160,52 @@ export function tap(
   };
   return { fetch, seen };
 }
+
+/** A request the test makes fail as a connection reset (`after`: once the server answered it). */
+export interface ScriptedFailure {
+  readonly part: string;
+  readonly method?: string | undefined;
+  readonly after: boolean;
+}
+
+/** What a test may do to a client's traffic; read at each request, so it can change between. */
+export interface TrafficHooks<Page> {
+  /** Sees each request first; an answer it returns is the server's instead. */
+  intercept?: (url: string, init: RequestInit) => Response | undefined;
+  /** Sees (and may replace) each queue page the client reads. */
+  queuePages?: (body: Page) => Page | undefined;
+}
+
+/**
+ * A fetch into `server` that plays a misbehaving network and server: the first failure in
+ * `failures` whose part the URL or body contains (and method, if given) is taken off the list
+ * and thrown as a connection reset, then `hooks` may answer instead of the server or replace a
+ * queue page.
+ */
+export function scriptedFetch<Page>(
+  server: { fetch: FetchLike },
+  failures: ScriptedFailure[],
+  hooks: TrafficHooks<Page>,
+): FetchLike {
+  return async (url, init) => {
+    const method = init.method ?? 'GET';
+    const at = failures.findIndex(
+      (f) =>
+        `${url} ${String(init.body ?? '')}`.includes(f.part) &&
+        (f.method === undefined || f.method === method),
+    );
+    if (at >= 0) {
+      const [failure] = failures.splice(at, 1);
+      if (failure!.after) await server.fetch(url, init);
+      throw new TypeError('connection reset');
+    }
+    const answer = hooks.intercept?.(url, init);
+    if (answer) return answer;
+    const res = await server.fetch(url, init);
+    if (hooks.queuePages && method === 'GET' && url.includes('/v1/queue?') && res.ok) {
+      const replaced = hooks.queuePages((await res.clone().json()) as Page);
+      if (replaced) return Response.json(replaced);
+    }
+    return res;
+  };
+}

@@ -13,7 +13,14 @@ import {
   SdkError,
 } from '../src/index.js';
 import { openLocalState } from '../src/local-state.js';
-import { type TestServer, testClient, testServer, username } from './_server.js';
+import {
+  type ScriptedFailure,
+  scriptedFetch,
+  type TestServer,
+  testClient,
+  testServer,
+  username,
+} from './_server.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -43,44 +50,19 @@ interface User {
   failOnce(part: string, method?: string, after?: boolean): void;
 }
 
-function hostileFetch(user: User, failures: { part: string; method?: string; after: boolean }[]) {
-  const fetch: FetchLike = async (url, init) => {
-    const method = init.method ?? 'GET';
-    const at = failures.findIndex(
-      (f) =>
-        `${url} ${String(init.body ?? '')}`.includes(f.part) &&
-        (f.method === undefined || f.method === method),
-    );
-    if (at >= 0) {
-      const [failure] = failures.splice(at, 1);
-      if (failure!.after) await server.fetch(url, init);
-      throw new TypeError('connection reset');
-    }
-    const answer = user.intercept?.(url, init);
-    if (answer) return answer;
-    const res = await server.fetch(url, init);
-    if (user.queuePages && method === 'GET' && url.includes('/v1/queue?') && res.ok) {
-      const replaced = user.queuePages(await res.clone().json());
-      if (replaced) return Response.json(replaced);
-    }
-    return res;
-  };
-  return fetch;
-}
-
 async function signup(
   prefix: string,
   overrides: Parameters<typeof testClient>[1] = {},
 ): Promise<User> {
   const name = username(prefix);
-  const failures: { part: string; method?: string; after: boolean }[] = [];
+  const failures: ScriptedFailure[] = [];
   const user = {
     name,
     failOnce(part: string, method?: string, after = false) {
       failures.push({ part, ...(method === undefined ? {} : { method }), after });
     },
   } as User;
-  user.client = await testClient({ fetch: hostileFetch(user, failures) }, overrides);
+  user.client = await testClient({ fetch: scriptedFetch(server, failures, user) }, overrides);
   const { account } = await user.client.signup(name, `pw-${name}-long enough`);
   await user.client.conversations.sync();
   user.accountId = account.accountId;

@@ -9,7 +9,15 @@ import {
   memoryStore,
   SdkError,
 } from '../src/index.js';
-import { SERVER_URL, type TestServer, testClient, testServer, username } from './_server.js';
+import {
+  type ScriptedFailure,
+  SERVER_URL,
+  scriptedFetch,
+  type TestServer,
+  testClient,
+  testServer,
+  username,
+} from './_server.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -48,7 +56,7 @@ async function signup(
   overrides: Parameters<typeof testClient>[1] = {},
 ): Promise<User> {
   const name = username(prefix);
-  const failures: { part: string; method: string | undefined; after: boolean }[] = [];
+  const failures: ScriptedFailure[] = [];
   const user = {
     name,
     failOnce(part: string, method?: string) {
@@ -58,28 +66,11 @@ async function signup(
       failures.push({ part, method, after: true });
     },
   } as User;
+  const scripted = scriptedFetch(server, failures, user);
   const fetch: FetchLike = async (url, init) => {
     const auth = (init.headers as Record<string, string> | undefined)?.authorization;
     if (auth) user.token = auth.slice('Bearer '.length);
-    const method = init.method ?? 'GET';
-    const at = failures.findIndex(
-      (f) =>
-        `${url} ${String(init.body ?? '')}`.includes(f.part) &&
-        (f.method === undefined || f.method === method),
-    );
-    if (at >= 0) {
-      const [failure] = failures.splice(at, 1);
-      if (failure!.after) await server.fetch(url, init);
-      throw new TypeError('connection reset');
-    }
-    const answer = user.intercept?.(url, init);
-    if (answer) return answer;
-    const res = await server.fetch(url, init);
-    if (user.queuePages && method === 'GET' && url.includes('/v1/queue?') && res.ok) {
-      const replaced = user.queuePages(await res.clone().json());
-      if (replaced) return Response.json(replaced);
-    }
-    return res;
+    return scripted(url, init);
   };
   user.client = await testClient({ fetch }, overrides);
   const { account } = await user.client.signup(name, `pw-${name}-long enough`);
