@@ -3,7 +3,7 @@ import { resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { playwright } from '@vitest/browser-playwright';
 import { defaultClientConditions, defaultServerConditions, type Plugin } from 'vite';
-import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config';
+import { configDefaults, defineConfig, type TestProjectInlineConfiguration } from 'vitest/config';
 
 const repoRoot = fileURLToPath(new URL('.', import.meta.url));
 const cryptoSrc = resolve(repoRoot, 'packages/crypto/src/backend');
@@ -12,24 +12,34 @@ const cryptoTest = resolve(repoRoot, 'packages/crypto/test');
 // Packages resolve each other (and `#backend`) to TypeScript sources through this condition.
 const conditions = ['@coffer/source', ...defaultServerConditions];
 
-// @coffer/crypto's suite runs once per back end: the one Node picks (node:crypto), and the
-// browser back end (WebCrypto + @noble) and the pure-JS fallback (@noble), forced by alias.
-function cryptoProject(backend: 'node' | 'web' | 'noble'): TestProjectInlineConfiguration {
+// @coffer/crypto's suite runs once per back end: the one Node picks (node:crypto, with Ed25519 on
+// libsodium), the same without libsodium (`node-openssl`: Ed25519 on node:crypto, as where
+// sodium-native has no binary), and the browser back end (WebCrypto + @noble) and the pure-JS
+// fallback (@noble), forced by alias.
+function cryptoProject(
+  backend: 'node' | 'node-openssl' | 'web' | 'noble',
+): TestProjectInlineConfiguration {
+  const alias =
+    backend === 'node'
+      ? []
+      : backend === 'node-openssl'
+        ? [{ find: /^\.\/_sodium\.js$/, replacement: resolve(cryptoSrc, '_sodium-absent.ts') }]
+        : [{ find: '#backend', replacement: resolve(cryptoSrc, `${backend}.ts`) }];
   return {
     extends: true,
-    resolve: {
-      conditions,
-      alias:
-        backend === 'node'
-          ? []
-          : [{ find: '#backend', replacement: resolve(cryptoSrc, `${backend}.ts`) }],
-    },
+    resolve: { conditions, alias },
     ssr: { resolve: { conditions, externalConditions: conditions } },
     test: {
       name: `crypto:${backend}`,
       root: 'packages/crypto',
       include: ['test/**/*.test.ts'],
-      env: { COFFER_BACKEND: backend },
+      // test/node/ holds tests of the node back end's own parts.
+      exclude: [...configDefaults.exclude, ...(backend.startsWith('node') ? [] : ['test/node/**'])],
+      env: {
+        COFFER_BACKEND: backend === 'node-openssl' ? 'node' : backend,
+        COFFER_ED25519:
+          backend === 'node' ? 'libsodium' : backend === 'node-openssl' ? 'node:crypto' : '',
+      },
     },
   };
 }
@@ -60,6 +70,7 @@ function chromiumProject(): TestProjectInlineConfiguration {
       name: 'crypto:chromium',
       root: 'packages/crypto',
       include: ['test/**/*.test.ts'],
+      exclude: [...configDefaults.exclude, 'test/node/**'],
       env: { COFFER_BACKEND: 'web' },
       browser: {
         enabled: true,
@@ -181,6 +192,7 @@ export default defineConfig({
     testTimeout: 30_000,
     projects: [
       cryptoProject('node'),
+      cryptoProject('node-openssl'),
       cryptoProject('web'),
       cryptoProject('noble'),
       ...browserProjects(),

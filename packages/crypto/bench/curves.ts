@@ -1,7 +1,11 @@
 // Cases 3 and 4: X25519 key agreement and Ed25519 sign/verify with prepared keys, against
 // node:crypto with cached KeyObjects and (for information) WebCrypto with imported CryptoKeys.
+// Ed25519 in the node back end is libsodium's where sodium-native loads: the */libsodium cases
+// measure what Coffer's wrapping (policy checks, key handles) costs against calling it directly.
 import * as nc from 'node:crypto';
 import { assertSameBytes, assertTrue, type CaseFactory, filler } from '@coffer/bench-kit';
+import { sodium } from '../src/backend/_sodium.js';
+import { ed25519Implementation } from '../src/backend/node.js';
 import {
   generateKeyAgreementKeyPair,
   generateSigningKeyPair,
@@ -135,7 +139,10 @@ export function curveCases(): CaseFactory[] {
         return {
           name: 'ed25519-sign/node',
           unit: 'ops/s',
-          ours: { label: 'sign (prepared key, 64 B)', op: () => sign(signingKey, message) },
+          ours: {
+            label: `sign (prepared key, 64 B; ${ed25519Implementation})`,
+            op: () => sign(signingKey, message),
+          },
           baseline: { label: 'node:crypto sign (cached KeyObject, 64 B)', op: baseline },
           seconds: 0.4,
           goal: 0.9,
@@ -157,7 +164,7 @@ export function curveCases(): CaseFactory[] {
           name: 'ed25519-verify/node',
           unit: 'ops/s',
           ours: {
-            label: 'verify (prepared key, 64 B, strict policy)',
+            label: `verify (prepared key, 64 B, strict policy; ${ed25519Implementation})`,
             op: () => verify(verifyingKey, message, signature),
           },
           baseline: { label: 'node:crypto verify (cached KeyObject, 64 B)', op: baseline },
@@ -170,6 +177,7 @@ export function curveCases(): CaseFactory[] {
         };
       },
     },
+    ...(sodium ? libsodiumCases(sodium) : []),
     {
       name: 'ed25519-sign/webcrypto',
       async build() {
@@ -210,6 +218,60 @@ export function curveCases(): CaseFactory[] {
           seconds: 0.4,
           async check() {
             assertTrue('webcrypto verifies', await baseline());
+          },
+        };
+      },
+    },
+  ];
+}
+
+/** Ours against sodium-native called directly, with libsodium's own 64-byte secret key. */
+function libsodiumCases(lib: NonNullable<typeof sodium>): CaseFactory[] {
+  const keys = async () => {
+    const setup = await ed25519Setup();
+    const publicKey = new Uint8Array(32);
+    const secretKey = new Uint8Array(64);
+    lib.crypto_sign_seed_keypair(publicKey, secretKey, setup.pair.secretKey);
+    return { ...setup, secretKey };
+  };
+  return [
+    {
+      name: 'ed25519-sign/libsodium',
+      async build() {
+        const { signingKey, message, secretKey, signature } = await keys();
+        const out = new Uint8Array(64);
+        const baseline = () => {
+          lib.crypto_sign_detached(out, message, secretKey);
+          return out;
+        };
+        return {
+          name: 'ed25519-sign/libsodium',
+          unit: 'ops/s',
+          ours: { label: 'sign (prepared key, 64 B)', op: () => sign(signingKey, message) },
+          baseline: { label: 'sodium-native crypto_sign_detached (64 B)', op: baseline },
+          seconds: 0.4,
+          async check() {
+            assertSameBytes('same signature as libsodium', signature, baseline());
+          },
+        };
+      },
+    },
+    {
+      name: 'ed25519-verify/libsodium',
+      async build() {
+        const { pair, verifyingKey, message, signature } = await keys();
+        const baseline = () => lib.crypto_sign_verify_detached(signature, message, pair.publicKey);
+        return {
+          name: 'ed25519-verify/libsodium',
+          unit: 'ops/s',
+          ours: {
+            label: 'verify (prepared key, 64 B, strict policy)',
+            op: () => verify(verifyingKey, message, signature),
+          },
+          baseline: { label: 'sodium-native crypto_sign_verify_detached (64 B)', op: baseline },
+          seconds: 0.4,
+          async check() {
+            assertTrue('libsodium verifies', baseline());
           },
         };
       },

@@ -5,6 +5,8 @@
 interface ImportMetaEnv {
   /** The back end the running vitest project tests: 'node', 'web' or 'noble'. */
   readonly COFFER_BACKEND?: string;
+  /** The node back end's Ed25519 implementation: 'libsodium' or 'node:crypto' ('' elsewhere). */
+  readonly COFFER_ED25519?: string;
 }
 
 interface ImportMeta {

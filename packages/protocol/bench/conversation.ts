@@ -5,6 +5,7 @@
 // ts-mls's own default crypto provider (WebCrypto).
 
 import nodeCrypto from 'node:crypto';
+import { createRequire } from 'node:module';
 import {
   assertEqual,
   assertSameBytes,
@@ -54,15 +55,17 @@ export async function mlsPair(engine: GroupEngine): Promise<Pair> {
 const accept = { validateCredential: async () => true };
 
 /**
- * The primitives one MLS application message needs and nothing else, straight on node:crypto
- * (RFC 9420 §6.3, §9): per side, three HMAC-SHA256 expansions of the sender's ratchet secret
- * (key, nonce, next secret) and two of the sender-data secret over the ciphertext sample; the
- * reuse guard from a pool of randomness; an Ed25519 signature over header, GroupContext and
- * content, verified on receipt; AES-128-GCM of content and signature, and of the sender data.
+ * The primitives one MLS application message needs and nothing else (RFC 9420 §6.3, §9): per
+ * side, three HMAC-SHA256 expansions of the sender's ratchet secret (key, nonce, next secret) and
+ * two of the sender-data secret over the ciphertext sample; the reuse guard from a pool of
+ * randomness; an Ed25519 signature over header, GroupContext and content, verified on receipt;
+ * AES-128-GCM of content and signature, and of the sender data. On node:crypto, but Ed25519 on
+ * libsodium as @coffer/crypto's node back end does where sodium-native loads (bench/package.json).
  * No framing, no state objects, no key retention: the floor any MLS implementation here pays.
  */
-function primitivesPair(): Pair {
-  const { privateKey, publicKey } = nodeCrypto.generateKeyPairSync('ed25519');
+function primitivesPair(): Pair & { ed25519: string } {
+  const sodium = libsodiumEd25519();
+  const ed25519 = sodium ?? opensslEd25519();
   const groupContext = nodeCrypto.randomBytes(120);
   const header = nodeCrypto.randomBytes(40);
   const senderData = nodeCrypto.randomBytes(32);
@@ -96,6 +99,7 @@ function primitivesPair(): Pair {
   };
   let generation = 0;
   return {
+    ed25519: sodium ? 'libsodium' : 'node:crypto',
     async send(plaintext) {
       const g = Buffer.alloc(4);
       g.writeUInt32BE(generation++);
@@ -105,11 +109,7 @@ function primitivesPair(): Pair {
       const guard = pool.subarray(poolAt, poolAt + 4);
       poolAt += 4;
       for (let i = 0; i < 4; i++) out.nonce[i]! ^= guard[i]!;
-      const signature = nodeCrypto.sign(
-        null,
-        Buffer.concat([header, groupContext, plaintext]),
-        privateKey,
-      );
+      const signature = ed25519.sign(Buffer.concat([header, groupContext, plaintext]));
       const ciphertext = gcm(true, out.key, out.nonce, Buffer.concat([plaintext, signature]));
       const sample = ciphertext.subarray(0, 16);
       const sealedSender = gcm(
@@ -130,10 +130,50 @@ function primitivesPair(): Pair {
       const content = gcm(false, into.key, into.nonce, ciphertext);
       const received = content.subarray(0, content.length - 64);
       const tbs = Buffer.concat([header, groupContext, received]);
-      if (!nodeCrypto.verify(null, tbs, publicKey, content.subarray(content.length - 64)))
+      if (!ed25519.verify(tbs, content.subarray(content.length - 64)))
         throw new Error('the signature does not verify');
       return received;
     },
+  };
+}
+
+interface Signer {
+  sign(message: Uint8Array): Uint8Array;
+  verify(message: Uint8Array, signature: Uint8Array): boolean;
+}
+
+function opensslEd25519(): Signer {
+  const { privateKey, publicKey } = nodeCrypto.generateKeyPairSync('ed25519');
+  return {
+    sign: (message) => nodeCrypto.sign(null, message, privateKey),
+    verify: (message, signature) => nodeCrypto.verify(null, message, publicKey, signature),
+  };
+}
+
+/** libsodium's Ed25519 (the node back end's), or undefined where sodium-native does not load. */
+function libsodiumEd25519(): Signer | undefined {
+  interface Sodium {
+    crypto_sign_keypair(publicKey: Uint8Array, secretKey: Uint8Array): void;
+    crypto_sign_detached(signature: Uint8Array, message: Uint8Array, secretKey: Uint8Array): void;
+    crypto_sign_verify_detached(s: Uint8Array, m: Uint8Array, publicKey: Uint8Array): boolean;
+  }
+  let sodium: Sodium;
+  try {
+    sodium = createRequire(import.meta.url)('sodium-native') as Sodium;
+  } catch {
+    return undefined;
+  }
+  const publicKey = new Uint8Array(32);
+  const secretKey = new Uint8Array(64);
+  sodium.crypto_sign_keypair(publicKey, secretKey);
+  return {
+    sign(message) {
+      const signature = new Uint8Array(64);
+      sodium.crypto_sign_detached(signature, message, secretKey);
+      return signature;
+    },
+    verify: (message, signature) =>
+      sodium.crypto_sign_verify_detached(signature, message, publicKey),
   };
 }
 
@@ -396,7 +436,7 @@ export function conversationCases(): CaseFactory[] {
           unit: 'messages/s',
           ours: side(oursLabel, ours),
           baseline: side(
-            'the primitives of one MLS message alone on node:crypto (5 HMACs, 2 AES-GCM, Ed25519 sign+verify per side pair)',
+            `the primitives of one MLS message alone on node:crypto (5 HMACs, 2 AES-GCM, Ed25519 sign+verify on ${floor.ed25519}, per side pair)`,
             floor,
           ),
           seconds: SECONDS,

@@ -1,9 +1,11 @@
 // The Node back end: node:crypto natives, synchronous, with keys prepared once as KeyObjects.
-// XChaCha20-Poly1305 has no native implementation in Node and comes from @noble/ciphers.
+// XChaCha20-Poly1305 has no native implementation in Node and comes from @noble/ciphers; Ed25519
+// goes through libsodium where sodium-native's binary loads (_sodium.ts says why).
 import * as nc from 'node:crypto';
 import { startupSnapshot } from 'node:v8';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { nobleSealInto } from './_noble-seal.js';
+import { type Sodium, sodium } from './_sodium.js';
 import type { AeadAlgorithm, Backend, HashName, KeyHandle, PrivateKey } from './types.js';
 
 const HASH: Record<HashName, string> = {
@@ -107,6 +109,118 @@ function asHandle<T>(value: T): KeyHandle {
   return value as unknown as KeyHandle;
 }
 
+/** Which implementation signs and verifies Ed25519 here (tests and benchmarks report it). */
+export const ed25519Implementation: 'libsodium' | 'node:crypto' = sodium
+  ? 'libsodium'
+  : 'node:crypto';
+
+export type Ed25519 = Pick<
+  Backend,
+  'ed25519PrivateKey' | 'ed25519Sign' | 'ed25519PublicKey' | 'ed25519Verify' | 'ed25519VerifyInPool'
+>;
+
+/**
+ * @internal Ed25519 on node:crypto (OpenSSL): keys are KeyObjects; a batch verifies on libuv's
+ * pool. Exported for test/node/ed25519.test.ts, which compares it with {@link sodiumEd25519}.
+ */
+export const opensslEd25519: Ed25519 = {
+  ed25519PrivateKey(seed) {
+    return privateKey('Ed25519', seed);
+  },
+
+  ed25519Sign(privateKey, message) {
+    return u8(nc.sign(null, message, privateKey as unknown as nc.KeyObject));
+  },
+
+  ed25519PublicKey(publicKey) {
+    try {
+      return asHandle(rawPublicKey('Ed25519', publicKey));
+    } catch {
+      return undefined;
+    }
+  },
+
+  ed25519Verify(publicKey, message, signature) {
+    try {
+      return nc.verify(null, message, publicKey as unknown as nc.KeyObject, signature);
+    } catch {
+      return false;
+    }
+  },
+
+  ed25519VerifyInPool(publicKey, message, signature) {
+    return verifyInPool(publicKey as unknown as nc.KeyObject, message, signature);
+  },
+};
+
+/** Ed25519 verification on libuv's thread pool (node:crypto's asynchronous form). */
+function verifyInPool(
+  key: nc.KeyObject,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    try {
+      nc.verify(null, message, key, signature, (err, ok) => resolve(!err && ok));
+    } catch {
+      resolve(false);
+    }
+  });
+}
+
+/**
+ * @internal Ed25519 on libsodium. A signing key is libsodium's 64-byte secret key (seed, then public key)
+ * in memory of its own, never pooled. libsodium's own checks (canonical S, A and R; no
+ * small-order A or R) are Coffer's policy, which src/signature.ts has already applied.
+ *
+ * libsodium has no asynchronous verification, so a batch (verifications started together, such
+ * as a ratchet tree's leaf signatures) still goes to libuv's pool through node:crypto, on a
+ * KeyObject made the first time a key is verified that way: on two cores both take the same time
+ * for a 1,001-member join (~105 ms here), and with more cores the pool wins and the event loop
+ * stays free. The verdicts agree (test/node-ed25519.test.ts).
+ */
+export function sodiumEd25519(sodium: Sodium): Ed25519 {
+  type Verifying = { readonly raw: Uint8Array; keyObject?: nc.KeyObject };
+  const verifying = (handle: KeyHandle) => handle as unknown as Verifying;
+  return {
+    ed25519PrivateKey(seed) {
+      const publicKey = new Uint8Array(32);
+      const secretKey = new Uint8Array(64);
+      sodium.crypto_sign_seed_keypair(publicKey, secretKey, seed);
+      return { handle: asHandle(secretKey), publicKey };
+    },
+
+    ed25519Sign(secretKey, message) {
+      const signature = new Uint8Array(64);
+      sodium.crypto_sign_detached(signature, message, secretKey as unknown as Uint8Array);
+      return signature;
+    },
+
+    ed25519PublicKey(publicKey) {
+      const handle: Verifying = { raw: publicKey.slice() };
+      return asHandle(handle);
+    },
+
+    ed25519Verify(publicKey, message, signature) {
+      try {
+        return sodium.crypto_sign_verify_detached(signature, message, verifying(publicKey).raw);
+      } catch {
+        return false;
+      }
+    },
+
+    ed25519VerifyInPool(publicKey, message, signature) {
+      const key = verifying(publicKey);
+      try {
+        key.keyObject ??= rawPublicKey('Ed25519', key.raw);
+      } catch {
+        return Promise.resolve(false);
+      }
+      return verifyInPool(key.keyObject, message, signature);
+    },
+  };
+}
+
 export const backend: Backend = {
   name: 'node',
   syncAead: true,
@@ -201,41 +315,7 @@ export const backend: Backend = {
     }
   },
 
-  ed25519PrivateKey(seed) {
-    return privateKey('Ed25519', seed);
-  },
-
-  ed25519Sign(privateKey, message) {
-    return u8(nc.sign(null, message, privateKey as unknown as nc.KeyObject));
-  },
-
-  ed25519PublicKey(publicKey) {
-    try {
-      return asHandle(rawPublicKey('Ed25519', publicKey));
-    } catch {
-      return undefined;
-    }
-  },
-
-  ed25519Verify(publicKey, message, signature) {
-    try {
-      return nc.verify(null, message, publicKey as unknown as nc.KeyObject, signature);
-    } catch {
-      return false;
-    }
-  },
-
-  ed25519VerifyInPool(publicKey, message, signature) {
-    return new Promise((resolve) => {
-      try {
-        nc.verify(null, message, publicKey as unknown as nc.KeyObject, signature, (err, ok) =>
-          resolve(!err && ok),
-        );
-      } catch {
-        resolve(false);
-      }
-    });
-  },
+  ...(sodium ? sodiumEd25519(sodium) : opensslEd25519),
 
   x25519PrivateKey(secret) {
     return privateKey('X25519', secret);
