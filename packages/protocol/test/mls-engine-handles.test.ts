@@ -179,6 +179,28 @@ describe('typed errors', () => {
     const committed = await engine.selfUpdate(alice);
     await engine.encrypt(committed.group, text('hi'));
   });
+
+  test("withdrawLeave takes back only this member's own request; the others still read it", async () => {
+    const { groups } = await group(['alice', 'bob', 'carol']);
+    // Carol's request reached Bob; Bob's own request never left (the server refused it).
+    const carolLeaves = await engine.proposeLeave(groups[2]!);
+    let bob = (await engine.process(groups[1]!, carolLeaves.message)).group;
+    bob = (await engine.proposeLeave(bob)).group;
+    expect(engine.pendingRemovals(bob).sort()).toEqual([1, 2]);
+    const withdrawn = engine.withdrawLeave(bob);
+    expect(engine.pendingRemovals(withdrawn)).toEqual([2]);
+    await expectCode(async () => engine.withdrawLeave(bob), 'INVALID_ARGUMENT'); // spent
+    // Bob commits Carol's request and goes on talking with Alice, past the spent ratchet key.
+    const commit = await engine.selfUpdate(withdrawn);
+    const alice = (await engine.process(groups[0]!, carolLeaves.message)).group;
+    const aliceNext = (await engine.process(alice, commit.commit)).group;
+    expect(engine.members(aliceNext).map((m) => m.leafIndex)).toEqual([0, 1]);
+    const out = await engine.encrypt(commit.group, text('still here'));
+    const got = await engine.process(aliceNext, out.message);
+    expect(got.result.kind === 'application' && utf8Decode(got.result.plaintext)).toBe(
+      'still here',
+    );
+  });
 });
 
 describe('authorizeCommit sees every Remove', () => {

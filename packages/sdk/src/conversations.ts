@@ -2190,7 +2190,8 @@ class Conversations {
       const recipients = await this.#recipients(group);
       const out = await this.#guard(() => engine.proposeLeave(group));
       // The proposal used a key of this device's ratchet: save before posting.
-      await this.#writeGroup(groupId, { ...record, state: engine.exportState(out.group) });
+      const saved: GroupRecord = { ...record, state: engine.exportState(out.group) };
+      await this.#writeGroup(groupId, saved);
       try {
         await this.#post(groupId, { epoch, kind: 'proposal', message: out.message, recipients });
         return;
@@ -2198,6 +2199,12 @@ class Conversations {
         if (lostEpochRace(err, attempt)) {
           await this.#catchUpAfterConflict(groupId, epoch, attempt);
           continue;
+        }
+        if (refusedByServer(err)) {
+          // Nobody received it: take the request back (its ratchet key stays spent), so the
+          // device goes on as a member instead of waiting for a commit of a removal never sent.
+          const withdrawn = engine.withdrawLeave(out.group);
+          await this.#writeGroup(groupId, { ...saved, state: engine.exportState(withdrawn) });
         }
         throw err;
       }

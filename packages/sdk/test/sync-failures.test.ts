@@ -333,6 +333,39 @@ describe('a device that asked to leave', () => {
   });
 });
 
+describe('a request to leave that the server refused', () => {
+  test('is taken back: the device stays a member, sends, and can leave again', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+    bob.intercept = (url, init) => {
+      if (!url.includes('/messages') || !String(init.body).includes('"kind":"proposal"')) return;
+      bob.intercept = undefined;
+      return Response.json(
+        { error: { code: 'RATE_LIMITED', message: 'too many attempts' } },
+        { status: 429, headers: { 'retry-after': '1' } },
+      );
+    };
+    await expect(bob.client.conversations.leave(team.id)).rejects.toSatisfy((e) =>
+      SdkError.is(e, 'RATE_LIMITED'),
+    );
+    expect(bob.intercept).toBeUndefined();
+    // Nobody got the request: Bob is a member as before, and his messages go out.
+    await bob.client.conversations.send(team.id, 'still here');
+    expect(texts(await alice.client.conversations.sync())).toEqual(['still here']);
+    expect((await bob.client.conversations.get(team.id)).active).toBe(true);
+    // Asked again, the request goes through; Alice's next sync commits it.
+    await bob.client.conversations.leave(team.id);
+    await alice.client.conversations.sync();
+    await bob.client.conversations.sync();
+    expect((await bob.client.conversations.get(team.id)).active).toBe(false);
+    expect((await alice.client.conversations.get(team.id)).members.map((m) => m.username)).toEqual([
+      alice.name,
+    ]);
+  });
+});
+
 describe('a commit whose answer was lost', () => {
   test('taken, then this device removed: the queue settles it, and the device is out', async () => {
     const alice = await signup('alice');

@@ -211,6 +211,11 @@ export interface GroupEngine {
   updateGroupData(group: MlsGroup, groupData: Uint8Array): Promise<CommitResult>;
   /** A proposal to remove this member (leaving): another member commits it. */
   proposeLeave(group: MlsGroup): Promise<{ group: MlsGroup; message: Uint8Array }>;
+  /**
+   * This member's own removal proposals taken back, for a proposal nobody received (the server
+   * refused it). The ratchet keys they used stay spent. Replaces `group` like an operation.
+   */
+  withdrawLeave(group: MlsGroup): MlsGroup;
   /** Leaf indices of members whose removal has been proposed and not yet committed. */
   pendingRemovals(group: MlsGroup): number[];
   members(group: MlsGroup): MlsMember[];
@@ -1012,6 +1017,24 @@ export async function createTsMlsEngine(options: TsMlsEngineOptions): Promise<Gr
         const message = encodeMessage(result.message);
         return { group: settle(result.consumed, result.newState), message };
       });
+    },
+
+    withdrawLeave(group) {
+      const state = activeStateOf('mls.withdrawLeave', group);
+      const own = state.privatePath.leafIndex;
+      const kept: ClientState['unappliedProposals'] = {};
+      for (const [ref, entry] of Object.entries(state.unappliedProposals)) {
+        const { proposal, senderLeafIndex } = entry;
+        const ownLeave =
+          senderLeafIndex === own &&
+          proposal.proposalType === defaultProposalTypes.remove &&
+          'remove' in proposal &&
+          proposal.remove.removed === own;
+        if (!ownLeave) kept[ref] = entry;
+      }
+      states.delete(group);
+      spent.add(group);
+      return handle({ ...state, unappliedProposals: kept });
     },
 
     pendingRemovals(group) {
