@@ -5,7 +5,7 @@ import { socketAddress } from './client-address.js';
 import { errorResponse, ServerError } from './errors.js';
 import { createEventHub, type EventHub } from './event-hub.js';
 import { createDeviceDirectory } from './http/_devices.js';
-import type { AppContext, AppEnv, RouteDeps } from './http/_env.js';
+import { type AppContext, type AppEnv, DELETED_ACCOUNT_LOG, type RouteDeps } from './http/_env.js';
 import { routeLabel } from './http/_route.js';
 import { accountRoutes } from './http/accounts.js';
 import {
@@ -179,10 +179,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.onError((err, c) => {
     if (ServerError.is(err)) return errorResponse(err);
-    // A write that raced its account's deletion: the session went with the account.
-    if (err instanceof StorageConflictError && err.what === 'deletedAccount')
-      return errorResponse(new ServerError('UNAUTHENTICATED', 'http', 'the account is gone'));
     const context = { reqId: c.get('requestId'), method: c.req.method, route: routeLabel(c) };
+    // A write that raced its account's deletion: the session went with the account. Logged,
+    // so that a foreign key refusing a write for any other reason (a bug) is not silent.
+    if (err instanceof StorageConflictError && err.what === 'deletedAccount') {
+      logger.warn({ ...context, detail: err.message }, DELETED_ACCOUNT_LOG);
+      return errorResponse(new ServerError('UNAUTHENTICATED', 'http', 'the account is gone'));
+    }
     if (isUnavailable(err)) {
       logger.warn({ ...context, err }, 'dependency unavailable');
       return errorResponse(new ServerError('UNAVAILABLE', 'http'));

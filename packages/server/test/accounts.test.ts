@@ -439,10 +439,13 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
         },
       },
     };
+    const lines: { msg: string; detail?: string }[] = [];
     const app = createApp({
       storage,
       ...h.secrets,
-      logger: createLogger({ level: 'silent' }),
+      logger: createLogger({
+        destination: { write: (line: string) => lines.push(JSON.parse(line)) },
+      }),
       metrics: createMetrics({ processMetrics: false }),
       now: () => h.clock.now,
       clientAddress: () => h.address.value,
@@ -467,6 +470,11 @@ describe.each(dialects)('accounts (%s)', (dialect) => {
     expect(finished.finish?.status).toBe(401);
     expect(finished.finish?.json.error.code).toBe('INVALID_CREDENTIALS');
     expect(armed).toBeUndefined();
+    // Each is logged (without secrets), so a foreign key refusing a write for another reason
+    // would show.
+    const raced = lines.filter((l) => l.msg.includes('foreign key'));
+    expect(raced).toHaveLength(3);
+    for (const l of raced) expect(l.detail).toMatch(/^the account is gone/);
   });
 
   it('deletes an account only with a recent password', async () => {

@@ -50,3 +50,7 @@ export interface RouteDeps {
   /** Entries a device queue holds before messages skip it (spec "Delivery"). */
   readonly maxQueueEntries: number;
 }
+
+/** The log line of a write a foreign key refused (app.onError, and logins in accounts.ts). */
+export const DELETED_ACCOUNT_LOG =
+  'a foreign key refused a write: its account was deleted meanwhile';

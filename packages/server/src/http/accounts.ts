@@ -17,7 +17,7 @@ import { createSignupLimiter, type SignupLimits } from '../signup-limiter.js';
 import { StorageConflictError } from '../storage/types.js';
 import type { ThrottleKeys } from '../throttle.js';
 import { parseUsername } from '../username.js';
-import type { AppContext, AppEnv, RouteDeps } from './_env.js';
+import { type AppContext, type AppEnv, DELETED_ACCOUNT_LOG, type RouteDeps } from './_env.js';
 import { readJson } from './_json.js';
 import { checkFirstManifest } from './_manifests.js';
 import {
@@ -178,7 +178,7 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
         serverLoginState: packLoginState({ keys, serverLoginState: started.serverLoginState }),
         expiresAt: now() + LOGIN_STATE_TTL_MS,
       })
-      .catch((err: unknown) => accountGone(err, op));
+      .catch((err: unknown) => accountGone(deps, c, err, op));
     return c.json({ loginId, loginResponse: started.loginResponse });
   });
 
@@ -218,7 +218,7 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
       ttlMs: SESSION_TTL_MS,
     }).catch((err: unknown) => {
       deps.metrics.logins.inc({ outcome: 'failure' });
-      return accountGone(err, op);
+      return accountGone(deps, c, err, op);
     });
     await deps.throttle.confirm(state.keys);
     deps.metrics.logins.inc({ outcome: 'success' });
@@ -265,9 +265,11 @@ export function accountRoutes(deps: RouteDeps, signupLimits?: SignupLimits): Hon
  *
  * @throws {ServerError} `INVALID_CREDENTIALS` for a write that raced the account's deletion.
  */
-function accountGone(err: unknown, op: string): never {
-  if (err instanceof StorageConflictError && err.what === 'deletedAccount')
+function accountGone(deps: RouteDeps, c: AppContext, err: unknown, op: string): never {
+  if (err instanceof StorageConflictError && err.what === 'deletedAccount') {
+    deps.logger.warn({ reqId: c.get('requestId'), op, detail: err.message }, DELETED_ACCOUNT_LOG);
     throw new ServerError('INVALID_CREDENTIALS', op);
+  }
   throw err;
 }
 

@@ -43,8 +43,11 @@ export function conflictFrom(err: unknown): StorageConflictError | undefined {
   // request can lose under it is an account (delivery rows are written with their parents, in
   // one transaction under the group's lock), so the write raced its account's deletion.
   // PostgreSQL: SQLSTATE 23503 foreign_key_violation; SQLite: the extended result code.
-  if (e.code === '23503' || e.code === 'SQLITE_CONSTRAINT_FOREIGNKEY')
-    return new StorageConflictError('deletedAccount', 'the account is gone');
+  if (e.code === '23503' || e.code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+    // The constraint's name (PostgreSQL gives it; SQLite does not) goes to the server's log line.
+    const which = typeof e.constraint === 'string' ? ` (${e.constraint})` : '';
+    return new StorageConflictError('deletedAccount', `the account is gone${which}`);
+  }
   // PostgreSQL: SQLSTATE 23505 unique_violation, with the constraint's name.
   if (e.code === '23505') {
     const hit = UNIQUE_CONSTRAINTS.find((c) => c.constraint === e.constraint);
