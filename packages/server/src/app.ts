@@ -14,13 +14,9 @@ import {
   type BlobService,
   blobRoutes,
   MAX_BLOB_BYTES,
+  MAX_BLOBS_PER_ACCOUNT,
 } from './http/blobs.js';
-import {
-  DELIVERY_BODY_PATH,
-  deliveryRoutes,
-  MAX_DELIVERY_BODY_BYTES,
-  MAX_QUEUE_ENTRIES,
-} from './http/delivery.js';
+import { DELIVERY_BODY_PATH, deliveryRoutes, MAX_QUEUE_ENTRIES } from './http/delivery.js';
 import { deviceRoutes } from './http/devices.js';
 import { eventRoutes } from './http/events.js';
 import { healthRoutes } from './http/health.js';
@@ -30,7 +26,7 @@ import { passwordRoutes } from './http/password.js';
 import { userRoutes } from './http/users.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { bodyLimit, MAX_BODY_BYTES } from './middleware/body-limit.js';
+import { BODY_TIMEOUT_MS, bodyLimit, MAX_BODY_BYTES } from './middleware/body-limit.js';
 import { httpMetrics } from './middleware/http-metrics.js';
 import { jsonOnly } from './middleware/json-only.js';
 import { requestId } from './middleware/request-id.js';
@@ -72,6 +68,8 @@ export interface AppDeps {
   readonly signupLimits?: SignupLimits;
   /** Entries a device queue holds before messages skip it (default `MAX_QUEUE_ENTRIES`; tests). */
   readonly maxQueueEntries?: number;
+  /** How long a JSON body may take to arrive (default `BODY_TIMEOUT_MS`; tests). */
+  readonly bodyTimeoutMs?: number;
 }
 
 /** The blob directory and its limits, for {@link AppDeps}. */
@@ -82,6 +80,8 @@ export interface BlobOptions {
   readonly maxBytes?: number;
   /** Bytes one account's blobs may hold (default 10 GiB). */
   readonly quotaBytes?: number;
+  /** Blobs one account may hold (default `MAX_BLOBS_PER_ACCOUNT`). */
+  readonly maxCount?: number;
 }
 
 /** A limit from the options, or its default; anything but a positive integer is a mistake. */
@@ -97,6 +97,7 @@ function blobService(options: BlobOptions | undefined): BlobService | undefined 
     files: createBlobFiles(options.dir),
     maxBytes: positive(options.maxBytes, MAX_BLOB_BYTES, 'blobs.maxBytes'),
     quotaBytes: positive(options.quotaBytes, BLOB_QUOTA_BYTES, 'blobs.quotaBytes'),
+    maxCount: positive(options.maxCount, MAX_BLOBS_PER_ACCOUNT, 'blobs.maxCount'),
   };
 }
 
@@ -118,8 +119,8 @@ function isUnavailable(err: unknown): boolean {
 
 /**
  * The Coffer HTTP API (spec/http-api-v1.md) as a Hono app: request id, security headers, request
- * log, metrics, JSON-only bodies of at most 256 KiB (3 MiB for group messages; blob uploads are
- * streamed to files), then the routes. Every error goes through
+ * log, metrics, JSON-only bodies of at most 256 KiB (3 MiB for group messages, read after
+ * authentication; blob uploads are streamed to files), then the routes. Every error goes through
  * one handler and the code table in errors.ts; an unexpected exception is `500 INTERNAL` with no
  * detail (logged with its stack, never with the request body).
  *
@@ -142,6 +143,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     blobs: blobService(deps.blobs),
     devices: createDeviceDirectory(deps.storage.manifests),
     maxQueueEntries: positive(deps.maxQueueEntries, MAX_QUEUE_ENTRIES, 'maxQueueEntries'),
+    bodyTimeoutMs: positive(deps.bodyTimeoutMs, BODY_TIMEOUT_MS, 'bodyTimeoutMs'),
   };
   const { logger } = deps;
   const app = new Hono<AppEnv>();
@@ -150,16 +152,19 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use(securityHeaders());
   app.use(requestLog(logger));
   app.use(httpMetrics(deps.metrics));
-  // Group messages carry MLS messages of up to 1 MiB; every other body stays at 256 KiB.
-  const smallBodies = bodyLimit(MAX_BODY_BYTES);
-  const deliveryBodies = bodyLimit(MAX_DELIVERY_BODY_BYTES);
+  const smallBodies = bodyLimit(MAX_BODY_BYTES, routeDeps.bodyTimeoutMs);
   app.use((c, next) => {
-    // A blob upload streams its body to a file itself (spec "Blobs"), up to its own limit.
-    if (c.req.method === 'POST' && c.req.path === BLOB_UPLOAD_PATH) {
+    // A blob upload streams its body to a file itself (spec "Blobs"), up to its own limit; a
+    // group message (up to 3 MiB) is read by its route after authentication, so that no one
+    // without a session makes the server hold more than the 256 KiB of other bodies.
+    if (
+      c.req.method === 'POST' &&
+      (c.req.path === BLOB_UPLOAD_PATH || DELIVERY_BODY_PATH.test(c.req.path))
+    ) {
       c.set('body', undefined);
       return next();
     }
-    return DELIVERY_BODY_PATH.test(c.req.path) ? deliveryBodies(c, next) : smallBodies(c, next);
+    return smallBodies(c, next);
   });
   app.use(jsonOnly());
 

@@ -48,6 +48,8 @@ export {
   BLOB_RETENTION_MS,
   type BlobSweep,
   MAX_BLOB_BYTES,
+  MAX_BLOBS_PER_ACCOUNT,
+  MAX_UPLOADS_PER_ACCOUNT,
   sweepBlobs,
 } from './http/blobs.js';
 export {
@@ -68,16 +70,22 @@ export {
   EVENTS_PATH,
   type EventSocket,
   type EventSocketDeps,
+  MAX_BUFFERED_BYTES,
   MAX_SOCKETS_PER_DEVICE,
 } from './http/events.js';
 export { createLogger, type Logger } from './logger.js';
 export { LOOKUP_WINDOW_MS, LOOKUPS_PER_ACCOUNT } from './lookup-limiter.js';
 export { createMetrics, type LoginOutcome, type Metrics } from './metrics.js';
-export { MAX_BODY_BYTES } from './middleware/body-limit.js';
+export { BODY_TIMEOUT_MS, MAX_BODY_BYTES } from './middleware/body-limit.js';
 export { createOpaqueSetup, OPAQUE_SIZES } from './opaque.js';
 export { OPENAPI_DOCUMENT } from './openapi.js';
 export { EXIT_CONFIG, EXIT_FAILURE, LOCAL_KEK_ID, runServer } from './run.js';
-export { type RunningServer, type ServerOptions, startServer } from './server.js';
+export {
+  IDLE_TIMEOUT_MS,
+  type RunningServer,
+  type ServerOptions,
+  startServer,
+} from './server.js';
 export {
   loadServerSecrets,
   OPAQUE_SETUP_SECRET,

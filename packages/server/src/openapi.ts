@@ -659,7 +659,7 @@ export const OPENAPI_DOCUMENT = {
         },
         responses: {
           '201': ok('stored', object({ blobId: ref('BlobId'), size: int('bytes stored') })),
-          ...errors(...bodyErrors, 'CONFLICT', 'QUOTA_EXCEEDED'),
+          ...errors(...bodyErrors, 'CONFLICT', 'QUOTA_EXCEEDED', 'RATE_LIMITED'),
         },
       }),
     },
@@ -690,7 +690,7 @@ export const OPENAPI_DOCUMENT = {
     '/v1/events': {
       get: op({
         summary:
-          'WebSocket: send {"type":"auth","token"} first; then {"type":"ready"}, {"type":"manifest","seq"} and {"type":"queue"} pushes and {"type":"revoked"}. Close codes 4401 (auth), 4403 (revoked, or a session whose device the manifest does not list), 4429 (the device opened more than 8 sockets: its oldest), 1001 (shutdown).',
+          'WebSocket: send {"type":"auth","token"} first; then {"type":"ready"}, {"type":"manifest","seq"} and {"type":"queue"} pushes and {"type":"revoked"}. Close codes 4401 (auth), 4403 (revoked, or a session whose device the manifest does not list), 4429 (the device opened more than 8 sockets: its oldest), 1001 (shutdown); a client that does not read its pushes is dropped.',
         responses: { '101': ok('switching protocols'), ...errors('BAD_REQUEST') },
       }),
     },

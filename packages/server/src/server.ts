@@ -15,6 +15,8 @@ export interface ServerOptions extends AppDeps {
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** How long `close` waits for in-flight requests before cutting connections; default 10 s. */
   readonly drainTimeoutMs?: number;
+  /** How long a connection may make no progress either way; default {@link IDLE_TIMEOUT_MS}. */
+  readonly idleTimeoutMs?: number;
 }
 
 /** A listening server. */
@@ -34,6 +36,14 @@ export interface RunningServer {
 
 /** How long one request, its body included, may take (a large upload on a slow link). */
 export const REQUEST_TIMEOUT_MS = 60 * 60 * 1000;
+/**
+ * A connection on which nothing is read or written for this long is closed. Node has no such
+ * limit by default, and its request timeout only counts until a request is received: a client
+ * that never read its response (a blob download, a large queue page) held its connection, the
+ * response's buffers and an open blob file for good. WebSockets turn this off for themselves
+ * (they have their heartbeat).
+ */
+export const IDLE_TIMEOUT_MS = 120_000;
 
 /**
  * Starts the Coffer server: the app of {@link createApp} on HTTP or HTTPS, plus the
@@ -75,6 +85,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     );
     s.once('error', reject);
   });
+  server.setTimeout(options.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
 
   const socket = attachEventSocket(server, {
     storage: options.storage,

@@ -31,7 +31,12 @@ export interface Harness {
   /** The test's clock. */
   readonly clock: { now: number };
   /** The blob directory (a fresh temporary one) and its limits. */
-  readonly blobs: { readonly dir: string; readonly maxBytes: number; readonly quotaBytes: number };
+  readonly blobs: {
+    readonly dir: string;
+    readonly maxBytes: number;
+    readonly quotaBytes: number;
+    readonly maxCount?: number;
+  };
   /** The address throttling sees for in-process requests. */
   readonly address: { value: string };
   /** In-process requests. */
@@ -43,6 +48,10 @@ export interface Harness {
     readonly clientAddress?: AppDeps['clientAddress'];
     /** Instead of the real limits (`SIGNUP_LIMITS`). */
     readonly signupLimits?: SignupLimits;
+    /** Instead of `BODY_TIMEOUT_MS` (tests that let a body time out). */
+    readonly bodyTimeoutMs?: number;
+    /** Instead of `IDLE_TIMEOUT_MS` (tests that let a connection go idle). */
+    readonly idleTimeoutMs?: number;
   }): Promise<RunningServer & { fetch: Fetcher }>;
   dispose(): Promise<void>;
 }
@@ -60,6 +69,7 @@ export async function createHarness(
   options: {
     readonly maxBlobBytes?: number;
     readonly blobQuotaBytes?: number;
+    readonly maxBlobCount?: number;
     readonly signupLimits?: SignupLimits;
   } = {},
 ): Promise<Harness> {
@@ -84,6 +94,7 @@ export async function createHarness(
     dir: join(mkdtempSync(join(tmpdir(), `coffer-${prefix}-blobs-`)), 'blobs'),
     maxBytes: options.maxBlobBytes ?? 1024 ** 3,
     quotaBytes: options.blobQuotaBytes ?? 10 * 1024 ** 3,
+    ...(options.maxBlobCount === undefined ? {} : { maxCount: options.maxBlobCount }),
   };
   const app = createApp({
     blobs,
@@ -124,6 +135,8 @@ export async function createHarness(
         ...(options.tls ? { tls: options.tls } : {}),
         ...(options.clientAddress ? { clientAddress: options.clientAddress } : {}),
         ...(options.signupLimits ? { signupLimits: options.signupLimits } : {}),
+        ...(options.bodyTimeoutMs ? { bodyTimeoutMs: options.bodyTimeoutMs } : {}),
+        ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
         drainTimeoutMs: 5000,
       });
       servers.push(running);

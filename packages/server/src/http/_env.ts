@@ -49,6 +49,8 @@ export interface RouteDeps {
   readonly devices: DeviceDirectory;
   /** Entries a device queue holds before messages skip it (spec "Delivery"). */
   readonly maxQueueEntries: number;
+  /** How long a buffered JSON body may take to arrive (`BODY_TIMEOUT_MS`). */
+  readonly bodyTimeoutMs: number;
 }
 
 /** The log line of a write a foreign key refused (app.onError, and logins in accounts.ts). */

@@ -16,6 +16,19 @@ import { idParam } from './validate.js';
 export const MAX_BLOB_BYTES = 1024 ** 3;
 /** Bytes one account's blobs may hold at once: bounds what one account makes the server store. */
 export const BLOB_QUOTA_BYTES = 10 * 1024 ** 3;
+/**
+ * Blobs one account may hold at once. Each costs the server a file (an inode and at least a disk
+ * block) and a row beyond its bytes, so a quota of bytes alone let one account keep billions of
+ * 1-byte blobs; 100,000 in the 30 days a blob is kept is over 3,000 attachments a day.
+ */
+export const MAX_BLOBS_PER_ACCOUNT = 100_000;
+/**
+ * Uploads one account may have in progress at once (in one server process). Each holds a
+ * connection, an open file and a partial file for as long as its body takes (up to the request
+ * timeout, an hour); the quota alone did not bound them, as an upload declaring a small length
+ * reserves next to nothing. An app uploads a few attachments at a time.
+ */
+export const MAX_UPLOADS_PER_ACCOUNT = 16;
 /** Blobs are kept this long, like the messages that carry their ids (`DELIVERY_RETENTION_MS`). */
 export const BLOB_RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
 /**
@@ -33,6 +46,8 @@ export interface BlobService {
   readonly maxBytes: number;
   /** Default {@link BLOB_QUOTA_BYTES}. */
   readonly quotaBytes: number;
+  /** Default {@link MAX_BLOBS_PER_ACCOUNT}. */
+  readonly maxCount: number;
 }
 
 const OCTET_STREAM = /^application\/octet-stream\s*(;.*)?$/i;
@@ -51,6 +66,8 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
   // for its own uploads, so N processes sharing a database may together have up to N × the
   // quota on disk at once; the row check in `BlobStore.add` still keeps what is stored within it.
   const inFlight = new Map<string, number>();
+  /** Uploads in progress per account ({@link MAX_UPLOADS_PER_ACCOUNT}), per process as well. */
+  const uploading = new Map<string, number>();
   const reserve = (accountId: string, bytes: number) =>
     inFlight.set(accountId, (inFlight.get(accountId) ?? 0) + bytes);
   const release = (accountId: string, bytes: number) => {
@@ -71,7 +88,7 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
       throw err;
     };
     const { accountId } = await listedDevice(devices, c.get('session'), op).catch(refuse);
-    const { files, maxBytes, quotaBytes } = service(op);
+    const { files, maxBytes, quotaBytes, maxCount } = service(op);
     const type = c.req.header('content-type');
     if (type === undefined || !OCTET_STREAM.test(type.trim())) {
       await refuse(
@@ -87,6 +104,13 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
     const declared = declaredText === undefined ? undefined : Number(declaredText);
     if (declared !== undefined && !(declared <= maxBytes))
       await refuse(new ServerError('PAYLOAD_TOO_LARGE', op));
+    // Counted until the finally below (spec "Blobs": MAX_UPLOADS_PER_ACCOUNT), refused unread.
+    const busy = uploading.get(accountId) ?? 0;
+    if (busy >= MAX_UPLOADS_PER_ACCOUNT) {
+      const why = `at most ${MAX_UPLOADS_PER_ACCOUNT} uploads of one account at once`;
+      await refuse(new ServerError('RATE_LIMITED', op, why, { retryAfter: 1 }));
+    }
+    uploading.set(accountId, busy + 1);
     // Checked before reading, so a full account is told at once; checked again, atomically,
     // when the row is written. Uploads in progress hold the room they may still fill (their
     // declared length, else all they are allowed), so that concurrent uploads cannot together
@@ -98,8 +122,13 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
     let held = provisional;
     try {
       const usage = await storage.blobs.usage(accountId);
+      // A full count is told at once too; `BlobStore.add` checks it again, atomically.
+      if (usage.count >= maxCount) {
+        const why = `the account holds ${maxCount} blobs, the most it may`;
+        await refuse(new ServerError('QUOTA_EXCEEDED', op, why));
+      }
       const others = (inFlight.get(accountId) ?? 0) - provisional;
-      const room = Math.max(0, quotaBytes - usage - others);
+      const room = Math.max(0, quotaBytes - usage.bytes - others);
       if (declared !== undefined && declared > room)
         await refuse(new ServerError('QUOTA_EXCEEDED', op));
       const limit = Math.min(provisional, room);
@@ -118,7 +147,7 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
         if (written.size === 0) throw new ServerError('BAD_REQUEST', op, 'expected a body');
         const added = await storage.blobs.add(
           { blobId, accountId, size: written.size, createdAt: now() },
-          { quota: quotaBytes },
+          { quota: quotaBytes, maxCount },
         );
         if (!added.ok) {
           throw added.reason === 'quota'
@@ -132,6 +161,9 @@ export function blobRoutes(deps: RouteDeps): Hono<AppEnv> {
       return c.json({ blobId, size: written.size }, 201);
     } finally {
       release(accountId, held);
+      const left = (uploading.get(accountId) ?? 1) - 1;
+      if (left > 0) uploading.set(accountId, left);
+      else uploading.delete(accountId);
     }
   });
 

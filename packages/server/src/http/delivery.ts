@@ -6,6 +6,8 @@ import { isId } from '@coffer/protocol';
 import { Hono } from 'hono';
 import { ServerError } from '../errors.js';
 import { requireAuth } from '../middleware/auth.js';
+import { bodyLimit } from '../middleware/body-limit.js';
+import { jsonOnly } from '../middleware/json-only.js';
 import type { DeliveryKind, DeviceRoute } from '../storage/types.js';
 import { countInWindows } from '../window-limit.js';
 import { type DeviceDirectory, listedDevice } from './_devices.js';
@@ -50,7 +52,10 @@ export const MAX_QUEUE_PAGE_BYTES = 4 * 1024 * 1024;
  * GroupInfo as b64url (4/3 each), 1,000 recipients and 1,000 removed routes, with room to spare.
  */
 export const MAX_DELIVERY_BODY_BYTES = 3 * 1024 * 1024;
-/** The one path whose bodies get {@link MAX_DELIVERY_BODY_BYTES}. */
+/**
+ * The one path whose bodies get {@link MAX_DELIVERY_BODY_BYTES}: the app leaves its POST body
+ * unread, and the route reads it after authentication.
+ */
 export const DELIVERY_BODY_PATH = /^\/v1\/groups\/[^/]+\/messages$/;
 
 const KINDS: readonly DeliveryKind[] = ['application', 'commit', 'proposal', 'welcome'];
@@ -159,7 +164,11 @@ export function deliveryRoutes(deps: RouteDeps): Hono<AppEnv> {
       op,
     );
 
-  app.post('/v1/groups/:groupId/messages', auth, async (c) => {
+  // After `auth`: a body of up to 3 MiB is buffered only for a live session (the app reads
+  // every other body, up to 256 KiB, before the routes).
+  const largeBody = bodyLimit(MAX_DELIVERY_BODY_BYTES, deps.bodyTimeoutMs);
+
+  app.post('/v1/groups/:groupId/messages', auth, largeBody, jsonOnly(), async (c) => {
     const op = 'delivery.send';
     const groupId = groupIdParam(c.req.param('groupId'), op);
     const body = readJson(c, op);

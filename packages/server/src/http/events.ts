@@ -33,6 +33,14 @@ export const AUTH_TIMEOUT_MS = 10_000;
 const MAX_MESSAGE_BYTES = 1024;
 /** Dead peers are found by ping/pong this often. */
 const HEARTBEAT_MS = 30_000;
+/**
+ * Bytes of pushes a socket may have waiting to be sent (beyond what the kernel took) before it
+ * is dropped: thousands of pushes, while a client that reads has at most a few waiting. A
+ * client that does not read (yet answers pings: pongs need no reading) otherwise made the
+ * server buffer every push for it, without end; each one is only "look again", and a client
+ * dropped reconnects and catches up from its queue (spec "Events").
+ */
+export const MAX_BUFFERED_BYTES = 64 * 1024;
 
 /**
  * `GET /v1/events` without an upgrade: `400 BAD_REQUEST` (the route exists so that it is
@@ -114,6 +122,13 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
   };
   server.on('upgrade', onUpgrade);
 
+  /** Sends `message`, or drops the socket when its client is not reading what it was sent. */
+  const push = (ws: WebSocket, message: object) => {
+    if (ws.readyState !== ws.OPEN) return;
+    if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return ws.terminate();
+    ws.send(JSON.stringify(message));
+  };
+
   const serve = (ws: WebSocket) => {
     sockets.add(ws);
     let alive = true;
@@ -184,7 +199,7 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
         try {
           const still = expiresAt > now() ? await deps.storage.sessions.get(tokenHash) : undefined;
           if (!still) return done(CLOSE_UNAUTHENTICATED, 'session ended');
-          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'queue' }));
+          push(ws, { type: 'queue' });
         } finally {
           queuePushing = false;
         }
@@ -197,14 +212,13 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
           event.type === 'deleted' ||
           (deviceId !== null && event.revokedDeviceIds.includes(deviceId))
         ) {
-          ws.send(JSON.stringify({ type: 'revoked' }));
+          push(ws, { type: 'revoked' });
           return done(CLOSE_REVOKED, 'revoked');
         }
         // The session may have ended (logout, expiry) since the socket was opened.
         const still = expiresAt > now() ? await deps.storage.sessions.get(tokenHash) : undefined;
         if (!still) return done(CLOSE_UNAUTHENTICATED, 'session ended');
-        if (ws.readyState === ws.OPEN)
-          ws.send(JSON.stringify({ type: 'manifest', seq: event.seq }));
+        push(ws, { type: 'manifest', seq: event.seq });
       };
       unsubscribe = deps.events.subscribe(accountId, (event) => {
         onEvent(event).catch((err: unknown) => {
@@ -225,7 +239,7 @@ export function attachEventSocket(server: Server, deps: EventSocketDeps): EventS
         if (mine.size <= MAX_SOCKETS_PER_DEVICE) break;
         end(CLOSE_TOO_MANY, 'too many sockets for this device');
       }
-      ws.send(JSON.stringify({ type: 'ready' }));
+      push(ws, { type: 'ready' });
     });
   };
 

@@ -10,7 +10,7 @@ const ID_BATCH = 500;
 export function createBlobStore(ctx: StoreContext): BlobStore {
   const { db } = ctx;
   return {
-    async add(record, { quota }) {
+    async add(record, { quota, maxCount }) {
       return ctx.transaction(async (tx) => {
         // The account's row is the per-account lock: PostgreSQL locks it FOR UPDATE (concurrent
         // uploads of one account, and its deletion, wait here); SQLite's BEGIN IMMEDIATE already
@@ -23,11 +23,16 @@ export function createBlobStore(ctx: StoreContext): BlobStore {
         if (!(await account.executeTakeFirst())) return { ok: false, reason: 'noAccount' } as const;
         const row = await tx
           .selectFrom('blobs')
-          .select(sql<number | string | null>`sum(size)`.as('total'))
+          .select([
+            sql<number | string | null>`sum(size)`.as('total'),
+            sql<number | string>`count(*)`.as('count'),
+          ])
           .where('account_id', '=', record.accountId)
           .executeTakeFirst();
         const used = row?.total == null ? 0 : num(row.total);
-        if (used + record.size > quota) return { ok: false, reason: 'quota' } as const;
+        const count = row ? num(row.count) : 0;
+        if (used + record.size > quota || count + 1 > maxCount)
+          return { ok: false, reason: 'quota' } as const;
         await tx
           .insertInto('blobs')
           .values({
@@ -60,10 +65,16 @@ export function createBlobStore(ctx: StoreContext): BlobStore {
     async usage(accountId) {
       const row = await db
         .selectFrom('blobs')
-        .select(sql<number | string | null>`sum(size)`.as('total'))
+        .select([
+          sql<number | string | null>`sum(size)`.as('total'),
+          sql<number | string>`count(*)`.as('count'),
+        ])
         .where('account_id', '=', accountId)
         .executeTakeFirst();
-      return row?.total == null ? 0 : num(row.total);
+      return {
+        bytes: row?.total == null ? 0 : num(row.total),
+        count: row ? num(row.count) : 0,
+      };
     },
 
     async delete(blobId, accountId) {

@@ -433,7 +433,10 @@ export interface BlobRecord {
 /** What {@link BlobStore.add} decided. Expected refusals are values, not exceptions. */
 export type BlobAddResult =
   | { readonly ok: true }
-  /** The account's blobs would then hold more than `quota` bytes: nothing was recorded. */
+  /**
+   * The account's blobs would then hold more than `quota` bytes, or be more than `maxCount`:
+   * nothing was recorded.
+   */
   | { readonly ok: false; readonly reason: 'quota' }
   /** The account no longer exists (deleted during the upload). */
   | { readonly ok: false; readonly reason: 'noAccount' };
@@ -444,13 +447,17 @@ export type BlobAddResult =
  */
 export interface BlobStore {
   /**
-   * Records a blob whose file is in place, in one transaction that also sums the account's
-   * stored bytes (serialised per account, so concurrent uploads cannot both slip under the quota).
+   * Records a blob whose file is in place, in one transaction that also sums and counts the
+   * account's stored blobs (serialised per account, so concurrent uploads cannot both slip
+   * under the quota or the count).
    */
-  add(record: BlobRecord, options: { readonly quota: number }): Promise<BlobAddResult>;
+  add(
+    record: BlobRecord,
+    options: { readonly quota: number; readonly maxCount: number },
+  ): Promise<BlobAddResult>;
   get(blobId: string): Promise<BlobRecord | undefined>;
-  /** Bytes the account's blobs hold. */
-  usage(accountId: string): Promise<number>;
+  /** Bytes the account's blobs hold, and how many they are. */
+  usage(accountId: string): Promise<{ readonly bytes: number; readonly count: number }>;
   /** Deletes the blob if `accountId` uploaded it; false otherwise (unknown included). */
   delete(blobId: string, accountId: string): Promise<boolean>;
   /** Retention: deletes the rows of blobs created at or before `before`; returns their ids. */
