@@ -1,4 +1,4 @@
-import { type AccountInfo, type CofferClient, SdkError } from '@coffer/sdk';
+import { type AccountInfo, type CofferClient, normalizeUsername, SdkError } from '@coffer/sdk';
 import {
   askSecrets,
   type Context,
@@ -50,6 +50,9 @@ export async function requireLogin(ctx: Context, client: CofferClient): Promise<
 export function signup(ctx: Context): Promise<number> {
   const username = ctx.args[0]!;
   ctx.username = username;
+  // A username or device name the SDK would refuse fails before the password is typed twice.
+  normalizeUsername(username, 'username');
+  const options = joinOptions(ctx);
   return withClient(ctx, async (client) => {
     await refuseIfLoggedIn(ctx, client);
     const [password] = await askSecrets(ctx, [
@@ -60,7 +63,7 @@ export function signup(ctx: Context): Promise<number> {
       },
     ]);
     note(ctx, "creating the account and this device's keys...");
-    const { account, recoveryCode } = await client.signup(username, password!, joinOptions(ctx));
+    const { account, recoveryCode } = await client.signup(username, password!, options);
     await publishKeyPackages(ctx, client);
     // Shown this once: a stdout that cannot take it (a closed pipe, a full disk) must not end
     // in status 0 as if the user had it.
@@ -94,12 +97,14 @@ To use it: coffer recover ${printable(account.username)}
 export function login(ctx: Context): Promise<number> {
   const username = ctx.args[0]!;
   ctx.username = username;
+  normalizeUsername(username, 'username');
+  const options = joinOptions(ctx);
   return withClient(ctx, async (client) => {
     await refuseIfLoggedIn(ctx, client);
     const [password] = await askSecrets(ctx, [
       { prompt: `Password for ${printable(username)}: `, what: 'password' },
     ]);
-    const account = await client.login(username, password!, joinOptions(ctx));
+    const account = await client.login(username, password!, options);
     await publishKeyPackages(ctx, client);
     result(ctx, { account }, `logged in as ${accountLine(account)}`);
     return EXIT.ok;
@@ -162,6 +167,8 @@ export function passwd(ctx: Context): Promise<number> {
 export function recover(ctx: Context): Promise<number> {
   const username = ctx.args[0]!;
   ctx.username = username;
+  normalizeUsername(username, 'username');
+  const options = joinOptions(ctx);
   return withClient(ctx, async (client) => {
     await refuseIfLoggedIn(ctx, client);
     const [code, password] = await askSecrets(ctx, [
@@ -169,7 +176,7 @@ export function recover(ctx: Context): Promise<number> {
       { prompt: 'New password: ', confirm: 'Repeat the new password: ', what: 'new password' },
     ]);
     note(ctx, 'recovering the account...');
-    const account = await client.recover(username, code!, password!, joinOptions(ctx));
+    const account = await client.recover(username, code!, password!, options);
     await publishKeyPackages(ctx, client);
     result(
       ctx,

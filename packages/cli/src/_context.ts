@@ -1,5 +1,10 @@
 import { hostname } from 'node:os';
-import { type ClientOptions, type CofferClient, createClient } from '@coffer/sdk';
+import {
+  type ClientOptions,
+  type CofferClient,
+  createClient,
+  normalizeDeviceName,
+} from '@coffer/sdk';
 import { openNodeHome } from '@coffer/sdk/node';
 import { CliError, interrupted, usageError } from './_errors.js';
 import {
@@ -109,10 +114,14 @@ export function note(ctx: Context, text: string): void {
 
 /**
  * The options of a device joining an account (signup, login, recover, devices join): its
- * name, from --device-name, else the host name.
+ * name, from --device-name, else the host name. Called before any secret is asked: a
+ * --device-name the SDK would refuse (INVALID_ARGUMENT) fails here, not after the password.
  */
 export function joinOptions(ctx: Context): { deviceName?: string } {
-  if (ctx.deviceName !== undefined) return { deviceName: ctx.deviceName };
+  if (ctx.deviceName !== undefined) {
+    normalizeDeviceName(ctx.deviceName, 'device name');
+    return { deviceName: ctx.deviceName };
+  }
   const host = hostname().trim();
   // spec account-v1 §3.1: a name is 1 to 64 bytes; for anything else the SDK's default stands.
   return host !== '' && Buffer.byteLength(host) <= 64 ? { deviceName: host } : {};

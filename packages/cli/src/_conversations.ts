@@ -11,6 +11,7 @@ import {
   type ConversationInfo,
   type ConversationMessage,
   decodeAttachmentDescriptor,
+  normalizeUsername,
   SdkError,
 } from '@coffer/sdk';
 import { saveAttachment } from '@coffer/sdk/node';
@@ -34,6 +35,43 @@ const PROGRESS_EVERY_MS = 100;
 const BAR_WIDTH = 30;
 /** Messages coffer history shows without --limit. */
 const DEFAULT_HISTORY_LIMIT = 20;
+
+/**
+ * `work` (a call that looks `users` up on the server), with the server's NOT_FOUND for a name it
+ * does not know (the SDK's message names no one) reported as UNKNOWN_USER, naming them. In these
+ * calls the server answers NOT_FOUND only for a user or account it does not have; the SDK's own
+ * NOT_FOUNDs (no such conversation or member here) carry no HTTP status and pass unchanged.
+ */
+async function lookingUp<T>(users: readonly string[], work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (!SdkError.is(err, 'NOT_FOUND') || err.status !== 404 || users.length === 0) throw err;
+    throw new CliError(
+      'UNKNOWN_USER',
+      users.length === 1
+        ? `no account ${printable(users[0]!)} on this server`
+        : // The SDK looks them up one by one and does not say which one failed.
+          `no account on this server for one of: ${users.map(printable).join(', ')}`,
+    );
+  }
+}
+
+/** Whether `user` (a username or an account id, as USER arguments are) is this account. */
+function isMe(user: string, me: AccountInfo): boolean {
+  if (user === me.accountId) return true;
+  try {
+    return normalizeUsername(user) === me.username;
+  } catch {
+    return false;
+  }
+}
+
+/** "1 member", "3 members": member accounts, as conversations are counted everywhere here. */
+function memberCount(info: ConversationInfo): string {
+  const n = membersOf(info);
+  return `${n} ${n === 1 ? 'member' : 'members'}`;
+}
 
 /** Runs `fn` with the logged-in client; NOT_LOGGED_IN before anything else. */
 function withChat<T>(
@@ -102,6 +140,21 @@ function progressBar(ctx: Context, total: number): ((done: number) => void) & { 
   });
 }
 
+/** The size of the regular file at `path`; a usage error when there is none to read. */
+async function fileSize(path: string): Promise<number> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw usageError(`${printable(path)} is not a file`);
+    return info.size;
+  } catch (err) {
+    if (CliError.is(err)) throw err;
+    const code = (err as { code?: unknown }).code;
+    throw usageError(
+      `cannot read ${printable(path)} (${typeof code === 'string' ? code : 'i/o error'})`,
+    );
+  }
+}
+
 /**
  * Encrypts the file at `path` (read from disk as it goes), uploads it, and sends its reference
  * with the optional caption to the conversation.
@@ -111,20 +164,9 @@ async function sendFile(
   client: CofferClient,
   conversationId: string,
   path: string,
+  size: number,
   text: string | undefined,
 ): Promise<{ message: ConversationMessage; descriptor: AttachmentDescriptor }> {
-  let size: number;
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) throw usageError(`${printable(path)} is not a file`);
-    size = info.size;
-  } catch (err) {
-    if (CliError.is(err)) throw err;
-    const code = (err as { code?: unknown }).code;
-    throw usageError(
-      `cannot read ${printable(path)} (${typeof code === 'string' ? code : 'i/o error'})`,
-    );
-  }
   const name = safeFileName(basename(path), 'file');
   const progress = progressBar(ctx, size);
   let message: ConversationMessage;
@@ -142,14 +184,31 @@ async function sendFile(
   return { message, descriptor };
 }
 
-/** How a conversation is named in output: a group's name, the other account of a direct one. */
+/**
+ * How a conversation is named in output: a group's name, the other account of a direct one
+ * (its id once the other has left it).
+ */
 function labelOf(info: ConversationInfo | undefined, id: string, me: AccountInfo): string {
   if (!info) return id;
   if (info.kind === 'direct') {
-    const other = info.members.find((m) => m.accountId !== me.accountId);
+    const other = otherOf(info, me);
     return other ? printable(other.username ?? other.accountId) : id;
   }
   return info.name === '' ? id : printable(info.name);
+}
+
+/** The other account of a direct conversation; undefined once it has left. */
+function otherOf(info: ConversationInfo, me: AccountInfo) {
+  return info.members.find((m) => m.accountId !== me.accountId);
+}
+
+/** A conversation in a sentence: the group "team" (ID), the conversation with bob (ID). */
+function describe(info: ConversationInfo, me: AccountInfo): string {
+  if (info.kind !== 'direct') return `the group ${quoted(info.name)} (${info.id})`;
+  // Left by the other account: "with <its own id>" would read as if that were someone.
+  return otherOf(info, me)
+    ? `the conversation with ${labelOf(info, info.id, me)} (${info.id})`
+    : `the conversation ${info.id}`;
 }
 
 export function send(ctx: Context): Promise<number> {
@@ -158,28 +217,44 @@ export function send(ctx: Context): Promise<number> {
   if (!byGroup && first === undefined)
     throw usageError('missing USER (or --group ID)', 'usage: coffer send USER [TEXT]');
   if (byGroup && second !== undefined)
+    // Not echoed: the words are most likely the message itself, typed without quotes.
     throw usageError(
-      `with --group the group is the recipient: give only the TEXT, not ${printable(first!)} and ${printable(second)}`,
+      'unexpected argument (not shown): with --group the group is the recipient, and TEXT is one argument',
       'usage: coffer send --group ID [TEXT] (quote a text with spaces)',
     );
   const user = byGroup ? undefined : first;
   const text = byGroup ? first : second;
   return withChat(ctx, async (client, me) => {
-    // The conversation first: an unknown user fails before a large upload.
+    // What this machine can check comes first: a file that is not there, or an empty message,
+    // must not start a conversation (the other side would see it appear) before it fails.
+    let size: number | undefined;
+    let body: string | undefined;
+    if (ctx.file !== undefined) {
+      if (text === '') throw usageError('the caption is empty', 'leave TEXT out, or write some');
+      size = await fileSize(ctx.file);
+    } else {
+      body = text ?? (await readMessage(ctx));
+      if (body === '') throw usageError('the message is empty', 'write TEXT, or pipe it on stdin');
+    }
+    // Then the conversation: an unknown user fails before a large upload.
     const conversation =
       user === undefined
         ? await client.conversations.get(ctx.group!)
-        : await client.conversations.direct(user);
+        : await lookingUp([user], client.conversations.direct(user));
     let message: ConversationMessage;
     let descriptor: AttachmentDescriptor | undefined;
     if (ctx.file !== undefined) {
-      if (text === '') throw usageError('the caption is empty', 'leave TEXT out, or write some');
       // The descriptor (it holds the file's key) travels inside the end-to-end encrypted message.
-      ({ message, descriptor } = await sendFile(ctx, client, conversation.id, ctx.file, text));
+      ({ message, descriptor } = await sendFile(
+        ctx,
+        client,
+        conversation.id,
+        ctx.file,
+        size!,
+        text,
+      ));
     } else {
-      const body = text ?? (await readMessage(ctx));
-      if (body === '') throw usageError('the message is empty', 'write TEXT, or pipe it on stdin');
-      message = await client.conversations.send(conversation.id, body);
+      message = await client.conversations.send(conversation.id, body!);
     }
     const to =
       conversation.kind === 'direct'
@@ -395,17 +470,17 @@ export function messages(ctx: Context): Promise<number> {
         case 'joined':
         case 'changed': {
           const info = event.conversation;
+          // The account's own conversation, which carries history to its new devices, is the
+          // SDK's business: never listed (groups), so never reported either.
+          if (info.kind === 'self') return;
           infos.set(info.id, info);
-          const what =
-            info.kind === 'direct'
-              ? `the conversation with ${labelOf(info, info.id, me)} (${info.id})`
-              : `the group ${quoted(info.name)} (${info.id})`;
+          const what = describe(info, me);
           await written(
             ctx,
             { type: event.type, conversation: infoJson(info) },
             event.type === 'joined'
-              ? `joined ${what}, ${membersOf(info)} members`
-              : `${what} changed: ${membersOf(info)} members${info.active ? '' : ', this device is no longer in it'}`,
+              ? `joined ${what}, ${memberCount(info)}`
+              : `${what} changed: ${memberCount(info)}${info.active ? '' : ', this device is no longer in it'}`,
           );
           return;
         }
@@ -462,8 +537,17 @@ export function messages(ctx: Context): Promise<number> {
     // (| head -1 done reading) stops it with OUTPUT_FAILED before anything more is taken.
     // Following: woken by the server's push over its event socket, with the interval as the
     // fallback; a server that went away for a moment is waited for, not fatal.
+    // A server that cannot be reached (or says to slow down) is said once, not at every retry:
+    // `failing` holds that error's code until a fetch works again.
+    let failing: string | undefined;
     while (!signal?.aborted) {
       try {
+        if (failing !== undefined) {
+          // Still failing? One plain fetch tells, quietly; following resumes once it works.
+          for (const event of await client.conversations.sync()) await onEvent(event);
+          failing = undefined;
+          note(ctx, 'fetching messages again');
+        }
         const events = client.conversations.follow({
           intervalMs: FOLLOW_INTERVAL_MS,
           ...(signal ? { signal } : {}),
@@ -479,10 +563,12 @@ export function messages(ctx: Context): Promise<number> {
           MAX_RETRY_WAIT_MS,
           Math.max(FOLLOW_INTERVAL_MS, (err.retryAfter ?? 0) * 1000),
         );
-        note(
-          ctx,
-          `warning: could not fetch messages (${err.code}); trying again${wait > FOLLOW_INTERVAL_MS ? ` in ${Math.ceil(wait / 1000)} s` : ''}`,
-        );
+        if (err.code !== failing)
+          note(
+            ctx,
+            `warning: could not fetch messages (${err.code}); trying again${wait > FOLLOW_INTERVAL_MS ? ` in ${Math.ceil(wait / 1000)} s` : ' every second'}`,
+          );
+        failing = err.code;
         await sleep(wait, signal);
       }
     }
@@ -509,7 +595,7 @@ export function history(ctx: Context): Promise<number> {
   return withChat(ctx, async (client, me) => {
     const conversation = byGroup
       ? await client.conversations.get(ctx.group!)
-      : await client.conversations.find(user!);
+      : await lookingUp([user!], client.conversations.find(user!));
     if (!conversation)
       throw new SdkError(
         'NOT_FOUND',
@@ -544,7 +630,7 @@ export function history(ctx: Context): Promise<number> {
 // ---- groups ----------------------------------------------------------------------------------
 
 function groupLine(info: ConversationInfo): string {
-  return `${quoted(info.name)} (${info.id}), ${membersOf(info)} members`;
+  return `${quoted(info.name)} (${info.id}), ${memberCount(info)}`;
 }
 
 export function groupsList(ctx: Context): Promise<number> {
@@ -553,7 +639,11 @@ export function groupsList(ctx: Context): Promise<number> {
     const rows = list.map((c) => [
       c.id,
       c.kind,
-      c.kind === 'direct' ? `(with ${labelOf(c, c.id, me)})` : printable(c.name),
+      c.kind !== 'direct'
+        ? printable(c.name)
+        : otherOf(c, me)
+          ? `(with ${labelOf(c, c.id, me)})`
+          : '(with no one now)',
       String(membersOf(c)),
       c.active ? 'yes' : 'no',
     ]);
@@ -571,7 +661,10 @@ export function groupsList(ctx: Context): Promise<number> {
 export function groupsCreate(ctx: Context): Promise<number> {
   const [name, ...users] = ctx.args;
   return withChat(ctx, async (client) => {
-    const info = await client.conversations.create({ name: name!, members: users });
+    const info = await lookingUp(
+      users,
+      client.conversations.create({ name: name!, members: users }),
+    );
     result(ctx, { conversation: infoJson(info) }, `created the group ${groupLine(info)}`);
     return EXIT.ok;
   });
@@ -580,7 +673,7 @@ export function groupsCreate(ctx: Context): Promise<number> {
 export function groupsAdd(ctx: Context): Promise<number> {
   const [id, ...users] = ctx.args;
   return withChat(ctx, async (client) => {
-    const info = await client.conversations.add(id!, users);
+    const info = await lookingUp(users, client.conversations.add(id!, users));
     result(ctx, { conversation: infoJson(info) }, `added to the group ${groupLine(info)}`);
     return EXIT.ok;
   });
@@ -588,8 +681,14 @@ export function groupsAdd(ctx: Context): Promise<number> {
 
 export function groupsRemove(ctx: Context): Promise<number> {
   const [id, ...users] = ctx.args;
-  return withChat(ctx, async (client) => {
-    const info = await client.conversations.remove(id!, users);
+  return withChat(ctx, async (client, me) => {
+    // The SDK's refusal names its own API ("use leave()"): say it in commands.
+    if (users.some((u) => isMe(u, me)))
+      throw usageError(
+        'groups remove takes other members: you leave a group yourself',
+        `coffer groups leave ${printable(id!)}`,
+      );
+    const info = await lookingUp(users, client.conversations.remove(id!, users));
     result(ctx, { conversation: infoJson(info) }, `removed from the group ${groupLine(info)}`);
     return EXIT.ok;
   });
@@ -611,13 +710,13 @@ export function groupsRename(ctx: Context): Promise<number> {
 
 export function groupsLeave(ctx: Context): Promise<number> {
   const [id] = ctx.args;
-  return withChat(ctx, async (client) => {
+  return withChat(ctx, async (client, me) => {
     const info = await client.conversations.get(id!);
     await client.conversations.leave(id!);
     result(
       ctx,
       { left: { conversationId: info.id } },
-      `asked to leave the group ${quoted(info.name)} (${info.id}); the others' devices carry it out`,
+      `asked to leave ${describe(info, me)}; the others' devices carry it out`,
     );
     return EXIT.ok;
   });

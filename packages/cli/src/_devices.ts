@@ -127,13 +127,15 @@ async function readLinkCode(ctx: Context): Promise<string> {
 
 /** `devices join`, on the new device: reads the code and waits for the other device. */
 export function joinLink(ctx: Context): Promise<number> {
+  // A --device-name the SDK would refuse fails before the code is asked for (and spent).
+  const options = joinOptions(ctx);
   return withClient(ctx, async (client) => {
     await refuseIfLoggedIn(ctx, client);
     // The SDK's parser takes a code typed with spaces or dashes, and the QR payload.
     const code = await readLinkCode(ctx);
     note(ctx, 'joining; waiting for the other device to confirm this one...');
     const account = await client.devices.joinByLink(code, {
-      ...joinOptions(ctx),
+      ...options,
       ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
     });
     ctx.username = account.username;

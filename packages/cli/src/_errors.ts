@@ -9,6 +9,7 @@ export const CLI_ERROR_CODES = [
   'USAGE',
   'PASSWORD_MISMATCH',
   'UNKNOWN_DEVICE',
+  'UNKNOWN_USER',
   'COMMIT_NOT_ALLOWED',
   'INTERRUPTED',
   'OUTPUT_FAILED',
@@ -63,9 +64,10 @@ export function hintFor(code: string, context: HintContext): string | undefined 
     case 'NETWORK':
       return `is the server at ${context.server} running? start it with npm start, or pass --server URL`;
     case 'INVALID_CREDENTIALS':
-      return context.command === 'recover'
-        ? 'check the username and the recovery code'
-        : 'check the username and password';
+      if (context.command === 'recover') return 'check the username and the recovery code';
+      // passwd is asked no username: the current password is what was wrong.
+      if (context.command === 'passwd') return 'check the current password';
+      return 'check the username and password';
     case 'REAUTH_REQUIRED':
       return `log in again (coffer logout, then coffer login ${user}) and retry`;
     case 'RATE_LIMITED':
@@ -92,7 +94,7 @@ export function hintFor(code: string, context: HintContext): string | undefined 
       if (context.command.startsWith('devices'))
         return 'coffer devices lists the devices of the account';
       if (context.command.startsWith('groups') || context.command === 'send')
-        return 'coffer groups lists the conversations of this device; a user must have logged in once since conversations exist';
+        return 'coffer groups lists the conversations of this device';
       return undefined;
     case 'OUTPUT_FAILED':
       // Only coffer messages acknowledges what it fetched; coffer history's is stored here.
@@ -109,6 +111,8 @@ export function hintFor(code: string, context: HintContext): string | undefined 
       return "the account's stored files reached the server's quota";
     case 'UNKNOWN_DEVICE':
       return 'coffer devices lists the devices of the account';
+    case 'UNKNOWN_USER':
+      return `check the spelling, and that they signed up on ${context.server}`;
     case 'TOO_MANY_DEVICES':
       return 'an account holds at most 64 devices: revoke one you no longer use (coffer devices revoke ID)';
     case 'CONFLICT':

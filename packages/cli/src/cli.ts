@@ -175,6 +175,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           `unexpected argument (not shown: coffer ${spec.name} takes no ${secret} on the command line, where the process list and the shell history would keep it)`,
           `${usageHint(spec)}; the ${secret} is asked for without echo, or read with --password-stdin`,
         );
+      // Not echoed either: a word too many for send is most likely the message, unquoted.
+      if (spec.name === 'send')
+        throw usageError(
+          'unexpected argument (not shown): TEXT is one argument',
+          `${usageHint(spec)} (quote a text with spaces)`,
+        );
       throw usageError(`unexpected argument ${printable(args[spec.maxArgs]!)}`, usageHint(spec));
     }
 
@@ -238,6 +244,9 @@ function report(err: unknown, io: CliIo, json: boolean, context: HintContext): n
       ? err.message.slice(err.operation.length + 2)
       : err.message;
     retryAfter = err.retryAfter;
+    if (code === 'INVALID_CREDENTIALS' && context.command === 'recover')
+      // The SDK's "wrong username or password": what recover was given is a recovery code.
+      message = 'wrong username or recovery code';
     if (err.detail === 'COMMIT_NOT_ALLOWED') {
       // The conversation's rules refused our own change: not a matter of logging in again.
       code = 'COMMIT_NOT_ALLOWED';

@@ -108,7 +108,7 @@ describe('usage errors: status 2, a message and a hint on stderr, nothing on std
     [['devices', 'revoke'], 'missing ID', 'usage: coffer devices revoke ID'],
     [
       ['send', 'bob', 'hi', '--group', 'g'],
-      'with --group the group is the recipient: give only the TEXT, not bob and hi',
+      'unexpected argument (not shown): with --group the group is the recipient, and TEXT is one argument',
       'usage: coffer send --group ID [TEXT]',
     ],
     [['devices', 'revoke', 'a', 'b'], 'unexpected argument b', 'usage: coffer devices revoke ID'],
