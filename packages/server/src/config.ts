@@ -89,6 +89,28 @@ function port(text: string, where: string): number {
 }
 
 /**
+ * parseArgs's refusal in this program's words (lowercase, STYLE.md), naming an option but never
+ * echoing an argument that is not one: it may be a secret typed in the wrong place (a database
+ * URL with its password).
+ */
+function argumentError(err: unknown): string {
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  const text = typeof message === 'string' ? message : '';
+  // Node quotes the option's name (without any =value) first: "Unknown option '--x'".
+  const name = /'(-[^' <]*)/.exec(text)?.[1] ?? 'an option';
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option ${name} (see --help)`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return `option ${name} needs a value`;
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return 'unexpected argument (not shown): coffer-server takes options only (see --help)';
+    default:
+      return 'cannot read the command line (see --help)';
+  }
+}
+
+/**
  * Reads the configuration from command-line flags and environment variables.
  *
  * @throws {ConfigError} for an unknown flag or a malformed value (the message names it).
@@ -119,7 +141,7 @@ export function loadConfig(
       allowPositionals: false,
     }));
   } catch (err) {
-    throw new ConfigError((err as Error).message.split('\n')[0]!);
+    throw new ConfigError(argumentError(err));
   }
   const flag = (name: string) => values[name] as string | undefined;
   const pick = (name: string, variable: string) => {
