@@ -1286,7 +1286,13 @@ class Conversations {
         return { deviceId: str(o, 'deviceId'), keyPackage: bytes(o, 'keyPackage') };
       }),
     );
-    const body = await this.#manifestOf(accountId, true);
+    let body = await this.#manifestOf(accountId, true);
+    // A device the account added since we last looked (a manifest checked within
+    // MANIFEST_TTL_MS is not fetched again): look again once, as a credential check does, before
+    // calling the server's offer a device the account does not list.
+    if (entries.some((e) => !body.devices.some((d) => d.id === e.deviceId))) {
+      body = await this.#manifestOf(accountId, 'now');
+    }
     const out: Uint8Array[] = [];
     const seen = new Set<string>();
     for (const e of entries) {
@@ -1458,6 +1464,15 @@ class Conversations {
     }>,
   ): Promise<MlsGroup> {
     const engine = await this.#engineFor();
+    if ((await this.#readGroup(groupId))?.pending) {
+      // An earlier commit of ours is unsettled (its answer lost, a crash, a write that failed),
+      // and the server may have taken it. This one's pending would replace it in the record: a
+      // crash or failed write before this one's answer lost the commit the group is at, its
+      // state and its Welcome with it (the devices it added never routed, so every member's
+      // send refused). The queue pass, scanning again, settles it first.
+      this.#scanFor = undefined;
+      await this.#syncNow();
+    }
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
       // What the commit needs of the old epoch is read before `make` moves past it: the engine
@@ -1521,13 +1536,30 @@ class Conversations {
         ...(welcome ? { welcome } : {}),
       };
       delete next.pending; // taken; an older one left unsettled lost to it (same epoch)
-      await this.#writeGroup(groupId, next);
+      await this.#writeOrRescan(groupId, next);
       try {
         await this.#sendWelcome(groupId, next);
       } catch {
         this.#scanFor = undefined; // the commit is in; the next sync posts the Welcome again
       }
       return out.group;
+    }
+  }
+
+  /**
+   * Writes the record of a commit the server took. Until this write lands, the stored record
+   * holds the commit as pending, and only the scan of #syncNow settles a pending commit — once
+   * per process. So a write that fails here (the commit's Welcome still in the pending, never
+   * posted: the added devices stay unrouted and every member's send is refused) makes the next
+   * sync scan again; left to a later process, this one's next conflict would rejoin by an
+   * external commit and drop the pending commit, its Welcome with it, for good.
+   */
+  async #writeOrRescan(groupId: string, record: GroupRecord): Promise<void> {
+    try {
+      await this.#writeGroup(groupId, record);
+    } catch (err) {
+      this.#scanFor = undefined;
+      throw err;
     }
   }
 
@@ -1686,10 +1718,16 @@ class Conversations {
       // stranger can fill a device's welcome cap, so dropping on QUEUE_FULL would let anyone
       // stop a real add for good (the group then cannot send until the device is removed).
       if (!refusedByServer(err) || welcomeMayPassLater(err)) throw err;
-      // Refused for good: dropped, and said, rather than tried again at every sync.
-      this.#unreported.push(
-        this.#errorEvent(groupId, 'WELCOME_REFUSED', 'the server refused a welcome', err),
-      );
+      // The group is past the Welcome's epoch: this one was posted before, and only the write
+      // that cleared it failed (or a crash came first). Nothing moves a group on while a
+      // Welcome is owed: every commit names the newcomers, and the server refuses recipients
+      // it does not route (RECIPIENT_UNROUTED) until their Welcome is in. Dropped in silence.
+      if (!SdkError.is(err) || err.serverCode !== 'EPOCH_CONFLICT') {
+        // Refused for good: dropped, and said, rather than tried again at every sync.
+        this.#unreported.push(
+          this.#errorEvent(groupId, 'WELCOME_REFUSED', 'the server refused a welcome', err),
+        );
+      }
     }
     const latest = (await this.#readGroup(groupId)) ?? record;
     const next = { ...latest };
@@ -1858,7 +1896,7 @@ class Conversations {
       else this.#scanFor = undefined; // outcome unknown: the next sync settles it
       throw err;
     }
-    await this.#writeGroup(groupId, {
+    await this.#writeOrRescan(groupId, {
       ...before,
       ...(groupKey ? { key: groupKey } : {}),
       state: engine.exportState(out.group),
@@ -2183,11 +2221,18 @@ class Conversations {
   async leave(groupId: string): Promise<void> {
     this.#op = 'conversations.leave';
     checkGroupId(groupId);
+    await this.#askToLeave(groupId);
+  }
+
+  /** Posts a request to leave (a proposal removing this device); another member commits it. */
+  async #askToLeave(groupId: string): Promise<void> {
     const engine = await this.#engineFor();
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
       const epoch = Number(group.epoch);
       const recipients = await this.#recipients(group);
+      // Asked before, and not yet committed here: that request may have reached the others.
+      const askedBefore = leaving(engine, group);
       const out = await this.#guard(() => engine.proposeLeave(group));
       // The proposal used a key of this device's ratchet: save before posting.
       const saved: GroupRecord = { ...record, state: engine.exportState(out.group) };
@@ -2200,11 +2245,17 @@ class Conversations {
           await this.#catchUpAfterConflict(groupId, epoch, attempt);
           continue;
         }
-        if (refusedByServer(err)) {
+        // Not when an earlier request is pending: withdrawLeave takes back every request of
+        // this device, and the earlier one may be out (its commit, naming it, would then not
+        // process here: the device would miss its own removal). It stays asked, as it was.
+        if (refusedByServer(err) && !askedBefore) {
           // Nobody received it: take the request back (its ratchet key stays spent), so the
           // device goes on as a member instead of waiting for a commit of a removal never sent.
           const withdrawn = engine.withdrawLeave(out.group);
           await this.#writeGroup(groupId, { ...saved, state: engine.exportState(withdrawn) });
+        } else {
+          // Maybe sent, maybe not: the next sync's scan asks again (#askAgainToLeave).
+          this.#scanFor = undefined;
         }
         throw err;
       }
@@ -2293,7 +2344,10 @@ class Conversations {
       const next: GroupRecord = {
         ...record,
         state: engine.exportState(out.group),
-        tail: keep ? [...record.tail, stored] : record.tail,
+        // Unconfirmed until the server's answer: a crash before it (the request never sent, or
+        // its answer lost) leaves a message whose outcome nobody knows, and it must not show as
+        // sent then. Confirmed by a second write once the server took it.
+        tail: keep ? [...record.tail, { ...stored, u: 1 }] : record.tail,
         sent,
         out: n,
       };
@@ -2315,6 +2369,14 @@ class Conversations {
           continue;
         }
         throw err;
+      }
+      if (keep) {
+        try {
+          await this.#writeGroup(groupId, { ...next, tail: [...record.tail, stored] });
+        } catch {
+          // The message went out: failing the send now would have the app send it again. It
+          // stays marked unconfirmed, which a failing store cannot make untrue.
+        }
       }
       if (sent >= this.#options.selfUpdateAfterMessages) await this.#renew(groupId);
       return this.#message(groupId, stored);
@@ -2436,6 +2498,35 @@ class Conversations {
   async #catchUp(): Promise<void> {
     await this.#syncNow();
     await this.#commitLeaveRequests();
+    await this.#askAgainToLeave();
+  }
+
+  /** Conversations where the scan found this device asking to leave, uncommitted. */
+  readonly #askedToLeave = new Set<string>();
+
+  /**
+   * Posts again the requests to leave that may never have gone out. A request is saved with
+   * the ratchet step it took before it is posted, so a crash (or a lost answer) in between
+   * left the device waiting for a removal nobody was asked for: unable to send, and listed as
+   * a member by everyone else, until another member happened to commit. Asking twice is
+   * harmless (the commit removes the device once), and a request the queue pass saw committed,
+   * or voided by a commit of another epoch, is not asked again.
+   */
+  async #askAgainToLeave(): Promise<void> {
+    const ids = [...this.#askedToLeave];
+    this.#askedToLeave.clear();
+    const engine = await this.#engineFor();
+    for (const id of ids) {
+      const record = await this.#readGroup(id);
+      const group = record ? engine.importState(record.state) : undefined;
+      if (!group?.active || !leaving(engine, group)) continue;
+      try {
+        await this.#askToLeave(id);
+      } catch (err) {
+        if (SdkError.is(err, 'STORE_CORRUPT')) throw err;
+        // The network, the server: #askToLeave had the next scan find it again.
+      }
+    }
   }
 
   /** Conversations where a member asked to leave during the last queue pass. */
@@ -2505,6 +2596,11 @@ class Conversations {
         const record = stored?.welcome ? await this.#readGroup(id) : stored;
         const moved = record ? await this.#checkPending(id, record) : undefined;
         if (moved !== undefined) unsettled.set(id, moved);
+        if (record) {
+          const engine = await this.#engineFor();
+          const group = this.#stored(`group/${id}`, () => engine.importState(record.state));
+          if (group.active && leaving(engine, group)) this.#askedToLeave.add(id);
+        }
       }
       this.#scanFor = again ? undefined : accountId;
     }
@@ -2906,20 +3002,36 @@ class Conversations {
         }),
       },
     ];
-    const existing = index.groups.includes(entry.groupId)
-      ? await this.#readGroup(entry.groupId)
-      : undefined;
+    // The stored record whether the index lists it or not: a join cut short between storing
+    // the group and listing it (a failed write, a crash) left one that this device may have
+    // used since (sent from it, asked to leave it: calls take any stored conversation). Joined
+    // afresh over it, the ratchet went back to where the Welcome put it, and the next message
+    // was encrypted again with a key and nonce already used.
+    const existing = await this.#readGroup(entry.groupId);
+    // Before the last entry of the group this device handled: delivered again (the pass that
+    // handled both was cut short before its acknowledgement, by a failed write or a crash).
+    // Opened again, its key package was gone by then (KEY_PACKAGE_USED), or its epoch was past
+    // (WELCOME_REPLAYED) once a later entry had removed this device: errors for nothing.
+    if (existing && entry.cursor < existing.cursor) return [];
     const packages = await this.#keyPackages();
     const earlier = existing ? engine.importState(existing.state) : undefined;
     if (earlier?.active) {
       // A duplicate. Delivered again after a crash (or a failed write) between storing the
-      // group and deleting the key package it used: delete that now. That join never returned
-      // its event (it failed at that write): it is reported now.
-      if (existing?.cursor === entry.cursor) {
+      // group and listing it or deleting the key package it used: done now. That join never
+      // returned its event (it failed at that write): it is reported now.
+      const unlisted = !index.groups.includes(entry.groupId);
+      if (unlisted || existing?.cursor === entry.cursor) {
+        if (unlisted) {
+          index.groups.push(entry.groupId);
+          await this.#writeIndex(index);
+        }
         const opened = await this.#openWelcome(engine, entry.message, packages);
-        if (opened && !opened.lastResort) {
+        const used = opened !== undefined && !opened.lastResort;
+        if (used) {
           packages.delete(opened.ref);
           await this.#writeKeyPackages(packages);
+        }
+        if (used || unlisted) {
           const joined = await this.#infoOf(entry.groupId, earlier);
           return joined.kind === 'self' ? [] : [{ type: 'joined', conversation: joined }];
         }

@@ -102,6 +102,7 @@ export interface LocalState {
  */
 export async function openLocalState(store: LocalStore, storeKey: Uint8Array): Promise<LocalState> {
   const op = 'localState.open';
+  const io = typedStore(store);
   if (!(storeKey instanceof Uint8Array) || storeKey.length !== STORE_KEY_LENGTH) {
     throw new SdkError(
       'INVALID_ARGUMENT',
@@ -112,7 +113,7 @@ export async function openLocalState(store: LocalStore, storeKey: Uint8Array): P
   const raw = await hkdf(storeKey, { label: STORE_KEY_LABEL, length: 32 });
   const key = await importAeadKey(raw, { id: 'sdk-store' });
   wipe(raw);
-  const records = recordLayer(store, key);
+  const records = recordLayer(io, key);
 
   const readIndex = async (): Promise<Map<string, string>> => {
     const obj = await records.read('index');
@@ -153,7 +154,7 @@ export async function openLocalState(store: LocalStore, storeKey: Uint8Array): P
       });
     },
     async deleteSession() {
-      await store.delete('session');
+      await io.delete('session');
     },
     async readAccount(accountId) {
       const name = accountRecordName(accountId);
@@ -195,7 +196,7 @@ export async function openLocalState(store: LocalStore, storeKey: Uint8Array): P
     writeRecord: (name, fields) => records.write(name, fields),
     async deleteRecord(name) {
       checkRecordName('localState.delete', name);
-      await store.delete(name);
+      await io.delete(name);
     },
     async forgetAccount(accountId) {
       const index = await readIndex();
@@ -207,10 +208,35 @@ export async function openLocalState(store: LocalStore, storeKey: Uint8Array): P
         }
       }
       if (changed) await writeIndex(index);
-      await store.delete(accountRecordName(accountId));
+      await io.delete(accountRecordName(accountId));
     },
   };
   return state;
+}
+
+/**
+ * The caller's store with its own failures typed: an adapter throws what its platform throws
+ * (IndexedDB a DOMException for a full quota, a keystore its own errors), and every error that
+ * leaves the SDK is an SdkError — here STORE_UNAVAILABLE, the adapter's error as its cause.
+ */
+function typedStore(store: LocalStore): Pick<LocalStore, 'get' | 'put' | 'delete'> {
+  const typed =
+    <A extends unknown[], T>(operation: string, call: (...args: A) => Promise<T>) =>
+    async (...args: A): Promise<T> => {
+      try {
+        return await call(...args);
+      } catch (err) {
+        if (err instanceof SdkError) throw err;
+        throw new SdkError('STORE_UNAVAILABLE', operation, 'the local store failed', {
+          cause: err,
+        });
+      }
+    };
+  return {
+    get: typed('localStore.get', (name: string) => store.get(name)),
+    put: typed('localStore.put', (name: string, value: Uint8Array) => store.put(name, value)),
+    delete: typed('localStore.delete', (name: string) => store.delete(name)),
+  };
 }
 
 function accountRecordName(accountId: string): string {
@@ -236,7 +262,7 @@ interface RecordLayer {
   parse<T>(name: string, reader: () => T): T;
 }
 
-function recordLayer(store: LocalStore, key: AeadKey): RecordLayer {
+function recordLayer(store: Pick<LocalStore, 'get' | 'put'>, key: AeadKey): RecordLayer {
   const corrupt = (name: string, cause?: unknown) =>
     new SdkError('STORE_CORRUPT', 'localState.read', `record ${name} is corrupt`, { cause });
   const parse = <T>(name: string, reader: () => T): T => {

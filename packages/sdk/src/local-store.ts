@@ -7,7 +7,8 @@ import { SdkError } from './errors.js';
  * `@coffer/sdk/node`), the platform keystore on mobile.
  *
  * Record names are short printable ASCII strings (at most {@link MAX_RECORD_NAME_LENGTH}
- * characters) such as `session` or `account/<id>`.
+ * characters) such as `session` or `account/<id>`. A method may fail with whatever its platform
+ * throws: the client reports it as `STORE_UNAVAILABLE`, with that error as its cause.
  *
  * @example
  * ```ts
