@@ -1475,6 +1475,15 @@ class Conversations {
     }
     for (let attempt = 0; ; attempt++) {
       const { record, group } = await this.#load(groupId);
+      // MLS lets no member commit while its own removal is proposed (the commit would carry
+      // it): refused here, in words, instead of as a message the engine rejects.
+      if (leaving(engine, group)) {
+        throw new SdkError(
+          'NOT_FOUND',
+          this.#op,
+          'this device asked to leave the conversation: it changes nothing there any more',
+        );
+      }
       // What the commit needs of the old epoch is read before `make` moves past it: the engine
       // refuses a handle an operation has replaced.
       const epoch = Number(group.epoch);
@@ -2471,9 +2480,21 @@ class Conversations {
   }
 
   takeUnreported(): ConversationEvent[] {
-    const events = this.#unreported;
-    this.#unreported = [];
+    const events = this.#reportable();
     this.#emit(events);
+    return events;
+  }
+
+  /**
+   * The events found since the last report, taken. Those of the account's own conversation
+   * (which carries history to its new devices: never listed, never the app's) stay inside,
+   * wherever in the SDK they were found (a revoked device taken out of it, a key renewal).
+   */
+  #reportable(): ConversationEvent[] {
+    const events = this.#unreported.filter(
+      (e) => !('conversation' in e && e.conversation.kind === 'self'),
+    );
+    this.#unreported = [];
     return events;
   }
 
@@ -2485,8 +2506,7 @@ class Conversations {
     await this.#reconcileOwnDevices();
     await this.#removeRevokedContacts();
     await this.#renewStale();
-    const events = this.#unreported;
-    this.#unreported = [];
+    const events = this.#reportable();
     this.#emit(events);
     return events;
   }

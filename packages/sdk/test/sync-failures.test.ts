@@ -326,6 +326,15 @@ describe('a device that asked to leave', () => {
     await expect(bob.client.conversations.send(team.id, 'still here?')).rejects.toSatisfy((e) =>
       SdkError.is(e, 'NOT_FOUND'),
     );
+    // Nor changes the group: refused by the device itself, not as data that does not verify.
+    for (const change of [
+      () => bob.client.conversations.rename(team.id, 'Mine now'),
+      () => bob.client.conversations.remove(team.id, [alice.name]),
+    ]) {
+      await expect(change()).rejects.toSatisfy(
+        (e) => SdkError.is(e, 'NOT_FOUND') && /asked to leave/.test(e.message),
+      );
+    }
     // Alice's next sync commits the removal; Bob sees he is out.
     await alice.client.conversations.sync();
     await bob.client.conversations.sync();
