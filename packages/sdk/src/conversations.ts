@@ -1165,7 +1165,22 @@ class Conversations {
       }
     }
     if (username === null) throw new SdkError('INVALID_USERNAME', this.#op, 'not a valid username');
-    const res = await this.#request('GET', `/v1/users/${encodeURIComponent(username)}`);
+    let res: JsonObject;
+    try {
+      res = await this.#request('GET', `/v1/users/${encodeURIComponent(username)}`);
+    } catch (err) {
+      // The server's 404 says only "not found": say what was not (the name stays out of the
+      // message, which apps may log; the caller knows which name it passed).
+      if (SdkError.is(err, 'NOT_FOUND') && err.status === 404) {
+        throw new SdkError('NOT_FOUND', this.#op, 'no account by that username on this server', {
+          cause: err,
+          status: 404,
+          serverCode: err.serverCode,
+          detail: 'UNKNOWN_USER',
+        });
+      }
+      throw err;
+    }
     const accountId = this.#shape('user lookup', () => str(res, 'accountId'));
     if (!isId(accountId)) throw this.#violation('MALFORMED_RESPONSE', 'malformed account id');
     await this.#remember(accountId, username);

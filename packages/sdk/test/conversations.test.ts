@@ -172,6 +172,23 @@ describe('conversations', () => {
     expect((await alice.client.conversations.list()).map((c) => c.id)).toEqual([club.id]);
   });
 
+  test('a username nobody has is NOT_FOUND that says so, for every call that takes users', async () => {
+    const alice = await signup('alice');
+    const team = await alice.client.conversations.create({ name: 'T' });
+    const missing = username('nobody');
+    for (const call of [
+      () => alice.client.conversations.direct(missing),
+      () => alice.client.conversations.create({ name: 'U', members: [missing] }),
+      () => alice.client.conversations.add(team.id, [missing]),
+    ]) {
+      const err = await call().catch((e: unknown) => e);
+      expect(SdkError.is(err, 'NOT_FOUND'), String(err)).toBe(true);
+      expect((err as SdkError).message).toMatch(/no account by that username/);
+      expect((err as SdkError).message).not.toContain(missing);
+      expect((err as SdkError).status).toBe(404);
+    }
+  });
+
   test('a username that also reads as an account id is found as the username', async () => {
     // 22 characters of base64url ending in "g": the very shape of an account id.
     const name = `id-shaped-${Math.random().toString(36).slice(2, 13).padEnd(11, '0')}g`;
