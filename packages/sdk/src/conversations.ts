@@ -2538,6 +2538,8 @@ class Conversations {
 
   /** Conversations where the scan found this device asking to leave, uncommitted. */
   readonly #askedToLeave = new Set<string>();
+  /** Conversations where a commit voided this device's request to leave (see #handle). */
+  readonly #leaveVoided = new Set<string>();
 
   /**
    * Posts again the requests to leave that may never have gone out. A request is saved with
@@ -2549,12 +2551,18 @@ class Conversations {
    */
   async #askAgainToLeave(): Promise<void> {
     const ids = [...this.#askedToLeave];
+    const voided = new Set(this.#leaveVoided);
     this.#askedToLeave.clear();
+    this.#leaveVoided.clear();
     const engine = await this.#engineFor();
-    for (const id of ids) {
+    for (const id of new Set([...ids, ...voided])) {
       const record = await this.#readGroup(id);
       const group = record ? engine.importState(record.state) : undefined;
-      if (!group?.active || !leaving(engine, group)) continue;
+      if (!group?.active) continue;
+      // Found pending by the scan (maybe never posted): asked again while still pending.
+      // Voided by a commit: asked again unless a new request was made since.
+      const pending = leaving(engine, group);
+      if (voided.has(id) ? pending : !pending) continue;
       try {
         await this.#askToLeave(id);
       } catch (err) {
@@ -2762,6 +2770,8 @@ class Conversations {
     const engine = await this.#engineFor();
     const group = engine.importState(record.state);
     if (!group.active) return [];
+    // This device asked to leave in this epoch (see the commit case below).
+    const wasLeaving = leaving(engine, group);
     const identities = (g: MlsGroup) => engine.members(g).map((m) => toBase64url(m.identity));
     let before = identities(group);
     let processed: Awaited<ReturnType<GroupEngine['process']>> | undefined;
@@ -3008,6 +3018,12 @@ class Conversations {
     });
     if (result.kind === 'commit') {
       if (result.removed) return [{ type: 'removed', conversationId: entry.groupId }];
+      // A member committed this epoch before it had read this device's request to leave: the
+      // request is void in the new epoch (MLS proposals live one epoch), and the device would
+      // stay in as if it had never asked. Asked again after this pass (#askAgainToLeave).
+      if (wasLeaving && processed.group.active && !leaving(engine, processed.group)) {
+        this.#leaveVoided.add(entry.groupId);
+      }
       return [
         { type: 'changed', conversation: await this.#infoOf(entry.groupId, processed.group) },
       ];

@@ -342,6 +342,26 @@ describe('a device that asked to leave', () => {
   });
 });
 
+describe('a request to leave that a commit voided', () => {
+  test('is asked again, and the device is out after the next commit', async () => {
+    const alice = await signup('alice');
+    const bob = await signup('bob');
+    const team = await alice.client.conversations.create({ name: 'T', members: [bob.name] });
+    await bob.client.conversations.sync();
+    await bob.client.conversations.leave(team.id);
+    // Alice commits in the same epoch before reading Bob's request: MLS proposals live one
+    // epoch, so her commit voids it.
+    await alice.client.conversations.rename(team.id, 'Renamed');
+    await bob.client.conversations.sync(); // reads the rename; asks again
+    await alice.client.conversations.sync(); // commits the request asked again
+    await bob.client.conversations.sync();
+    expect((await bob.client.conversations.get(team.id)).active).toBe(false);
+    expect((await alice.client.conversations.get(team.id)).members.map((m) => m.username)).toEqual([
+      alice.name,
+    ]);
+  });
+});
+
 describe('a request to leave that the server refused', () => {
   test('is taken back: the device stays a member, sends, and can leave again', async () => {
     const alice = await signup('alice');
