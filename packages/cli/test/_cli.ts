@@ -85,3 +85,16 @@ export function json(text: string): Record<string, unknown> {
   if (lines.length !== 1) throw new Error(`expected one JSON line, got ${lines.length}: ${text}`);
   return JSON.parse(lines[0]!) as Record<string, unknown>;
 }
+
+/**
+ * The global fetch, adding every bearer token a request carries to `secrets` (the e2e tests
+ * check that none of them is ever printed).
+ */
+export function tokenCollectingFetch(secrets: Set<string>): typeof fetch {
+  return async (input, init) => {
+    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : {}));
+    const auth = headers.get('authorization');
+    if (auth) secrets.add(auth.replace(/^Bearer /i, ''));
+    return fetch(input, init);
+  };
+}

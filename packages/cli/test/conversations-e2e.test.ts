@@ -11,7 +11,7 @@ import { toBase64url } from '@coffer/crypto';
 import { createClient, encodeAttachmentDescriptor, encryptAndUpload } from '@coffer/sdk';
 import { openNodeHome } from '@coffer/sdk/node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cli, json, type RunOptions, transcript } from './_cli.js';
+import { cli, json, type RunOptions, tokenCollectingFetch, transcript } from './_cli.js';
 import { startServer, type TestServer } from './_server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coffer-cli-chat-'));
@@ -26,12 +26,7 @@ const PASSWORD: Record<string, string> = {
   carol: 'carol Passw0rd 3',
 };
 
-const spyFetch: typeof fetch = async (input, init) => {
-  const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : {}));
-  const auth = headers.get('authorization');
-  if (auth) secrets.add(auth.replace(/^Bearer /i, ''));
-  return fetch(input, init);
-};
+const spyFetch = tokenCollectingFetch(secrets);
 
 function coffer(user: string, argv: string[], options: RunOptions = {}) {
   return cli([...argv, '--home', home(user), '--server', server.url], {

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cli, json, type RunOptions, transcript } from './_cli.js';
+import { cli, json, type RunOptions, tokenCollectingFetch, transcript } from './_cli.js';
 import { startServer, type TestServer } from './_server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coffer-cli-journey-'));
@@ -22,12 +22,7 @@ const PASSWORD: Record<string, string> = {
 const secrets = new Set<string>(Object.values(PASSWORD));
 const recoveryCodes: Record<string, string> = {};
 
-const spyFetch: typeof fetch = async (input, init) => {
-  const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : {}));
-  const auth = headers.get('authorization');
-  if (auth) secrets.add(auth.replace(/^Bearer /i, ''));
-  return fetch(input, init);
-};
+const spyFetch = tokenCollectingFetch(secrets);
 
 function coffer(user: string, argv: string[], options: RunOptions = {}) {
   return cli([...argv, '--home', home(user), '--server', server.url], {

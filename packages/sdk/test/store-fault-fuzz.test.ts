@@ -53,6 +53,7 @@ import {
   memoryStore,
   SdkError,
 } from '../src/index.js';
+import { prng } from './_prng.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
 
 const SEEDS = process.env.COFFER_FUZZ_SEED
@@ -70,25 +71,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.close();
 });
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return {
-    next,
-    int,
-    pick: <T>(items: readonly T[]): T => items[int(items.length)] as T,
-    chance: (p: number) => next() < p,
-  };
-}
 
 /** What goes wrong in one operation of a device. */
 type Fault =
