@@ -252,7 +252,11 @@ function report(err: unknown, io: CliIo, json: boolean, context: HintContext): n
       code = 'COMMIT_NOT_ALLOWED';
       message = `only an admin of the conversation may ${ADMIN_ACTIONS[context.command] ?? 'change it'}`;
     }
-    hint = hintFor(code, { ...context, ...(retryAfter === undefined ? {} : { retryAfter }) });
+    hint =
+      err.serverCode === 'FORBIDDEN'
+        ? // Not a password matter (REAUTH_REQUIRED's hint): the device may have been removed.
+          'coffer messages shows whether this device was removed from the conversation'
+        : hintFor(code, { ...context, ...(retryAfter === undefined ? {} : { retryAfter }) });
   } else {
     // Our own messages and Node's (a file that cannot be read) hold no secrets.
     code = 'ERROR';

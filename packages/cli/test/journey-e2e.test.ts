@@ -247,6 +247,20 @@ describe('the journey of the READMEs', { timeout: 60_000 }, () => {
     expect(run.stderr).toContain('coffer: fetching messages again\n');
   }, 30_000);
 
+  test('a post the server forbids hints at a removal, not at the password', async () => {
+    const forbidding: typeof fetch = async (input, init) =>
+      init?.method === 'POST' && String(input).endsWith('/messages')
+        ? Response.json({ error: { code: 'FORBIDDEN', message: '' } }, { status: 403 })
+        : spyFetch(input, init);
+    const run = await coffer('alice', ['send', 'carol', 'hi'], { fetch: forbidding });
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain('does not allow this device');
+    expect(run.stderr).toContain(
+      'coffer: hint: coffer messages shows whether this device was removed',
+    );
+    expect(run.stderr).not.toMatch(/password|log in again/);
+  });
+
   test('no password, recovery code or token was ever printed', () => {
     const all = transcript.join('\n');
     for (const secret of secrets) expect(all).not.toContain(secret);

@@ -273,7 +273,11 @@ function messageFor(code: SdkErrorCode, describe: string, retryAfter: number | u
     case 'NOT_LOGGED_IN':
       return 'the session has ended; log in again';
     case 'REAUTH_REQUIRED':
-      return 'this needs the password again';
+      // FORBIDDEN shares the code (the caller may not, as it is), not the remedy: a password
+      // does not make a removed device a member again.
+      return describe.startsWith('FORBIDDEN')
+        ? 'the server does not allow this device that (not permitted, or no longer a member)'
+        : 'this needs the password again';
     case 'USERNAME_TAKEN':
       return 'the username is taken';
     case 'INVALID_USERNAME':

@@ -98,6 +98,14 @@ describe('transport', () => {
     expect(err.message).not.toContain(secret);
   });
 
+  it('does not ask for the password again when the server says FORBIDDEN', async () => {
+    const forbidden = await failure(answer(403, { error: { code: 'FORBIDDEN', message: '' } }));
+    expect(forbidden.message).toMatch(/does not allow this device/);
+    expect(forbidden.message).not.toMatch(/password/);
+    const reauth = await failure(answer(403, { error: { code: 'REAUTH_REQUIRED', message: '' } }));
+    expect(reauth.message).toMatch(/password again/);
+  });
+
   it('reads retry-after for RATE_LIMITED and marks it retryable', async () => {
     const err = await failure(
       answer(429, { error: { code: 'RATE_LIMITED', message: '' } }, { 'retry-after': '17' }),
