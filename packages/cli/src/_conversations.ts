@@ -713,10 +713,14 @@ export function groupsLeave(ctx: Context): Promise<number> {
   return withChat(ctx, async (client, me) => {
     const info = await client.conversations.get(id!);
     await client.conversations.leave(id!);
+    // A conversation nobody else was in is dropped at once; otherwise another member commits.
+    const gone = (await client.conversations.list()).every((c) => c.id !== info.id);
     result(
       ctx,
       { left: { conversationId: info.id } },
-      `asked to leave ${describe(info, me)}; the others' devices carry it out`,
+      gone
+        ? `left ${describe(info, me)}`
+        : `asked to leave ${describe(info, me)}; the others' devices carry it out`,
     );
     return EXIT.ok;
   });

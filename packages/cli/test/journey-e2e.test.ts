@@ -157,6 +157,11 @@ describe('the journey of the READMEs', { timeout: 60_000 }, () => {
           `coffer: hint: coffer groups leave ${id}\n`,
       );
     }
+    // Nobody else is in it: leaving drops it at once (no one could carry out a request).
+    expect((await conversations('alice')).map((c) => c.id)).toContain(id);
+    const left = await coffer('alice', ['groups', 'leave', id]);
+    expect(left).toMatchObject({ code: 0, stdout: `left the group "notes" (${id})\n` });
+    expect((await conversations('alice')).map((c) => c.id)).not.toContain(id);
   });
 
   test('groups leave on a one-to-one conversation names it as one; then it is with no one', async () => {

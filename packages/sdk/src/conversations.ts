@@ -2245,6 +2245,16 @@ class Conversations {
   async leave(groupId: string): Promise<void> {
     this.#op = 'conversations.leave';
     checkGroupId(groupId);
+    const engine = await this.#engineFor();
+    const { record, group } = await this.#load(groupId);
+    const alone = engine.members(group).every((m) => m.leafIndex === group.ownLeafIndex);
+    if (group.active && alone && !record.pending) {
+      // Nobody else is in it to commit this device's removal (MLS lets no member commit its
+      // own): asked, it would stay active for good. Dropped from this device instead; the
+      // server's copy, which routes to no one else, expires with its retention.
+      await this.#forget(groupId);
+      return;
+    }
     await this.#askToLeave(groupId);
   }
 

@@ -342,6 +342,19 @@ describe('a device that asked to leave', () => {
   });
 });
 
+describe('leaving a conversation nobody else is in', () => {
+  test('drops it from the device (nobody could commit the removal)', async () => {
+    const alice = await signup('alice');
+    const notes = await alice.client.conversations.create({ name: 'notes' });
+    await alice.client.conversations.leave(notes.id);
+    expect((await alice.client.conversations.list()).map((c) => c.id)).not.toContain(notes.id);
+    await expect(alice.client.conversations.get(notes.id)).rejects.toSatisfy((e) =>
+      SdkError.is(e, 'NOT_FOUND'),
+    );
+    expect(errors(await alice.client.conversations.sync())).toEqual([]);
+  });
+});
+
 describe('a request to leave that a commit voided', () => {
   test('is asked again, and the device is out after the next commit', async () => {
     const alice = await signup('alice');
