@@ -10,7 +10,10 @@ import { countInWindows } from './window-limit.js';
 
 /** The window the limits below count over. */
 export const CLAIM_WINDOW_MS = 60 * 60 * 1000;
-/** Claims of one target account by one claiming account per window: a contact's normal use is a few. */
+/**
+ * Claims of one target account by one claiming account per window: a contact's normal use is a
+ * few. An account's claims of itself are not counted here (only in {@link CLAIMS_PER_CLAIMER}).
+ */
 export const CLAIMS_PER_TARGET = 10;
 /** Claims by one account per window, over all targets: bounds what one account can drain. */
 export const CLAIMS_PER_CLAIMER = 100;
@@ -37,15 +40,25 @@ export function createClaimLimiter(
   now: () => number,
 ): ClaimLimiter {
   const mac = (text: string) => hmac('SHA-256', key, utf8Encode(text));
-  const limits = [CLAIMS_PER_TARGET, CLAIMS_PER_CLAIMER];
   return {
     async count(claimer, target, op) {
       // Account ids are b64url, so `:` separates them unambiguously.
-      const keys = await Promise.all([
-        mac(`kp-pair:${claimer}:${target}`),
-        mac(`kp-claimer:${claimer}`),
-      ]);
-      await countInWindows(store, keys, limits, CLAIM_WINDOW_MS, now(), op);
+      const claimerKey = await mac(`kp-claimer:${claimer}`);
+      // An account's own claims (a device adding a newly linked one to every conversation of
+      // the account, one claim each) are not a contact draining it: only the overall limit.
+      if (claimer === target) {
+        await countInWindows(store, [claimerKey], [CLAIMS_PER_CLAIMER], CLAIM_WINDOW_MS, now(), op);
+        return;
+      }
+      const pairKey = await mac(`kp-pair:${claimer}:${target}`);
+      await countInWindows(
+        store,
+        [pairKey, claimerKey],
+        [CLAIMS_PER_TARGET, CLAIMS_PER_CLAIMER],
+        CLAIM_WINDOW_MS,
+        now(),
+        op,
+      );
     },
   };
 }
