@@ -30,7 +30,7 @@ import { fromBase64url, toBase64url } from '@coffer/crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { CofferClient, ConversationEvent, FetchLike } from '../src/index.js';
 import { SdkError } from '../src/index.js';
-import { prng, type Rng } from './_prng.js';
+import { fuzzFailure, printLog, prng, type Rng, watchUnhandled } from './_fuzz.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
 
 const SEEDS = process.env.COFFER_FUZZ_SEED
@@ -175,9 +175,8 @@ describe('a randomized hostile server', () => {
     async (SEED) => {
       const rng = prng(SEED);
       const log: string[] = [];
-      const unhandled: unknown[] = [];
-      const onUnhandled = (reason: unknown) => unhandled.push(reason);
-      process.on('unhandledRejection', onUnhandled);
+      const watch = watchUnhandled();
+      const { unhandled } = watch;
 
       /** What each sent text is: who sent it, where. */
       const sent = new Map<string, { deviceId: string; accountId: string; conversation: string }>();
@@ -352,14 +351,16 @@ describe('a randomized hostile server', () => {
         return out;
       };
 
-      const signup = async (label: string): Promise<Device> => {
-        const name = username(label);
+      /** A device of `name` on a fresh home: signed up (`first` absent) or logged in. */
+      const device = async (label: string, name: string, first?: Device): Promise<Device> => {
         let self: Device | undefined;
         const client = await testClient(
           { fetch: makeFetch(() => self) },
           { conversations: { selfUpdateAfterMessages: 4 } },
         );
-        const { account } = await client.signup(name, password(name));
+        const account = first
+          ? await client.login(name, password(name))
+          : (await client.signup(name, password(name))).account;
         self = {
           label,
           name,
@@ -376,28 +377,8 @@ describe('a randomized hostile server', () => {
         await client.conversations.sync();
         return self;
       };
-      const secondDevice = async (first: Device, label: string): Promise<Device> => {
-        let self: Device | undefined;
-        const client = await testClient(
-          { fetch: makeFetch(() => self) },
-          { conversations: { selfUpdateAfterMessages: 4 } },
-        );
-        const account = await client.login(first.name, password(first.name));
-        self = {
-          ...first,
-          label,
-          deviceId: account.deviceId,
-          client,
-          tamper: undefined,
-          did: [],
-          requests: 0,
-          received: new Set(),
-          delivered: [],
-          resynced: new Set(),
-        };
-        await client.conversations.sync();
-        return self;
-      };
+      const signup = (label: string) => device(label, username(label));
+      const secondDevice = (first: Device, label: string) => device(label, first.name, first);
 
       const fail = (message: string): never => {
         throw new Error(message);
@@ -577,18 +558,11 @@ describe('a randomized hostile server', () => {
         }
         await recover(conversations, log, send, syncOnce);
         if (unhandled.length > 0) fail(`unhandled rejection: ${String(unhandled[0])}`);
-        if (process.env.COFFER_FUZZ_LOG) console.log(log.join('\n'));
+        printLog(log);
       } catch (err) {
-        if (process.env.COFFER_FUZZ_LOG) console.log(log.join('\n'));
-        const tail = log.slice(-25).join('\n');
-        throw new Error(
-          `hostile fuzz failed at round ${round} with seed ${SEED} (replay: COFFER_FUZZ_SEED=${SEED}): ${
-            (err as Error).message
-          }\nlast rounds:\n${tail}`,
-          { cause: err },
-        );
+        throw fuzzFailure('hostile fuzz', SEED, round, log, err);
       } finally {
-        process.off('unhandledRejection', onUnhandled);
+        watch.stop();
         for (const d of devices) await d.client.close();
       }
     },

@@ -53,14 +53,13 @@ import {
   memoryStore,
   SdkError,
 } from '../src/index.js';
-import { prng } from './_prng.js';
+import { fuzzFailure, printLog, prng, watchUnhandled } from './_fuzz.js';
 import { type TestServer, testClient, testServer, username } from './_server.js';
 
 const SEEDS = process.env.COFFER_FUZZ_SEED
   ? [Number(process.env.COFFER_FUZZ_SEED)]
   : [0x5704e, 3, 11];
 const ROUNDS = Number(process.env.COFFER_FUZZ_ROUNDS ?? 150);
-const LOG = Boolean(process.env.COFFER_FUZZ_LOG);
 
 let server: TestServer;
 /** The server's clock runs ahead of the devices' by this much: moved on an hour at times. */
@@ -506,9 +505,8 @@ describe('a randomized failing local store', () => {
     async (SEED) => {
       const rng = prng(SEED);
       const log: string[] = [];
-      const unhandled: unknown[] = [];
-      const onUnhandled = (reason: unknown) => unhandled.push(reason);
-      process.on('unhandledRejection', onUnhandled);
+      const watch = watchUnhandled();
+      const { unhandled } = watch;
 
       /** Every text ever sent: who sent it, where (known before the send). */
       const sent = new Map<string, { from: Device; conversation: string }>();
@@ -943,18 +941,11 @@ describe('a randomized failing local store', () => {
         for (const d of devices) for (const c of conversations) await historyOf(d, c.id);
         if (lost.length > 0) fail(`accepted messages lost: ${lost.join(', ')}`);
         if (unhandled.length > 0) fail(`unhandled rejection: ${String(unhandled[0])}`);
-        if (LOG) console.log(log.join('\n'));
+        printLog(log);
       } catch (err) {
-        if (LOG) console.log(log.join('\n'));
-        const tail = log.slice(-25).join('\n');
-        throw new Error(
-          `store fault fuzz failed at round ${round} with seed ${SEED} (replay: COFFER_FUZZ_SEED=${SEED}): ${
-            (err as Error).message
-          }\nlast rounds:\n${tail}`,
-          { cause: err },
-        );
+        throw fuzzFailure('store fault fuzz', SEED, round, log, err);
       } finally {
-        process.off('unhandledRejection', onUnhandled);
+        watch.stop();
         for (const d of devices) await d.client.close();
       }
     },
